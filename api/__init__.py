@@ -1,0 +1,1 @@
+"""The ways in: the GraphQL schema, the HTTP app and the `utfall` command line."""

@@ -1,0 +1,126 @@
+"""The HTTP app: GraphQL at /graphql (GraphiQL in development), /healthz and /readyz."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+from strawberry.types.unset import UNSET
+
+from api.graphql.base import Context, RequestDB
+from api.graphql.schema import build_schema
+from ledger import tokens
+from ledger.config import Settings
+from ledger.db import Database, make_engine
+from ledger.errors import PermissionDenied
+from ledger.models import utcnow
+from ledger import schema as db_schema
+
+log = logging.getLogger("utfall")
+# last-used times are written at most this often per token, so reads stay reads
+TOUCH_EVERY = timedelta(minutes=1)
+
+
+class UtfallGraphQL(GraphQL):
+    """Authenticates the bearer token and builds a fresh context (and DataLoaders) per request."""
+
+    def __init__(self, schema, db: Database, executor: ThreadPoolExecutor, **kw):
+        super().__init__(schema, **kw)
+        self.db = db
+        self.executor = executor
+
+    async def get_context(self, request: Request, response) -> Context:
+        rdb = RequestDB(self.db, self.executor)
+        request.state.rdb = rdb
+        return Context(db=rdb, actor=request.state.actor, request=request, request_id=request.state.request_id)
+
+    async def run(self, request, context=UNSET, root_value=UNSET):  # type: ignore[override]
+        if not isinstance(request, Request):
+            return await super().run(request, context, root_value)
+        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.rdb = None
+        header = request.headers.get("authorization")
+        request.state.actor = None
+        if header:
+            scheme, _, secret = header.partition(" ")
+            if scheme.lower() != "bearer" or not secret.strip():
+                return _unauthorized("the Authorization header must be 'Bearer <token>'")
+            rdb = RequestDB(self.db, self.executor)
+            now = utcnow()
+            try:
+                actor = await rdb.read(lambda s: tokens.authenticate(s, secret.strip(), now))
+                last = await rdb.read(lambda s: s.get(tokens.ApiToken, actor.token_id).last_used_at)
+            except PermissionDenied as err:
+                return _unauthorized(err.message)
+            finally:
+                await rdb.close()
+            if last is None or now - last > TOUCH_EVERY:
+                await rdb.write(lambda uow: tokens.touch(uow, actor.token_id, now))
+            request.state.actor = actor
+        started = time.perf_counter()
+        try:
+            response = await super().run(request, context, root_value)
+            response.headers["x-request-id"] = request.state.request_id
+            return response
+        finally:
+            if request.state.rdb is not None:
+                await request.state.rdb.close()
+            log.info(json.dumps({"event": "graphql", "request_id": request.state.request_id,
+                                 "ms": round((time.perf_counter() - started) * 1000, 1),
+                                 "actor": getattr(request.state.actor, "name", None)}))
+
+
+def _unauthorized(message: str) -> JSONResponse:
+    return JSONResponse({"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
+                        status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+def create_app(settings: Settings, db: Database | None = None, *, workers: int = 8) -> Starlette:
+    """The ASGI app for `settings`; tests pass their own `db`."""
+    db = db or Database(make_engine(settings.database_url))
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="utfall-db")
+    schema = build_schema(production=settings.production)
+    gql = UtfallGraphQL(schema, db, executor, graphql_ide=None if settings.production else "graphiql",
+                        allow_queries_via_get=False)
+
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_request: Request) -> JSONResponse:
+        def check():
+            with db.reading() as s:
+                s.execute(text("SELECT 1"))
+                return db_schema.current_revision(s.connection())
+        try:
+            import asyncio
+            current = await asyncio.get_running_loop().run_in_executor(executor, check)
+        except Exception as exc:  # the database is down or unreachable
+            return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
+        head = db_schema.head_revision()
+        if current != head:
+            return JSONResponse({"status": "migrations pending", "current": current, "head": head}, status_code=503)
+        return JSONResponse({"status": "ready", "revision": current})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        executor.shutdown(wait=False)
+
+    app = Starlette(routes=[
+        Route("/graphql", gql, methods=["GET", "POST"]),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+    ], lifespan=lifespan)
+    app.state.db = db
+    app.state.settings = settings
+    return app

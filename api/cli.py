@@ -1,0 +1,122 @@
+"""The `utfall` command line: database, tokens, the server, the demo."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ledger.access import SYSTEM
+from ledger.config import ConfigError, load
+from ledger.db import Database, make_engine
+from ledger.errors import DomainError
+
+
+def _db(settings) -> Database:
+    return Database(make_engine(settings.database_url))
+
+
+def cmd_db_upgrade(args, settings) -> int:
+    from ledger import schema
+    schema.upgrade(settings.database_url)
+    print(f"database at head ({schema.head_revision()})")
+    return 0
+
+
+def _party_id(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if raw.isdigit():
+        return int(raw)
+    from api.graphql.base import from_global_id
+    return from_global_id(raw, "Party", field="party")
+
+
+def cmd_token_create(args, settings) -> int:
+    from ledger import tokens
+    db = _db(settings)
+    with db.uow() as uow:
+        issued = tokens.create_token(uow, actor=SYSTEM, name=args.name, role=args.role, party_id=_party_id(args.party))
+        uow.commit()
+    print(f"token {issued.api_token.id} for {args.name} ({args.role}); it is shown only once:")
+    print(issued.token)
+    return 0
+
+
+def cmd_serve(args, settings) -> int:
+    import uvicorn
+    from api.app import create_app
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_ledger_verify(args, settings) -> int:
+    from ledger import journal
+    db = _db(settings)
+    with db.reading() as s:
+        d = journal.Digest(args.sequence, args.hash) if args.sequence is not None else None
+        v = journal.verify(s, d)
+    if v.ok:
+        print(f"ok: {v.checked_transactions} transactions verified")
+        return 0
+    print(f"FAILED at sequence {v.first_invalid_sequence}: {v.reason} ({v.checked_transactions} verified before it)")
+    return 1
+
+
+def cmd_schema_export(args, settings) -> int:
+    from pathlib import Path
+    from strawberry.printer import print_schema
+    from api.graphql.schema import schema
+    Path(args.output).write_text(print_schema(schema) + "\n", encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="utfall", description="Utfall: outcomes contracts and their ledger.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="the database").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="create or migrate the database named by DATABASE_URL").set_defaults(func=cmd_db_upgrade)
+
+    tok = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
+    create = tok.add_parser("create", help="create a bearer token; prints it alone on the last line")
+    create.add_argument("--role", required=True,
+                        choices=["ADMIN", "FUND_MANAGER", "MUNICIPALITY", "PROVIDER", "VERIFIER", "AUDITOR"])
+    create.add_argument("--name", required=True)
+    create.add_argument("--party", help="the party's ID (global or numeric) for party-bound roles")
+    create.set_defaults(func=cmd_token_create)
+
+    serve = sub.add_parser("serve", help="serve GraphQL at /graphql")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
+    sch = sub.add_parser("schema", help="the GraphQL schema").add_subparsers(dest="schema_command", required=True)
+    exp = sch.add_parser("export", help="write the SDL (schemas/schema.graphql)")
+    exp.add_argument("--output", default="schemas/schema.graphql")
+    exp.set_defaults(func=cmd_schema_export, needs_settings=False)
+
+    led = sub.add_parser("ledger", help="the ledger").add_subparsers(dest="ledger_command", required=True)
+    ver = led.add_parser("verify", help="recompute the hash chain and balances of the database")
+    ver.add_argument("--sequence", type=int, help="a digest's sequence to prove")
+    ver.add_argument("--hash", help="a digest's hash to prove")
+    ver.set_defaults(func=cmd_ledger_verify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load() if getattr(args, "needs_settings", True) else None
+        return args.func(args, settings)
+    except ConfigError as err:
+        print(f"utfall: {err}", file=sys.stderr)
+        return 2
+    except DomainError as err:
+        print(f"utfall: {err.code}: {err.message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

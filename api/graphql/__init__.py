@@ -1,0 +1,1 @@
+"""The GraphQL schema, one module per area; `api.graphql.schema` assembles it."""

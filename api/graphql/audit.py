@@ -1,0 +1,52 @@
+"""The audit trail: who did what, when, with which input."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from graphql import GraphQLError
+from sqlalchemy import select
+from strawberry.types import Info
+
+from api.graphql.base import Connection, Node, connection, ctx, decode_cursor, page_size, require_actor
+from ledger import models
+
+
+@strawberry.type
+class AuditEvent(Node):
+    pk: strawberry.Private[int]
+    occurred_at: datetime
+    actor: str
+    role: str
+    operation: str
+    input: str = strawberry.field(description="The mutation's input as JSON; identity numbers only as keyed hashes.")
+    result_type: str | None
+    result_id: str | None
+
+    @classmethod
+    def from_row(cls, e: models.AuditEvent) -> "AuditEvent":
+        return cls(pk=e.id, occurred_at=e.occurred_at, actor=e.actor, role=e.role, operation=e.operation,
+                   input=e.input, result_type=e.result_type, result_id=e.result_id)
+
+
+def require_overseer(info: Info):
+    actor = require_actor(info)
+    if not actor.sees_everything:
+        raise GraphQLError("only admins, fund managers and auditors read the audit trail",
+                           extensions={"code": "PERMISSION_DENIED"})
+    return actor
+
+
+@strawberry.type
+class AuditQueries:
+    @strawberry.field
+    async def audit_events(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[AuditEvent]:
+        require_overseer(info)
+        size, start = page_size(first), decode_cursor(after)
+
+        def q(s):
+            stmt = select(models.AuditEvent).order_by(models.AuditEvent.id).limit(size + 1)
+            if start is not None:
+                stmt = stmt.where(models.AuditEvent.id > start)
+            return connection(s.execute(stmt).scalars().all(), lambda e: e.id, size, start is not None, AuditEvent.from_row)
+        return await ctx(info).db.read(q)

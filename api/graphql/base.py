@@ -1,0 +1,325 @@
+"""Shared GraphQL pieces: scalars, Money, UserError, global IDs, connections, the context."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import enum
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, Generic, TypeVar
+
+import strawberry
+from graphql import GraphQLError
+from sqlalchemy.orm import Session
+from strawberry.types import Info
+
+from ledger import money as m
+from ledger.access import Actor
+from ledger.audit import IdempotencyRace, run_mutation
+from ledger.db import Database, UnitOfWork
+from ledger.errors import DomainError, MultipleErrors, ValidationError
+
+T = TypeVar("T")
+MAX_PAGE = 100
+DEFAULT_PAGE = 50
+
+
+# --- scalars --------------------------------------------------------------------------------
+
+def _serialize_decimal(value: Decimal) -> str:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ValueError("not a finite Decimal")
+    text = format(value, "f")
+    return "0" + text[2:] if text.startswith("-0") and Decimal(text) == 0 else text
+
+
+def _parse_decimal(value: Any) -> Decimal:
+    # strings only: JSON numbers lose precision in clients, and NaN/Infinity are not amounts
+    if not isinstance(value, str):
+        raise ValueError("Decimal values are strings such as \"1250.00\"")
+    text = value.strip()
+    if not re.fullmatch(r"-?\d{1,18}(\.\d{1,12})?", text):
+        raise ValueError(f"{value!r} is not a plain decimal number")
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a decimal number") from None
+
+
+DecimalScalar = strawberry.scalar(
+    name="Decimal", description="A decimal number as a string, e.g. \"1250.00\"; never a float.",
+    serialize=_serialize_decimal, parse_value=_parse_decimal,
+)
+
+SCALAR_MAP = {Decimal: DecimalScalar}
+
+
+# --- shared types ---------------------------------------------------------------------------
+
+@strawberry.type
+class Money:
+    amount: Decimal
+    currency: str
+
+    @classmethod
+    def of(cls, value: m.Money) -> "Money":
+        return cls(amount=value.amount, currency=value.currency.code)
+
+    @classmethod
+    def minor(cls, units: int, currency: str) -> "Money":
+        return cls.of(m.from_minor(units, currency))
+
+
+@strawberry.input
+class MoneyInput:
+    amount: Decimal
+    currency: str
+
+    def to_money(self, field: str = "amount") -> m.Money:
+        return m.money(self.amount, self.currency, field=field)
+
+
+@strawberry.type
+class UserError:
+    field: list[str] | None
+    message: str
+    code: str
+
+
+def user_errors(err: DomainError) -> list[UserError]:
+    errs = err.errors if isinstance(err, MultipleErrors) else [err]
+    return [UserError(field=e.field, message=e.message, code=e.code) for e in errs]
+
+
+# --- global IDs -----------------------------------------------------------------------------
+
+def to_global_id(type_name: str, pk: int | str) -> str:
+    return base64.b64encode(f"{type_name}:{pk}".encode()).decode()
+
+
+def from_global_id(gid: str, expected: str | Sequence[str] | None = None, *, field: str = "id") -> int:
+    """The integer key inside a global ID of the expected type, or INVALID_ID."""
+    try:
+        raw = base64.b64decode(str(gid).encode(), validate=True).decode()
+        type_name, _, pk = raw.partition(":")
+        if not pk.isdigit() or len(pk) > 18:
+            raise ValueError
+        key = int(pk)
+    except Exception:
+        raise ValidationError(f"{gid!r} is not a valid ID", code="INVALID_ID", field=[field]) from None
+    allowed = [expected] if isinstance(expected, str) else expected
+    if allowed and type_name not in allowed:
+        raise ValidationError(f"{gid!r} is not the ID of a {' or '.join(allowed)}", code="INVALID_ID", field=[field])
+    return key
+
+
+def split_global_id(gid: str) -> tuple[str, int] | None:
+    try:
+        raw = base64.b64decode(str(gid).encode(), validate=True).decode()
+        type_name, _, pk = raw.partition(":")
+        if not pk.isdigit() or len(pk) > 18:
+            return None
+        return type_name, int(pk)
+    except Exception:
+        return None
+
+
+@strawberry.interface(description="An object with a global ID.")
+class Node:
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(to_global_id(type(self).__name__, self.pk))
+
+    pk: strawberry.Private[int]
+
+
+# --- connections (keyset cursors on the primary key) -----------------------------------------
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type(description="A page of items; pass `endCursor` as `after` for the next.")
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+
+    @strawberry.field
+    def nodes(self) -> list[T]:
+        return [e.node for e in self.edges]
+
+
+def encode_cursor(key: int) -> str:
+    return base64.b64encode(f"k:{key}".encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.b64decode(cursor.encode(), validate=True).decode()
+        if not raw.startswith("k:"):
+            raise ValueError
+        return int(raw[2:])
+    except Exception:
+        raise GraphQLError(f"{cursor!r} is not a cursor from this API", extensions={"code": "INVALID_CURSOR"}) from None
+
+
+def page_size(first: int | None) -> int:
+    if first is None:
+        return DEFAULT_PAGE
+    if first < 0 or first > MAX_PAGE:
+        raise GraphQLError(f"first must be between 0 and {MAX_PAGE}", extensions={"code": "PAGE_SIZE"})
+    return first
+
+
+def connection(items: Sequence[Any], key: Callable[[Any], int], size: int, has_previous: bool, to_node: Callable[[Any], T]) -> Connection[T]:
+    """A connection from up to size+1 rows fetched after a cursor (the extra row means 'more')."""
+    more = len(items) > size
+    rows = items[:size]
+    edges = [Edge(cursor=encode_cursor(key(r)), node=to_node(r)) for r in rows]
+    return Connection(edges=edges, page_info=PageInfo(
+        has_next_page=more, has_previous_page=has_previous,
+        start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None,
+    ))
+
+
+# --- request context ------------------------------------------------------------------------
+
+class RequestDB:
+    """Database access for one request.
+
+    Blocking database work runs in a worker thread, never on the event loop. Reads of one
+    request share one session, used by one thread at a time (the lock); each mutation is its
+    own unit of work, after which the read session starts afresh so it sees the result.
+    """
+
+    def __init__(self, db: Database, executor: ThreadPoolExecutor):
+        self.db = db
+        self.executor = executor
+        self._lock = asyncio.Lock()
+        self._session: Session | None = None
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        async with self._lock:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        def call() -> T:
+            if self._session is None:
+                self._session = self.db.read_session()
+            return fn(self._session)
+        return await self._in_thread(call)
+
+    async def write(self, fn: Callable[[UnitOfWork], T]) -> T:
+        def call() -> T:
+            self._reset()
+            for attempt in (1, 2):
+                try:
+                    with self.db.uow() as uow:
+                        result = fn(uow)
+                        uow.commit()
+                        return result
+                except IdempotencyRace:
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+        return await self._in_thread(call)
+
+    def _reset(self) -> None:
+        if self._session is not None:
+            self._session.rollback()
+            self._session.close()
+            self._session = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._in_thread(self._reset)
+
+
+@dataclass
+class Context:
+    db: RequestDB
+    actor: Actor | None
+    request: Any = None
+    loaders: dict[str, Any] = field(default_factory=dict)
+    request_id: str = ""
+
+    def loader(self, name: str, factory: Callable[[], Any]) -> Any:
+        """A DataLoader made once per request (never shared across requests or callers)."""
+        if name not in self.loaders:
+            self.loaders[name] = factory()
+        return self.loaders[name]
+
+
+def ctx(info: Info) -> Context:
+    return info.context
+
+
+def require_actor(info: Info) -> Actor:
+    actor = ctx(info).actor
+    if actor is None:
+        raise GraphQLError("this needs a bearer token", extensions={"code": "UNAUTHENTICATED"})
+    return actor
+
+
+def query_error(err: DomainError) -> GraphQLError:
+    return GraphQLError(err.message, extensions={"code": err.code, "field": err.field})
+
+
+def aware(dt: datetime | None, field: str) -> datetime | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        raise ValidationError("a DateTime needs an offset, e.g. 2026-01-31T12:00:00+00:00",
+                              code="INVALID_DATETIME", field=[field])
+    return dt.astimezone(timezone.utc)
+
+
+def input_params(value: Any) -> Any:
+    """A mutation input as plain JSON-able values, for the idempotency hash and the audit trail."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: input_params(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.name != "idempotency_key"}
+    if isinstance(value, (list, tuple)):
+        return [input_params(v) for v in value]
+    return value
+
+
+def audited(uow: UnitOfWork, actor: Actor, operation: str, input: Any, action: Callable[[], T], **kw: Any) -> T:
+    """Run a use case under the input's idempotency key and write its audit event."""
+    return run_mutation(uow, actor=actor, operation=operation, params=input_params(input),
+                        idempotency_key=getattr(input, "idempotency_key", None), action=action, **kw)
+
+
+async def mutate(info: Info, payload_cls: type, fn: Callable[[UnitOfWork, Actor], Any],
+                 to_fields: Callable[[Any], dict]) -> Any:
+    """Run one use case as the caller in its own unit of work; map the result or the domain
+    error onto the payload. `to_fields` runs inside the unit of work, while rows are loaded."""
+    empty = {f.name: None for f in dataclasses.fields(payload_cls) if f.name != "user_errors"}
+    actor = ctx(info).actor
+    if actor is None:
+        return payload_cls(**empty, user_errors=[
+            UserError(field=None, message="this needs a bearer token", code="UNAUTHENTICATED")])
+    try:
+        fields = await ctx(info).db.write(lambda uow: to_fields(fn(uow, actor)))
+    except DomainError as err:
+        return payload_cls(**empty, user_errors=user_errors(err))
+    return payload_cls(**fields, user_errors=[])

@@ -1,0 +1,275 @@
+"""The ledger: accounts, transactions, balances, digests, verification and reversal."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import strawberry
+from sqlalchemy import exists, select
+from strawberry.dataloader import DataLoader
+from strawberry.types import Info
+
+from api.graphql.base import (
+    Connection, Money, Node, UserError, audited, aware, connection, ctx, decode_cursor, from_global_id,
+    mutate, page_size, query_error, require_actor,
+)
+from api.graphql.parties import Party, load_party
+from ledger import journal, models
+from ledger.errors import DomainError, NotFound
+from ledger.reads import may_see_account, visible_accounts, visible_transactions
+
+
+@strawberry.type
+class LedgerAccount(Node):
+    pk: strawberry.Private[int]
+    code: str
+    name: str
+    currency: str
+    party_id: strawberry.Private[int]
+    counterparty_id: strawberry.Private[int | None]
+    contract_pk: strawberry.Private[int | None]
+    balance_minor: strawberry.Private[int]
+    closed_at: datetime | None
+
+    @strawberry.field(description="The running balance now: debits positive, credits negative.")
+    def balance(self) -> Money:
+        return Money.minor(self.balance_minor, self.currency)
+
+    @strawberry.field
+    async def party(self, info: Info) -> Party | None:
+        return await load_party(info, self.party_id)
+
+    @strawberry.field
+    async def counterparty(self, info: Info) -> Party | None:
+        return await load_party(info, self.counterparty_id)
+
+    @classmethod
+    def from_row(cls, a: models.Account) -> "LedgerAccount":
+        return cls(pk=a.id, code=a.code, name=a.name, currency=a.currency, party_id=a.party_id,
+                   counterparty_id=a.counterparty_id, contract_pk=a.contract_id, balance_minor=a.balance_minor,
+                   closed_at=a.closed_at)
+
+
+@strawberry.type
+class LedgerEntry:
+    line: int
+    account_id: strawberry.Private[int]
+    amount_minor: strawberry.Private[int]
+    balance_after_minor: strawberry.Private[int]
+    currency: str
+
+    @strawberry.field
+    def amount(self) -> Money:
+        return Money.minor(self.amount_minor, self.currency)
+
+    @strawberry.field(description="The account's running balance right after this entry.")
+    def balance_after(self) -> Money:
+        return Money.minor(self.balance_after_minor, self.currency)
+
+    @strawberry.field
+    async def account(self, info: Info) -> LedgerAccount | None:
+        return await load_account(info, self.account_id)
+
+
+@strawberry.type
+class LedgerTransaction(Node):
+    pk: strawberry.Private[int]
+    sequence: int
+    posted_at: datetime
+    effective_date: date
+    kind: str
+    description: str
+    actor: str
+    hash: str
+    previous_hash: str
+    reverses_sequence: strawberry.Private[int | None]
+    entries: list[LedgerEntry]
+
+    @strawberry.field(description="The transaction this one reverses, if it is a reversal.")
+    async def reverses(self, info: Info) -> LedgerTransaction | None:
+        if self.reverses_sequence is None:
+            return None
+        return await load_transaction(info, self.reverses_sequence)
+
+    @classmethod
+    def from_row(cls, t: models.Transaction) -> "LedgerTransaction":
+        return cls(pk=t.sequence, sequence=t.sequence, posted_at=t.posted_at, effective_date=t.effective_date,
+                   kind=t.kind, description=t.description, actor=t.actor, hash=t.hash, previous_hash=t.previous_hash,
+                   reverses_sequence=t.reverses,
+                   entries=[LedgerEntry(line=e.line, account_id=e.account_id, amount_minor=e.amount_minor,
+                                        balance_after_minor=e.balance_after_minor, currency=e.currency)
+                            for e in t.entries])
+
+
+@strawberry.type
+class LedgerDigest:
+    sequence: int
+    hash: str
+
+
+@strawberry.input
+class LedgerDigestInput:
+    sequence: int
+    hash: str
+
+
+@strawberry.type
+class LedgerVerification:
+    ok: bool
+    checked_transactions: int
+    first_invalid_sequence: int | None
+    reason: str | None
+
+
+async def load_account(info: Info, account_id: int | None) -> LedgerAccount | None:
+    """An account through the request's DataLoader; null when the caller may not see it."""
+    if account_id is None:
+        return None
+    c = ctx(info)
+    actor = require_actor(info)
+
+    async def batch(keys: list[int]) -> list[LedgerAccount | None]:
+        rows = await c.db.read(lambda s: {a.id: a for a in s.execute(
+            select(models.Account).where(models.Account.id.in_(keys))).scalars()})
+        return [LedgerAccount.from_row(rows[k]) if k in rows and may_see_account(actor, rows[k]) else None for k in keys]
+
+    return await c.loader("account", lambda: DataLoader(batch)).load(account_id)
+
+
+async def load_transaction(info: Info, sequence: int) -> LedgerTransaction | None:
+    c = ctx(info)
+    actor = require_actor(info)
+
+    async def batch(keys: list[int]) -> list[LedgerTransaction | None]:
+        def q(s):
+            stmt = select(models.Transaction).where(models.Transaction.sequence.in_(keys))
+            clause = visible_transactions(actor)
+            if clause is not None:
+                stmt = stmt.where(clause)
+            return {t.sequence: LedgerTransaction.from_row(t) for t in s.execute(stmt).scalars()}
+        rows = await c.db.read(q)
+        return [rows.get(k) for k in keys]
+
+    return await c.loader("transaction", lambda: DataLoader(batch)).load(sequence)
+
+
+def _opt_id(gid: strawberry.ID | None, type_name: str | list[str], field: str) -> int | None:
+    return None if gid is None else from_global_id(gid, type_name, field=field)
+
+
+@strawberry.input
+class ReverseTransactionInput:
+    transaction_id: strawberry.ID
+    reason: str
+    effective_date: date | None = None
+    idempotency_key: str | None = None
+
+
+@strawberry.type
+class ReverseTransactionPayload:
+    transaction: LedgerTransaction | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class LedgerQueries:
+    @strawberry.field
+    async def ledger_accounts(self, info: Info, party_id: strawberry.ID | None = None,
+                              contract_id: strawberry.ID | None = None) -> list[LedgerAccount]:
+        actor = require_actor(info)
+        try:
+            party = _opt_id(party_id, "Party", "partyId")
+            contract = _opt_id(contract_id, "OutcomeContract", "contractId")
+        except DomainError as err:
+            raise query_error(err) from None
+
+        def q(s):
+            stmt = select(models.Account).order_by(models.Account.id)
+            if party is not None:
+                stmt = stmt.where(models.Account.party_id == party)
+            if contract is not None:
+                stmt = stmt.where(models.Account.contract_id == contract)
+            clause = visible_accounts(actor)
+            if clause is not None:
+                stmt = stmt.where(clause)
+            return [LedgerAccount.from_row(a) for a in s.execute(stmt.limit(1000)).scalars()]
+        return await ctx(info).db.read(q)
+
+    @strawberry.field
+    async def ledger_transactions(
+        self, info: Info, party_id: strawberry.ID | None = None, contract_id: strawberry.ID | None = None,
+        account_id: strawberry.ID | None = None, from_sequence: int | None = None, first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[LedgerTransaction]:
+        actor = require_actor(info)
+        size, start = page_size(first), decode_cursor(after)
+        try:
+            party = _opt_id(party_id, "Party", "partyId")
+            contract = _opt_id(contract_id, "OutcomeContract", "contractId")
+            account = _opt_id(account_id, "LedgerAccount", "accountId")
+        except DomainError as err:
+            raise query_error(err) from None
+        T, E, A = models.Transaction, models.Entry, models.Account
+
+        def q(s):
+            stmt = select(T).order_by(T.sequence).limit(size + 1)
+            lower = max(start or 0, (from_sequence or 1) - 1)
+            stmt = stmt.where(T.sequence > lower)
+            if contract is not None:
+                stmt = stmt.where(T.contract_id == contract)
+            if account is not None:
+                stmt = stmt.where(exists(select(E.sequence).where(E.sequence == T.sequence, E.account_id == account)))
+            if party is not None:
+                stmt = stmt.where(exists(select(E.sequence).join(A, A.id == E.account_id)
+                                         .where(E.sequence == T.sequence, A.party_id == party)))
+            clause = visible_transactions(actor)
+            if clause is not None:
+                stmt = stmt.where(clause)
+            return connection(s.execute(stmt).scalars().all(), lambda t: t.sequence, size, lower > 0,
+                              LedgerTransaction.from_row)
+        return await ctx(info).db.read(q)
+
+    @strawberry.field(description="An account's balance now, as of a time, or as of a sequence number.")
+    async def balance(self, info: Info, account_id: strawberry.ID, as_of: datetime | None = None,
+                      as_of_sequence: int | None = None) -> Money:
+        actor = require_actor(info)
+        try:
+            pk = from_global_id(account_id, "LedgerAccount", field="accountId")
+            at = aware(as_of, "asOf")
+        except DomainError as err:
+            raise query_error(err) from None
+
+        def q(s):
+            acc = s.get(models.Account, pk)
+            if acc is None or not may_see_account(actor, acc):
+                raise NotFound("no such account", code="UNKNOWN_ACCOUNT", field=["accountId"])
+            return Money.of(journal.balance(s, pk, as_of=at, as_of_sequence=as_of_sequence))
+        try:
+            return await ctx(info).db.read(q)
+        except DomainError as err:
+            raise query_error(err) from None
+
+    @strawberry.field
+    async def ledger_digest(self, info: Info) -> LedgerDigest:
+        require_actor(info)
+        d = await ctx(info).db.read(journal.digest)
+        return LedgerDigest(sequence=d.sequence, hash=d.hash)
+
+    @strawberry.field(description="Recompute the chain and every running balance; with a digest, prove it is still held.")
+    async def verify_ledger(self, info: Info, digest: LedgerDigestInput | None = None) -> LedgerVerification:
+        require_actor(info)
+        d = journal.Digest(digest.sequence, digest.hash.lower()) if digest else None
+        v = await ctx(info).db.read(lambda s: journal.verify(s, d))
+        return LedgerVerification(ok=v.ok, checked_transactions=v.checked_transactions,
+                                  first_invalid_sequence=v.first_invalid_sequence, reason=v.reason)
+
+
+@strawberry.type
+class LedgerMutations:
+    @strawberry.mutation(description="Post a new transaction that reverses an earlier one, with a reason.")
+    async def reverse_transaction(self, info: Info, input: ReverseTransactionInput) -> ReverseTransactionPayload:
+        def run(uow, actor):
+            seq = from_global_id(input.transaction_id, "LedgerTransaction", field="transactionId")
+            return audited(uow, actor, "reverseTransaction", input, lambda: journal.reverse_transaction(
+                uow, actor=actor, sequence=seq, reason=input.reason, effective_date=input.effective_date))
+        return await mutate(info, ReverseTransactionPayload, run,
+                            lambda t: {"transaction": LedgerTransaction.from_row(t)})

@@ -1,0 +1,75 @@
+"""The schema: every area's queries and mutations merged, `node(id:)`, limits and error masking."""
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
+from strawberry.types import Info
+
+from api.graphql import audit, ledger, parties
+from api.graphql.base import SCALAR_MAP, Node, ctx, split_global_id
+from ledger import models
+from ledger.reads import may_see_account
+
+# Node types by GraphQL name: how `node(id:)` finds an object, within what the caller may see.
+
+
+async def _resolve_node(info: Info, type_name: str, pk: int):
+    actor = ctx(info).actor
+    if actor is None:
+        return None
+    if type_name == "Party":
+        return await parties.load_party(info, pk)
+    if type_name == "LedgerAccount":
+        return await ledger.load_account(info, pk)
+    if type_name == "LedgerTransaction":
+        return await ledger.load_transaction(info, pk)
+    if type_name == "ApiToken" and actor.role == "ADMIN":
+        row = await ctx(info).db.read(lambda s: s.get(models.ApiToken, pk))
+        return parties.ApiToken.from_row(row) if row else None
+    if type_name == "AuditEvent" and actor.sees_everything:
+        row = await ctx(info).db.read(lambda s: s.get(models.AuditEvent, pk))
+        return audit.AuditEvent.from_row(row) if row else None
+    return None
+
+
+@strawberry.type
+class NodeQueries:
+    @strawberry.field(description="Any object by its global ID; null if it does not exist or is not yours to see.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        parsed = split_global_id(id)
+        if parsed is None:
+            raise GraphQLError(f"{id!r} is not a valid ID", extensions={"code": "INVALID_ID"})
+        return await _resolve_node(info, *parsed)
+
+
+Query = merge_types("Query", (NodeQueries, parties.PartyQueries, ledger.LedgerQueries, audit.AuditQueries))
+Mutation = merge_types("Mutation", (parties.PartyMutations, ledger.LedgerMutations))
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    # mask only errors that come from an exception we did not raise on purpose
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
+
+
+def build_schema(*, production: bool = False) -> strawberry.Schema:
+    extensions = [
+        lambda: QueryDepthLimiter(max_depth=12),
+        lambda: MaxTokensLimiter(max_token_count=4000),
+        lambda: MaxAliasesLimiter(max_alias_count=30),
+        lambda: MaskErrors(should_mask_error=_unexpected, error_message="Unexpected error"),
+    ]
+    if production:
+        from strawberry.extensions import DisableIntrospection
+        extensions.append(DisableIntrospection)
+    return strawberry.Schema(
+        query=Query, mutation=Mutation, types=[parties.Party, parties.ApiToken, ledger.LedgerAccount,
+                                               ledger.LedgerTransaction, audit.AuditEvent],
+        config=StrawberryConfig(scalar_map=SCALAR_MAP), extensions=extensions,
+    )
+
+
+schema = build_schema()

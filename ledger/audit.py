@@ -1,0 +1,121 @@
+"""Every mutation runs through here: idempotency keys and the audit trail.
+
+The idempotency key row is inserted before the use case runs. A concurrent request with the
+same key then waits on the unique index and fails when the first commits, and the API
+retries it once, when it finds the stored result: retries never duplicate money.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from ledger.access import Actor
+from ledger.db import UnitOfWork
+from ledger.errors import Conflict, ValidationError
+from ledger.models import AuditEvent, Base, IdempotencyKey
+
+T = TypeVar("T")
+
+# Inputs never written anywhere in clear: identity numbers are replaced by a keyed hash
+# before the input is hashed for idempotency or stored in the audit trail.
+SENSITIVE_KEYS = frozenset({"personalIdentityNumber"})
+
+
+class IdempotencyRace(Exception):
+    """Another request with the same key committed first; retry to get its result."""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (Decimal, date, datetime)):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def sanitise(params: Mapping[str, Any], redact: Callable[[str], str]) -> dict:
+    """The input with sensitive values replaced by `redact(value)`, recursively."""
+    def walk(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {k: (redact(str(x)) if k in SENSITIVE_KEYS and x is not None else walk(x)) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [walk(x) for x in v]
+        return v
+    return walk(_plain(params))
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def result_ref(obj: Any) -> tuple[str, str]:
+    """(class name, primary key) of an ORM object, to find it again on a retry."""
+    ident = inspect(obj).identity
+    return type(obj).__name__, ",".join(str(i) for i in ident)
+
+
+def load_ref(uow: UnitOfWork, type_name: str, ident: str) -> Any:
+    for mapper in Base.registry.mappers:
+        if mapper.class_.__name__ == type_name:
+            key = tuple(int(x) for x in ident.split(","))
+            return uow.session.get(mapper.class_, key if len(key) > 1 else key[0])
+    raise LookupError(type_name)
+
+
+def run_mutation(
+    uow: UnitOfWork, *, actor: Actor, operation: str, params: Mapping[str, Any],
+    idempotency_key: str | None, action: Callable[[], T],
+    ref: Callable[[T], tuple[str, str]] = result_ref,
+    load: Callable[[UnitOfWork, str, str], T] = load_ref,
+    redact: Callable[[str], str] = lambda v: "[redacted]",
+) -> T:
+    """Run `action` once per idempotency key, and record who did it with which input."""
+    clean = sanitise(params, redact)
+    body = canonical_json({"operation": operation, "input": clean})
+    key_row = None
+    if idempotency_key is not None:
+        if not idempotency_key.strip() or len(idempotency_key) > 200 or "\x00" in idempotency_key:
+            raise ValidationError("an idempotency key is 1 to 200 characters", code="INVALID_IDEMPOTENCY_KEY",
+                                  field=["idempotencyKey"])
+        scope = f"token:{actor.token_id}" if actor.token_id is not None else f"name:{actor.name}"
+        request_hash = hashlib.sha256(body.encode("utf-8")).hexdigest()
+        s = uow.session
+        existing = s.execute(
+            select(IdempotencyKey).where(IdempotencyKey.scope == scope, IdempotencyKey.key == idempotency_key)
+        ).scalar_one_or_none()
+        if existing is not None:
+            if existing.request_hash != request_hash:
+                raise Conflict(
+                    "this idempotency key was used before with a different input",
+                    code="IDEMPOTENCY_KEY_REUSED", field=["idempotencyKey"],
+                )
+            return load(uow, existing.result_type, existing.result_id)
+        key_row = IdempotencyKey(scope=scope, key=idempotency_key, operation=operation,
+                                 request_hash=request_hash, result_type="", result_id="")
+        try:
+            with s.begin_nested():
+                s.add(key_row)
+                s.flush()
+        except IntegrityError as exc:
+            raise IdempotencyRace(idempotency_key) from exc
+    result = action()
+    rtype, rid = ref(result) if result is not None else (None, None)
+    if key_row is not None:
+        key_row.result_type, key_row.result_id = rtype or "", rid or ""
+    uow.session.add(AuditEvent(
+        actor=actor.name, role=actor.role, party_id=actor.party_id, operation=operation,
+        input=canonical_json(clean), result_type=rtype, result_id=rid,
+    ))
+    uow.session.flush()
+    return result

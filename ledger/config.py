@@ -1,0 +1,44 @@
+"""Settings, read from the environment only."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ledger.db import database_url
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    env: str  # "development" or "production"
+    secret: bytes  # the key for hashing identity numbers
+
+    @property
+    def production(self) -> bool:
+        return self.env != "development"
+
+
+DEV_SECRET = b"utfall-development-secret-not-for-production"
+
+
+def load(environ: dict | None = None) -> Settings:
+    """Settings from the environment; outside development UTFALL_SECRET is required."""
+    env = os.environ if environ is None else environ
+    mode = env.get("UTFALL_ENV", "production")
+    if mode not in ("development", "production"):
+        raise ConfigError(f"UTFALL_ENV must be development or production, not {mode!r}")
+    secret = env.get("UTFALL_SECRET")
+    if not secret:
+        if mode != "development":
+            raise ConfigError("UTFALL_SECRET is required unless UTFALL_ENV=development")
+        secret_bytes = DEV_SECRET
+    else:
+        if len(secret) < 16:
+            raise ConfigError("UTFALL_SECRET must be at least 16 characters")
+        secret_bytes = secret.encode("utf-8")
+    url = env.get("DATABASE_URL") or database_url()
+    return Settings(database_url=url, env=mode, secret=secret_bytes)

@@ -1,0 +1,143 @@
+"""Engine, sessions and the unit of work.
+
+SQLite is the embedded default; PostgreSQL is chosen with DATABASE_URL
+(`postgresql+psycopg://...`). A unit of work wraps exactly one use case: it opens a session,
+the use case does its work, and only the unit of work commits. Anything that escapes rolls
+everything back, so a use case is never half-written.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+DEFAULT_URL = "sqlite:///utfall.db"
+
+
+def database_url() -> str:
+    return os.environ.get("DATABASE_URL") or DEFAULT_URL
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str | None = None, **kwargs) -> Engine:
+    """An engine for `url` (default: DATABASE_URL or an SQLite file in the working directory).
+
+    On SQLite, pysqlite's own transaction handling is switched off and we emit BEGIN
+    ourselves: writes use BEGIN IMMEDIATE, which takes SQLite's single writer lock up front,
+    so two postings can never read the same chain head. `with_for_update()` is a no-op on
+    SQLite; this is what serialises the ledger there.
+    """
+    url = url or database_url()
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite"):
+        kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, **kwargs)
+        memory = ":memory:" in url or url in ("sqlite://", "sqlite:///")
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            if not memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN IMMEDIATE"))
+
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def read_engine(engine: Engine) -> Engine:
+    """The same pool, for read-only sessions: on SQLite a deferred BEGIN that takes no write lock."""
+    return engine.execution_options(sqlite_begin="BEGIN")
+
+
+class UnitOfWork:
+    """One use case, one database transaction. Use as a context manager; call `commit()`."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.session: Session | None = None
+        self._committed = False
+        self._factory = lambda: Session(bind=self.engine, expire_on_commit=False)
+
+    def __enter__(self) -> "UnitOfWork":
+        self.session = self._factory()
+        self._committed = False
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self.session is not None
+        try:
+            if not self._committed:
+                self.session.rollback()
+        finally:
+            self.session.close()
+
+    def commit(self) -> None:
+        assert self.session is not None
+        self.session.commit()
+        self._committed = True
+
+    def flush(self) -> None:
+        assert self.session is not None
+        self.session.flush()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+
+class Database:
+    """Where use cases run: units of work for writes, sessions for reads.
+
+    Bound to an Engine in the service; tests bind it to one Connection inside a transaction
+    that is rolled back, and every unit of work then commits to a savepoint only.
+    """
+
+    def __init__(self, bind):
+        self.bind = bind
+        self.engine = bind if isinstance(bind, Engine) else bind.engine
+        self._shared = not isinstance(bind, Engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def _session(self, bind) -> Session:
+        if self._shared:
+            return Session(bind=self.bind, expire_on_commit=False, join_transaction_mode="create_savepoint")
+        return Session(bind=bind, expire_on_commit=False)
+
+    def uow(self) -> "UnitOfWork":
+        u = UnitOfWork(self.engine)
+        u._factory = lambda: self._session(self.engine)
+        return u
+
+    def read_session(self) -> Session:
+        return self._session(read_engine(self.engine))
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        s = self.read_session()
+        try:
+            yield s
+        finally:
+            s.rollback()
+            s.close()

@@ -1,0 +1,79 @@
+"""API tokens: created by an admin (or the CLI), stored as SHA-256 of the secret only."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ledger.access import PARTY_BOUND, Actor, require_role
+from ledger.db import UnitOfWork
+from ledger.errors import NotFound, PermissionDenied, ValidationError
+from ledger.models import ApiToken
+from ledger.models.parties import TOKEN_ROLES
+from ledger.parties import clean_text, get_party
+
+TOKEN_PREFIX = "utf_"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str  # the secret, shown once
+    api_token: ApiToken
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def create_token(
+    uow: UnitOfWork, *, actor: Actor, name: str, role: str, party_id: int | None = None,
+    expires_at: datetime | None = None,
+) -> IssuedToken:
+    """A new bearer token for a person in a role; party-bound roles need a party of that role."""
+    require_role(actor, "ADMIN")
+    name = clean_text(name, "name")
+    if role not in TOKEN_ROLES:
+        raise ValidationError(f"unknown role {role!r}", code="INVALID_ROLE", field=["role"])
+    if role in PARTY_BOUND:
+        if party_id is None:
+            raise ValidationError(f"a {role} token is bound to a party", code="PARTY_REQUIRED", field=["partyId"])
+        get_party(uow, party_id, role=role)
+    elif party_id is not None:
+        get_party(uow, party_id)
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    tok = ApiToken(name=name, role=role, party_id=party_id, secret_hash=_hash(secret), expires_at=expires_at)
+    uow.session.add(tok)
+    uow.session.flush()
+    return IssuedToken(secret, tok)
+
+
+def authenticate(s: Session, secret: str, now: datetime) -> Actor:
+    """The actor for a bearer secret, or UNAUTHENTICATED (unknown, revoked or expired)."""
+    tok = s.execute(select(ApiToken).where(ApiToken.secret_hash == _hash(secret))).scalar_one_or_none()
+    if tok is None:
+        raise PermissionDenied("unknown bearer token", code="UNAUTHENTICATED")
+    if tok.revoked_at is not None:
+        raise PermissionDenied("this token has been revoked", code="UNAUTHENTICATED")
+    if tok.expires_at is not None and tok.expires_at <= now:
+        raise PermissionDenied("this token has expired", code="UNAUTHENTICATED")
+    return Actor(name=tok.name, role=tok.role, party_id=tok.party_id, token_id=tok.id)
+
+
+def touch(uow: UnitOfWork, token_id: int, now: datetime) -> None:
+    """Record when a token was last used."""
+    uow.session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+
+
+def revoke_token(uow: UnitOfWork, *, actor: Actor, token_id: int, now: datetime) -> ApiToken:
+    require_role(actor, "ADMIN")
+    tok = uow.session.get(ApiToken, token_id)
+    if tok is None:
+        raise NotFound(f"token {token_id} does not exist", code="UNKNOWN_TOKEN", field=["tokenId"])
+    if tok.revoked_at is None:
+        tok.revoked_at = now
+        uow.session.flush()
+    return tok

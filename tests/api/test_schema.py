@@ -1,0 +1,22 @@
+"""The exported SDL is the contract clients read: it must match the code."""
+from pathlib import Path
+
+from strawberry.printer import print_schema
+
+from api.graphql.schema import schema
+
+SDL = Path(__file__).resolve().parents[2] / "schemas" / "schema.graphql"
+
+
+def test_exported_sdl_matches_the_code():
+    assert SDL.read_text(encoding="utf-8") == print_schema(schema) + "\n", (
+        "schemas/schema.graphql is stale: run `utfall schema export`"
+    )
+
+
+def test_the_public_names_of_api_md_are_in_the_schema():
+    sdl = print_schema(schema)
+    for name in ["viewer", "node(id: ID!)", "parties(", "ledgerAccounts(", "ledgerTransactions(", "balance(",
+                 "ledgerDigest", "verifyLedger(", "auditEvents(", "createParty(input: CreatePartyInput!)",
+                 "createApiToken(input: CreateApiTokenInput!)", "reverseTransaction(input: ReverseTransactionInput!)"]:
+        assert name in sdl, name

@@ -1,0 +1,995 @@
+"""The payout engine: a pure function from (terms, verified results, what was paid) to lines.
+
+No database, no clock, no I/O. This is the code an auditor re-runs: given the recorded inputs
+it must give the same figures to the öre on any machine, so every calculation runs in one
+fixed decimal context (`_CTX`) whatever the caller's context is, and no float is ever used.
+
+Amounts
+-------
+Every amount in the result is a `Decimal` quantized to the currency's minor unit
+(``Decimal("12500.00")`` for SEK, ``Decimal("1151")`` for JPY). Money in the inputs
+(unit prices, caps, max value, amounts paid before, clawbacks) must fit the minor unit too;
+`Decimal` or `int` are accepted, `float` is refused with INVALID_AMOUNT.
+
+How a payout is calculated (PAYOUTS.md is authoritative)
+---------------------------------------------------------
+* RATE_CARD: each evidence item earns ``unit_price × (1 + supplement(area) / 100)``,
+  rounded half-up to the minor unit per item. An area without a supplement earns 0 %.
+* BASELINE_IMPROVEMENT: ``quantity = max(0, baseline − observed)`` (LOWER_IS_BETTER) or
+  ``max(0, observed − baseline)`` (HIGHER_IS_BETTER); ``gross = quantity × unit_price``.
+* COMPARISON_THRESHOLD: ``comparison`` is the measurement's comparison value, else the
+  metric's baseline. With ``improvement = comparison − observed`` (mirrored for
+  HIGHER_IS_BETTER), ``relative = improvement / comparison``; below the threshold (none means
+  0) the metric earns zero, otherwise ``quantity = improvement × cohort_size``.
+  The threshold test is done exactly (``improvement ≥ threshold × comparison``), so a
+  relative value that does not terminate (1/3) is never decided by rounding.
+* Several measurements of one metric in a period: each measurement is its own contribution
+  (its own quantity and gross, rounded half-up), and the metric's line sums them. A
+  measurement's own period must lie within the payout period (MEASUREMENT_OUTSIDE_PERIOD).
+  Two measurements of one metric whose periods overlap are refused
+  (OVERLAPPING_MEASUREMENTS): the same outcome would be paid twice, and silently picking
+  one (the "latest") would hide a data error. The caller passes only the current
+  measurement of each measured period.
+* once_only: at most one item per participant and metric is ever paid. Submission already
+  refuses a second claim; the engine also enforces it, as a cap (``ONCE_ONLY``): the first
+  item in pay order is paid unless the participant already has a positive net amount for
+  the metric (an invalidated and clawed-back item frees it again).
+
+Caps, in this order (each removes from ``net`` and is recorded in ``caps`` as (name, amount)):
+
+1. ``ONCE_ONLY``; ``METRIC_CAP_PER_PARTICIPANT`` (metric cap_per_participant, counting what
+   was paid before for the participant and metric); ``PARTICIPANT_CAP`` (contract
+   participant_cap across all metrics, counting what was paid before for the participant).
+   These apply to rate-card items only: measured metrics are cohort results with no
+   participant.
+2. ``METRIC_CAP_PER_PERIOD``: the metric's cap for this payout period.
+3. ``METRIC_CAP_TOTAL``: the metric's cap over the contract, counting what was paid before.
+4. ``MAX_VALUE``: the contract's maximum value, counting what was paid before.
+
+"What was paid before" is `PaidBefore` minus the clawbacks in this payout: a clawback
+reverses a payment, so the room it frees can be used again, and after posting no cap is
+exceeded by the contract's net position. A cap already exceeded (a lowered cap in an
+amendment) leaves zero room; it never claws anything back by itself.
+
+Where a cap binds, the things it covers are paid in a fixed order: evidence items by
+(achieved_on, evidence_id); measurements by (period_end, measurement_id); where both meet
+(cap_per_period, cap_total, max_value cover one metric or the whole contract), by date, then
+evidence before measurement on the same date, then id. The result never depends on the order
+rows come from the database.
+
+Clawback: each invalidated item gives a CLAWBACK item for exactly minus its amount; the
+clawbacks of one metric make one CLAWBACK line with ``quantity = −(number of items)``,
+``unit_price`` = the metric's base unit price (0 if the metric is no longer in the terms),
+``gross = net = −sum``, ``capped = 0``. The payout total is the sum of line nets and may
+be negative; its split then gives negative shares that sum exactly to it.
+
+Split: the payer shares (in the order given, which decides ties) split the total in minor
+units by the largest-remainder method (`ledger.money.split_largest_remainder`).
+
+Canonical inputs (what `inputs_hash` hashes)
+--------------------------------------------
+``canonical_inputs`` is UTF-8 JSON with sorted keys and no whitespace
+(``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``) of::
+
+    {"schema": "utfall/payout-inputs/1",
+     "contract_id": str, "period_start": "YYYY-MM-DD", "period_end": "YYYY-MM-DD",
+     "terms": {"version": int, "currency": str, "max_value": M, "participant_cap": M|null,
+               "payer_shares": [{"party_id": str, "percent": D}, ...]   # order given
+               "metrics": [{"code", "kind", "direction", "unit_price": M, "baseline": D|null,
+                            "threshold": D|null, "cap_per_participant": M|null,
+                            "cap_per_period": M|null, "cap_total": M|null,
+                            "once_only": bool,
+                            "area_supplements": [[area, D], ...]   # sorted by area
+                           }, ...]},                                # sorted by code
+     "evidence": [{"evidence_id", "participant_id", "metric_code", "achieved_on", "area"}],
+                                                                    # sorted by evidence_id
+     "measurements": [{"measurement_id", "metric_code", "period_start", "period_end",
+                       "observed": D, "comparison": D|null, "cohort_size": int|null}],
+                                                                    # sorted by measurement_id
+     "paid_before": {"total": M,
+                     "per_metric": [[code, M]], "per_participant": [[participant_id, M]],
+                     "per_participant_metric": [[participant_id, code, M]]},
+                                                      # sorted by key, zero amounts left out
+     "clawbacks": [{"evidence_id", "participant_id", "metric_code", "amount": M}]}
+                                                                    # sorted by evidence_id
+
+M is money as a plain string with exactly the currency's minor-unit decimals ("12500.00");
+D is any other decimal as a plain string without exponent or trailing zeros ("15", "0.1",
+"3650"); ids and counts are JSON integers. So "15" and "15.00" percent, or rows in any order,
+give the same bytes. ``inputs_hash`` is the lowercase hex SHA-256 of those bytes. Payer share
+order is kept because it decides ties in the split.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
+from typing import Any
+
+from ledger.errors import ValidationError
+from ledger.money import currency as _currency
+from ledger.money import exponent, quantize, split_largest_remainder
+
+__all__ = [
+    "RATE_CARD", "BASELINE_IMPROVEMENT", "COMPARISON_THRESHOLD", "METRIC_KINDS",
+    "HIGHER_IS_BETTER", "LOWER_IS_BETTER", "DIRECTIONS", "OUTCOME", "CLAWBACK",
+    "ONCE_ONLY", "METRIC_CAP_PER_PARTICIPANT", "PARTICIPANT_CAP", "METRIC_CAP_PER_PERIOD",
+    "METRIC_CAP_TOTAL", "MAX_VALUE", "CAP_ORDER", "CANONICAL_SCHEMA",
+    "MetricTerms", "PayerShare", "Terms", "EvidenceItem", "Measurement", "PaidBefore",
+    "Clawback", "PayoutInputs", "PayoutLine", "PayoutItem", "MeasurementItem", "PayerAmount",
+    "PayoutResult", "calculate", "validate", "canonical_inputs", "inputs_hash", "split_total",
+]
+
+RATE_CARD = "RATE_CARD"
+BASELINE_IMPROVEMENT = "BASELINE_IMPROVEMENT"
+COMPARISON_THRESHOLD = "COMPARISON_THRESHOLD"
+METRIC_KINDS = (RATE_CARD, BASELINE_IMPROVEMENT, COMPARISON_THRESHOLD)
+HIGHER_IS_BETTER = "HIGHER_IS_BETTER"
+LOWER_IS_BETTER = "LOWER_IS_BETTER"
+DIRECTIONS = (HIGHER_IS_BETTER, LOWER_IS_BETTER)
+OUTCOME = "OUTCOME"
+CLAWBACK = "CLAWBACK"
+
+ONCE_ONLY = "ONCE_ONLY"
+METRIC_CAP_PER_PARTICIPANT = "METRIC_CAP_PER_PARTICIPANT"
+PARTICIPANT_CAP = "PARTICIPANT_CAP"
+METRIC_CAP_PER_PERIOD = "METRIC_CAP_PER_PERIOD"
+METRIC_CAP_TOTAL = "METRIC_CAP_TOTAL"
+MAX_VALUE = "MAX_VALUE"
+CAP_ORDER = (ONCE_ONLY, METRIC_CAP_PER_PARTICIPANT, PARTICIPANT_CAP, METRIC_CAP_PER_PERIOD, METRIC_CAP_TOTAL, MAX_VALUE)
+
+CANONICAL_SCHEMA = "utfall/payout-inputs/1"
+
+# One context for every figure, so the caller's (or an auditor's) decimal settings never
+# change a result. 100 digits is far beyond any amount the input limits below let through.
+_CTX = Context(prec=100, rounding=ROUND_HALF_UP, Emax=999_999, Emin=-999_999,
+               traps=[InvalidOperation, DivisionByZero, Overflow])
+# Bounds on input numbers keep every product exact within _CTX and refuse absurd values
+# ("1E+999") before they can make quantize() fail deep inside the calculation.
+_MAX_MAGNITUDE = Decimal(10) ** 30
+_MIN_EXPONENT = -30
+
+_ZERO = Decimal(0)
+_HUNDRED = Decimal(100)
+
+
+# ---------------------------------------------------------------------------------------
+# Inputs
+
+
+def _tuple(obj: Any, name: str) -> None:
+    # Callers often hold lists; freezing them here keeps the values immutable and hashable.
+    value = getattr(obj, name)
+    if not isinstance(value, tuple):
+        object.__setattr__(obj, name, tuple(value))
+
+
+@dataclass(frozen=True)
+class MetricTerms:
+    """One metric of the terms: what is paid for, at what price, under which caps."""
+
+    code: str
+    kind: str
+    direction: str
+    unit_price: Decimal
+    baseline: Decimal | None = None
+    threshold: Decimal | None = None
+    cap_per_participant: Decimal | None = None
+    cap_per_period: Decimal | None = None
+    cap_total: Decimal | None = None
+    once_only: bool = False
+    area_supplements: tuple[tuple[str, Decimal], ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.area_supplements, Mapping):
+            object.__setattr__(self, "area_supplements", tuple(self.area_supplements.items()))
+        object.__setattr__(self, "area_supplements", tuple(tuple(p) for p in self.area_supplements))
+
+
+@dataclass(frozen=True)
+class PayerShare:
+    """A payer's percentage of every payout (e.g. Decimal("50"))."""
+
+    party_id: str
+    percent: Decimal
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The contract terms version in force on the period's end."""
+
+    version: int
+    currency: str
+    max_value: Decimal
+    participant_cap: Decimal | None
+    payer_shares: tuple[PayerShare, ...]
+    metrics: tuple[MetricTerms, ...]
+
+    def __post_init__(self) -> None:
+        _tuple(self, "payer_shares")
+        _tuple(self, "metrics")
+
+
+@dataclass(frozen=True)
+class EvidenceItem:
+    """A VERIFIED, not yet paid rate-card claim achieved in the period."""
+
+    evidence_id: int
+    participant_id: int
+    metric_code: str
+    achieved_on: date
+    area: str | None = None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measured result of a BASELINE_IMPROVEMENT or COMPARISON_THRESHOLD metric."""
+
+    measurement_id: int
+    metric_code: str
+    period_start: date
+    period_end: date
+    observed: Decimal
+    comparison: Decimal | None = None
+    cohort_size: int | None = None
+
+
+def _pairs(value: Any) -> tuple:
+    if isinstance(value, Mapping):
+        return tuple((*k, v) if isinstance(k, tuple) else (k, v) for k, v in value.items())
+    return tuple(tuple(row) for row in value)
+
+
+@dataclass(frozen=True)
+class PaidBefore:
+    """Net amounts of POSTED payouts of the contract before this one (after their clawbacks).
+
+    Built straight from SQL aggregates over earlier payout items and lines: each field takes
+    a mapping or rows, e.g. ``per_participant_metric={(participant_id, metric_code): amount}``
+    or ``[(participant_id, metric_code, amount), ...]``; ``per_metric={code: amount}``;
+    ``per_participant={participant_id: amount}``. Keys left out mean zero; row order never
+    matters. `from_results` builds it from earlier `PayoutResult`s.
+    """
+
+    total: Decimal = _ZERO
+    per_metric: tuple[tuple[str, Decimal], ...] = ()
+    per_participant: tuple[tuple[int, Decimal], ...] = ()
+    per_participant_metric: tuple[tuple[int, str, Decimal], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("per_metric", "per_participant", "per_participant_metric"):
+            object.__setattr__(self, name, _pairs(getattr(self, name)))
+
+    @classmethod
+    def from_results(cls, results: Iterable[PayoutResult]) -> PaidBefore:
+        """What the given (posted) payouts paid, net of their clawbacks."""
+        total = _ZERO
+        per_metric: dict[str, Decimal] = defaultdict(Decimal)
+        per_participant: dict[int, Decimal] = defaultdict(Decimal)
+        per_pair: dict[tuple[int, str], Decimal] = defaultdict(Decimal)
+        for result in results:
+            total += result.total
+            for line in result.lines:
+                per_metric[line.metric_code] += line.net
+            for item in result.items:
+                per_participant[item.participant_id] += item.net
+                per_pair[(item.participant_id, item.metric_code)] += item.net
+        return cls(total=total, per_metric=dict(per_metric), per_participant=dict(per_participant),
+                   per_participant_metric=dict(per_pair))
+
+
+@dataclass(frozen=True)
+class Clawback:
+    """An item paid earlier and now INVALIDATED: `amount` (>= 0) is what was paid for it."""
+
+    evidence_id: int
+    participant_id: int
+    metric_code: str
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class PayoutInputs:
+    """Everything a payout depends on; recorded so the payout can be recomputed."""
+
+    contract_id: str
+    period_start: date
+    period_end: date
+    terms: Terms
+    evidence: tuple[EvidenceItem, ...] = ()
+    measurements: tuple[Measurement, ...] = ()
+    paid_before: PaidBefore = field(default_factory=PaidBefore)
+    clawbacks: tuple[Clawback, ...] = ()
+
+    def __post_init__(self) -> None:
+        _tuple(self, "evidence")
+        _tuple(self, "measurements")
+        _tuple(self, "clawbacks")
+
+
+# ---------------------------------------------------------------------------------------
+# Result
+
+
+@dataclass(frozen=True)
+class PayoutLine:
+    """One line per metric and kind: OUTCOME (gross − capped = net >= 0) or CLAWBACK (< 0)."""
+
+    metric_code: str
+    kind: str
+    quantity: Decimal
+    unit_price: Decimal
+    gross: Decimal
+    capped: Decimal
+    net: Decimal
+    caps: tuple[tuple[str, Decimal], ...] = ()
+
+
+@dataclass(frozen=True)
+class PayoutItem:
+    """What one evidence item earned (OUTCOME) or gave back (CLAWBACK) in this payout."""
+
+    evidence_id: int
+    participant_id: int
+    metric_code: str
+    kind: str
+    gross: Decimal
+    capped: Decimal
+    net: Decimal
+    caps: tuple[tuple[str, Decimal], ...] = ()
+
+
+@dataclass(frozen=True)
+class MeasurementItem:
+    """What one measurement earned; `relative` only for COMPARISON_THRESHOLD."""
+
+    measurement_id: int
+    metric_code: str
+    quantity: Decimal
+    relative: Decimal | None
+    gross: Decimal
+    capped: Decimal
+    net: Decimal
+    caps: tuple[tuple[str, Decimal], ...] = ()
+
+
+@dataclass(frozen=True)
+class PayerAmount:
+    """A payer's part of the payout total (negative when the provider owes the payers)."""
+
+    party_id: str
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class PayoutResult:
+    """The calculated payout: lines per metric, items per evidence, split per payer."""
+
+    contract_id: str
+    period_start: date
+    period_end: date
+    terms_version: int
+    currency: str
+    lines: tuple[PayoutLine, ...]
+    items: tuple[PayoutItem, ...]
+    measurement_items: tuple[MeasurementItem, ...]
+    shares: tuple[PayerAmount, ...]
+    total: Decimal
+    inputs_hash: str
+
+
+# ---------------------------------------------------------------------------------------
+# Validation and normalisation
+
+
+def _fail(message: str, code: str, *fields: str) -> ValidationError:
+    return ValidationError(message, code=code, field=list(fields) or None)
+
+
+def _number(value: Any, what: str, *, field_: str) -> Decimal:
+    if isinstance(value, (bool, float)) or not isinstance(value, (Decimal, int)):
+        raise _fail(f"{what} must be a Decimal, not {type(value).__name__}", "INVALID_AMOUNT", field_)
+    d = Decimal(value)
+    if not d.is_finite():
+        raise _fail(f"{what} is not a finite number", "INVALID_AMOUNT", field_)
+    if d != 0 and (abs(d) >= _MAX_MAGNITUDE or d.as_tuple().exponent < _MIN_EXPONENT):
+        raise _fail(f"{what} {d} is out of range", "INVALID_AMOUNT", field_)
+    return d + 0  # -0 becomes 0, so it prints and hashes like 0
+
+
+def _money(value: Any, code: str, what: str, *, field_: str, negative: bool = False) -> Decimal:
+    d = _number(value, what, field_=field_)
+    q = quantize(d, code)
+    if q != d:
+        raise _fail(
+            f"{what} {d} has more decimals than {code} allows ({exponent(code)})",
+            "TOO_MANY_DECIMALS", field_,
+        )
+    if d < 0 and not negative:
+        raise _fail(f"{what} must not be negative", "INVALID_AMOUNT", field_)
+    return q + 0
+
+
+def _opt_money(value: Any, code: str, what: str, *, field_: str) -> Decimal | None:
+    return None if value is None else _money(value, code, what, field_=field_)
+
+
+def _plain_number(value: Any, what: str, *, field_: str) -> Decimal:
+    # Non-money decimals are compared by value, so "15" and "15.00" must be the same input.
+    d = _number(value, what, field_=field_)
+    if not d:
+        return _ZERO
+    d = d.normalize()
+    # normalize() turns 100 into 1E+2; keep whole numbers whole so results print plainly.
+    return d.quantize(Decimal(1)) if d.as_tuple().exponent > 0 else d
+
+
+def _opt_plain(value: Any, what: str, *, field_: str) -> Decimal | None:
+    return None if value is None else _plain_number(value, what, field_=field_)
+
+
+def _text(value: Any, what: str, *, field_: str, code: str = "INVALID_INPUT") -> str:
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise _fail(f"{what} must be a non-empty string", code, field_)
+    return value
+
+
+def _int_id(value: Any, what: str, *, field_: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(f"{what} must be an integer", "INVALID_INPUT", field_)
+    return value
+
+
+def _date(value: Any, what: str, *, field_: str) -> date:
+    # A datetime would hash with its time of day and compare oddly with dates.
+    if isinstance(value, datetime) or not isinstance(value, date):
+        raise _fail(f"{what} must be a date", "INVALID_DATE", field_)
+    return value
+
+
+def _metric(m: MetricTerms, code: str) -> MetricTerms:
+    f = f"metrics.{m.code}" if isinstance(m.code, str) else "metrics"
+    _text(m.code, "metric code", field_=f)
+    if m.kind not in METRIC_KINDS:
+        raise _fail(f"metric {m.code}: unknown kind {m.kind!r}", "INVALID_METRIC_KIND", f)
+    if m.direction not in DIRECTIONS:
+        raise _fail(f"metric {m.code}: unknown direction {m.direction!r}", "INVALID_DIRECTION", f)
+    if not isinstance(m.once_only, bool):
+        raise _fail(f"metric {m.code}: once_only must be a bool", "INVALID_INPUT", f)
+    baseline = _opt_plain(m.baseline, f"metric {m.code} baseline", field_=f)
+    if m.kind == BASELINE_IMPROVEMENT and baseline is None:
+        raise _fail(
+            f"metric {m.code} measures improvement over a baseline but has none",
+            "MISSING_BASELINE", f,
+        )
+    threshold = _opt_plain(m.threshold, f"metric {m.code} threshold", field_=f)
+    if threshold is not None and threshold < 0:
+        raise _fail(f"metric {m.code}: threshold must not be negative", "INVALID_THRESHOLD", f)
+    supplements: dict[str, Decimal] = {}
+    for pair in m.area_supplements:
+        if len(pair) != 2:
+            raise _fail(f"metric {m.code}: a supplement is (area, percent)", "INVALID_INPUT", f)
+        area = _text(pair[0], "supplement area", field_=f)
+        pct = _plain_number(pair[1], f"metric {m.code} supplement for {area}", field_=f)
+        if pct < -100:
+            raise _fail(
+                f"metric {m.code}: a supplement below -100 % would pay a negative amount",
+                "INVALID_AMOUNT", f,
+            )
+        if area in supplements:
+            raise _fail(f"metric {m.code}: area {area} has two supplements", "DUPLICATE_SUPPLEMENT", f)
+        supplements[area] = pct
+    return MetricTerms(
+        code=m.code, kind=m.kind, direction=m.direction,
+        unit_price=_money(m.unit_price, code, f"metric {m.code} unit price", field_=f),
+        baseline=baseline, threshold=threshold,
+        cap_per_participant=_opt_money(m.cap_per_participant, code, f"metric {m.code} cap per participant", field_=f),
+        cap_per_period=_opt_money(m.cap_per_period, code, f"metric {m.code} cap per period", field_=f),
+        cap_total=_opt_money(m.cap_total, code, f"metric {m.code} total cap", field_=f),
+        once_only=m.once_only,
+        area_supplements=tuple(sorted(supplements.items())),
+    )
+
+
+def _terms(t: Terms) -> Terms:
+    if isinstance(t.version, bool) or not isinstance(t.version, int):
+        raise _fail("terms version must be an integer", "INVALID_INPUT", "terms", "version")
+    code = t.currency
+    _currency(code)  # INVALID_CURRENCY for anything that is not ISO 4217 money
+    shares = []
+    seen_parties: set[str] = set()
+    for s in t.payer_shares:
+        party = _text(s.party_id, "payer party id", field_="payerShares")
+        if party in seen_parties:
+            raise _fail(f"payer {party} is listed twice", "DUPLICATE_PAYER", "payerShares")
+        seen_parties.add(party)
+        pct = _plain_number(s.percent, f"share of {party}", field_="payerShares")
+        if pct < 0:
+            raise _fail(f"share of {party} is negative", "SHARES_NOT_100", "payerShares")
+        shares.append(PayerShare(party, pct))
+    if sum((s.percent for s in shares), _ZERO) != _HUNDRED:
+        raise _fail("payer shares must sum to exactly 100", "SHARES_NOT_100", "payerShares")
+    metrics: dict[str, MetricTerms] = {}
+    for m in t.metrics:
+        norm = _metric(m, code)
+        if norm.code in metrics:
+            raise _fail(f"metric {norm.code} is defined twice", "DUPLICATE_METRIC", "metrics")
+        metrics[norm.code] = norm
+    return Terms(
+        version=t.version, currency=code,
+        max_value=_money(t.max_value, code, "maximum contract value", field_="maxValue"),
+        participant_cap=_opt_money(t.participant_cap, code, "participant cap", field_="participantCap"),
+        payer_shares=tuple(shares),
+        metrics=tuple(metrics[c] for c in sorted(metrics)),
+    )
+
+
+def _paid_before(p: PaidBefore, code: str) -> PaidBefore:
+    def rows(name: str, key_types: tuple[str, ...]) -> dict:
+        out: dict = {}
+        for row in getattr(p, name):
+            if len(row) != len(key_types) + 1:
+                raise _fail(
+                    f"paid before {name}: rows are ({', '.join(key_types)}, amount)",
+                    "INVALID_INPUT", "paidBefore",
+                )
+            key = tuple(
+                _int_id(k, "participant id", field_="paidBefore") if t == "participant"
+                else _text(k, "metric code", field_="paidBefore")
+                for k, t in zip(row[:-1], key_types)
+            )
+            if key in out:
+                raise _fail(f"paid before {name}: {key} appears twice", "DUPLICATE_PAID_BEFORE", "paidBefore")
+            out[key] = _money(row[-1], code, f"amount paid before for {key}", field_="paidBefore")
+        # Zero rows say nothing; leaving them out makes "no row" and "0" the same input.
+        return {k: v for k, v in sorted(out.items()) if v}
+
+    per_metric = rows("per_metric", ("metric",))
+    per_participant = rows("per_participant", ("participant",))
+    per_pair = rows("per_participant_metric", ("participant", "metric"))
+    return PaidBefore(
+        total=_money(p.total, code, "total paid before", field_="paidBefore"),
+        per_metric=tuple((k[0], v) for k, v in per_metric.items()),
+        per_participant=tuple((k[0], v) for k, v in per_participant.items()),
+        per_participant_metric=tuple((*k, v) for k, v in per_pair.items()),
+    )
+
+
+def _normalise(inputs: PayoutInputs) -> PayoutInputs:
+    """Validate every input and return it in one canonical shape: rows sorted, numbers exact."""
+    with localcontext(_CTX):
+        _text(inputs.contract_id, "contract id", field_="contractId")
+        start = _date(inputs.period_start, "period start", field_="periodStart")
+        end = _date(inputs.period_end, "period end", field_="periodEnd")
+        if end < start:
+            raise _fail(f"period ends {end} before it starts {start}", "INVALID_PERIOD", "periodEnd")
+        terms = _terms(inputs.terms)
+        code = terms.currency
+        metrics = {m.code: m for m in terms.metrics}
+
+        # Sorted first so that, when several rows are wrong, the same one is reported
+        # whatever order they came in.
+        evidence = sorted(inputs.evidence, key=lambda e: _int_id(e.evidence_id, "evidence id", field_="evidence"))
+        seen: set[int] = set()
+        norm_evidence = []
+        for e in evidence:
+            f = f"evidence.{e.evidence_id}"
+            if e.evidence_id in seen:
+                raise _fail(f"evidence {e.evidence_id} is given twice", "DUPLICATE_EVIDENCE", f)
+            seen.add(e.evidence_id)
+            _int_id(e.participant_id, "participant id", field_=f)
+            _text(e.metric_code, "metric code", field_=f, code="UNKNOWN_METRIC")
+            metric = metrics.get(e.metric_code)
+            if metric is None:
+                raise _fail(
+                    f"evidence {e.evidence_id} is for metric {e.metric_code}, which the terms do not have",
+                    "UNKNOWN_METRIC", f,
+                )
+            if metric.kind != RATE_CARD:
+                raise _fail(
+                    f"evidence {e.evidence_id}: {metric.code} is a {metric.kind} metric, paid from measurements",
+                    "EVIDENCE_NOT_ALLOWED", f,
+                )
+            achieved = _date(e.achieved_on, "achieved on", field_=f)
+            if not start <= achieved <= end:
+                raise _fail(
+                    f"evidence {e.evidence_id} was achieved on {achieved}, outside the period",
+                    "EVIDENCE_OUTSIDE_PERIOD", f,
+                )
+            if e.area is not None:
+                _text(e.area, "area", field_=f)
+            norm_evidence.append(e)
+
+        measurements = sorted(
+            inputs.measurements, key=lambda m: _int_id(m.measurement_id, "measurement id", field_="measurements")
+        )
+        seen = set()
+        norm_measurements = []
+        for m in measurements:
+            f = f"measurements.{m.measurement_id}"
+            if m.measurement_id in seen:
+                raise _fail(f"measurement {m.measurement_id} is given twice", "DUPLICATE_MEASUREMENT", f)
+            seen.add(m.measurement_id)
+            _text(m.metric_code, "metric code", field_=f, code="UNKNOWN_METRIC")
+            metric = metrics.get(m.metric_code)
+            if metric is None:
+                raise _fail(
+                    f"measurement {m.measurement_id} is for metric {m.metric_code}, which the terms do not have",
+                    "UNKNOWN_METRIC", f,
+                )
+            if metric.kind == RATE_CARD:
+                raise _fail(
+                    f"measurement {m.measurement_id}: {metric.code} is a rate card, paid per evidence item",
+                    "MEASUREMENT_NOT_ALLOWED", f,
+                )
+            m_start = _date(m.period_start, "measurement period start", field_=f)
+            m_end = _date(m.period_end, "measurement period end", field_=f)
+            if m_end < m_start:
+                raise _fail(f"measurement {m.measurement_id} ends before it starts", "INVALID_PERIOD", f)
+            if not (start <= m_start and m_end <= end):
+                raise _fail(
+                    f"measurement {m.measurement_id} ({m_start}..{m_end}) is not within the period",
+                    "MEASUREMENT_OUTSIDE_PERIOD", f,
+                )
+            observed = _plain_number(m.observed, f"measurement {m.measurement_id} observed value", field_=f)
+            comparison = _opt_plain(m.comparison, f"measurement {m.measurement_id} comparison value", field_=f)
+            cohort = m.cohort_size
+            if cohort is not None and (isinstance(cohort, bool) or not isinstance(cohort, int) or cohort < 0):
+                raise _fail(
+                    f"measurement {m.measurement_id}: cohort size must be a non-negative integer",
+                    "INVALID_COHORT_SIZE", f,
+                )
+            if metric.kind == COMPARISON_THRESHOLD:
+                if cohort is None:
+                    raise _fail(
+                        f"measurement {m.measurement_id} has no cohort size",
+                        "MISSING_COHORT_SIZE", f,
+                    )
+                against = comparison if comparison is not None else metric.baseline
+                if against is None:
+                    raise _fail(
+                        f"measurement {m.measurement_id} has no comparison value and the metric no baseline",
+                        "MISSING_COMPARISON", f,
+                    )
+                if against <= 0:
+                    raise _fail(
+                        f"measurement {m.measurement_id}: a relative improvement needs a positive comparison value",
+                        "INVALID_COMPARISON", f,
+                    )
+            norm_measurements.append(replace(m, observed=observed, comparison=comparison))
+        by_metric: dict[str, list[Measurement]] = defaultdict(list)
+        for m in norm_measurements:
+            by_metric[m.metric_code].append(m)
+        for code_, ms in sorted(by_metric.items()):
+            ms = sorted(ms, key=lambda m: (m.period_start, m.period_end, m.measurement_id))
+            for a, b in zip(ms, ms[1:]):
+                if b.period_start <= a.period_end:
+                    raise _fail(
+                        f"measurements {a.measurement_id} and {b.measurement_id} of {code_} overlap",
+                        "OVERLAPPING_MEASUREMENTS", f"measurements.{b.measurement_id}",
+                    )
+
+        paid = _paid_before(inputs.paid_before, code)
+
+        clawbacks = sorted(inputs.clawbacks, key=lambda c: _int_id(c.evidence_id, "evidence id", field_="clawbacks"))
+        seen = set()
+        evidence_ids = {e.evidence_id for e in norm_evidence}
+        norm_clawbacks = []
+        for c in clawbacks:
+            f = f"clawbacks.{c.evidence_id}"
+            if c.evidence_id in seen:
+                raise _fail(f"evidence {c.evidence_id} is clawed back twice", "DUPLICATE_CLAWBACK", f)
+            seen.add(c.evidence_id)
+            if c.evidence_id in evidence_ids:
+                raise _fail(
+                    f"evidence {c.evidence_id} cannot be both paid and clawed back",
+                    "CLAWBACK_CONFLICT", f,
+                )
+            _int_id(c.participant_id, "participant id", field_=f)
+            # A metric removed by an amendment can still be clawed back.
+            _text(c.metric_code, "metric code", field_=f)
+            amount = _money(c.amount, code, f"clawback of evidence {c.evidence_id}", field_=f)
+            norm_clawbacks.append(replace(c, amount=amount))
+        _check_clawbacks_were_paid(norm_clawbacks, paid)
+
+        return PayoutInputs(
+            contract_id=inputs.contract_id, period_start=start, period_end=end, terms=terms,
+            evidence=tuple(norm_evidence), measurements=tuple(norm_measurements),
+            paid_before=paid, clawbacks=tuple(norm_clawbacks),
+        )
+
+
+def _check_clawbacks_were_paid(clawbacks: list[Clawback], paid: PaidBefore) -> None:
+    # Giving back more than was paid means the paid-before figures are wrong, and every cap
+    # computed from them would be wrong too.
+    levels = (
+        ("contract", lambda c: (), {(): paid.total}),
+        ("metric", lambda c: (c.metric_code,), {(k,): v for k, v in paid.per_metric}),
+        ("participant", lambda c: (c.participant_id,), {(k,): v for k, v in paid.per_participant}),
+        ("participant and metric", lambda c: (c.participant_id, c.metric_code),
+         {(p, m): v for p, m, v in paid.per_participant_metric}),
+    )
+    for level, key, paid_by_key in levels:
+        back: dict[tuple, Decimal] = defaultdict(Decimal)
+        for c in clawbacks:
+            back[key(c)] += c.amount
+        for k, amount in sorted(back.items()):
+            if amount > paid_by_key.get(k, _ZERO):
+                raise _fail(
+                    f"clawbacks of {amount} for {level} {k or ''} exceed what was paid before ({paid_by_key.get(k, _ZERO)})",
+                    "CLAWBACK_EXCEEDS_PAID", "clawbacks",
+                )
+
+
+def validate(inputs: PayoutInputs) -> None:
+    """Raise ValidationError (with a stable code) if the inputs cannot be calculated."""
+    _normalise(inputs)
+
+
+# ---------------------------------------------------------------------------------------
+# Canonical form and hash
+
+
+def _plain(d: Decimal) -> str:
+    return format(d, "f")
+
+
+def _canonical(n: PayoutInputs) -> bytes:
+    # `n` is normalised: money already carries exactly the minor-unit decimals and other
+    # decimals no trailing zeros, so format(…, "f") is the canonical text of each.
+    def opt(d: Decimal | None) -> str | None:
+        return None if d is None else _plain(d)
+
+    t = n.terms
+    p = n.paid_before
+    doc = {
+        "schema": CANONICAL_SCHEMA,
+        "contract_id": n.contract_id,
+        "period_start": n.period_start.isoformat(),
+        "period_end": n.period_end.isoformat(),
+        "terms": {
+            "version": t.version,
+            "currency": t.currency,
+            "max_value": _plain(t.max_value),
+            "participant_cap": opt(t.participant_cap),
+            "payer_shares": [{"party_id": s.party_id, "percent": _plain(s.percent)} for s in t.payer_shares],
+            "metrics": [
+                {
+                    "code": m.code, "kind": m.kind, "direction": m.direction,
+                    "unit_price": _plain(m.unit_price), "baseline": opt(m.baseline), "threshold": opt(m.threshold),
+                    "cap_per_participant": opt(m.cap_per_participant), "cap_per_period": opt(m.cap_per_period),
+                    "cap_total": opt(m.cap_total), "once_only": m.once_only,
+                    "area_supplements": [[a, _plain(pct)] for a, pct in m.area_supplements],
+                }
+                for m in t.metrics
+            ],
+        },
+        "evidence": [
+            {"evidence_id": e.evidence_id, "participant_id": e.participant_id, "metric_code": e.metric_code,
+             "achieved_on": e.achieved_on.isoformat(), "area": e.area}
+            for e in n.evidence
+        ],
+        "measurements": [
+            {"measurement_id": m.measurement_id, "metric_code": m.metric_code,
+             "period_start": m.period_start.isoformat(), "period_end": m.period_end.isoformat(),
+             "observed": _plain(m.observed), "comparison": opt(m.comparison), "cohort_size": m.cohort_size}
+            for m in n.measurements
+        ],
+        "paid_before": {
+            "total": _plain(p.total),
+            "per_metric": [[k, _plain(v)] for k, v in p.per_metric],
+            "per_participant": [[k, _plain(v)] for k, v in p.per_participant],
+            "per_participant_metric": [[pid, code, _plain(v)] for pid, code, v in p.per_participant_metric],
+        },
+        "clawbacks": [
+            {"evidence_id": c.evidence_id, "participant_id": c.participant_id, "metric_code": c.metric_code,
+             "amount": _plain(c.amount)}
+            for c in n.clawbacks
+        ],
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def canonical_inputs(inputs: PayoutInputs) -> bytes:
+    """The canonical bytes of the inputs (see the module docstring); validates them first."""
+    return _canonical(_normalise(inputs))
+
+
+def inputs_hash(inputs: PayoutInputs) -> str:
+    """Lowercase hex SHA-256 of `canonical_inputs(inputs)`."""
+    return hashlib.sha256(canonical_inputs(inputs)).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------
+# Calculation
+
+
+@dataclass
+class _Part:
+    # Mutable on purpose: the caps are applied one after another to the same working
+    # record; only frozen values leave `calculate`.
+    order: tuple
+    ref: int
+    metric_code: str
+    participant_id: int | None
+    gross: Decimal
+    net: Decimal
+    caps: list[tuple[str, Decimal]] = field(default_factory=list)
+
+
+def _apply_cap(parts: Iterable[_Part], room: Decimal, name: str) -> None:
+    """Pay `parts` in their fixed order until `room` is used up; record what the cap removed."""
+    room = max(room, _ZERO)
+    for part in sorted(parts, key=lambda p: p.order):
+        take = min(part.net, room)
+        if take < part.net:
+            part.caps.append((name, part.net - take))
+            part.net = take
+        room -= take
+
+
+def _merge_caps(parts: Iterable[_Part]) -> tuple[tuple[str, Decimal], ...]:
+    removed: dict[str, Decimal] = defaultdict(Decimal)
+    for part in parts:
+        for name, amount in part.caps:
+            removed[name] += amount
+    return tuple((name, removed[name]) for name in CAP_ORDER if name in removed)
+
+
+def _measured(m: Measurement, metric: MetricTerms) -> tuple[Decimal, Decimal | None]:
+    """(quantity, relative) of one measurement; quantity is never negative."""
+    sign = 1 if metric.direction == HIGHER_IS_BETTER else -1
+    if metric.kind == BASELINE_IMPROVEMENT:
+        return max(_ZERO, sign * (m.observed - metric.baseline)), None
+    comparison = m.comparison if m.comparison is not None else metric.baseline
+    improvement = sign * (m.observed - comparison)
+    relative = improvement / comparison
+    threshold = metric.threshold if metric.threshold is not None else _ZERO
+    if improvement < threshold * comparison:
+        return _ZERO, relative
+    return max(_ZERO, improvement * m.cohort_size), relative
+
+
+def split_total(total: Decimal, payer_shares: Iterable[PayerShare], currency: str) -> tuple[PayerAmount, ...]:
+    """Split `total` between payers by largest remainder; the parts sum exactly to `total`."""
+    shares = tuple(payer_shares)
+    with localcontext(_CTX):
+        exp = exponent(currency)
+        amount = _money(total, currency, "payout total", field_="total", negative=True)
+        percents = [_plain_number(s.percent, f"share of {s.party_id}", field_="payerShares") for s in shares]
+        parts = split_largest_remainder(int(amount.scaleb(exp)), percents)
+        return tuple(
+            PayerAmount(s.party_id, quantize(Decimal(units).scaleb(-exp), currency) + 0)
+            for s, units in zip(shares, parts)
+        )
+
+
+def calculate(inputs: PayoutInputs) -> PayoutResult:
+    """Calculate a payout: lines per metric, items per evidence, split per payer, inputs hash."""
+    n = _normalise(inputs)
+    with localcontext(_CTX):
+        return _calculate(n)
+
+
+def _calculate(n: PayoutInputs) -> PayoutResult:
+    terms = n.terms
+    code = terms.currency
+    metrics = {m.code: m for m in terms.metrics}
+    paid = n.paid_before
+
+    # Effective "paid before": a clawback in this payout reverses its payment, so the room
+    # it held under every cap is free again.
+    prior_total = paid.total - sum((c.amount for c in n.clawbacks), _ZERO)
+    prior_metric: dict[str, Decimal] = defaultdict(Decimal, dict(paid.per_metric))
+    prior_participant: dict[int, Decimal] = defaultdict(Decimal, dict(paid.per_participant))
+    prior_pair: dict[tuple[int, str], Decimal] = defaultdict(Decimal, {(p, m): v for p, m, v in paid.per_participant_metric})
+    for c in n.clawbacks:
+        prior_metric[c.metric_code] -= c.amount
+        prior_participant[c.participant_id] -= c.amount
+        prior_pair[(c.participant_id, c.metric_code)] -= c.amount
+
+    # Evidence ranks before a measurement on the same date (0 < 1); see the module docstring.
+    item_parts: dict[int, _Part] = {}
+    for e in n.evidence:
+        metric = metrics[e.metric_code]
+        supplement = dict(metric.area_supplements).get(e.area, _ZERO) if e.area is not None else _ZERO
+        gross = quantize(metric.unit_price * (1 + supplement / _HUNDRED), code) + 0
+        item_parts[e.evidence_id] = _Part(
+            (e.achieved_on, 0, e.evidence_id), e.evidence_id, e.metric_code, e.participant_id, gross, gross
+        )
+
+    measurement_parts: dict[int, _Part] = {}
+    measured: dict[int, tuple[Decimal, Decimal | None]] = {}
+    for m in n.measurements:
+        metric = metrics[m.metric_code]
+        quantity, relative = _measured(m, metric)
+        measured[m.measurement_id] = (quantity, relative)
+        gross = quantize(quantity * metric.unit_price, code) + 0
+        measurement_parts[m.measurement_id] = _Part(
+            (m.period_end, 1, m.measurement_id), m.measurement_id, m.metric_code, None, gross, gross
+        )
+
+    all_parts = [*item_parts.values(), *measurement_parts.values()]
+    by_pair: dict[tuple[int, str], list[_Part]] = defaultdict(list)
+    by_participant: dict[int, list[_Part]] = defaultdict(list)
+    by_metric: dict[str, list[_Part]] = defaultdict(list)
+    for part in all_parts:
+        if part.participant_id is not None:
+            by_pair[(part.participant_id, part.metric_code)].append(part)
+            by_participant[part.participant_id].append(part)
+        by_metric[part.metric_code].append(part)
+
+    # (1) once only, then the metric's cap per participant, then the contract's participant cap
+    for (pid, mcode), parts in sorted(by_pair.items()):
+        if metrics[mcode].once_only:
+            ordered = sorted(parts, key=lambda p: p.order)
+            paid_already = prior_pair[(pid, mcode)] > 0
+            for part in ordered if paid_already else ordered[1:]:
+                if part.net:
+                    part.caps.append((ONCE_ONLY, part.net))
+                    part.net = _ZERO
+    for (pid, mcode), parts in sorted(by_pair.items()):
+        cap = metrics[mcode].cap_per_participant
+        if cap is not None:
+            _apply_cap(parts, cap - prior_pair[(pid, mcode)], METRIC_CAP_PER_PARTICIPANT)
+    if terms.participant_cap is not None:
+        for pid, parts in sorted(by_participant.items()):
+            _apply_cap(parts, terms.participant_cap - prior_participant[pid], PARTICIPANT_CAP)
+    # (2) the metric's cap per period, (3) the metric's cap over the contract
+    for mcode, parts in sorted(by_metric.items()):
+        if metrics[mcode].cap_per_period is not None:
+            _apply_cap(parts, metrics[mcode].cap_per_period, METRIC_CAP_PER_PERIOD)
+    for mcode, parts in sorted(by_metric.items()):
+        if metrics[mcode].cap_total is not None:
+            _apply_cap(parts, metrics[mcode].cap_total - prior_metric[mcode], METRIC_CAP_TOTAL)
+    # (4) the contract's maximum value
+    _apply_cap(all_parts, terms.max_value - prior_total, MAX_VALUE)
+
+    lines: list[PayoutLine] = []
+    for mcode, parts in sorted(by_metric.items()):
+        metric = metrics[mcode]
+        if metric.kind == RATE_CARD:
+            quantity = Decimal(len(parts))
+        else:
+            quantity = sum((measured[p.ref][0] for p in parts), _ZERO)
+        gross = sum((p.gross for p in parts), _ZERO)
+        net = sum((p.net for p in parts), _ZERO)
+        lines.append(PayoutLine(mcode, OUTCOME, quantity, metric.unit_price, gross, gross - net, net, _merge_caps(parts)))
+    claws: dict[str, list[Clawback]] = defaultdict(list)
+    for c in n.clawbacks:
+        claws[c.metric_code].append(c)
+    for mcode, cs in claws.items():
+        amount = -sum((c.amount for c in cs), _ZERO) + 0
+        unit_price = metrics[mcode].unit_price if mcode in metrics else quantize(_ZERO, code)
+        lines.append(PayoutLine(mcode, CLAWBACK, Decimal(-len(cs)), unit_price, amount, quantize(_ZERO, code), amount))
+    lines.sort(key=lambda line: (line.metric_code, line.kind != OUTCOME))
+
+    items: list[PayoutItem] = []
+    for e in n.evidence:
+        part = item_parts[e.evidence_id]
+        items.append(PayoutItem(e.evidence_id, e.participant_id, e.metric_code, OUTCOME,
+                                part.gross, part.gross - part.net, part.net, _merge_caps([part])))
+    for c in n.clawbacks:
+        items.append(PayoutItem(c.evidence_id, c.participant_id, c.metric_code, CLAWBACK,
+                                -c.amount + 0, quantize(_ZERO, code), -c.amount + 0))
+    items.sort(key=lambda i: i.evidence_id)
+
+    measurement_items = tuple(
+        MeasurementItem(m.measurement_id, m.metric_code, measured[m.measurement_id][0], measured[m.measurement_id][1],
+                        part.gross, part.gross - part.net, part.net, _merge_caps([part]))
+        for m in n.measurements
+        for part in [measurement_parts[m.measurement_id]]
+    )
+
+    total = quantize(sum((line.net for line in lines), _ZERO), code) + 0
+    return PayoutResult(
+        contract_id=n.contract_id, period_start=n.period_start, period_end=n.period_end,
+        terms_version=terms.version, currency=code,
+        lines=tuple(lines), items=tuple(items), measurement_items=measurement_items,
+        shares=split_total(total, terms.payer_shares, code), total=total,
+        inputs_hash=hashlib.sha256(_canonical(n)).hexdigest(),
+    )

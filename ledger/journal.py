@@ -104,23 +104,25 @@ def chain_hash(previous_hash: str, canonical: bytes) -> str:
 
 # --- accounts -------------------------------------------------------------------------------
 
-def account_key(code: str, party_id: int, currency: str, contract_id: int | None, counterparty_id: int | None) -> str:
-    return f"{code}:{party_id}:{contract_id or '-'}:{counterparty_id or '-'}:{currency}"
+def account_key(code: str, party_id: int, currency: str, contract_id: int | None, counterparty_id: int | None,
+                fund_id: int | None = None) -> str:
+    key = f"{code}:{party_id}:{contract_id or '-'}:{counterparty_id or '-'}:{currency}"
+    return key if fund_id is None else f"{key}:f{fund_id}"
 
 
 def open_account(
     uow: UnitOfWork, *, code: str, name: str, party_id: int, currency: str,
-    contract_id: int | None = None, counterparty_id: int | None = None,
+    contract_id: int | None = None, counterparty_id: int | None = None, fund_id: int | None = None,
 ) -> Account:
-    """The account for (code, party, contract, counterparty, currency), opened if new."""
+    """The account for (code, party, contract, counterparty, currency, fund), opened if new."""
     m.currency(currency)
-    key = account_key(code, party_id, currency, contract_id, counterparty_id)
+    key = account_key(code, party_id, currency, contract_id, counterparty_id, fund_id)
     s = uow.session
     acc = s.execute(select(Account).where(Account.key == key)).scalar_one_or_none()
     if acc is None:
         acc = Account(
             key=key, code=code, name=name, party_id=party_id, currency=currency,
-            contract_id=contract_id, counterparty_id=counterparty_id, balance_minor=0, last_sequence=0,
+            contract_id=contract_id, counterparty_id=counterparty_id, fund_id=fund_id, balance_minor=0, last_sequence=0,
         )
         s.add(acc)
         s.flush()
@@ -150,6 +152,15 @@ def _lock_head(s: Session) -> LedgerHead:
         s.add(head)
         s.flush()
     return head
+
+
+def lock(uow: UnitOfWork) -> None:
+    """Serialise with every posting: take the chain head lock now, for a check-then-post use case.
+
+    A use case that reads balances to decide (is the fund's capital available?) takes this
+    first, so no other posting can change those balances before its own posting commits.
+    """
+    _lock_head(uow.session)
 
 
 def _validate(postings: Sequence[Posting], accounts: dict[int, Account]) -> list[tuple[int, str, int]]:

@@ -25,3 +25,30 @@ def visible_transactions(actor: Actor):
 
 def may_see_account(actor: Actor, account: Account) -> bool:
     return actor.sees_everything or actor.party_id in (account.party_id, account.counterparty_id)
+
+
+def visible_contracts(actor: Actor):
+    """A WHERE clause for the contracts an actor may read (None: all of them)."""
+    from ledger.models import OutcomeContract as C
+    if actor.sees_everything:
+        return None
+    column = {"MUNICIPALITY": C.municipality_id, "PROVIDER": C.provider_id, "VERIFIER": C.verifier_id}.get(actor.role)
+    if column is None:
+        return C.id.is_(None)
+    return column == actor.party_id
+
+
+def may_see_contract(actor: Actor, contract) -> bool:
+    if actor.sees_everything:
+        return True
+    return actor.party_id == {"MUNICIPALITY": contract.municipality_id, "PROVIDER": contract.provider_id,
+                              "VERIFIER": contract.verifier_id}.get(actor.role)
+
+
+def visible_funds(actor: Actor):
+    """Funds an actor may read: all, or those financing a contract it may see."""
+    from ledger.models import OutcomeContract as C, OutcomesFund as F
+    clause = visible_contracts(actor)
+    if clause is None:
+        return None
+    return exists(select(C.id).where(C.fund_id == F.id, clause))

@@ -55,3 +55,50 @@ def post(db, legs: list[tuple[Account, str]], *, kind: str = "TEST", description
                           postings=[journal.Posting(a.id, m.money(Decimal(x), a.currency)) for a, x in legs])
         uow.commit()
     return tx
+
+
+def sek(amount: str) -> m.Money:
+    return m.money(amount, "SEK")
+
+
+def rate_card(code: str = "SCHOOL_PASS", price: str = "40000.00", **kw):
+    from ledger.contracts import MetricSpec
+    return MetricSpec(code=code, name=code.replace("_", " ").title(), kind="RATE_CARD", direction="HIGHER_IS_BETTER",
+                      unit_price=sek(price), **kw)
+
+
+def funded(db, fm, *, capital: str = "50000000.00"):
+    """A FUND party with a SEK fund holding `capital`, a municipality, a provider and a verifier."""
+    from ledger import funds
+    manager = party(db, role="FUND", name="Statens utfallsfond")
+    muni = party(db, role="MUNICIPALITY", name="Umeå kommun")
+    prov = party(db, role="PROVIDER", name="Skolframgång AB")
+    ver = party(db, role="VERIFIER", name="Oberoende utvärdering AB")
+    with db.uow() as uow:
+        fund = funds.create_fund(uow, actor=fm, name="Utfallsfonden", manager_id=manager.id, currency="SEK")
+        if capital:
+            funds.deposit_capital(uow, actor=fm, fund_id=fund.id, amount=sek(capital), effective_date=date(2026, 1, 1),
+                                  reference="Anslag 2026")
+        uow.commit()
+    return fund, manager, muni, prov, ver
+
+
+def contract(db, fm, fund, manager, muni, prov, ver=None, *, max_value: str = "10000000.00", metrics=None,
+             shares=None, activate: bool = False, **kw):
+    from ledger import contracts
+    terms = contracts.TermsSpec(
+        max_value=sek(max_value), participant_cap=kw.pop("participant_cap", None),
+        payer_shares=tuple(shares or (contracts.ShareSpec(manager.id, Decimal("50")),
+                                      contracts.ShareSpec(muni.id, Decimal("50")))),
+        metrics=tuple(metrics or (rate_card(),)),
+    )
+    with db.uow() as uow:
+        c = contracts.create_contract(
+            uow, actor=fm, title=kw.pop("title", "Skolresultat i Umeå"), fund_id=fund.id, municipality_id=muni.id,
+            provider_id=prov.id, verifier_id=ver.id if ver else None, investor_id=None,
+            policy_area=kw.pop("policy_area", "school"), start_date=kw.pop("start_date", date(2026, 1, 1)),
+            end_date=kw.pop("end_date", date(2028, 12, 31)), terms=terms)
+        if activate:
+            contracts.activate_contract(uow, actor=fm, contract_id=c.id)
+        uow.commit()
+    return c

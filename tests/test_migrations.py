@@ -7,6 +7,9 @@ from sqlalchemy import inspect, text
 
 from ledger.models import Base
 
+APPEND_ONLY = ("ledger_transactions", "ledger_entries", "audit_events",
+               "contract_terms", "payer_shares", "metrics", "area_supplements")
+
 
 def test_alembic_head_matches_the_orm(engine):
     with engine.connect() as conn:
@@ -25,10 +28,10 @@ def test_check_constraints_and_append_only_triggers_exist(engine):
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             rows = conn.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars().all()
-            want = {f"{t}_{k}" for t in ("ledger_transactions", "ledger_entries", "audit_events")
+            want = {f"{t}_{k}" for t in APPEND_ONLY
                     for k in ("append_only", "no_truncate")}
         else:
             rows = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars().all()
-            want = {f"{t}_no_{v}" for t in ("ledger_transactions", "ledger_entries", "audit_events")
+            want = {f"{t}_no_{v}" for t in APPEND_ONLY
                     for v in ("update", "delete")}
     assert want <= set(rows)

@@ -8,7 +8,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
-from api.graphql import audit, ledger, parties
+from api.graphql import audit, contracts, ledger, parties
 from api.graphql.base import SCALAR_MAP, Node, ctx, split_global_id
 from ledger import models
 from ledger.reads import may_see_account
@@ -26,6 +26,10 @@ async def _resolve_node(info: Info, type_name: str, pk: int):
         return await ledger.load_account(info, pk)
     if type_name == "LedgerTransaction":
         return await ledger.load_transaction(info, pk)
+    if type_name == "OutcomeContract":
+        return await contracts.load_contract(info, pk)
+    if type_name == "Fund":
+        return await contracts.load_fund(info, pk)
     if type_name == "ApiToken" and actor.role == "ADMIN":
         row = await ctx(info).db.read(lambda s: s.get(models.ApiToken, pk))
         return parties.ApiToken.from_row(row) if row else None
@@ -45,8 +49,9 @@ class NodeQueries:
         return await _resolve_node(info, *parsed)
 
 
-Query = merge_types("Query", (NodeQueries, parties.PartyQueries, ledger.LedgerQueries, audit.AuditQueries))
-Mutation = merge_types("Mutation", (parties.PartyMutations, ledger.LedgerMutations))
+Query = merge_types("Query", (NodeQueries, parties.PartyQueries, contracts.ContractQueries, ledger.LedgerQueries,
+                              audit.AuditQueries))
+Mutation = merge_types("Mutation", (parties.PartyMutations, contracts.ContractMutations, ledger.LedgerMutations))
 
 
 def _unexpected(error: GraphQLError) -> bool:
@@ -67,7 +72,8 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
         extensions.append(DisableIntrospection)
     return strawberry.Schema(
         query=Query, mutation=Mutation, types=[parties.Party, parties.ApiToken, ledger.LedgerAccount,
-                                               ledger.LedgerTransaction, audit.AuditEvent],
+                                               ledger.LedgerTransaction, audit.AuditEvent,
+                                               contracts.Fund, contracts.OutcomeContract, contracts.Sanction],
         config=StrawberryConfig(scalar_map=SCALAR_MAP), extensions=extensions,
     )
 

@@ -1,10 +1,13 @@
 """ORM tables, one module per aggregate. Importing this package registers all of them."""
-from ledger.models.base import Base, UTCDateTime, utcnow
+from ledger.models.base import Base, DecimalText, UTCDateTime, utcnow
 from ledger.models.parties import ApiToken, Party
 from ledger.models.journal import GENESIS_HASH, Account, Entry, LedgerHead, Transaction
 from ledger.models.audit import AuditEvent, IdempotencyKey
+from ledger.models.funds import OutcomesFund
+from ledger.models.contracts import AreaSupplement, ContractTerms, Metric, OutcomeContract, PayerShare, Sanction
 
 __all__ = [
     "Base", "UTCDateTime", "utcnow", "Party", "ApiToken", "Account", "Entry", "LedgerHead",
-    "Transaction", "GENESIS_HASH", "AuditEvent", "IdempotencyKey",
+    "Transaction", "GENESIS_HASH", "AuditEvent", "IdempotencyKey", "OutcomesFund", "OutcomeContract",
+    "ContractTerms", "PayerShare", "Metric", "AreaSupplement", "Sanction",
 ]

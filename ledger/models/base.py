@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, MetaData, String
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -48,3 +48,22 @@ class UTCDateTime(TypeDecorator):
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class DecimalText(TypeDecorator):
+    """An exact decimal kept as its canonical text: SQLite has no exact numeric type."""
+
+    impl = String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        from decimal import Decimal
+        if not isinstance(value, Decimal):
+            raise TypeError("DecimalText stores Decimal values only")
+        return format(value, "f")
+
+    def process_result_value(self, value, dialect):
+        from decimal import Decimal
+        return None if value is None else Decimal(value)

@@ -27,6 +27,8 @@ class Account(Base):
     party_id: Mapped[int] = mapped_column(ForeignKey("parties.id"), index=True)
     contract_id: Mapped[int | None] = mapped_column(Integer, index=True)
     counterparty_id: Mapped[int | None] = mapped_column(ForeignKey("parties.id"))
+    # the outcomes fund an account belongs to, so one party can manage several funds
+    fund_id: Mapped[int | None] = mapped_column(ForeignKey("outcome_funds.id"), index=True)
     currency: Mapped[str] = mapped_column(String(3))
     balance_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)

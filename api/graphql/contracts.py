@@ -1,0 +1,626 @@
+"""Outcomes funds and outcome contracts: terms, metrics, lifecycle, amendments, sanctions."""
+from __future__ import annotations
+
+import enum
+from collections import defaultdict
+from datetime import date, datetime
+from decimal import Decimal
+
+import strawberry
+from sqlalchemy import select
+from strawberry.dataloader import DataLoader
+from strawberry.types import Info
+
+from api.graphql.base import (
+    Connection, Money, MoneyInput, Node, UserError, audited, connection, ctx, decode_cursor, from_global_id,
+    mutate, page_size, query_error, require_actor,
+)
+from api.graphql.ledger import LedgerTransaction
+from api.graphql.parties import Party, load_party
+from ledger import chart, contracts, funds, models, sanctions
+from ledger import money as m
+from ledger.errors import DomainError
+from ledger.reads import may_see_contract, visible_contracts, visible_funds
+
+
+@strawberry.enum
+class ContractStatus(enum.Enum):
+    DRAFT = "DRAFT"
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"
+    COMPLETED = "COMPLETED"
+    TERMINATED = "TERMINATED"
+
+
+@strawberry.enum
+class MetricKind(enum.Enum):
+    RATE_CARD = "RATE_CARD"
+    BASELINE_IMPROVEMENT = "BASELINE_IMPROVEMENT"
+    COMPARISON_THRESHOLD = "COMPARISON_THRESHOLD"
+
+
+@strawberry.enum
+class Direction(enum.Enum):
+    HIGHER_IS_BETTER = "HIGHER_IS_BETTER"
+    LOWER_IS_BETTER = "LOWER_IS_BETTER"
+
+
+@strawberry.enum
+class SanctionLevel(enum.Enum):
+    WARNING = "WARNING"
+    PENALTY = "PENALTY"
+    SUSPENSION = "SUSPENSION"
+    DEAUTHORISATION = "DEAUTHORISATION"
+
+
+def _money(units: int | None, currency: str) -> Money | None:
+    return None if units is None else Money.minor(units, currency)
+
+
+@strawberry.type
+class AreaSupplement:
+    area: str
+    percent: Decimal
+
+
+@strawberry.type
+class Metric:
+    code: str
+    name: str
+    kind: MetricKind
+    direction: Direction
+    unit_price: Money
+    baseline: Decimal | None
+    baseline_source: str | None
+    baseline_method: str | None
+    threshold: Decimal | None
+    cap_per_participant: Money | None
+    cap_per_period: Money | None
+    cap_total: Money | None
+    once_only: bool
+    area_supplements: list[AreaSupplement]
+
+    @classmethod
+    def from_row(cls, x: models.Metric, currency: str) -> "Metric":
+        return cls(code=x.code, name=x.name, kind=MetricKind(x.kind), direction=Direction(x.direction),
+                   unit_price=Money.minor(x.unit_price_minor, currency), baseline=x.baseline,
+                   baseline_source=x.baseline_source, baseline_method=x.baseline_method, threshold=x.threshold,
+                   cap_per_participant=_money(x.cap_per_participant_minor, currency),
+                   cap_per_period=_money(x.cap_per_period_minor, currency),
+                   cap_total=_money(x.cap_total_minor, currency), once_only=x.once_only,
+                   area_supplements=[AreaSupplement(area=s.area, percent=s.percent) for s in x.supplements])
+
+
+@strawberry.type
+class PayerShare:
+    party_id: strawberry.Private[int]
+    percent: Decimal
+
+    @strawberry.field
+    async def party(self, info: Info) -> Party | None:
+        return await load_party(info, self.party_id)
+
+
+@strawberry.type
+class ContractTerms:
+    version: int
+    effective_from: date
+    reason: str
+    max_value: Money
+    participant_cap: Money | None
+    payer_shares: list[PayerShare]
+    metrics: list[Metric]
+    created_by: str
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, t: models.ContractTerms, currency: str) -> "ContractTerms":
+        return cls(version=t.version, effective_from=t.effective_from, reason=t.reason,
+                   max_value=Money.minor(t.max_value_minor, currency),
+                   participant_cap=_money(t.participant_cap_minor, currency),
+                   payer_shares=[PayerShare(party_id=p.party_id, percent=p.percent) for p in t.payer_shares],
+                   metrics=[Metric.from_row(x, currency) for x in t.metrics], created_by=t.created_by,
+                   created_at=t.created_at)
+
+
+@strawberry.type
+class Sanction(Node):
+    pk: strawberry.Private[int]
+    level: SanctionLevel
+    reason: str
+    penalty: Money | None
+    issued_by: str
+    issued_at: datetime
+    lifted_at: datetime | None
+    lifted_by: str | None
+    transaction_sequence: strawberry.Private[int | None]
+
+    @classmethod
+    def from_row(cls, x: models.Sanction, currency: str) -> "Sanction":
+        return cls(pk=x.id, level=SanctionLevel(x.level), reason=x.reason, penalty=_money(x.penalty_minor, currency),
+                   issued_by=x.issued_by, issued_at=x.issued_at, lifted_at=x.lifted_at, lifted_by=x.lifted_by,
+                   transaction_sequence=x.transaction_sequence)
+
+
+@strawberry.type
+class OutcomeContract(Node):
+    pk: strawberry.Private[int]
+    title: str
+    status: ContractStatus
+    policy_area: str
+    currency: str
+    start_date: date
+    end_date: date
+    created_at: datetime
+    activated_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    fund_id: strawberry.Private[int]
+    party_ids: strawberry.Private[dict]
+
+    @strawberry.field
+    async def fund(self, info: Info) -> "Fund | None":
+        return await load_fund(info, self.fund_id)
+
+    @strawberry.field
+    async def municipality(self, info: Info) -> Party | None:
+        return await load_party(info, self.party_ids["municipality"])
+
+    @strawberry.field
+    async def provider(self, info: Info) -> Party | None:
+        return await load_party(info, self.party_ids["provider"])
+
+    @strawberry.field
+    async def verifier(self, info: Info) -> Party | None:
+        return await load_party(info, self.party_ids["verifier"])
+
+    @strawberry.field
+    async def investor(self, info: Info) -> Party | None:
+        return await load_party(info, self.party_ids["investor"])
+
+    @strawberry.field(description="The terms in force now (the newest version already effective).")
+    async def terms(self, info: Info) -> ContractTerms:
+        history = await load_terms(info, self.pk)
+        today = date.today()
+        effective = [t for t in history if t.effective_from <= today] or history[:1]
+        return max(effective, key=lambda t: (t.effective_from, t.version))
+
+    @strawberry.field(description="Every terms version, oldest first; amendments never overwrite.")
+    async def terms_history(self, info: Info) -> list[ContractTerms]:
+        return await load_terms(info, self.pk)
+
+    @strawberry.field(description="The metrics of the terms in force now.")
+    async def metrics(self, info: Info) -> list[Metric]:
+        return (await self.terms(info)).metrics
+
+    @strawberry.field
+    async def sanctions(self, info: Info) -> list[Sanction]:
+        c = ctx(info)
+
+        async def batch(keys: list[int]) -> list[list[Sanction]]:
+            def q(s):
+                out = defaultdict(list)
+                rows = s.execute(select(models.Sanction, models.OutcomeContract.currency)
+                                 .join(models.OutcomeContract, models.OutcomeContract.id == models.Sanction.contract_id)
+                                 .where(models.Sanction.contract_id.in_(keys)).order_by(models.Sanction.id)).all()
+                for row, currency in rows:
+                    out[row.contract_id].append(Sanction.from_row(row, currency))
+                return out
+            found = await c.db.read(q)
+            return [found.get(k, []) for k in keys]
+        return await c.loader("sanctions", lambda: DataLoader(batch)).load(self.pk)
+
+    @strawberry.field(description="What the fund has committed to this contract and not yet drawn down.")
+    async def committed(self, info: Info) -> Money:
+        def q(s):
+            units = s.execute(select(models.Account.balance_minor).where(
+                models.Account.contract_id == self.pk, models.Account.code == chart.FUND_COMMITTED)).scalar_one_or_none()
+            return Money.minor(units or 0, self.currency)
+        return await ctx(info).db.read(q)
+
+    @classmethod
+    def from_row(cls, x: models.OutcomeContract) -> "OutcomeContract":
+        return cls(pk=x.id, title=x.title, status=ContractStatus(x.status), policy_area=x.policy_area,
+                   currency=x.currency, start_date=x.start_date, end_date=x.end_date, created_at=x.created_at,
+                   activated_at=x.activated_at, ended_at=x.ended_at, end_reason=x.end_reason, fund_id=x.fund_id,
+                   party_ids={"municipality": x.municipality_id, "provider": x.provider_id,
+                              "verifier": x.verifier_id, "investor": x.investor_id})
+
+
+@strawberry.type
+class Fund(Node):
+    pk: strawberry.Private[int]
+    name: str
+    currency: str
+    created_at: datetime
+    manager_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def manager(self, info: Info) -> Party | None:
+        return await load_party(info, self.manager_id)
+
+    async def _position(self, info: Info) -> chart.FundPosition:
+        c = ctx(info)
+
+        async def batch(keys: list[int]) -> list[chart.FundPosition]:
+            return await c.db.read(lambda s: [chart.fund_position(s, k) for k in keys])
+        return await c.loader("fund_position", lambda: DataLoader(batch)).load(self.pk)
+
+    @strawberry.field(description="Capital paid in, from the ledger.")
+    async def capital(self, info: Info) -> Money:
+        return Money.minor((await self._position(info)).capital, self.currency)
+
+    @strawberry.field(description="Committed to active contracts and not yet drawn down, from the ledger.")
+    async def committed(self, info: Info) -> Money:
+        return Money.minor((await self._position(info)).committed, self.currency)
+
+    @strawberry.field(description="capital − committed − paidOut.")
+    async def available(self, info: Info) -> Money:
+        return Money.minor((await self._position(info)).available, self.currency)
+
+    @strawberry.field(description="The fund's share of outcome payouts posted, from the ledger.")
+    async def paid_out(self, info: Info) -> Money:
+        return Money.minor((await self._position(info)).paid_out, self.currency)
+
+    @strawberry.field
+    async def contracts(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[OutcomeContract]:
+        return await _contracts(info, fund_id=self.pk, first=first, after=after)
+
+    @classmethod
+    def from_row(cls, f: models.OutcomesFund) -> "Fund":
+        return cls(pk=f.id, name=f.name, currency=f.currency, created_at=f.created_at, manager_id=f.manager_id)
+
+
+async def load_terms(info: Info, contract_id: int) -> list[ContractTerms]:
+    c = ctx(info)
+
+    async def batch(keys: list[int]) -> list[list[ContractTerms]]:
+        def q(s):
+            out = defaultdict(list)
+            rows = s.execute(select(models.ContractTerms, models.OutcomeContract.currency)
+                             .join(models.OutcomeContract, models.OutcomeContract.id == models.ContractTerms.contract_id)
+                             .where(models.ContractTerms.contract_id.in_(keys)).order_by(models.ContractTerms.version)).all()
+            for row, currency in rows:
+                out[row.contract_id].append(ContractTerms.from_row(row, currency))
+            return out
+        found = await c.db.read(q)
+        return [found.get(k, []) for k in keys]
+    return await c.loader("terms", lambda: DataLoader(batch)).load(contract_id)
+
+
+async def load_contract(info: Info, contract_id: int) -> OutcomeContract | None:
+    """A contract through the request's DataLoader; null when the caller may not see it."""
+    c = ctx(info)
+    actor = require_actor(info)
+
+    async def batch(keys: list[int]) -> list[OutcomeContract | None]:
+        rows = await c.db.read(lambda s: {x.id: x for x in s.execute(
+            select(models.OutcomeContract).where(models.OutcomeContract.id.in_(keys))).scalars()})
+        return [OutcomeContract.from_row(rows[k]) if k in rows and may_see_contract(actor, rows[k]) else None
+                for k in keys]
+    return await c.loader("contract", lambda: DataLoader(batch)).load(contract_id)
+
+
+async def load_fund(info: Info, fund_id: int) -> Fund | None:
+    c = ctx(info)
+    actor = require_actor(info)
+
+    async def batch(keys: list[int]) -> list[Fund | None]:
+        def q(s):
+            stmt = select(models.OutcomesFund).where(models.OutcomesFund.id.in_(keys))
+            clause = visible_funds(actor)
+            if clause is not None:
+                stmt = stmt.where(clause)
+            return {f.id: Fund.from_row(f) for f in s.execute(stmt).scalars()}
+        found = await c.db.read(q)
+        return [found.get(k) for k in keys]
+    return await c.loader("fund", lambda: DataLoader(batch)).load(fund_id)
+
+
+async def _contracts(info: Info, *, fund_id: int | None = None, status: ContractStatus | None = None,
+                     first: int | None, after: str | None) -> Connection[OutcomeContract]:
+    actor = require_actor(info)
+    size, start = page_size(first), decode_cursor(after)
+    C = models.OutcomeContract
+
+    def q(s):
+        stmt = select(C).order_by(C.id).limit(size + 1)
+        if fund_id is not None:
+            stmt = stmt.where(C.fund_id == fund_id)
+        if status is not None:
+            stmt = stmt.where(C.status == status.value)
+        if start is not None:
+            stmt = stmt.where(C.id > start)
+        clause = visible_contracts(actor)
+        if clause is not None:
+            stmt = stmt.where(clause)
+        return connection(s.execute(stmt).scalars().all(), lambda x: x.id, size, start is not None,
+                          OutcomeContract.from_row)
+    return await ctx(info).db.read(q)
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+@strawberry.input
+class AreaSupplementInput:
+    area: str
+    percent: Decimal
+
+
+@strawberry.input
+class MetricInput:
+    code: str
+    name: str
+    kind: MetricKind
+    direction: Direction
+    unit_price: MoneyInput
+    baseline: Decimal | None = None
+    baseline_source: str | None = None
+    baseline_method: str | None = None
+    threshold: Decimal | None = None
+    cap_per_participant: MoneyInput | None = None
+    cap_per_period: MoneyInput | None = None
+    cap_total: MoneyInput | None = None
+    once_only: bool = False
+    area_supplements: list[AreaSupplementInput] = strawberry.field(default_factory=list)
+
+    def to_spec(self, i: int) -> contracts.MetricSpec:
+        path = f"metrics.{i}"
+        money = lambda x, f: x.to_money(f"{path}.{f}") if x is not None else None  # noqa: E731
+        return contracts.MetricSpec(
+            code=self.code, name=self.name, kind=self.kind.value, direction=self.direction.value,
+            unit_price=money(self.unit_price, "unitPrice"), baseline=self.baseline, threshold=self.threshold,
+            cap_per_participant=money(self.cap_per_participant, "capPerParticipant"),
+            cap_per_period=money(self.cap_per_period, "capPerPeriod"), cap_total=money(self.cap_total, "capTotal"),
+            once_only=self.once_only, area_supplements=tuple((a.area, a.percent) for a in self.area_supplements),
+            baseline_source=self.baseline_source, baseline_method=self.baseline_method,
+        )
+
+
+@strawberry.input
+class PayerShareInput:
+    party_id: strawberry.ID
+    percent: Decimal
+
+
+def _shares(items: list[PayerShareInput]) -> tuple[contracts.ShareSpec, ...]:
+    return tuple(contracts.ShareSpec(from_global_id(s.party_id, "Party", field=f"payerShares.{i}.partyId"), s.percent)
+                 for i, s in enumerate(items))
+
+
+@strawberry.input
+class CreateFundInput:
+    name: str
+    manager_id: strawberry.ID
+    currency: str
+    idempotency_key: str | None = None
+
+
+@strawberry.type
+class CreateFundPayload:
+    fund: Fund | None
+    user_errors: list[UserError]
+
+
+@strawberry.input
+class DepositCapitalInput:
+    fund_id: strawberry.ID
+    amount: MoneyInput
+    effective_date: date
+    reference: str
+    idempotency_key: str | None = None
+
+
+@strawberry.type
+class DepositCapitalPayload:
+    fund: Fund | None
+    transaction: LedgerTransaction | None
+    user_errors: list[UserError]
+
+
+@strawberry.input
+class CreateContractInput:
+    title: str
+    fund_id: strawberry.ID
+    municipality_id: strawberry.ID
+    provider_id: strawberry.ID
+    policy_area: str
+    start_date: date
+    end_date: date
+    max_value: MoneyInput
+    payer_shares: list[PayerShareInput]
+    metrics: list[MetricInput]
+    verifier_id: strawberry.ID | None = None
+    investor_id: strawberry.ID | None = None
+    participant_cap: MoneyInput | None = None
+    idempotency_key: str | None = None
+
+
+@strawberry.type
+class ContractPayload:
+    contract: OutcomeContract | None
+    user_errors: list[UserError]
+
+
+@strawberry.input
+class ContractIdInput:
+    contract_id: strawberry.ID
+    idempotency_key: str | None = None
+
+
+@strawberry.input
+class AmendContractInput:
+    contract_id: strawberry.ID
+    effective_date: date
+    reason: str
+    max_value: MoneyInput | None = None
+    participant_cap: MoneyInput | None = None
+    payer_shares: list[PayerShareInput] | None = None
+    metrics: list[MetricInput] | None = None
+    idempotency_key: str | None = None
+
+
+@strawberry.input
+class EndContractInput:
+    contract_id: strawberry.ID
+    reason: str
+    idempotency_key: str | None = None
+
+
+@strawberry.input
+class IssueSanctionInput:
+    contract_id: strawberry.ID
+    level: SanctionLevel
+    reason: str
+    penalty: MoneyInput | None = None
+    idempotency_key: str | None = None
+
+
+@strawberry.type
+class SanctionPayload:
+    sanction: Sanction | None
+    contract: OutcomeContract | None
+    user_errors: list[UserError]
+
+
+def _opt(gid, type_name: str, field: str) -> int | None:
+    return None if gid is None else from_global_id(gid, type_name, field=field)
+
+
+def _contract_fields(x: models.OutcomeContract) -> dict:
+    return {"contract": OutcomeContract.from_row(x)}
+
+
+@strawberry.type
+class ContractQueries:
+    @strawberry.field
+    async def funds(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[Fund]:
+        actor = require_actor(info)
+        size, start = page_size(first), decode_cursor(after)
+        F = models.OutcomesFund
+
+        def q(s):
+            stmt = select(F).order_by(F.id).limit(size + 1)
+            if start is not None:
+                stmt = stmt.where(F.id > start)
+            clause = visible_funds(actor)
+            if clause is not None:
+                stmt = stmt.where(clause)
+            return connection(s.execute(stmt).scalars().all(), lambda f: f.id, size, start is not None, Fund.from_row)
+        return await ctx(info).db.read(q)
+
+    @strawberry.field
+    async def fund(self, info: Info, id: strawberry.ID) -> Fund | None:
+        try:
+            return await load_fund(info, from_global_id(id, "Fund"))
+        except DomainError as err:
+            raise query_error(err) from None
+
+    @strawberry.field
+    async def contracts(self, info: Info, status: ContractStatus | None = None, first: int | None = None,
+                        after: str | None = None) -> Connection[OutcomeContract]:
+        return await _contracts(info, status=status, first=first, after=after)
+
+    @strawberry.field
+    async def contract(self, info: Info, id: strawberry.ID) -> OutcomeContract | None:
+        try:
+            return await load_contract(info, from_global_id(id, "OutcomeContract"))
+        except DomainError as err:
+            raise query_error(err) from None
+
+
+@strawberry.type
+class ContractMutations:
+    @strawberry.mutation
+    async def create_fund(self, info: Info, input: CreateFundInput) -> CreateFundPayload:
+        def run(uow, actor):
+            manager = from_global_id(input.manager_id, "Party", field="managerId")
+            return audited(uow, actor, "createFund", input, lambda: funds.create_fund(
+                uow, actor=actor, name=input.name, manager_id=manager, currency=input.currency))
+        return await mutate(info, CreateFundPayload, run, lambda f: {"fund": Fund.from_row(f)})
+
+    @strawberry.mutation
+    async def deposit_capital(self, info: Info, input: DepositCapitalInput) -> DepositCapitalPayload:
+        def run(uow, actor):
+            fund_id = from_global_id(input.fund_id, "Fund", field="fundId")
+            tx = audited(uow, actor, "depositCapital", input, lambda: funds.deposit_capital(
+                uow, actor=actor, fund_id=fund_id, amount=input.amount.to_money(), effective_date=input.effective_date,
+                reference=input.reference))
+            return tx, funds.get_fund(uow, fund_id)
+        return await mutate(info, DepositCapitalPayload, run, lambda r: {
+            "transaction": LedgerTransaction.from_row(r[0]), "fund": Fund.from_row(r[1])})
+
+    @strawberry.mutation
+    async def create_contract(self, info: Info, input: CreateContractInput) -> ContractPayload:
+        def run(uow, actor):
+            terms = contracts.TermsSpec(
+                max_value=input.max_value.to_money("maxValue"),
+                participant_cap=input.participant_cap.to_money("participantCap") if input.participant_cap else None,
+                payer_shares=_shares(input.payer_shares),
+                metrics=tuple(x.to_spec(i) for i, x in enumerate(input.metrics)),
+            )
+            return audited(uow, actor, "createContract", input, lambda: contracts.create_contract(
+                uow, actor=actor, title=input.title, fund_id=from_global_id(input.fund_id, "Fund", field="fundId"),
+                municipality_id=from_global_id(input.municipality_id, "Party", field="municipalityId"),
+                provider_id=from_global_id(input.provider_id, "Party", field="providerId"),
+                verifier_id=_opt(input.verifier_id, "Party", "verifierId"),
+                investor_id=_opt(input.investor_id, "Party", "investorId"), policy_area=input.policy_area,
+                start_date=input.start_date, end_date=input.end_date, terms=terms))
+        return await mutate(info, ContractPayload, run, _contract_fields)
+
+    @strawberry.mutation(description="DRAFT → ACTIVE; commits maxValue from the fund (INSUFFICIENT_FUND_CAPITAL if short).")
+    async def activate_contract(self, info: Info, input: ContractIdInput) -> ContractPayload:
+        def run(uow, actor):
+            cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
+            return audited(uow, actor, "activateContract", input,
+                           lambda: contracts.activate_contract(uow, actor=actor, contract_id=cid))
+        return await mutate(info, ContractPayload, run, _contract_fields)
+
+    @strawberry.mutation(description="A new terms version from effectiveDate; parts not given are carried over.")
+    async def amend_contract(self, info: Info, input: AmendContractInput) -> ContractPayload:
+        def run(uow, actor):
+            cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
+            return audited(uow, actor, "amendContract", input, lambda: contracts.amend_contract(
+                uow, actor=actor, contract_id=cid, effective_date=input.effective_date, reason=input.reason,
+                max_value=input.max_value.to_money("maxValue") if input.max_value else None,
+                participant_cap=input.participant_cap.to_money("participantCap") if input.participant_cap else None,
+                payer_shares=_shares(input.payer_shares) if input.payer_shares is not None else None,
+                metrics=[x.to_spec(i) for i, x in enumerate(input.metrics)] if input.metrics is not None else None))
+        return await mutate(info, ContractPayload, run, _contract_fields)
+
+    @strawberry.mutation(description="Ends the contract and releases the fund's uncommitted remainder.")
+    async def terminate_contract(self, info: Info, input: EndContractInput) -> ContractPayload:
+        def run(uow, actor):
+            cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
+            return audited(uow, actor, "terminateContract", input,
+                           lambda: contracts.terminate_contract(uow, actor=actor, contract_id=cid, reason=input.reason))
+        return await mutate(info, ContractPayload, run, _contract_fields)
+
+    @strawberry.mutation(description="Closes a contract at the end of its term; releases what is left of the commitment.")
+    async def complete_contract(self, info: Info, input: EndContractInput) -> ContractPayload:
+        def run(uow, actor):
+            cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
+            return audited(uow, actor, "completeContract", input,
+                           lambda: contracts.complete_contract(uow, actor=actor, contract_id=cid, reason=input.reason))
+        return await mutate(info, ContractPayload, run, _contract_fields)
+
+    @strawberry.mutation(description="WARNING, PENALTY (an obligation to the municipality), SUSPENSION or DEAUTHORISATION.")
+    async def issue_sanction(self, info: Info, input: IssueSanctionInput) -> SanctionPayload:
+        def run(uow, actor):
+            cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
+            sanction = audited(uow, actor, "issueSanction", input, lambda: sanctions.issue_sanction(
+                uow, actor=actor, contract_id=cid, level=input.level.value, reason=input.reason,
+                penalty=input.penalty.to_money("penalty") if input.penalty else None))
+            return sanction, contracts.get_contract(uow, cid)
+        return await mutate(info, SanctionPayload, run, lambda r: {
+            "sanction": Sanction.from_row(r[0], r[1].currency), "contract": OutcomeContract.from_row(r[1])})
+
+    @strawberry.mutation(description="SUSPENDED → ACTIVE.")
+    async def lift_suspension(self, info: Info, input: EndContractInput) -> SanctionPayload:
+        def run(uow, actor):
+            cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
+            sanction = audited(uow, actor, "liftSuspension", input, lambda: sanctions.lift_suspension(
+                uow, actor=actor, contract_id=cid, reason=input.reason))
+            return sanction, contracts.get_contract(uow, cid)
+        return await mutate(info, SanctionPayload, run, lambda r: {
+            "sanction": Sanction.from_row(r[0], r[1].currency), "contract": OutcomeContract.from_row(r[1])})

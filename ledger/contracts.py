@@ -1,0 +1,389 @@
+"""Outcome contracts: creation with terms and metrics, the lifecycle, amendments, termination.
+
+Lifecycle: DRAFT → ACTIVE → (SUSPENDED ↔ ACTIVE) → COMPLETED | TERMINATED. Activation commits
+`maxValue` from the fund in the ledger; ending a contract releases what is left of it.
+Terms are never edited: an amendment is a new version with an effective date.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from ledger import chart, journal
+from ledger import money as m
+from ledger.access import Actor, require_role
+from ledger.db import UnitOfWork
+from ledger.errors import Conflict, NotFound, ValidationError
+from ledger.funds import get_fund
+from ledger.models import (
+    AreaSupplement, ContractTerms, Metric, OutcomeContract, OutcomesFund, PayerShare, Transaction, utcnow,
+)
+from ledger.models.contracts import DIRECTIONS, METRIC_KINDS
+from ledger.parties import clean_text, get_party
+
+METRIC_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,59}")
+ENDED = ("COMPLETED", "TERMINATED")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What a contract pays for and how (see PAYOUTS.md)."""
+
+    code: str
+    name: str
+    kind: str
+    direction: str
+    unit_price: m.Money
+    baseline: Decimal | None = None
+    threshold: Decimal | None = None
+    cap_per_participant: m.Money | None = None
+    cap_per_period: m.Money | None = None
+    cap_total: m.Money | None = None
+    once_only: bool = False
+    area_supplements: tuple[tuple[str, Decimal], ...] = ()
+    baseline_source: str | None = None
+    baseline_method: str | None = None
+
+
+@dataclass(frozen=True)
+class ShareSpec:
+    party_id: int
+    percent: Decimal
+
+
+@dataclass(frozen=True)
+class TermsSpec:
+    max_value: m.Money
+    participant_cap: m.Money | None
+    payer_shares: tuple[ShareSpec, ...]
+    metrics: tuple[MetricSpec, ...]
+
+
+# --- validation -----------------------------------------------------------------------------
+
+def _positive(value: m.Money | None, currency: str, path: list[str], *, code: str = "NON_POSITIVE_AMOUNT") -> int | None:
+    if value is None:
+        return None
+    if value.currency.code != currency:
+        raise ValidationError(f"amounts are in the fund's currency {currency}, not {value.currency.code}",
+                              code="CURRENCY_MISMATCH", field=[*path, "currency"])
+    units = m.minor_units(value)
+    if units <= 0:
+        raise ValidationError("must be more than zero", code=code, field=[*path, "amount"])
+    return units
+
+
+def _validate_metric(spec: MetricSpec, currency: str, i: int) -> None:
+    path = ["metrics", str(i)]
+    if not METRIC_CODE.fullmatch(spec.code or ""):
+        raise ValidationError("a metric code is upper case letters, digits and _ (e.g. SCHOOL_PASS)",
+                              code="INVALID_METRIC_CODE", field=[*path, "code"])
+    clean_text(spec.name, "name")
+    if spec.kind not in METRIC_KINDS:
+        raise ValidationError(f"unknown metric kind {spec.kind!r}", code="INVALID_METRIC_KIND", field=[*path, "kind"])
+    if spec.direction not in DIRECTIONS:
+        raise ValidationError(f"unknown direction {spec.direction!r}", code="INVALID_DIRECTION", field=[*path, "direction"])
+    _positive(spec.unit_price, currency, [*path, "unitPrice"], code="NON_POSITIVE_PRICE")
+    for name in ("cap_per_participant", "cap_per_period", "cap_total"):
+        camel = re.sub(r"_(\w)", lambda g: g.group(1).upper(), name)
+        _positive(getattr(spec, name), currency, [*path, camel], code="NON_POSITIVE_CAP")
+    if spec.kind == "BASELINE_IMPROVEMENT" and spec.baseline is None:
+        raise ValidationError("a baseline improvement metric needs a baseline", code="BASELINE_REQUIRED",
+                              field=[*path, "baseline"])
+    if spec.kind == "COMPARISON_THRESHOLD":
+        if spec.threshold is None:
+            raise ValidationError("a comparison metric needs a threshold", code="THRESHOLD_REQUIRED",
+                                  field=[*path, "threshold"])
+    if spec.threshold is not None and not (Decimal(0) <= spec.threshold <= Decimal(1)):
+        raise ValidationError("a threshold is a fraction between 0 and 1 (0.10 for 10 %)", code="INVALID_THRESHOLD",
+                              field=[*path, "threshold"])
+    if spec.once_only and spec.kind != "RATE_CARD":
+        raise ValidationError("only rate-card outcomes are paid once per participant", code="ONCE_ONLY_NOT_ALLOWED",
+                              field=[*path, "onceOnly"])
+    if spec.kind != "RATE_CARD" and (spec.cap_per_participant is not None or spec.area_supplements):
+        raise ValidationError("per-participant caps and area supplements apply to rate-card metrics",
+                              code="NOT_A_RATE_CARD", field=path)
+    areas = set()
+    for j, (area, pct) in enumerate(spec.area_supplements):
+        where = [*path, "areaSupplements", str(j)]
+        area = clean_text(area, "area", max_len=60)
+        if area in areas:
+            raise ValidationError(f"area {area} is listed twice", code="DUPLICATE_AREA", field=where)
+        areas.add(area)
+        if pct <= Decimal(-100) or pct != pct.quantize(Decimal("0.01")):
+            raise ValidationError("a supplement is a percentage above −100 with at most two decimals",
+                                  code="INVALID_PERCENT", field=[*where, "percent"])
+
+
+def _validate_terms(uow: UnitOfWork, terms: TermsSpec, *, currency: str, payers: set[int]) -> None:
+    _positive(terms.max_value, currency, ["maxValue"])
+    _positive(terms.participant_cap, currency, ["participantCap"])
+    if not terms.payer_shares:
+        raise ValidationError("a contract needs payer shares", code="SHARES_NOT_100", field=["payerShares"])
+    seen: set[int] = set()
+    for i, share in enumerate(terms.payer_shares):
+        where = ["payerShares", str(i)]
+        if share.party_id in seen:
+            raise ValidationError("a payer is named twice", code="DUPLICATE_PAYER", field=[*where, "partyId"])
+        seen.add(share.party_id)
+        if share.party_id not in payers:
+            raise ValidationError("payers are the fund's manager and the commissioning municipality",
+                                  code="INVALID_PAYER", field=[*where, "partyId"])
+        if share.percent <= 0 or share.percent != share.percent.quantize(Decimal("0.01")):
+            raise ValidationError("a share is a positive percentage with at most two decimals",
+                                  code="INVALID_PERCENT", field=[*where, "percent"])
+    if sum((s.percent for s in terms.payer_shares), Decimal(0)) != Decimal(100):
+        raise ValidationError("payer shares must sum to exactly 100", code="SHARES_NOT_100", field=["payerShares"])
+    if not terms.metrics:
+        raise ValidationError("a contract pays for at least one metric", code="NO_METRICS", field=["metrics"])
+    codes: set[str] = set()
+    for i, spec in enumerate(terms.metrics):
+        _validate_metric(spec, currency, i)
+        if spec.code in codes:
+            raise ValidationError(f"metric code {spec.code} is used twice", code="DUPLICATE_METRIC_CODE",
+                                  field=["metrics", str(i), "code"])
+        codes.add(spec.code)
+
+
+def _write_terms(uow: UnitOfWork, contract: OutcomeContract, terms: TermsSpec, *, version: int,
+                 effective_from: date, reason: str, actor: Actor) -> ContractTerms:
+    s = uow.session
+    row = ContractTerms(contract_id=contract.id, version=version, effective_from=effective_from, reason=reason,
+                        max_value_minor=m.minor_units(terms.max_value),
+                        participant_cap_minor=m.minor_units(terms.participant_cap) if terms.participant_cap else None,
+                        created_by=actor.label)
+    s.add(row)
+    s.flush()
+    for i, share in enumerate(terms.payer_shares):
+        s.add(PayerShare(terms_id=row.id, position=i, party_id=share.party_id, percent=share.percent))
+    for i, spec in enumerate(terms.metrics):
+        metric = Metric(
+            terms_id=row.id, position=i, code=spec.code, name=spec.name.strip(), kind=spec.kind,
+            direction=spec.direction, unit_price_minor=m.minor_units(spec.unit_price), baseline=spec.baseline,
+            baseline_source=spec.baseline_source, baseline_method=spec.baseline_method, threshold=spec.threshold,
+            cap_per_participant_minor=m.minor_units(spec.cap_per_participant) if spec.cap_per_participant else None,
+            cap_per_period_minor=m.minor_units(spec.cap_per_period) if spec.cap_per_period else None,
+            cap_total_minor=m.minor_units(spec.cap_total) if spec.cap_total else None, once_only=spec.once_only,
+        )
+        s.add(metric)
+        s.flush()
+        for area, pct in spec.area_supplements:
+            s.add(AreaSupplement(metric_id=metric.id, area=area.strip(), percent=pct))
+    s.flush()
+    s.expire(row)
+    return row
+
+
+# --- use cases ------------------------------------------------------------------------------
+
+def create_contract(
+    uow: UnitOfWork, *, actor: Actor, title: str, fund_id: int, municipality_id: int, provider_id: int,
+    verifier_id: int | None, investor_id: int | None, policy_area: str, start_date: date, end_date: date,
+    terms: TermsSpec,
+) -> OutcomeContract:
+    """A DRAFT contract with its first terms version, effective from the start date."""
+    require_role(actor, "FUND_MANAGER")
+    title = clean_text(title, "title", max_len=300)
+    policy_area = clean_text(policy_area, "policyArea", max_len=100)
+    fund = get_fund(uow, fund_id)
+    get_party(uow, municipality_id, role="MUNICIPALITY", field="municipalityId")
+    get_party(uow, provider_id, role="PROVIDER", field="providerId")
+    if verifier_id is not None:
+        get_party(uow, verifier_id, role="VERIFIER", field="verifierId")
+    if investor_id is not None:
+        get_party(uow, investor_id, role="INVESTOR", field="investorId")
+    if end_date < start_date:
+        raise ValidationError("the contract ends before it starts", code="INVALID_TERM", field=["endDate"])
+    _validate_terms(uow, terms, currency=fund.currency, payers={fund.manager_id, municipality_id})
+    contract = OutcomeContract(
+        title=title, fund_id=fund.id, municipality_id=municipality_id, provider_id=provider_id,
+        verifier_id=verifier_id, investor_id=investor_id, policy_area=policy_area, currency=fund.currency,
+        start_date=start_date, end_date=end_date, status="DRAFT", created_by=actor.label,
+    )
+    uow.session.add(contract)
+    uow.session.flush()
+    _write_terms(uow, contract, terms, version=1, effective_from=start_date, reason="Initial terms", actor=actor)
+    return contract
+
+
+def get_contract(uow_or_session, contract_id: int, *, for_update: bool = False) -> OutcomeContract:
+    s = getattr(uow_or_session, "session", uow_or_session)
+    stmt = select(OutcomeContract).where(OutcomeContract.id == contract_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    contract = s.execute(stmt).scalar_one_or_none()
+    if contract is None:
+        raise NotFound(f"contract {contract_id} does not exist", code="UNKNOWN_CONTRACT", field=["contractId"])
+    return contract
+
+
+def terms_history(s, contract_id: int) -> list[ContractTerms]:
+    return list(s.execute(select(ContractTerms).where(ContractTerms.contract_id == contract_id)
+                          .order_by(ContractTerms.version)).scalars())
+
+
+def terms_in_force(s, contract_id: int, on: date | None = None) -> ContractTerms:
+    """The newest terms version effective on `on` (the newest of all when `on` is None)."""
+    stmt = select(ContractTerms).where(ContractTerms.contract_id == contract_id)
+    if on is not None:
+        stmt = stmt.where(ContractTerms.effective_from <= on)
+    row = s.execute(stmt.order_by(ContractTerms.effective_from.desc(), ContractTerms.version.desc()).limit(1)).scalar_one_or_none()
+    if row is None:
+        row = s.execute(select(ContractTerms).where(ContractTerms.contract_id == contract_id)
+                        .order_by(ContractTerms.version).limit(1)).scalar_one()
+    return row
+
+
+def _transition(contract: OutcomeContract, allowed_from: Sequence[str], to: str) -> None:
+    if contract.status not in allowed_from:
+        raise Conflict(f"a {contract.status} contract cannot become {to}", code="INVALID_TRANSITION",
+                       field=["contractId"])
+
+
+def _commitment(uow: UnitOfWork, contract: OutcomeContract, fund: OutcomesFund):
+    committed = chart.account(uow, chart.FUND_COMMITTED, fund.manager_id, fund.currency,
+                              contract_id=contract.id, fund_id=fund.id)
+    reserve = chart.account(uow, chart.FUND_COMMITMENT_RESERVE, fund.manager_id, fund.currency, fund_id=fund.id)
+    return committed, reserve
+
+
+def _move_commitment(uow: UnitOfWork, actor: Actor, contract: OutcomeContract, fund: OutcomesFund, units: int,
+                     kind: str, description: str) -> Transaction | None:
+    """Commit (units > 0) or release (units < 0) fund capital for a contract."""
+    if units == 0:
+        return None
+    committed, reserve = _commitment(uow, contract, fund)
+    amount = m.from_minor(units, fund.currency)
+    return journal.post(uow, actor=actor.label, kind=kind, description=description,
+                        effective_date=utcnow().date(), contract_id=contract.id,
+                        postings=[journal.Posting(committed.id, amount), journal.Posting(reserve.id, -amount)])
+
+
+def _require_available(uow: UnitOfWork, fund: OutcomesFund, units: int) -> None:
+    available = chart.fund_position(uow.session, fund.id).available
+    if units > available:
+        raise Conflict(
+            f"the fund has {m.from_minor(available, fund.currency).amount} {fund.currency} available, "
+            f"{m.from_minor(units, fund.currency).amount} is needed", code="INSUFFICIENT_FUND_CAPITAL",
+            field=["contractId"])
+
+
+def activate_contract(uow: UnitOfWork, *, actor: Actor, contract_id: int) -> OutcomeContract:
+    """DRAFT → ACTIVE, committing the contract's maxValue from the fund's available capital."""
+    require_role(actor, "FUND_MANAGER")
+    journal.lock(uow)  # the availability check and the commitment are one step
+    contract = get_contract(uow, contract_id, for_update=True)
+    _transition(contract, ("DRAFT",), "ACTIVE")
+    fund = get_fund(uow, contract.fund_id)
+    terms = terms_in_force(uow.session, contract.id)
+    _require_available(uow, fund, terms.max_value_minor)
+    _move_commitment(uow, actor, contract, fund, terms.max_value_minor, "COMMITMENT",
+                     f"Commitment to contract {contract.id} ({contract.title})")
+    contract.status = "ACTIVE"
+    contract.activated_at = utcnow()
+    uow.session.flush()
+    return contract
+
+
+def committed_minor(uow: UnitOfWork, contract: OutcomeContract, fund: OutcomesFund) -> int:
+    committed, _ = _commitment(uow, contract, fund)
+    return committed.balance_minor
+
+
+def amend_contract(
+    uow: UnitOfWork, *, actor: Actor, contract_id: int, effective_date: date, reason: str,
+    max_value: m.Money | None = None, participant_cap: m.Money | None = None,
+    payer_shares: Sequence[ShareSpec] | None = None, metrics: Sequence[MetricSpec] | None = None,
+) -> OutcomeContract:
+    """A new terms version from `effective_date`; parts not given are carried over unchanged.
+
+    On an active contract a change of maxValue moves the fund's commitment by the difference.
+    """
+    require_role(actor, "FUND_MANAGER")
+    reason = clean_text(reason, "reason", max_len=2000)
+    journal.lock(uow)
+    contract = get_contract(uow, contract_id, for_update=True)
+    if contract.status in ENDED:
+        raise Conflict(f"a {contract.status} contract cannot be amended", code="INVALID_TRANSITION",
+                       field=["contractId"])
+    if not (contract.start_date <= effective_date <= contract.end_date):
+        raise ValidationError("an amendment takes effect within the contract's term", code="TERMS_OUTSIDE_CONTRACT",
+                              field=["effectiveDate"])
+    current = terms_in_force(uow.session, contract.id)
+    if effective_date < current.effective_from:
+        raise ValidationError(f"the terms in force already run from {current.effective_from}",
+                              code="EFFECTIVE_DATE_BEFORE_CURRENT", field=["effectiveDate"])
+    fund = get_fund(uow, contract.fund_id)
+    spec = TermsSpec(
+        max_value=max_value if max_value is not None else m.from_minor(current.max_value_minor, contract.currency),
+        participant_cap=participant_cap if participant_cap is not None else (
+            m.from_minor(current.participant_cap_minor, contract.currency) if current.participant_cap_minor else None),
+        payer_shares=tuple(payer_shares) if payer_shares is not None else tuple(
+            ShareSpec(p.party_id, p.percent) for p in current.payer_shares),
+        metrics=tuple(metrics) if metrics is not None else tuple(_spec_of(x, contract.currency) for x in current.metrics),
+    )
+    _validate_terms(uow, spec, currency=contract.currency, payers={fund.manager_id, contract.municipality_id})
+    version = max(t.version for t in terms_history(uow.session, contract.id)) + 1
+    new_max = m.minor_units(spec.max_value)
+    if contract.status != "DRAFT" and new_max != current.max_value_minor:
+        delta = new_max - current.max_value_minor
+        if delta > 0:
+            _require_available(uow, fund, delta)
+        elif committed_minor(uow, contract, fund) + delta < 0:
+            raise Conflict("maxValue cannot go below what has already been paid", code="MAX_VALUE_BELOW_PAID",
+                           field=["maxValue"])
+        _move_commitment(uow, actor, contract, fund, delta, "COMMITMENT_CHANGE",
+                         f"Amendment {version} of contract {contract.id}: maxValue changed: {reason}")
+    _write_terms(uow, contract, spec, version=version, effective_from=effective_date, reason=reason, actor=actor)
+    return contract
+
+
+def _spec_of(metric: Metric, currency: str) -> MetricSpec:
+    money = lambda units: m.from_minor(units, currency) if units is not None else None  # noqa: E731
+    return MetricSpec(
+        code=metric.code, name=metric.name, kind=metric.kind, direction=metric.direction,
+        unit_price=money(metric.unit_price_minor), baseline=metric.baseline, threshold=metric.threshold,
+        cap_per_participant=money(metric.cap_per_participant_minor), cap_per_period=money(metric.cap_per_period_minor),
+        cap_total=money(metric.cap_total_minor), once_only=metric.once_only,
+        area_supplements=tuple((s.area, s.percent) for s in metric.supplements),
+        baseline_source=metric.baseline_source, baseline_method=metric.baseline_method,
+    )
+
+
+def end_contract(uow: UnitOfWork, *, actor: Actor, contract: OutcomeContract, status: str, reason: str) -> OutcomeContract:
+    """End a contract (COMPLETED or TERMINATED) and release the fund's uncommitted remainder."""
+    fund = get_fund(uow, contract.fund_id)
+    remaining = committed_minor(uow, contract, fund) if contract.activated_at else 0
+    if remaining:
+        _move_commitment(uow, actor, contract, fund, -remaining, "COMMITMENT_RELEASE",
+                         f"Contract {contract.id} {status.lower()}: remaining commitment released: {reason}")
+    contract.status = status
+    contract.ended_at = utcnow()
+    contract.end_reason = reason
+    uow.session.flush()
+    return contract
+
+
+def terminate_contract(uow: UnitOfWork, *, actor: Actor, contract_id: int, reason: str) -> OutcomeContract:
+    """End a contract early; the fund's uncommitted remainder is released in the ledger."""
+    require_role(actor, "FUND_MANAGER")
+    reason = clean_text(reason, "reason", max_len=2000)
+    journal.lock(uow)
+    contract = get_contract(uow, contract_id, for_update=True)
+    _transition(contract, ("DRAFT", "ACTIVE", "SUSPENDED"), "TERMINATED")
+    return end_contract(uow, actor=actor, contract=contract, status="TERMINATED", reason=reason)
+
+
+def complete_contract(uow: UnitOfWork, *, actor: Actor, contract_id: int, reason: str) -> OutcomeContract:
+    """Close a contract whose term is over; the remainder of its commitment is released."""
+    require_role(actor, "FUND_MANAGER")
+    reason = clean_text(reason, "reason", max_len=2000)
+    journal.lock(uow)
+    contract = get_contract(uow, contract_id, for_update=True)
+    _transition(contract, ("ACTIVE", "SUSPENDED"), "COMPLETED")
+    return end_contract(uow, actor=actor, contract=contract, status="COMPLETED", reason=reason)

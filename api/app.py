@@ -34,15 +34,17 @@ TOUCH_EVERY = timedelta(minutes=1)
 class UtfallGraphQL(GraphQL):
     """Authenticates the bearer token and builds a fresh context (and DataLoaders) per request."""
 
-    def __init__(self, schema, db: Database, executor: ThreadPoolExecutor, **kw):
+    def __init__(self, schema, db: Database, executor: ThreadPoolExecutor, secret: bytes, **kw):
         super().__init__(schema, **kw)
         self.db = db
         self.executor = executor
+        self.secret = secret
 
     async def get_context(self, request: Request, response) -> Context:
         rdb = RequestDB(self.db, self.executor)
         request.state.rdb = rdb
-        return Context(db=rdb, actor=request.state.actor, request=request, request_id=request.state.request_id)
+        return Context(db=rdb, actor=request.state.actor, request=request, request_id=request.state.request_id,
+                       secret=self.secret)
 
     async def run(self, request, context=UNSET, root_value=UNSET):  # type: ignore[override]
         if not isinstance(request, Request):
@@ -90,7 +92,7 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
     db = db or Database(make_engine(settings.database_url))
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="utfall-db")
     schema = build_schema(production=settings.production)
-    gql = UtfallGraphQL(schema, db, executor, graphql_ide=None if settings.production else "graphiql",
+    gql = UtfallGraphQL(schema, db, executor, settings.secret, graphql_ide=None if settings.production else "graphiql",
                         allow_queries_via_get=False)
 
     async def healthz(_request: Request) -> JSONResponse:

@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 # Inputs never written anywhere in clear: identity numbers are replaced by a keyed hash
 # before the input is hashed for idempotency or stored in the audit trail.
-SENSITIVE_KEYS = frozenset({"personalIdentityNumber"})
+SENSITIVE_KEYS = frozenset({"personalIdentityNumber", "personal_identity_number"})
 
 
 class IdempotencyRace(Exception):

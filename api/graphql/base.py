@@ -259,6 +259,7 @@ class Context:
     request: Any = None
     loaders: dict[str, Any] = field(default_factory=dict)
     request_id: str = ""
+    secret: bytes = b""  # the key for hashing identity numbers
 
     def loader(self, name: str, factory: Callable[[], Any]) -> Any:
         """A DataLoader made once per request (never shared across requests or callers)."""

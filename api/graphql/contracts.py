@@ -15,6 +15,9 @@ from api.graphql.base import (
     Connection, Money, MoneyInput, Node, UserError, audited, connection, ctx, decode_cursor, from_global_id,
     mutate, page_size, query_error, require_actor,
 )
+from api.graphql.evidence import (
+    Evidence, EvidenceStatus, Measurement, Participant, evidence_page, measurement_list, participant_page,
+)
 from api.graphql.ledger import LedgerTransaction
 from api.graphql.parties import Party, load_party
 from ledger import chart, contracts, funds, models, sanctions
@@ -209,6 +212,19 @@ class OutcomeContract(Node):
             found = await c.db.read(q)
             return [found.get(k, []) for k in keys]
         return await c.loader("sanctions", lambda: DataLoader(batch)).load(self.pk)
+
+    @strawberry.field(description="The cohort: pseudonymous participants.")
+    async def participants(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[Participant]:
+        return await participant_page(info, contract_id=self.pk, first=first, after=after)
+
+    @strawberry.field
+    async def evidence(self, info: Info, status: EvidenceStatus | None = None, first: int | None = None,
+                       after: str | None = None) -> Connection[Evidence]:
+        return await evidence_page(info, contract_id=self.pk, status=status, first=first, after=after)
+
+    @strawberry.field
+    async def measurements(self, info: Info) -> list[Measurement]:
+        return await measurement_list(info, self.pk)
 
     @strawberry.field(description="What the fund has committed to this contract and not yet drawn down.")
     async def committed(self, info: Info) -> Money:

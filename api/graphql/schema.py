@@ -8,7 +8,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
-from api.graphql import audit, contracts, ledger, parties
+from api.graphql import audit, contracts, evidence, ledger, parties
 from api.graphql.base import SCALAR_MAP, Node, ctx, split_global_id
 from ledger import models
 from ledger.reads import may_see_account
@@ -28,6 +28,8 @@ async def _resolve_node(info: Info, type_name: str, pk: int):
         return await ledger.load_transaction(info, pk)
     if type_name == "OutcomeContract":
         return await contracts.load_contract(info, pk)
+    if type_name in ("Evidence", "Participant", "Measurement"):
+        return await evidence.load_node(info, type_name, pk)
     if type_name == "Fund":
         return await contracts.load_fund(info, pk)
     if type_name == "ApiToken" and actor.role == "ADMIN":
@@ -49,9 +51,11 @@ class NodeQueries:
         return await _resolve_node(info, *parsed)
 
 
-Query = merge_types("Query", (NodeQueries, parties.PartyQueries, contracts.ContractQueries, ledger.LedgerQueries,
+Query = merge_types("Query", (NodeQueries, parties.PartyQueries, contracts.ContractQueries, evidence.EvidenceQueries,
+                              ledger.LedgerQueries,
                               audit.AuditQueries))
-Mutation = merge_types("Mutation", (parties.PartyMutations, contracts.ContractMutations, ledger.LedgerMutations))
+Mutation = merge_types("Mutation", (parties.PartyMutations, contracts.ContractMutations,
+                                    evidence.EvidenceMutations, ledger.LedgerMutations))
 
 
 def _unexpected(error: GraphQLError) -> bool:
@@ -73,7 +77,8 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query, mutation=Mutation, types=[parties.Party, parties.ApiToken, ledger.LedgerAccount,
                                                ledger.LedgerTransaction, audit.AuditEvent,
-                                               contracts.Fund, contracts.OutcomeContract, contracts.Sanction],
+                                               contracts.Fund, contracts.OutcomeContract, contracts.Sanction,
+                                               evidence.Participant, evidence.Evidence, evidence.Measurement],
         config=StrawberryConfig(scalar_map=SCALAR_MAP), extensions=extensions,
     )
 

@@ -5,9 +5,11 @@ from ledger.models.journal import GENESIS_HASH, Account, Entry, LedgerHead, Tran
 from ledger.models.audit import AuditEvent, IdempotencyKey
 from ledger.models.funds import OutcomesFund
 from ledger.models.contracts import AreaSupplement, ContractTerms, Metric, OutcomeContract, PayerShare, Sanction
+from ledger.models.evidence import Evidence, EvidenceDocument, Measurement, Participant
 
 __all__ = [
     "Base", "UTCDateTime", "utcnow", "Party", "ApiToken", "Account", "Entry", "LedgerHead",
     "Transaction", "GENESIS_HASH", "AuditEvent", "IdempotencyKey", "OutcomesFund", "OutcomeContract",
-    "ContractTerms", "PayerShare", "Metric", "AreaSupplement", "Sanction",
+    "ContractTerms", "PayerShare", "Metric", "AreaSupplement", "Sanction", "Participant", "Evidence",
+    "EvidenceDocument", "Measurement",
 ]

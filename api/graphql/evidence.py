@@ -1,0 +1,396 @@
+"""Participants, evidence and its verification, and cohort measurements."""
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+from datetime import date, datetime
+from decimal import Decimal
+
+import strawberry
+from sqlalchemy import select
+from strawberry.types import Info
+
+from api.graphql.base import (
+    Connection, Node, UserError, audited, connection, ctx, decode_cursor, from_global_id, mutate, page_size,
+    query_error, require_actor,
+)
+from ledger import evidence as uc
+from ledger import models
+from ledger.errors import DomainError
+from ledger.identity import redactor
+from ledger.models import utcnow
+from ledger.reads import visible_contracts
+
+
+@strawberry.enum
+class EvidenceStatus(enum.Enum):
+    SUBMITTED = "SUBMITTED"
+    VERIFIED = "VERIFIED"
+    REJECTED = "REJECTED"
+    INVALIDATED = "INVALIDATED"
+
+
+@strawberry.type(description="A pseudonymous member of a contract's cohort; identity numbers are never shown or stored.")
+class Participant(Node):
+    pk: strawberry.Private[int]
+    external_ref: str | None
+    area: str | None
+    enrolled_on: date
+    enrolled_by: str
+
+    @classmethod
+    def from_row(cls, p: models.Participant) -> "Participant":
+        return cls(pk=p.id, external_ref=p.external_ref, area=p.area, enrolled_on=p.enrolled_on, enrolled_by=p.enrolled_by)
+
+
+@strawberry.type
+class Document:
+    sha256: str
+    filename: str
+    media_type: str
+
+
+@strawberry.type
+class Evidence(Node):
+    pk: strawberry.Private[int]
+    contract_pk: strawberry.Private[int]
+    participant_pk: strawberry.Private[int]
+    metric_code: str
+    status: EvidenceStatus
+    achieved_on: date | None
+    period_start: date | None
+    period_end: date | None
+    value: Decimal | None
+    documents: list[Document]
+    submitted_by: str
+    submitted_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str | None
+    invalidated_by: str | None
+    invalidated_at: datetime | None
+    invalidation_reason: str | None
+
+    @strawberry.field
+    async def participant(self, info: Info) -> Participant | None:
+        row = await ctx(info).db.read(lambda s: s.get(models.Participant, self.participant_pk))
+        return Participant.from_row(row) if row else None
+
+    @strawberry.field
+    async def contract(self, info: Info) -> Annotated["OutcomeContract", strawberry.lazy("api.graphql.contracts")] | None:  # noqa: F821
+        from api.graphql.contracts import load_contract
+        return await load_contract(info, self.contract_pk)
+
+    @classmethod
+    def from_row(cls, e: models.Evidence) -> "Evidence":
+        return cls(pk=e.id, contract_pk=e.contract_id, participant_pk=e.participant_id, metric_code=e.metric_code,
+                   status=EvidenceStatus(e.status), achieved_on=e.achieved_on, period_start=e.period_start,
+                   period_end=e.period_end, value=e.value,
+                   documents=[Document(sha256=d.sha256, filename=d.filename, media_type=d.media_type) for d in e.documents],
+                   submitted_by=e.submitted_by, submitted_at=e.submitted_at, decided_by=e.decided_by,
+                   decided_at=e.decided_at, decision_note=e.decision_note, invalidated_by=e.invalidated_by,
+                   invalidated_at=e.invalidated_at, invalidation_reason=e.invalidation_reason)
+
+
+@strawberry.type
+class Measurement(Node):
+    pk: strawberry.Private[int]
+    metric_code: str
+    period_start: date
+    period_end: date
+    observed_value: Decimal
+    comparison_value: Decimal | None
+    cohort_size: int | None
+    recorded_by: str
+    recorded_at: datetime
+
+    @classmethod
+    def from_row(cls, x: models.Measurement) -> "Measurement":
+        return cls(pk=x.id, metric_code=x.metric_code, period_start=x.period_start, period_end=x.period_end,
+                   observed_value=x.observed_value, comparison_value=x.comparison_value, cohort_size=x.cohort_size,
+                   recorded_by=x.recorded_by, recorded_at=x.recorded_at)
+
+
+def _scoped(info: Info, stmt, contract_column):
+    clause = visible_contracts(require_actor(info))
+    if clause is None:
+        return stmt
+    return stmt.join(models.OutcomeContract, models.OutcomeContract.id == contract_column).where(clause)
+
+
+async def evidence_page(info: Info, *, contract_id: int | None, status: EvidenceStatus | None, first: int | None,
+                        after: str | None) -> Connection[Evidence]:
+    size, start = page_size(first), decode_cursor(after)
+    E = models.Evidence
+
+    def q(s):
+        stmt = _scoped(info, select(E), E.contract_id).order_by(E.id).limit(size + 1)
+        if contract_id is not None:
+            stmt = stmt.where(E.contract_id == contract_id)
+        if status is not None:
+            stmt = stmt.where(E.status == status.value)
+        if start is not None:
+            stmt = stmt.where(E.id > start)
+        return connection(s.execute(stmt).scalars().all(), lambda e: e.id, size, start is not None, Evidence.from_row)
+    return await ctx(info).db.read(q)
+
+
+async def participant_page(info: Info, *, contract_id: int, first: int | None, after: str | None) -> Connection[Participant]:
+    size, start = page_size(first), decode_cursor(after)
+    P = models.Participant
+
+    def q(s):
+        stmt = _scoped(info, select(P), P.contract_id).where(P.contract_id == contract_id).order_by(P.id).limit(size + 1)
+        if start is not None:
+            stmt = stmt.where(P.id > start)
+        return connection(s.execute(stmt).scalars().all(), lambda p: p.id, size, start is not None, Participant.from_row)
+    return await ctx(info).db.read(q)
+
+
+async def measurement_list(info: Info, contract_id: int) -> list[Measurement]:
+    M = models.Measurement
+
+    def q(s):
+        stmt = _scoped(info, select(M), M.contract_id).where(M.contract_id == contract_id).order_by(M.period_start, M.id)
+        return [Measurement.from_row(x) for x in s.execute(stmt).scalars()]
+    return await ctx(info).db.read(q)
+
+
+async def load_node(info: Info, type_name: str, pk: int):
+    """A participant, evidence item or measurement by key, within the contracts the caller may see."""
+    model, gql = {"Evidence": (models.Evidence, Evidence), "Participant": (models.Participant, Participant),
+                  "Measurement": (models.Measurement, Measurement)}[type_name]
+
+    def q(s):
+        row = s.execute(_scoped(info, select(model), model.contract_id).where(model.id == pk)).scalar_one_or_none()
+        return gql.from_row(row) if row else None
+    return await ctx(info).db.read(q)
+
+
+# --- inputs and payloads --------------------------------------------------------------------
+
+@strawberry.input
+class DocumentInput:
+    sha256: str
+    filename: str
+    media_type: str
+
+
+@strawberry.input
+class EnrollParticipantInput:
+    contract_id: strawberry.ID
+    enrolled_on: date
+    personal_identity_number: str | None = None
+    external_ref: str | None = None
+    area: str | None = None
+    idempotency_key: str | None = None
+
+
+@strawberry.type
+class EnrollParticipantPayload:
+    participant: Participant | None
+    user_errors: list[UserError]
+
+
+@strawberry.input
+class EvidenceItemInput:
+    participant_id: strawberry.ID
+    metric_code: str
+    achieved_on: date | None = None
+    period_start: date | None = None
+    period_end: date | None = None
+    value: Decimal | None = None
+    documents: list[DocumentInput] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class SubmitEvidenceInput:
+    contract_id: strawberry.ID
+    participant_id: strawberry.ID
+    metric_code: str
+    achieved_on: date | None = None
+    period_start: date | None = None
+    period_end: date | None = None
+    value: Decimal | None = None
+    documents: list[DocumentInput] = strawberry.field(default_factory=list)
+    idempotency_key: str | None = None
+
+
+def to_claim(item: EvidenceItemInput | SubmitEvidenceInput, prefix: list[str]) -> uc.Claim:
+    try:
+        pid = from_global_id(item.participant_id, "Participant", field="participantId")
+    except DomainError as err:
+        raise err.at(*prefix)
+    return uc.Claim(participant_id=pid, metric_code=item.metric_code, achieved_on=item.achieved_on,
+                    period_start=item.period_start, period_end=item.period_end, value=item.value,
+                    documents=tuple(uc.Document(d.sha256, d.filename, d.media_type) for d in item.documents))
+
+
+@strawberry.type
+class SubmitEvidencePayload:
+    evidence: Evidence | None
+    user_errors: list[UserError]
+
+
+@strawberry.input
+class SubmitEvidenceBatchInput:
+    contract_id: strawberry.ID
+    items: list[EvidenceItemInput]
+    idempotency_key: str | None = None
+
+
+@strawberry.type
+class SubmitEvidenceBatchPayload:
+    evidence: list[Evidence] | None
+    user_errors: list[UserError]
+
+
+@strawberry.input
+class VerifyEvidenceInput:
+    evidence_id: strawberry.ID
+    note: str | None = None
+    idempotency_key: str | None = None
+
+
+@strawberry.input
+class DecideEvidenceInput:
+    evidence_id: strawberry.ID
+    reason: str
+    idempotency_key: str | None = None
+
+
+@strawberry.type
+class EvidencePayload:
+    evidence: Evidence | None
+    user_errors: list[UserError]
+
+
+@strawberry.input
+class RecordMeasurementInput:
+    contract_id: strawberry.ID
+    metric_code: str
+    period_start: date
+    period_end: date
+    observed_value: Decimal
+    comparison_value: Decimal | None = None
+    cohort_size: int | None = None
+    idempotency_key: str | None = None
+
+
+@strawberry.type
+class RecordMeasurementPayload:
+    measurement: Measurement | None
+    user_errors: list[UserError]
+
+
+def _contract_id(gid) -> int:
+    return from_global_id(gid, "OutcomeContract", field="contractId")
+
+
+def _evidence_id(gid) -> int:
+    return from_global_id(gid, "Evidence", field="evidenceId")
+
+
+@strawberry.type
+class EvidenceQueries:
+    @strawberry.field
+    async def evidence(self, info: Info, contract_id: strawberry.ID | None = None, status: EvidenceStatus | None = None,
+                       first: int | None = None, after: str | None = None) -> Connection[Evidence]:
+        try:
+            cid = _contract_id(contract_id) if contract_id is not None else None
+        except DomainError as err:
+            raise query_error(err) from None
+        return await evidence_page(info, contract_id=cid, status=status, first=first, after=after)
+
+
+@strawberry.type
+class EvidenceMutations:
+    @strawberry.mutation(description="Enroll a participant; a personal identity number is only ever kept as a keyed hash.")
+    async def enroll_participant(self, info: Info, input: EnrollParticipantInput) -> EnrollParticipantPayload:
+        secret = ctx(info).secret
+
+        def run(uow, actor):
+            return audited(uow, actor, "enrollParticipant", input, lambda: uc.enroll_participant(
+                uow, actor=actor, secret=secret, contract_id=_contract_id(input.contract_id),
+                personal_identity_number=input.personal_identity_number, external_ref=input.external_ref,
+                area=input.area, enrolled_on=input.enrolled_on, today=utcnow().date()), redact=redactor(secret))
+        return await mutate(info, EnrollParticipantPayload, run, lambda p: {"participant": Participant.from_row(p)})
+
+    @strawberry.mutation
+    async def submit_evidence(self, info: Info, input: SubmitEvidenceInput) -> SubmitEvidencePayload:
+        def run(uow, actor):
+            return audited(uow, actor, "submitEvidence", input, lambda: uc.submit_evidence(
+                uow, actor=actor, contract_id=_contract_id(input.contract_id), claim=to_claim(input, []),
+                today=utcnow().date()))
+        return await mutate(info, SubmitEvidencePayload, run, lambda e: {"evidence": Evidence.from_row(e)})
+
+    @strawberry.mutation(description="Many items, all or nothing; each failing item's index is in its userError's field.")
+    async def submit_evidence_batch(self, info: Info, input: SubmitEvidenceBatchInput) -> SubmitEvidenceBatchPayload:
+        from ledger.errors import MultipleErrors
+
+        def claims():
+            out, errors = [], []
+            for i, item in enumerate(input.items):
+                try:
+                    out.append(to_claim(item, ["items", str(i)]))
+                except DomainError as err:
+                    errors.append(err)
+            if errors:
+                raise MultipleErrors(errors)
+            return out
+
+        def run(uow, actor):
+            cid = _contract_id(input.contract_id)
+            items = claims()
+            # a batch's result is many rows: the key remembers the id range, and a retry reloads
+            # the rows of that range that this caller submitted to this contract
+            result = audited(uow, actor, "submitEvidenceBatch", input,
+                             lambda: _Batch(uc.submit_evidence_batch(uow, actor=actor, contract_id=cid, claims=items,
+                                                                     today=utcnow().date())),
+                             ref=lambda b: ("EvidenceBatch", f"{b.rows[0].id}-{b.rows[-1].id}"),
+                             load=lambda u, _t, ids: _Batch(_reload_batch(u, cid, actor, ids)))
+            return result.rows
+        return await mutate(info, SubmitEvidenceBatchPayload, run,
+                            lambda rows: {"evidence": [Evidence.from_row(e) for e in rows]})
+
+    @strawberry.mutation
+    async def verify_evidence(self, info: Info, input: VerifyEvidenceInput) -> EvidencePayload:
+        def run(uow, actor):
+            return audited(uow, actor, "verifyEvidence", input, lambda: uc.verify_evidence(
+                uow, actor=actor, evidence_id=_evidence_id(input.evidence_id), note=input.note))
+        return await mutate(info, EvidencePayload, run, lambda e: {"evidence": Evidence.from_row(e)})
+
+    @strawberry.mutation
+    async def reject_evidence(self, info: Info, input: DecideEvidenceInput) -> EvidencePayload:
+        def run(uow, actor):
+            return audited(uow, actor, "rejectEvidence", input, lambda: uc.reject_evidence(
+                uow, actor=actor, evidence_id=_evidence_id(input.evidence_id), reason=input.reason))
+        return await mutate(info, EvidencePayload, run, lambda e: {"evidence": Evidence.from_row(e)})
+
+    @strawberry.mutation(description="VERIFIED → INVALIDATED; the next payout claws back what was paid for it.")
+    async def invalidate_evidence(self, info: Info, input: DecideEvidenceInput) -> EvidencePayload:
+        def run(uow, actor):
+            return audited(uow, actor, "invalidateEvidence", input, lambda: uc.invalidate_evidence(
+                uow, actor=actor, evidence_id=_evidence_id(input.evidence_id), reason=input.reason))
+        return await mutate(info, EvidencePayload, run, lambda e: {"evidence": Evidence.from_row(e)})
+
+    @strawberry.mutation
+    async def record_measurement(self, info: Info, input: RecordMeasurementInput) -> RecordMeasurementPayload:
+        def run(uow, actor):
+            return audited(uow, actor, "recordMeasurement", input, lambda: uc.record_measurement(
+                uow, actor=actor, contract_id=_contract_id(input.contract_id), metric_code=input.metric_code,
+                period_start=input.period_start, period_end=input.period_end, observed_value=input.observed_value,
+                comparison_value=input.comparison_value, cohort_size=input.cohort_size, today=utcnow().date()))
+        return await mutate(info, RecordMeasurementPayload, run, lambda x: {"measurement": Measurement.from_row(x)})
+
+
+def _reload_batch(uow, contract_id: int, actor, ids: str) -> list[models.Evidence]:
+    first, last = (int(x) for x in ids.split("-"))
+    E = models.Evidence
+    return list(uow.session.execute(select(E).where(E.id.between(first, last), E.contract_id == contract_id,
+                                                    E.submitted_by == actor.label).order_by(E.id)).scalars())
+
+
+class _Batch:
+    def __init__(self, rows):
+        self.rows = rows

@@ -1,0 +1,97 @@
+"""Participants (pseudonymous), outcome evidence with its documents, and cohort measurements.
+
+Evidence is never edited once submitted, except its status as it is verified, rejected or
+invalidated; a correction is a rejection and a new claim.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ledger.models.base import Base, DecimalText, UTCDateTime, utcnow
+from ledger.models.parties import _in
+
+EVIDENCE_STATUSES = ("SUBMITTED", "VERIFIED", "REJECTED", "INVALIDATED")
+
+
+class Participant(Base):
+    """A member of a contract's cohort, known only by a keyed hash of their identity number."""
+
+    __tablename__ = "participants"
+    __table_args__ = (
+        UniqueConstraint("contract_id", "identity_hash", name="identity"),
+        UniqueConstraint("contract_id", "external_ref", name="external_ref"),
+        CheckConstraint("identity_hash IS NOT NULL OR external_ref IS NOT NULL", name="identified"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("outcome_contracts.id"), index=True)
+    # HMAC-SHA256(server secret, contract id ‖ normalised number): recognises a person within
+    # a contract without making them identifiable from a copy of the database
+    identity_hash: Mapped[str | None] = mapped_column(String(64))
+    external_ref: Mapped[str | None] = mapped_column(String(100))
+    area: Mapped[str | None] = mapped_column(String(60))
+    enrolled_on: Mapped[date] = mapped_column(Date)
+    enrolled_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Evidence(Base):
+    __tablename__ = "evidence"
+    __table_args__ = (
+        CheckConstraint(_in("status", EVIDENCE_STATUSES), name="status"),
+        Index("ix_evidence_contract_status", "contract_id", "status"),
+        Index("ix_evidence_participant_metric", "participant_id", "metric_code"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("outcome_contracts.id"))
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
+    metric_code: Mapped[str] = mapped_column(String(60))
+    achieved_on: Mapped[date | None] = mapped_column(Date)
+    period_start: Mapped[date | None] = mapped_column(Date)
+    period_end: Mapped[date | None] = mapped_column(Date)
+    value: Mapped[Decimal | None] = mapped_column(DecimalText())
+    status: Mapped[str] = mapped_column(String(20), default="SUBMITTED")
+    submitted_by: Mapped[str] = mapped_column(String(200))
+    submitted_party_id: Mapped[int | None] = mapped_column(ForeignKey("parties.id"))
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    invalidated_by: Mapped[str | None] = mapped_column(String(200))
+    invalidated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    invalidation_reason: Mapped[str | None] = mapped_column(Text)
+
+    documents: Mapped[list["EvidenceDocument"]] = relationship(order_by="EvidenceDocument.id", lazy="selectin", viewonly=True)
+
+
+class EvidenceDocument(Base):
+    __tablename__ = "evidence_documents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    evidence_id: Mapped[int] = mapped_column(ForeignKey("evidence.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(255))
+    media_type: Mapped[str] = mapped_column(String(100))
+
+
+class Measurement(Base):
+    """A verifier's measured result of a cohort metric for a period."""
+
+    __tablename__ = "measurements"
+    __table_args__ = (CheckConstraint("period_end >= period_start", name="period"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("outcome_contracts.id"), index=True)
+    metric_code: Mapped[str] = mapped_column(String(60))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    observed_value: Mapped[Decimal] = mapped_column(DecimalText())
+    comparison_value: Mapped[Decimal | None] = mapped_column(DecimalText())
+    cohort_size: Mapped[int | None] = mapped_column(Integer)
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,1 @@
+"""Operational scripts and benchmarks for Utfall (not part of the service)."""

@@ -9,8 +9,9 @@ bare-database reference measured in the same run on the same database, with the 
 figure ÷ reference: absolute figures on the shared 2-core machine move by 10–50 % from run
 to run, a ratio taken in one sitting much less (BENCHMARKS.md).
 
-Per backend (SQLite in a temporary directory; PostgreSQL in a fresh database
-`utfall_bench_<pid>`, dropped at the end):
+Per backend, one freshly migrated ledger per size (SQLite: files in a temporary directory;
+PostgreSQL: schemas in a fresh database `utfall_bench_<pid>`, dropped at the end), so that
+reads on all sizes are interleaved in the same rounds:
 
 1. Postings per second: one `journal.post` of two entries per unit of work, committed; one
    client, and on PostgreSQL also 8 threads. References, all through the raw driver:
@@ -24,12 +25,12 @@ Per backend (SQLite in a temporary directory; PostgreSQL in a fresh database
    commit, the chain lock, the balances, or the client (ORM and driver in Python).
 2. Latency of a balance read in its own read session: current (`journal.balance`), as of a
    sequence in the middle of the ledger (`as_of_sequence=`) and as of that transaction's
-   time (`as_of=`), on ledgers of each `--sizes` entries. Reference: a bare `SELECT` of one
+   time (`as_of=`), on a ledger of each of `--sizes` entries. Reference: a bare `SELECT` of one
    column from one row by primary key. These must stay flat as the ledger grows; the
    ratios of the largest to the smallest size are printed under the table.
 3. `journal.verify` in transactions per second on the largest ledger. Reference: reading
    every transaction and entry row in order with bare SELECTs, the floor verification
-   cannot go below.
+   cannot go below. Postings are measured last, on the largest ledger, as they append to it.
 
 The ledger is filled fast and consistently: transactions and entries are generated in
 Python with their running balances and chain hashes (`journal.canonical_bytes` /
@@ -89,6 +90,7 @@ class Config:
     read_accounts: int = 50
 
 
+MIN_SIZE = 1000  # below this too few accounts move after the middle to exercise as-of reads
 FULL = Config(sizes=(10_000, 100_000, 1_000_000), runs=5, postings=1000, reads=500, verify_runs=3)
 QUICK = Config(sizes=(10_000, 100_000), runs=3, postings=200, reads=200, verify_runs=3)
 
@@ -702,6 +704,8 @@ def run(quick: bool = False, backends: Iterable[str] = BACKENDS, *, sizes: Seque
     """Measure on each backend; a list of result dicts (see `result`) for a combined report."""
     cfg = QUICK if quick else FULL
     if sizes:
+        if min(sizes) < MIN_SIZE:
+            raise ValueError(f"ledger sizes start at {MIN_SIZE} entries")
         cfg = replace(cfg, sizes=tuple(sorted({s + s % 2 for s in sizes})))  # two entries a transaction
     if runs:
         cfg = replace(cfg, runs=max(3, runs))  # BENCHMARKS.md: the median of at least 3

@@ -22,13 +22,14 @@ def cmd_db_upgrade(args, settings) -> int:
     return 0
 
 
-def _party_id(raw: str | None) -> int | None:
-    if raw is None:
-        return None
-    if raw.isdigit():
-        return int(raw)
+def _pk(raw: str, type_name: str) -> int:
+    """A numeric key, or the key inside a global ID as the API shows it."""
     from api.graphql.base import from_global_id
-    return from_global_id(raw, "Party", field="party")
+    return int(raw) if raw.isdigit() else from_global_id(raw, type_name, field=type_name.lower())
+
+
+def _party_id(raw: str | None) -> int | None:
+    return None if raw is None else _pk(raw, "Party")
 
 
 def cmd_token_create(args, settings) -> int:
@@ -72,6 +73,20 @@ def cmd_schema_export(args, settings) -> int:
     return 0
 
 
+def cmd_payout_recompute(args, settings) -> int:
+    from ledger import calculations
+    db = _db(settings)
+    pk = _pk(args.payout, "Payout")
+    with db.reading() as s:
+        payout = calculations.get_payout(s, pk)
+        r = calculations.recompute(s, payout)
+    if r.matches:
+        print(f"payout {pk}: recomputed from its recorded inputs, every figure matches (inputs {r.inputs_hash})")
+        return 0
+    print(f"payout {pk}: DIFFERS in {', '.join(r.differences)} (recomputed inputs {r.inputs_hash})")
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="utfall", description="Utfall: outcomes contracts and their ledger.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -96,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sch.add_parser("export", help="write the SDL (schemas/schema.graphql)")
     exp.add_argument("--output", default="schemas/schema.graphql")
     exp.set_defaults(func=cmd_schema_export, needs_settings=False)
+
+    pay = sub.add_parser("payout", help="payouts").add_subparsers(dest="payout_command", required=True)
+    rec = pay.add_parser("recompute", help="recompute a payout from its recorded inputs and compare")
+    rec.add_argument("payout", help="the payout's ID (global or numeric)")
+    rec.set_defaults(func=cmd_payout_recompute)
 
     led = sub.add_parser("ledger", help="the ledger").add_subparsers(dest="ledger_command", required=True)
     ver = led.add_parser("verify", help="recompute the hash chain and balances of the database")

@@ -122,6 +122,7 @@ __all__ = [
     "MetricTerms", "PayerShare", "Terms", "EvidenceItem", "Measurement", "PaidBefore",
     "Clawback", "PayoutInputs", "PayoutLine", "PayoutItem", "MeasurementItem", "PayerAmount",
     "PayoutResult", "calculate", "validate", "canonical_inputs", "inputs_hash", "split_total",
+    "inputs_from_canonical",
 ]
 
 RATE_CARD = "RATE_CARD"
@@ -992,4 +993,52 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
         lines=tuple(lines), items=tuple(items), measurement_items=measurement_items,
         shares=split_total(total, terms.payer_shares, code), total=total,
         inputs_hash=hashlib.sha256(_canonical(n)).hexdigest(),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Reading recorded inputs back
+
+
+def inputs_from_canonical(data: bytes | str) -> PayoutInputs:
+    """The inputs that `canonical_inputs` wrote, read back, so a recorded payout can be recomputed.
+
+    The round trip is exact: ``canonical_inputs(inputs_from_canonical(b)) == b`` for bytes
+    this module wrote.
+    """
+    doc = json.loads(data)
+    if doc.get("schema") != CANONICAL_SCHEMA:
+        raise _fail(f"unknown inputs schema {doc.get('schema')!r}", "INVALID_INPUT", "inputs")
+    D = Decimal
+
+    def opt(v: str | None) -> Decimal | None:
+        return None if v is None else D(v)
+
+    t = doc["terms"]
+    terms = Terms(
+        version=t["version"], currency=t["currency"], max_value=D(t["max_value"]),
+        participant_cap=opt(t["participant_cap"]),
+        payer_shares=tuple(PayerShare(s["party_id"], D(s["percent"])) for s in t["payer_shares"]),
+        metrics=tuple(
+            MetricTerms(code=x["code"], kind=x["kind"], direction=x["direction"], unit_price=D(x["unit_price"]),
+                        baseline=opt(x["baseline"]), threshold=opt(x["threshold"]),
+                        cap_per_participant=opt(x["cap_per_participant"]), cap_per_period=opt(x["cap_per_period"]),
+                        cap_total=opt(x["cap_total"]), once_only=x["once_only"],
+                        area_supplements=tuple((a, D(p)) for a, p in x["area_supplements"]))
+            for x in t["metrics"]),
+    )
+    p = doc["paid_before"]
+    return PayoutInputs(
+        contract_id=doc["contract_id"], period_start=date.fromisoformat(doc["period_start"]),
+        period_end=date.fromisoformat(doc["period_end"]), terms=terms,
+        evidence=tuple(EvidenceItem(e["evidence_id"], e["participant_id"], e["metric_code"],
+                                    date.fromisoformat(e["achieved_on"]), e["area"]) for e in doc["evidence"]),
+        measurements=tuple(Measurement(x["measurement_id"], x["metric_code"], date.fromisoformat(x["period_start"]),
+                                       date.fromisoformat(x["period_end"]), D(x["observed"]), opt(x["comparison"]),
+                                       x["cohort_size"]) for x in doc["measurements"]),
+        paid_before=PaidBefore(total=D(p["total"]), per_metric=[(k, D(v)) for k, v in p["per_metric"]],
+                               per_participant=[(k, D(v)) for k, v in p["per_participant"]],
+                               per_participant_metric=[(a, b, D(v)) for a, b, v in p["per_participant_metric"]]),
+        clawbacks=tuple(Clawback(c["evidence_id"], c["participant_id"], c["metric_code"], D(c["amount"]))
+                        for c in doc["clawbacks"]),
     )

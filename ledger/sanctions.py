@@ -17,6 +17,7 @@ from ledger.errors import Conflict, ValidationError
 from ledger.models import Sanction, utcnow
 from ledger.models.contracts import SANCTION_LEVELS
 from ledger.parties import clean_text
+from ledger.settlement import obligation_legs
 
 
 def issue_sanction(uow: UnitOfWork, *, actor: Actor, contract_id: int, level: str, reason: str,
@@ -45,9 +46,9 @@ def issue_sanction(uow: UnitOfWork, *, actor: Actor, contract_id: int, level: st
         cur, p, mu = contract.currency, contract.provider_id, contract.municipality_id
         legs = [
             (chart.account(uow, chart.PENALTY_EXPENSE, p, cur, contract_id=contract.id), units),
-            (chart.account(uow, chart.PAYABLE, p, cur, contract_id=contract.id, counterparty_id=mu), -units),
-            (chart.account(uow, chart.RECEIVABLE, mu, cur, contract_id=contract.id, counterparty_id=p), units),
             (chart.account(uow, chart.PENALTY_INCOME, mu, cur, contract_id=contract.id), -units),
+            # nets first against what the municipality still owes the provider on this contract
+            *obligation_legs(uow, contract, p, mu, units),
         ]
         tx = journal.post(uow, actor=actor.label, kind="PENALTY", effective_date=utcnow().date(),
                           description=f"Penalty (vite) on contract {contract.id}: {reason}", contract_id=contract.id,

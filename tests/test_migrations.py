@@ -8,7 +8,8 @@ from sqlalchemy import inspect, text
 from ledger.models import Base
 
 APPEND_ONLY = ("ledger_transactions", "ledger_entries", "audit_events",
-               "contract_terms", "payer_shares", "metrics", "area_supplements")
+               "contract_terms", "payer_shares", "metrics", "area_supplements",
+               "payout_lines", "payout_items", "payout_shares", "payments")
 
 
 def test_alembic_head_matches_the_orm(engine):

@@ -19,6 +19,7 @@ from api.graphql.evidence import (
     Evidence, EvidenceStatus, Measurement, Participant, evidence_page, measurement_list, participant_page,
 )
 from api.graphql.ledger import LedgerTransaction
+from api.graphql.payouts import Obligation, Payout, PayoutStatus, obligation_list, payout_page
 from api.graphql.parties import Party, load_party
 from ledger import chart, contracts, funds, models, sanctions
 from ledger import money as m
@@ -225,6 +226,15 @@ class OutcomeContract(Node):
     @strawberry.field
     async def measurements(self, info: Info) -> list[Measurement]:
         return await measurement_list(info, self.pk)
+
+    @strawberry.field
+    async def payouts(self, info: Info, status: PayoutStatus | None = None, first: int | None = None,
+                      after: str | None = None) -> Connection[Payout]:
+        return await payout_page(info, contract_id=self.pk, status=status, first=first, after=after)
+
+    @strawberry.field(description="Who owes whom on this contract now; only non-zero.")
+    async def obligations(self, info: Info) -> list[Obligation]:
+        return await obligation_list(info, contract_id=self.pk)
 
     @strawberry.field(description="What the fund has committed to this contract and not yet drawn down.")
     async def committed(self, info: Info) -> Money:

@@ -8,7 +8,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
-from api.graphql import audit, contracts, evidence, ledger, parties
+from api.graphql import audit, contracts, evidence, ledger, parties, payouts
 from api.graphql.base import SCALAR_MAP, Node, ctx, split_global_id
 from ledger import models
 from ledger.reads import may_see_account
@@ -30,6 +30,8 @@ async def _resolve_node(info: Info, type_name: str, pk: int):
         return await contracts.load_contract(info, pk)
     if type_name in ("Evidence", "Participant", "Measurement"):
         return await evidence.load_node(info, type_name, pk)
+    if type_name == "Payout":
+        return await payouts.load_payout(info, pk)
     if type_name == "Fund":
         return await contracts.load_fund(info, pk)
     if type_name == "ApiToken" and actor.role == "ADMIN":
@@ -52,10 +54,12 @@ class NodeQueries:
 
 
 Query = merge_types("Query", (NodeQueries, parties.PartyQueries, contracts.ContractQueries, evidence.EvidenceQueries,
+                              payouts.PayoutQueries,
                               ledger.LedgerQueries,
                               audit.AuditQueries))
 Mutation = merge_types("Mutation", (parties.PartyMutations, contracts.ContractMutations,
-                                    evidence.EvidenceMutations, ledger.LedgerMutations))
+                                    evidence.EvidenceMutations, payouts.PayoutMutations,
+                                    ledger.LedgerMutations))
 
 
 def _unexpected(error: GraphQLError) -> bool:
@@ -78,7 +82,8 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
         query=Query, mutation=Mutation, types=[parties.Party, parties.ApiToken, ledger.LedgerAccount,
                                                ledger.LedgerTransaction, audit.AuditEvent,
                                                contracts.Fund, contracts.OutcomeContract, contracts.Sanction,
-                                               evidence.Participant, evidence.Evidence, evidence.Measurement],
+                                               evidence.Participant, evidence.Evidence, evidence.Measurement,
+                                               payouts.Payout, payouts.Payment],
         config=StrawberryConfig(scalar_map=SCALAR_MAP), extensions=extensions,
     )
 

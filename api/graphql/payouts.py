@@ -1,0 +1,306 @@
+"""Payouts (calculate, four-eyes approve, recompute), obligations and payments."""
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated
+
+import strawberry
+from sqlalchemy import select
+from strawberry.types import Info
+
+from api.graphql.base import (
+    Connection, Money, MoneyInput, Node, UserError, audited, connection, ctx, decode_cursor, from_global_id,
+    mutate, page_size, query_error, require_actor,
+)
+from api.graphql.ledger import LedgerTransaction, load_transaction
+from api.graphql.parties import Party, load_party
+from ledger import calculations, models, settlement
+from ledger.errors import DomainError
+from ledger.reads import visible_accounts, visible_contracts
+
+ContractRef = Annotated["OutcomeContract", strawberry.lazy("api.graphql.contracts")]  # noqa: F821
+
+
+@strawberry.enum
+class PayoutStatus(enum.Enum):
+    CALCULATED = "CALCULATED"
+    APPROVED = "APPROVED"
+    POSTED = "POSTED"
+    SUPERSEDED = "SUPERSEDED"
+
+
+@strawberry.type
+class PayoutLine:
+    metric_code: str
+    kind: str = strawberry.field(description="OUTCOME, or CLAWBACK for what an invalidated item gives back.")
+    quantity: Decimal
+    unit_price: Money
+    gross: Money
+    capped: Money = strawberry.field(description="The amount removed by caps.")
+    net: Money
+    caps: str = strawberry.field(description="Which caps removed how much, in the order they apply.")
+
+
+@strawberry.type
+class PayerAmount:
+    party_id: strawberry.Private[int]
+    amount: Money
+
+    @strawberry.field
+    async def party(self, info: Info) -> Party | None:
+        return await load_party(info, self.party_id)
+
+
+@strawberry.type
+class Recomputed:
+    matches: bool
+    inputs_hash: str
+    total: Money
+    differences: list[str]
+
+
+@strawberry.type
+class Payout(Node):
+    pk: strawberry.Private[int]
+    contract_pk: strawberry.Private[int]
+    status: PayoutStatus
+    period_start: date
+    period_end: date
+    terms_version: int
+    inputs_hash: str
+    inputs: str = strawberry.field(description="The canonical JSON of every input; its SHA-256 is inputsHash.")
+    lines: list[PayoutLine]
+    shares: list[PayerAmount]
+    total: Money
+    calculated_by: str
+    calculated_at: datetime
+    approved_by: str | None
+    approved_at: datetime | None
+    transaction_sequence: strawberry.Private[int | None]
+
+    @strawberry.field
+    async def contract(self, info: Info) -> ContractRef | None:
+        from api.graphql.contracts import load_contract
+        return await load_contract(info, self.contract_pk)
+
+    @strawberry.field(description="The ledger transaction that posted this payout.")
+    async def transaction(self, info: Info) -> LedgerTransaction | None:
+        return None if self.transaction_sequence is None else await load_transaction(info, self.transaction_sequence)
+
+    @strawberry.field(description="The engine run again on the recorded inputs, compared figure by figure.")
+    async def recomputed(self, info: Info) -> Recomputed:
+        def q(s):
+            r = calculations.recompute(s, calculations.get_payout(s, self.pk))
+            return Recomputed(matches=r.matches, inputs_hash=r.inputs_hash, total=Money.minor(r.total_minor, self.total.currency),
+                              differences=list(r.differences))
+        return await ctx(info).db.read(q)
+
+    @classmethod
+    def from_row(cls, p: models.PayoutCalculation) -> "Payout":
+        cur = p.currency
+        return cls(
+            pk=p.id, contract_pk=p.contract_id, status=PayoutStatus(p.status), period_start=p.period_start,
+            period_end=p.period_end, terms_version=p.terms_version, inputs_hash=p.inputs_hash, inputs=p.inputs,
+            lines=[PayoutLine(metric_code=x.metric_code, kind=x.kind, quantity=x.quantity,
+                              unit_price=Money.minor(x.unit_price_minor, cur), gross=Money.minor(x.gross_minor, cur),
+                              capped=Money.minor(x.capped_minor, cur), net=Money.minor(x.net_minor, cur), caps=x.caps)
+                   for x in p.lines],
+            shares=[PayerAmount(party_id=x.party_id, amount=Money.minor(x.amount_minor, cur)) for x in p.shares],
+            total=Money.minor(p.total_minor, cur), calculated_by=p.calculated_by, calculated_at=p.calculated_at,
+            approved_by=p.approved_by, approved_at=p.approved_at, transaction_sequence=p.transaction_sequence)
+
+
+@strawberry.type
+class Obligation:
+    debtor_id: strawberry.Private[int]
+    creditor_id: strawberry.Private[int]
+    contract_pk: strawberry.Private[int]
+    outstanding: Money
+
+    @strawberry.field
+    async def debtor(self, info: Info) -> Party | None:
+        return await load_party(info, self.debtor_id)
+
+    @strawberry.field
+    async def creditor(self, info: Info) -> Party | None:
+        return await load_party(info, self.creditor_id)
+
+    @strawberry.field
+    async def contract(self, info: Info) -> ContractRef | None:
+        from api.graphql.contracts import load_contract
+        return await load_contract(info, self.contract_pk)
+
+
+@strawberry.type
+class Payment(Node):
+    pk: strawberry.Private[int]
+    debtor_id: strawberry.Private[int]
+    creditor_id: strawberry.Private[int]
+    amount: Money
+    paid_on: date
+    reference: str
+    recorded_by: str
+    transaction_sequence: strawberry.Private[int]
+
+    @strawberry.field
+    async def debtor(self, info: Info) -> Party | None:
+        return await load_party(info, self.debtor_id)
+
+    @strawberry.field
+    async def creditor(self, info: Info) -> Party | None:
+        return await load_party(info, self.creditor_id)
+
+    @strawberry.field
+    async def transaction(self, info: Info) -> LedgerTransaction | None:
+        return await load_transaction(info, self.transaction_sequence)
+
+    @classmethod
+    def from_row(cls, p: models.Payment) -> "Payment":
+        return cls(pk=p.id, debtor_id=p.debtor_id, creditor_id=p.creditor_id, amount=Money.minor(p.amount_minor, p.currency),
+                   paid_on=p.paid_on, reference=p.reference, recorded_by=p.recorded_by,
+                   transaction_sequence=p.transaction_sequence)
+
+
+def _scoped(info: Info, stmt):
+    clause = visible_contracts(require_actor(info))
+    if clause is None:
+        return stmt
+    return stmt.join(models.OutcomeContract, models.OutcomeContract.id == models.PayoutCalculation.contract_id).where(clause)
+
+
+async def payout_page(info: Info, *, contract_id: int | None, status: PayoutStatus | None, first: int | None,
+                      after: str | None) -> Connection[Payout]:
+    size, start = page_size(first), decode_cursor(after)
+    P = models.PayoutCalculation
+
+    def q(s):
+        stmt = _scoped(info, select(P)).order_by(P.id).limit(size + 1)
+        if contract_id is not None:
+            stmt = stmt.where(P.contract_id == contract_id)
+        if status is not None:
+            stmt = stmt.where(P.status == status.value)
+        if start is not None:
+            stmt = stmt.where(P.id > start)
+        return connection(s.execute(stmt).scalars().all(), lambda p: p.id, size, start is not None, Payout.from_row)
+    return await ctx(info).db.read(q)
+
+
+async def load_payout(info: Info, pk: int) -> Payout | None:
+    P = models.PayoutCalculation
+    row = await ctx(info).db.read(lambda s: s.execute(_scoped(info, select(P)).where(P.id == pk)).scalar_one_or_none())
+    return Payout.from_row(row) if row else None
+
+
+async def obligation_list(info: Info, *, debtor_id: int | None = None, creditor_id: int | None = None,
+                          contract_id: int | None = None, as_of: date | None = None) -> list[Obligation]:
+    actor = require_actor(info)
+    at = settlement.end_of(as_of) if as_of else None
+
+    def q(s):
+        rows = settlement.obligations(s, debtor_id=debtor_id, creditor_id=creditor_id, contract_id=contract_id,
+                                      as_of=at, scope=visible_accounts(actor))
+        return [Obligation(debtor_id=o.debtor_id, creditor_id=o.creditor_id, contract_pk=o.contract_id,
+                           outstanding=Money.minor(o.outstanding_minor, o.currency)) for o in rows]
+    return await ctx(info).db.read(q)
+
+
+def _id(gid, type_name: str, field: str) -> int | None:
+    return None if gid is None else from_global_id(gid, type_name, field=field)
+
+
+@strawberry.input
+class CalculatePayoutInput:
+    contract_id: strawberry.ID
+    period_start: date
+    period_end: date
+    idempotency_key: str | None = None
+
+
+@strawberry.input
+class ApprovePayoutInput:
+    payout_id: strawberry.ID
+    idempotency_key: str | None = None
+
+
+@strawberry.type
+class PayoutPayload:
+    payout: Payout | None
+    user_errors: list[UserError]
+
+
+@strawberry.input
+class RecordPaymentInput:
+    debtor_id: strawberry.ID
+    creditor_id: strawberry.ID
+    contract_id: strawberry.ID
+    amount: MoneyInput
+    paid_on: date
+    reference: str
+    idempotency_key: str | None = None
+
+
+@strawberry.type
+class RecordPaymentPayload:
+    payment: Payment | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class PayoutQueries:
+    @strawberry.field
+    async def payouts(self, info: Info, contract_id: strawberry.ID | None = None, status: PayoutStatus | None = None,
+                      first: int | None = None, after: str | None = None) -> Connection[Payout]:
+        try:
+            cid = _id(contract_id, "OutcomeContract", "contractId")
+        except DomainError as err:
+            raise query_error(err) from None
+        return await payout_page(info, contract_id=cid, status=status, first=first, after=after)
+
+    @strawberry.field
+    async def payout(self, info: Info, id: strawberry.ID) -> Payout | None:
+        try:
+            return await load_payout(info, from_global_id(id, "Payout"))
+        except DomainError as err:
+            raise query_error(err) from None
+
+    @strawberry.field(description="Who owes whom on which contract, now or at the end of a date; only non-zero.")
+    async def obligations(self, info: Info, debtor_id: strawberry.ID | None = None,
+                          creditor_id: strawberry.ID | None = None, contract_id: strawberry.ID | None = None,
+                          as_of: date | None = None) -> list[Obligation]:
+        try:
+            return await obligation_list(info, debtor_id=_id(debtor_id, "Party", "debtorId"),
+                                         creditor_id=_id(creditor_id, "Party", "creditorId"),
+                                         contract_id=_id(contract_id, "OutcomeContract", "contractId"), as_of=as_of)
+        except DomainError as err:
+            raise query_error(err) from None
+
+
+@strawberry.type
+class PayoutMutations:
+    @strawberry.mutation(description="A CALCULATED payout for the period; recalculating supersedes an unapproved one.")
+    async def calculate_payout(self, info: Info, input: CalculatePayoutInput) -> PayoutPayload:
+        def run(uow, actor):
+            cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
+            return audited(uow, actor, "calculatePayout", input, lambda: calculations.calculate_payout(
+                uow, actor=actor, contract_id=cid, period_start=input.period_start, period_end=input.period_end))
+        return await mutate(info, PayoutPayload, run, lambda p: {"payout": Payout.from_row(p)})
+
+    @strawberry.mutation(description="Approval by a second fund manager (FOUR_EYES_REQUIRED otherwise); posts to the ledger.")
+    async def approve_payout(self, info: Info, input: ApprovePayoutInput) -> PayoutPayload:
+        def run(uow, actor):
+            pid = from_global_id(input.payout_id, "Payout", field="payoutId")
+            return audited(uow, actor, "approvePayout", input,
+                           lambda: calculations.approve_payout(uow, actor=actor, payout_id=pid))
+        return await mutate(info, PayoutPayload, run, lambda p: {"payout": Payout.from_row(p)})
+
+    @strawberry.mutation(description="A payment that settles (part of) an obligation; more than is owed is OVERPAYMENT.")
+    async def record_payment(self, info: Info, input: RecordPaymentInput) -> RecordPaymentPayload:
+        def run(uow, actor):
+            return audited(uow, actor, "recordPayment", input, lambda: settlement.record_payment(
+                uow, actor=actor, debtor_id=from_global_id(input.debtor_id, "Party", field="debtorId"),
+                creditor_id=from_global_id(input.creditor_id, "Party", field="creditorId"),
+                contract_id=from_global_id(input.contract_id, "OutcomeContract", field="contractId"),
+                amount=input.amount.to_money(), paid_on=input.paid_on, reference=input.reference))
+        return await mutate(info, RecordPaymentPayload, run, lambda p: {"payment": Payment.from_row(p)})

@@ -1,0 +1,271 @@
+"""Payout calculations: gather the inputs from the database, run the pure engine, record the
+result; approve (four eyes) and post to the ledger; recompute from the recorded inputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import Session, aliased
+
+from ledger import chart, journal, payouts
+from ledger import money as m
+from ledger.access import Actor, require_role
+from ledger.contracts import get_contract, terms_in_force
+from ledger.db import UnitOfWork
+from ledger.errors import Conflict, NotFound, ValidationError
+from ledger.funds import get_fund
+from ledger.models import (
+    ContractTerms, Evidence, Measurement, Metric, OutcomeContract, Participant, PayoutCalculation, PayoutItem,
+    PayoutLine, PayoutShare, utcnow,
+)
+from ledger.settlement import fund_of, obligation_legs
+
+
+def _units(amount, currency: str) -> int:
+    return m.minor_units(m.Money(amount, currency))
+
+
+def engine_terms(terms: ContractTerms, currency: str) -> payouts.Terms:
+    """A terms version as the engine's immutable input."""
+    money = lambda units: None if units is None else m.from_minor(units, currency).amount  # noqa: E731
+    return payouts.Terms(
+        version=terms.version, currency=currency, max_value=money(terms.max_value_minor),
+        participant_cap=money(terms.participant_cap_minor),
+        payer_shares=tuple(payouts.PayerShare(str(s.party_id), s.percent) for s in terms.payer_shares),
+        metrics=tuple(payouts.MetricTerms(
+            code=x.code, kind=x.kind, direction=x.direction, unit_price=money(x.unit_price_minor), baseline=x.baseline,
+            threshold=x.threshold, cap_per_participant=money(x.cap_per_participant_minor),
+            cap_per_period=money(x.cap_per_period_minor), cap_total=money(x.cap_total_minor), once_only=x.once_only,
+            area_supplements=tuple((a.area, a.percent) for a in x.supplements)) for x in terms.metrics),
+    )
+
+
+def _posted(contract_id: int):
+    return select(PayoutCalculation.id).where(PayoutCalculation.contract_id == contract_id,
+                                              PayoutCalculation.status == "POSTED")
+
+
+def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, period_end: date) -> payouts.PayoutInputs:
+    """Everything the engine needs, from the database: SQL does the selecting and summing."""
+    cur = contract.currency
+    terms = terms_in_force(s, contract.id, period_end)
+    posted = _posted(contract.id)
+    rate_codes = [x.code for x in terms.metrics if x.kind == "RATE_CARD"]
+    paid_item = exists().where(PayoutItem.evidence_id == Evidence.id, PayoutItem.kind == "OUTCOME",
+                               PayoutItem.payout_id.in_(posted))
+    evidence = s.execute(
+        select(Evidence.id, Evidence.participant_id, Evidence.metric_code, Evidence.achieved_on, Participant.area)
+        .join(Participant, Participant.id == Evidence.participant_id)
+        .where(Evidence.contract_id == contract.id, Evidence.status == "VERIFIED",
+               Evidence.metric_code.in_(rate_codes), Evidence.achieved_on.between(period_start, period_end), ~paid_item)
+    ).all()
+    used = exists().where(PayoutItem.measurement_id == Measurement.id, PayoutItem.payout_id.in_(posted))
+    measurements = s.execute(
+        select(Measurement).where(Measurement.contract_id == contract.id, Measurement.period_start >= period_start,
+                                  Measurement.period_end <= period_end, ~used)
+    ).scalars().all()
+    measured_codes = {x.code for x in terms.metrics if x.kind != "RATE_CARD"}
+    mine = PayoutItem.payout_id.in_(posted)
+    per_metric = s.execute(select(PayoutItem.metric_code, func.sum(PayoutItem.net_minor)).where(mine)
+                           .group_by(PayoutItem.metric_code)).all()
+    per_participant = s.execute(select(PayoutItem.participant_id, func.sum(PayoutItem.net_minor))
+                                .where(mine, PayoutItem.participant_id.is_not(None))
+                                .group_by(PayoutItem.participant_id)).all()
+    per_pair = s.execute(select(PayoutItem.participant_id, PayoutItem.metric_code, func.sum(PayoutItem.net_minor))
+                         .where(mine, PayoutItem.participant_id.is_not(None))
+                         .group_by(PayoutItem.participant_id, PayoutItem.metric_code)).all()
+    total = s.execute(select(func.coalesce(func.sum(PayoutItem.net_minor), 0)).where(mine)).scalar_one()
+    # clawbacks: invalidated evidence that a posted payout paid for and none has clawed back yet
+    clawed = aliased(PayoutItem)
+    claw_rows = s.execute(
+        select(Evidence.id, Evidence.participant_id, Evidence.metric_code, func.sum(PayoutItem.net_minor))
+        .join(PayoutItem, and_(PayoutItem.evidence_id == Evidence.id, PayoutItem.kind == "OUTCOME", mine))
+        .where(Evidence.contract_id == contract.id, Evidence.status == "INVALIDATED",
+               ~exists().where(clawed.evidence_id == Evidence.id, clawed.kind == "CLAWBACK",
+                               clawed.payout_id.in_(posted)))
+        .group_by(Evidence.id, Evidence.participant_id, Evidence.metric_code)
+    ).all()
+    amount = lambda units: m.from_minor(int(units), cur).amount  # noqa: E731
+    return payouts.PayoutInputs(
+        contract_id=str(contract.id), period_start=period_start, period_end=period_end,
+        terms=engine_terms(terms, cur),
+        evidence=tuple(payouts.EvidenceItem(e.id, e.participant_id, e.metric_code, e.achieved_on, e.area)
+                       for e in evidence),
+        measurements=tuple(payouts.Measurement(x.id, x.metric_code, x.period_start, x.period_end, x.observed_value,
+                                               x.comparison_value, x.cohort_size)
+                           for x in measurements if x.metric_code in measured_codes),
+        paid_before=payouts.PaidBefore(
+            total=amount(total), per_metric=[(c, amount(v)) for c, v in per_metric],
+            per_participant=[(p, amount(v)) for p, v in per_participant],
+            per_participant_metric=[(p, c, amount(v)) for p, c, v in per_pair]),
+        clawbacks=tuple(payouts.Clawback(eid, pid, code, amount(v)) for eid, pid, code, v in claw_rows if v > 0),
+    )
+
+
+def _check_payable(contract: OutcomeContract, period_start: date, period_end: date) -> None:
+    if period_end < period_start:
+        raise ValidationError("the period ends before it starts", code="INVALID_PERIOD", field=["periodEnd"])
+    if contract.status == "DRAFT":
+        raise Conflict("a DRAFT contract has nothing to pay", code="CONTRACT_NOT_ACTIVE", field=["contractId"])
+    if contract.status == "SUSPENDED":
+        raise Conflict("the contract is suspended: no payouts until the suspension is lifted",
+                       code="CONTRACT_SUSPENDED", field=["contractId"])
+    if contract.ended_at is not None and period_start > contract.ended_at.date():
+        raise Conflict(f"the contract ended on {contract.ended_at.date()}, before the period",
+                       code="CONTRACT_ENDED", field=["periodStart"])
+    if period_start > contract.end_date or period_end < contract.start_date:
+        raise ValidationError("the period is outside the contract's term", code="PERIOD_OUTSIDE_TERM",
+                              field=["periodStart"])
+
+
+def calculate_payout(uow: UnitOfWork, *, actor: Actor, contract_id: int, period_start: date,
+                     period_end: date) -> PayoutCalculation:
+    """A CALCULATED payout for the period; an unapproved one for the same period is superseded."""
+    require_role(actor, "FUND_MANAGER")
+    s = uow.session
+    journal.lock(uow)  # nothing is posted between reading what was paid and recording this
+    contract = get_contract(uow, contract_id, for_update=True)
+    _check_payable(contract, period_start, period_end)
+    inputs = gather_inputs(s, contract, period_start, period_end)
+    result = payouts.calculate(inputs)
+    canonical = payouts.canonical_inputs(inputs)
+    cur = contract.currency
+    posted_before = s.execute(select(func.count()).select_from(_posted(contract.id).subquery())).scalar_one()
+    payout = PayoutCalculation(
+        contract_id=contract.id, period_start=period_start, period_end=period_end, status="CALCULATED",
+        terms_version=result.terms_version, currency=cur, inputs_hash=result.inputs_hash,
+        inputs=canonical.decode("utf-8"), total_minor=_units(result.total, cur), posted_before=posted_before,
+        calculated_by=actor.name,
+    )
+    s.add(payout)
+    s.flush()
+    for old in s.execute(select(PayoutCalculation).where(
+            PayoutCalculation.contract_id == contract.id, PayoutCalculation.period_start == period_start,
+            PayoutCalculation.period_end == period_end, PayoutCalculation.status == "CALCULATED",
+            PayoutCalculation.id != payout.id)).scalars():
+        old.status, old.superseded_by_id = "SUPERSEDED", payout.id
+    _record_result(s, payout, result, cur)
+    s.flush()
+    s.refresh(payout, ["lines", "shares"])
+    return payout
+
+
+def _record_result(s: Session, payout: PayoutCalculation, result: payouts.PayoutResult, cur: str) -> None:
+    u = lambda d: _units(d, cur)  # noqa: E731
+    for i, line in enumerate(result.lines):
+        s.add(PayoutLine(payout_id=payout.id, position=i, metric_code=line.metric_code, kind=line.kind,
+                         quantity=line.quantity, unit_price_minor=u(line.unit_price), gross_minor=u(line.gross),
+                         capped_minor=u(line.capped), net_minor=u(line.net),
+                         caps=";".join(f"{name}={amt}" for name, amt in line.caps)))
+    for item in result.items:
+        s.add(PayoutItem(payout_id=payout.id, kind=item.kind, evidence_id=item.evidence_id,
+                         participant_id=item.participant_id, metric_code=item.metric_code, gross_minor=u(item.gross),
+                         capped_minor=u(item.capped), net_minor=u(item.net)))
+    for item in result.measurement_items:
+        s.add(PayoutItem(payout_id=payout.id, kind="OUTCOME", measurement_id=item.measurement_id,
+                         metric_code=item.metric_code, gross_minor=u(item.gross), capped_minor=u(item.capped),
+                         net_minor=u(item.net)))
+    for i, share in enumerate(result.shares):
+        s.add(PayoutShare(payout_id=payout.id, position=i, party_id=int(share.party_id), amount_minor=u(share.amount)))
+
+
+def get_payout(uow_or_session, payout_id: int, *, for_update: bool = False) -> PayoutCalculation:
+    s = getattr(uow_or_session, "session", uow_or_session)
+    stmt = select(PayoutCalculation).where(PayoutCalculation.id == payout_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    payout = s.execute(stmt).scalar_one_or_none()
+    if payout is None:
+        raise NotFound(f"payout {payout_id} does not exist", code="UNKNOWN_PAYOUT", field=["payoutId"])
+    return payout
+
+
+def approve_payout(uow: UnitOfWork, *, actor: Actor, payout_id: int) -> PayoutCalculation:
+    """Four eyes: a second fund manager approves, and the payout is POSTED to the ledger at once.
+
+    One balanced transaction books each payer's outcome cost and its obligation to the
+    provider (or, for a negative share, the provider's obligation back), and draws the fund's
+    commitment down by the fund's share.
+    """
+    require_role(actor, "FUND_MANAGER")
+    s = uow.session
+    journal.lock(uow)
+    payout = get_payout(uow, payout_id, for_update=True)
+    if payout.status == "SUPERSEDED":
+        raise Conflict("this calculation was superseded by a newer one", code="PAYOUT_SUPERSEDED", field=["payoutId"])
+    if payout.status != "CALCULATED":
+        raise Conflict(f"the payout is already {payout.status}", code="ALREADY_POSTED", field=["payoutId"])
+    if payout.calculated_by == actor.name:
+        raise Conflict("the person who calculated a payout cannot approve it", code="FOUR_EYES_REQUIRED",
+                       field=["payoutId"])
+    contract = get_contract(uow, payout.contract_id, for_update=True)
+    _check_payable(contract, payout.period_start, payout.period_end)
+    posted_now = s.execute(select(func.count()).select_from(_posted(contract.id).subquery())).scalar_one()
+    if posted_now != payout.posted_before:
+        raise Conflict("another payout of this contract was posted since; calculate again", code="STALE_PAYOUT",
+                       field=["payoutId"])
+    cur = contract.currency
+    fund = get_fund(uow, contract.fund_id)
+    provider = contract.provider_id
+    legs: list[tuple] = []
+    fund_share = 0
+    for share in payout.shares:
+        a = share.amount_minor
+        if a == 0:
+            continue
+        payer = share.party_id
+        tag = fund_of(uow, contract, payer)
+        legs.append((chart.account(uow, chart.OUTCOME_COST, payer, cur, contract_id=contract.id, fund_id=tag), a))
+        legs.append((chart.account(uow, chart.OUTCOME_REVENUE, provider, cur, contract_id=contract.id), -a))
+        legs += obligation_legs(uow, contract, payer, provider, a) if a > 0 else \
+            obligation_legs(uow, contract, provider, payer, -a)
+        if payer == fund.manager_id:
+            fund_share += a
+    if fund_share:
+        committed = chart.account(uow, chart.FUND_COMMITTED, fund.manager_id, cur, contract_id=contract.id, fund_id=fund.id)
+        reserve = chart.account(uow, chart.FUND_COMMITMENT_RESERVE, fund.manager_id, cur, fund_id=fund.id)
+        legs += [(committed, -fund_share), (reserve, fund_share)]
+    if legs:
+        tx = journal.post(
+            uow, actor=actor.label, kind="PAYOUT", effective_date=payout.period_end, contract_id=contract.id,
+            description=f"Payout {payout.id} of contract {contract.id} for {payout.period_start}..{payout.period_end} "
+                        f"(inputs {payout.inputs_hash[:16]})",
+            postings=[journal.Posting(acc.id, m.from_minor(units, cur)) for acc, units in legs])
+        payout.transaction_sequence = tx.sequence
+    payout.status, payout.approved_by, payout.approved_at = "POSTED", actor.name, utcnow()
+    s.flush()
+    return payout
+
+
+@dataclass(frozen=True)
+class Recomputation:
+    matches: bool
+    inputs_hash: str
+    total_minor: int
+    differences: tuple[str, ...]
+
+
+def recompute(s: Session, payout: PayoutCalculation) -> Recomputation:
+    """Run the engine again on the recorded inputs and compare every figure with what was stored."""
+    inputs = payouts.inputs_from_canonical(payout.inputs)
+    result = payouts.calculate(inputs)
+    cur = payout.currency
+    u = lambda d: _units(d, cur)  # noqa: E731
+    diffs = []
+    if result.inputs_hash != payout.inputs_hash:
+        diffs.append("inputs hash")
+    if payouts.canonical_inputs(inputs).decode("utf-8") != payout.inputs:
+        diffs.append("canonical inputs")
+    stored_lines = [(x.metric_code, x.kind, x.quantity, x.unit_price_minor, x.gross_minor, x.capped_minor, x.net_minor)
+                    for x in payout.lines]
+    new_lines = [(x.metric_code, x.kind, x.quantity, u(x.unit_price), u(x.gross), u(x.capped), u(x.net))
+                 for x in result.lines]
+    if stored_lines != new_lines:
+        diffs.append("lines")
+    if [(x.party_id, x.amount_minor) for x in payout.shares] != [(int(x.party_id), u(x.amount)) for x in result.shares]:
+        diffs.append("shares")
+    if u(result.total) != payout.total_minor:
+        diffs.append("total")
+    return Recomputation(not diffs, result.inputs_hash, u(result.total), tuple(diffs))

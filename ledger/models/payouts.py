@@ -1,0 +1,114 @@
+"""Payout calculations with their lines, items and split, and payments between parties.
+
+A calculation records the canonical bytes of its inputs, so anyone can recompute it. Its
+lines, items and shares are append-only; only its status moves
+(CALCULATED → POSTED, or SUPERSEDED).
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ledger.models.base import Base, DecimalText, UTCDateTime, utcnow
+from ledger.models.parties import _in
+
+PAYOUT_STATUSES = ("CALCULATED", "APPROVED", "POSTED", "SUPERSEDED")
+
+
+class PayoutCalculation(Base):
+    __tablename__ = "payouts"
+    __table_args__ = (
+        CheckConstraint(_in("status", PAYOUT_STATUSES), name="status"),
+        CheckConstraint("period_end >= period_start", name="period"),
+        Index("ix_payouts_contract_status", "contract_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("outcome_contracts.id"))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="CALCULATED")
+    terms_version: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    inputs_hash: Mapped[str] = mapped_column(String(64))
+    inputs: Mapped[str] = mapped_column(Text)  # the canonical JSON the hash covers
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    # how many payouts of the contract were POSTED when this was calculated: if another is
+    # posted before approval, "paid before" has changed and this one must be recalculated
+    posted_before: Mapped[int] = mapped_column(Integer)
+    calculated_by: Mapped[str] = mapped_column(String(200))
+    calculated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    transaction_sequence: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("ledger_transactions.sequence"))
+    superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
+
+    lines: Mapped[list["PayoutLine"]] = relationship(order_by="PayoutLine.position", lazy="selectin", viewonly=True)
+    shares: Mapped[list["PayoutShare"]] = relationship(order_by="PayoutShare.position", lazy="selectin", viewonly=True)
+
+
+class PayoutLine(Base):
+    __tablename__ = "payout_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    metric_code: Mapped[str] = mapped_column(String(60))
+    kind: Mapped[str] = mapped_column(String(20))
+    quantity: Mapped[Decimal] = mapped_column(DecimalText())
+    unit_price_minor: Mapped[int] = mapped_column(BigInteger)
+    gross_minor: Mapped[int] = mapped_column(BigInteger)
+    capped_minor: Mapped[int] = mapped_column(BigInteger)
+    net_minor: Mapped[int] = mapped_column(BigInteger)
+    caps: Mapped[str] = mapped_column(Text, default="")  # "CAP_NAME=amount;..." in cap order
+
+
+class PayoutItem(Base):
+    """What one evidence item or measurement earned (or, for a clawback, gave back)."""
+
+    __tablename__ = "payout_items"
+    __table_args__ = (
+        Index("ix_payout_items_evidence", "evidence_id"),
+        Index("ix_payout_items_measurement", "measurement_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
+    measurement_id: Mapped[int | None] = mapped_column(ForeignKey("measurements.id"))
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"))
+    metric_code: Mapped[str] = mapped_column(String(60))
+    gross_minor: Mapped[int] = mapped_column(BigInteger)
+    capped_minor: Mapped[int] = mapped_column(BigInteger)
+    net_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class PayoutShare(Base):
+    __tablename__ = "payout_shares"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    party_id: Mapped[int] = mapped_column(ForeignKey("parties.id"))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (CheckConstraint("amount_minor > 0", name="amount_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    debtor_id: Mapped[int] = mapped_column(ForeignKey("parties.id"), index=True)
+    creditor_id: Mapped[int] = mapped_column(ForeignKey("parties.id"), index=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("outcome_contracts.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    paid_on: Mapped[date] = mapped_column(Date)
+    reference: Mapped[str] = mapped_column(String(200))
+    transaction_sequence: Mapped[int] = mapped_column(BigInteger, ForeignKey("ledger_transactions.sequence"))
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,210 @@
+"""Payouts through the database: Case A end to end, four eyes, posting, obligations, payments, clawback."""
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from ledger import calculations, chart, contracts, journal, payouts, sanctions, settlement
+from ledger import evidence as ev
+from ledger.access import Actor
+from ledger.contracts import ShareSpec
+from ledger.errors import DomainError
+from tests.conftest import table_counts
+from tests.factories import contract, funded, rate_card, sek
+
+FM = Actor("frida", "FUND_MANAGER")
+FM2 = Actor("gustav", "FUND_MANAGER")
+SECRET = b"test-secret-for-hmac-0123456789"
+TODAY = date(2026, 11, 23)
+
+
+@pytest.fixture
+def case_a(db):
+    """PAYOUTS.md Case A: the rate card with caps, a rural supplement and a 50/50 split."""
+    fund, manager, muni, prov, ver = funded(db, FM)
+    c = contract(db, FM, fund, manager, muni, prov, ver, activate=True, participant_cap=sek("50000.00"),
+                 metrics=(rate_card("SCHOOL_PASS", "40000.00", once_only=True, area_supplements=(("RURAL", Decimal(15)),)),
+                          rate_card("ATTENDANCE", "12500.00", cap_per_participant=sek("25000.00"),
+                                    area_supplements=(("RURAL", Decimal(15)),))))
+    provider, verifier = Actor("pia", "PROVIDER", prov.id), Actor("vera", "VERIFIER", ver.id)
+    people = {}
+    with db.uow() as uow:
+        for name, area in (("P1", "URBAN"), ("P2", "RURAL"), ("P3", "URBAN")):
+            people[name] = ev.enroll_participant(uow, actor=provider, secret=SECRET, contract_id=c.id,
+                                                 personal_identity_number=None, external_ref=name, area=area,
+                                                 enrolled_on=date(2026, 1, 10), today=TODAY)
+        claims = [("P1", "SCHOOL_PASS", 1), ("P1", "ATTENDANCE", 2), ("P1", "ATTENDANCE", 3), ("P1", "ATTENDANCE", 4),
+                  ("P2", "SCHOOL_PASS", 5), ("P2", "ATTENDANCE", 6), ("P3", "ATTENDANCE", 7)]
+        items = []
+        for who, code, day in claims:
+            e = ev.submit_evidence(uow, actor=provider, contract_id=c.id, today=TODAY,
+                                   claim=ev.Claim(people[who].id, code, achieved_on=date(2026, 3, day)))
+            ev.verify_evidence(uow, actor=verifier, evidence_id=e.id, note=None)
+            items.append(e)
+        uow.commit()
+    return dict(fund=fund, manager=manager, muni=muni, prov=prov, contract=c, people=people, items=items,
+                provider=provider, verifier=verifier)
+
+
+def calc(db, w, start=date(2026, 1, 1), end=date(2026, 6, 30), actor=FM):
+    with db.uow() as uow:
+        p = calculations.calculate_payout(uow, actor=actor, contract_id=w["contract"].id, period_start=start, period_end=end)
+        uow.commit()
+    return p
+
+
+def approve(db, payout, actor=FM2):
+    with db.uow() as uow:
+        p = calculations.approve_payout(uow, actor=actor, payout_id=payout.id)
+        uow.commit()
+    return p
+
+
+def owed(db, debtor, creditor, contract_id):
+    with db.reading() as s:
+        rows = settlement.obligations(s, debtor_id=debtor.id, creditor_id=creditor.id, contract_id=contract_id)
+    return sum(o.outstanding_minor for o in rows)
+
+
+def test_case_a_through_the_database_posts_the_obligations(db, case_a):
+    w = case_a
+    # when
+    p = calc(db, w)
+    # then the figures of PAYOUTS.md Case A
+    assert p.status == "CALCULATED" and p.total_minor == 11_250_000
+    assert [(s.party_id, s.amount_minor) for s in p.shares] == [(w["manager"].id, 5_625_000), (w["muni"].id, 5_625_000)]
+    # P1: 40 000 + 10 000 (participant cap); P2: 46 000 + 4 000; P3: 12 500
+    assert {(x.metric_code, x.kind, x.net_minor) for x in p.lines} == {
+        ("SCHOOL_PASS", "OUTCOME", 8_600_000), ("ATTENDANCE", "OUTCOME", 2_650_000)}
+    assert sum(x.gross_minor for x in p.lines) == 4_000_000 + 4_600_000 + 3 * 1_250_000 + 1_437_500 + 1_250_000
+    # four eyes
+    with pytest.raises(DomainError) as err:
+        approve(db, p, actor=FM)
+    assert err.value.code == "FOUR_EYES_REQUIRED"
+    posted = approve(db, p)
+    assert posted.status == "POSTED" and posted.transaction_sequence
+    # the ledger: each payer owes the provider its share; the fund's commitment is drawn down
+    assert owed(db, w["manager"], w["prov"], w["contract"].id) == 5_625_000
+    assert owed(db, w["muni"], w["prov"], w["contract"].id) == 5_625_000
+    with db.reading() as s:
+        pos = chart.fund_position(s, w["fund"].id)
+        assert (pos.paid_out, pos.committed) == (5_625_000, 1_000_000_000 - 5_625_000)
+        assert pos.capital == pos.committed + pos.available + pos.paid_out
+        assert journal.verify(s).ok
+        assert calculations.recompute(s, calculations.get_payout(s, p.id)).matches
+    # approving twice, or the same evidence again, pays nothing more
+    with pytest.raises(DomainError) as err:
+        approve(db, p)
+    assert err.value.code == "ALREADY_POSTED"
+    again = calc(db, w)
+    assert again.total_minor == 0 and again.lines == []
+
+
+def test_recalculating_supersedes_and_a_superseded_payout_cannot_be_approved(db, case_a):
+    first = calc(db, case_a)
+    second = calc(db, case_a)
+    with db.reading() as s:
+        assert calculations.get_payout(s, first.id).status == "SUPERSEDED"
+    with pytest.raises(DomainError) as err:
+        approve(db, first)
+    assert err.value.code == "PAYOUT_SUPERSEDED"
+    assert approve(db, second).status == "POSTED"
+
+
+def test_a_payout_calculated_before_another_was_posted_is_stale(db, case_a):
+    a = calc(db, case_a, end=date(2026, 3, 3))
+    b = calc(db, case_a, start=date(2026, 3, 1), end=date(2026, 3, 31))
+    approve(db, a)
+    before = table_counts(db)
+    with pytest.raises(DomainError) as err:
+        approve(db, b)
+    assert err.value.code == "STALE_PAYOUT"
+    assert table_counts(db) == before
+
+
+def test_clawback_payments_and_negative_totals(db, case_a):
+    w = case_a
+    approve(db, calc(db, w))
+    # the municipality pays part of its debt, then the rest; paying more is refused
+    muni_actor = Actor("mona", "MUNICIPALITY", w["muni"].id)
+    pay = lambda units, actor=muni_actor, debtor=w["muni"], creditor=w["prov"]: settlement.record_payment(  # noqa: E731
+        uow, actor=actor, debtor_id=debtor.id, creditor_id=creditor.id, contract_id=w["contract"].id,
+        amount=__import__("ledger.money", fromlist=["m"]).from_minor(units, "SEK"), paid_on=date(2026, 7, 10),
+        reference="Faktura 17")
+    with db.uow() as uow:
+        pay(5_000_000)
+        uow.commit()
+    assert owed(db, w["muni"], w["prov"], w["contract"].id) == 625_000
+    for units, kw, code in [(625_001, {}, "OVERPAYMENT"),
+                            (100, dict(debtor=w["prov"], creditor=w["muni"], actor=FM), "NO_OBLIGATION"),
+                            (100, dict(debtor=w["manager"]), "PERMISSION_DENIED")]:
+        with pytest.raises(DomainError) as err, db.uow() as uow:
+            pay(units, **kw)
+        assert err.value.code == code
+    with db.uow() as uow:
+        pay(625_000)
+        uow.commit()
+    assert owed(db, w["muni"], w["prov"], w["contract"].id) == 0
+    # P3's attendance (12 500.00, paid in full) turns out false: the next payout claws it back
+    p3_item = w["items"][-1]
+    with db.uow() as uow:
+        ev.invalidate_evidence(uow, actor=w["verifier"], evidence_id=p3_item.id, reason="Närvarolistan var falsk")
+        uow.commit()
+    claw = calc(db, w, start=date(2026, 7, 1), end=date(2026, 12, 31))
+    assert [(x.kind, x.net_minor) for x in claw.lines] == [("CLAWBACK", -1_250_000)]
+    assert claw.total_minor == -1_250_000
+    assert [s.amount_minor for s in claw.shares] == [-625_000, -625_000]
+    approve(db, claw)
+    # the municipality had paid in full: now the provider owes it; the fund's share nets
+    # against the fund's unpaid debt to the provider
+    assert owed(db, w["prov"], w["muni"], w["contract"].id) == 625_000
+    assert owed(db, w["manager"], w["prov"], w["contract"].id) == 5_625_000 - 625_000
+    with db.reading() as s:
+        pos = chart.fund_position(s, w["fund"].id)
+        assert pos.paid_out == 5_625_000 - 625_000
+        assert journal.verify(s).ok
+    # a clawback is made once
+    assert calc(db, w, start=date(2026, 7, 1), end=date(2026, 12, 31)).lines == []
+
+
+def test_bad_payout_requests_write_nothing(db, case_a):
+    w = case_a
+    before = table_counts(db)
+    cases = [
+        (dict(period_start=date(2026, 6, 1), period_end=date(2026, 5, 1)), "INVALID_PERIOD"),
+        (dict(period_start=date(2030, 1, 1), period_end=date(2030, 6, 1)), "PERIOD_OUTSIDE_TERM"),
+    ]
+    for kw, code in cases:
+        with pytest.raises(DomainError) as err, db.uow() as uow:
+            calculations.calculate_payout(uow, actor=FM, contract_id=w["contract"].id, **kw)
+        assert err.value.code == code
+    for role in ("AUDITOR", "PROVIDER", "MUNICIPALITY", "VERIFIER", "ADMIN"):
+        with pytest.raises(DomainError) as err, db.uow() as uow:
+            calculations.calculate_payout(uow, actor=Actor("x", role, w["prov"].id), contract_id=w["contract"].id,
+                                          period_start=date(2026, 1, 1), period_end=date(2026, 6, 30))
+        assert err.value.code in ("PERMISSION_DENIED", "READ_ONLY_ROLE")
+    assert table_counts(db) == before
+    # a suspended contract is not paid; a terminated one is paid only for periods before its end
+    with db.uow() as uow:
+        sanctions.issue_sanction(uow, actor=FM, contract_id=w["contract"].id, level="SUSPENSION", reason="Brister")
+        uow.commit()
+    with pytest.raises(DomainError) as err:
+        calc(db, w)
+    assert err.value.code == "CONTRACT_SUSPENDED"
+    with db.uow() as uow:
+        contracts.terminate_contract(uow, actor=FM, contract_id=w["contract"].id, reason="Avslutat")
+        uow.commit()
+    with pytest.raises(DomainError) as err:
+        calc(db, w, start=date(2027, 1, 1), end=date(2027, 6, 30))
+    assert err.value.code == "CONTRACT_ENDED"
+    assert calc(db, w).total_minor == 11_250_000
+
+
+def test_recorded_inputs_read_back_exactly(db, case_a):
+    p = calc(db, case_a)
+    inputs = payouts.inputs_from_canonical(p.inputs)
+    assert payouts.canonical_inputs(inputs).decode() == p.inputs
+    assert payouts.inputs_hash(inputs) == p.inputs_hash

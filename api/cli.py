@@ -87,6 +87,20 @@ def cmd_payout_recompute(args, settings) -> int:
     return 1
 
 
+def cmd_demo(args, settings) -> int:
+    import time
+    from ledger import demo, schema
+    from ledger.models import utcnow
+    schema.upgrade(settings.database_url)
+    started = time.perf_counter()
+    issued = demo.load(_db(settings), today=utcnow().date(), secret=settings.secret)
+    print(f"demo fund ready in {time.perf_counter() - started:.1f} s ({settings.database_url})")
+    print("Tokens, one per role (put one in GraphiQL's headers as {\"Authorization\": \"Bearer <token>\"}):")
+    for t in issued:
+        print(f"  {t.role:<13} {t.name:<24} {t.party or '':<28} {t.token}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="utfall", description="Utfall: outcomes contracts and their ledger.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -106,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("demo", help="load a realistic demo fund and print a token per role").set_defaults(func=cmd_demo)
 
     sch = sub.add_parser("schema", help="the GraphQL schema").add_subparsers(dest="schema_command", required=True)
     exp = sch.add_parser("export", help="write the SDL (schemas/schema.graphql)")

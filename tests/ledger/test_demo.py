@@ -1,0 +1,37 @@
+"""`utfall demo`: a newcomer gets a fund with every kind of data to explore, and a token per role."""
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import func, select
+
+from ledger import chart, demo, journal
+from ledger.models import Evidence, OutcomeContract, Participant, Party, Payment, PayoutCalculation, PayoutLine, Sanction
+
+
+def test_the_demo_has_what_the_walkthrough_needs(db):
+    # when
+    issued = demo.load(db, today=date(2026, 11, 23), secret=b"demo-test-secret-0123456789")
+    # then
+    assert {t.role for t in issued} == {"ADMIN", "FUND_MANAGER", "MUNICIPALITY", "PROVIDER", "VERIFIER", "AUDITOR"}
+    with db.reading() as s:
+        count = lambda stmt: s.execute(stmt).scalar_one()  # noqa: E731
+        assert count(select(func.count()).select_from(OutcomeContract)) == 3
+        assert {r for (r,) in s.execute(select(Party.ownership).where(Party.role == "PROVIDER"))} == \
+            {"PRIVATE", "NONPROFIT", "PUBLIC_IN_HOUSE"}
+        assert 450 <= count(select(func.count()).select_from(Participant)) <= 550
+        statuses = dict(s.execute(select(Evidence.status, func.count()).group_by(Evidence.status)).all())
+        assert statuses["VERIFIED"] > 100 and statuses["REJECTED"] > 0 and statuses["INVALIDATED"] == 1
+        assert count(select(func.count()).select_from(PayoutCalculation).where(PayoutCalculation.status == "POSTED")) == 6
+        assert count(select(func.count()).select_from(PayoutLine).where(PayoutLine.kind == "CLAWBACK")) == 1
+        assert count(select(func.count()).select_from(Payment)) > 0
+        assert count(select(func.count()).select_from(Sanction)) == 1
+        position = chart.fund_position(s, 1)
+        assert position.capital == 5_000_000_000 and position.paid_out > 0
+        assert journal.verify(s).ok
+    # loading again adds no second fund, only fresh tokens
+    before = journal.digest(db.read_session())
+    again = demo.load(db, today=date(2026, 11, 23), secret=b"demo-test-secret-0123456789")
+    assert len(again) == len(issued)
+    with db.reading() as s:
+        assert journal.digest(s) == before

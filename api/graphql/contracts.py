@@ -468,6 +468,32 @@ class ContractPayload:
     user_errors: list[UserError]
 
 
+# API.md: every mutation `name(input: NameInput!): NamePayload!` — one named pair per mutation
+@strawberry.type
+class CreateContractPayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class ActivateContractPayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class AmendContractPayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class TerminateContractPayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class CompleteContractPayload(ContractPayload):
+    pass
+
+
 @strawberry.input
 class ContractIdInput:
     contract_id: strawberry.ID
@@ -487,10 +513,30 @@ class AmendContractInput:
 
 
 @strawberry.input
+class ActivateContractInput(ContractIdInput):
+    pass
+
+
+@strawberry.input
 class EndContractInput:
     contract_id: strawberry.ID
     reason: str
     idempotency_key: str | None = None
+
+
+@strawberry.input
+class TerminateContractInput(EndContractInput):
+    pass
+
+
+@strawberry.input
+class CompleteContractInput(EndContractInput):
+    pass
+
+
+@strawberry.input
+class LiftSuspensionInput(EndContractInput):
+    pass
 
 
 @strawberry.input
@@ -507,6 +553,16 @@ class SanctionPayload:
     sanction: Sanction | None
     contract: OutcomeContract | None
     user_errors: list[UserError]
+
+
+@strawberry.type
+class IssueSanctionPayload(SanctionPayload):
+    pass
+
+
+@strawberry.type
+class LiftSuspensionPayload(SanctionPayload):
+    pass
 
 
 def _opt(gid, type_name: str, field: str) -> int | None:
@@ -577,7 +633,7 @@ class ContractMutations:
             "transaction": LedgerTransaction.from_row(r[0]), "fund": Fund.from_row(r[1])})
 
     @strawberry.mutation
-    async def create_contract(self, info: Info, input: CreateContractInput) -> ContractPayload:
+    async def create_contract(self, info: Info, input: CreateContractInput) -> CreateContractPayload:
         def run(uow, actor):
             terms = contracts.TermsSpec(
                 max_value=input.max_value.to_money("maxValue"),
@@ -592,18 +648,18 @@ class ContractMutations:
                 verifier_id=_opt(input.verifier_id, "Party", "verifierId"),
                 investor_id=_opt(input.investor_id, "Party", "investorId"), policy_area=input.policy_area,
                 start_date=input.start_date, end_date=input.end_date, terms=terms))
-        return await mutate(info, ContractPayload, run, _contract_fields)
+        return await mutate(info, CreateContractPayload, run, _contract_fields)
 
     @strawberry.mutation(description="DRAFT → ACTIVE; commits maxValue from the fund (INSUFFICIENT_FUND_CAPITAL if short).")
-    async def activate_contract(self, info: Info, input: ContractIdInput) -> ContractPayload:
+    async def activate_contract(self, info: Info, input: ActivateContractInput) -> ActivateContractPayload:
         def run(uow, actor):
             cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
             return audited(uow, actor, "activateContract", input,
                            lambda: contracts.activate_contract(uow, actor=actor, contract_id=cid))
-        return await mutate(info, ContractPayload, run, _contract_fields)
+        return await mutate(info, ActivateContractPayload, run, _contract_fields)
 
     @strawberry.mutation(description="A new terms version from effectiveDate; parts not given are carried over.")
-    async def amend_contract(self, info: Info, input: AmendContractInput) -> ContractPayload:
+    async def amend_contract(self, info: Info, input: AmendContractInput) -> AmendContractPayload:
         def run(uow, actor):
             cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
             return audited(uow, actor, "amendContract", input, lambda: contracts.amend_contract(
@@ -612,41 +668,41 @@ class ContractMutations:
                 participant_cap=input.participant_cap.to_money("participantCap") if input.participant_cap else None,
                 payer_shares=_shares(input.payer_shares) if input.payer_shares is not None else None,
                 metrics=[x.to_spec(i) for i, x in enumerate(input.metrics)] if input.metrics is not None else None))
-        return await mutate(info, ContractPayload, run, _contract_fields)
+        return await mutate(info, AmendContractPayload, run, _contract_fields)
 
     @strawberry.mutation(description="Ends the contract and releases the fund's uncommitted remainder.")
-    async def terminate_contract(self, info: Info, input: EndContractInput) -> ContractPayload:
+    async def terminate_contract(self, info: Info, input: TerminateContractInput) -> TerminateContractPayload:
         def run(uow, actor):
             cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
             return audited(uow, actor, "terminateContract", input,
                            lambda: contracts.terminate_contract(uow, actor=actor, contract_id=cid, reason=input.reason))
-        return await mutate(info, ContractPayload, run, _contract_fields)
+        return await mutate(info, TerminateContractPayload, run, _contract_fields)
 
     @strawberry.mutation(description="Closes a contract at the end of its term; releases what is left of the commitment.")
-    async def complete_contract(self, info: Info, input: EndContractInput) -> ContractPayload:
+    async def complete_contract(self, info: Info, input: CompleteContractInput) -> CompleteContractPayload:
         def run(uow, actor):
             cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
             return audited(uow, actor, "completeContract", input,
                            lambda: contracts.complete_contract(uow, actor=actor, contract_id=cid, reason=input.reason))
-        return await mutate(info, ContractPayload, run, _contract_fields)
+        return await mutate(info, CompleteContractPayload, run, _contract_fields)
 
     @strawberry.mutation(description="WARNING, PENALTY (an obligation to the municipality), SUSPENSION or DEAUTHORISATION.")
-    async def issue_sanction(self, info: Info, input: IssueSanctionInput) -> SanctionPayload:
+    async def issue_sanction(self, info: Info, input: IssueSanctionInput) -> IssueSanctionPayload:
         def run(uow, actor):
             cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
             sanction = audited(uow, actor, "issueSanction", input, lambda: sanctions.issue_sanction(
                 uow, actor=actor, contract_id=cid, level=input.level.value, reason=input.reason,
                 penalty=input.penalty.to_money("penalty") if input.penalty else None))
             return sanction, contracts.get_contract(uow, cid)
-        return await mutate(info, SanctionPayload, run, lambda r: {
+        return await mutate(info, IssueSanctionPayload, run, lambda r: {
             "sanction": Sanction.from_row(r[0], r[1].currency), "contract": OutcomeContract.from_row(r[1])})
 
     @strawberry.mutation(description="SUSPENDED → ACTIVE.")
-    async def lift_suspension(self, info: Info, input: EndContractInput) -> SanctionPayload:
+    async def lift_suspension(self, info: Info, input: LiftSuspensionInput) -> LiftSuspensionPayload:
         def run(uow, actor):
             cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
             sanction = audited(uow, actor, "liftSuspension", input, lambda: sanctions.lift_suspension(
                 uow, actor=actor, contract_id=cid, reason=input.reason))
             return sanction, contracts.get_contract(uow, cid)
-        return await mutate(info, SanctionPayload, run, lambda r: {
+        return await mutate(info, LiftSuspensionPayload, run, lambda r: {
             "sanction": Sanction.from_row(r[0], r[1].currency), "contract": OutcomeContract.from_row(r[1])})

@@ -259,10 +259,35 @@ class DecideEvidenceInput:
     idempotency_key: str | None = None
 
 
+@strawberry.input
+class RejectEvidenceInput(DecideEvidenceInput):
+    pass
+
+
+@strawberry.input
+class InvalidateEvidenceInput(DecideEvidenceInput):
+    pass
+
+
 @strawberry.type
 class EvidencePayload:
     evidence: Evidence | None
     user_errors: list[UserError]
+
+
+@strawberry.type
+class VerifyEvidencePayload(EvidencePayload):
+    pass
+
+
+@strawberry.type
+class RejectEvidencePayload(EvidencePayload):
+    pass
+
+
+@strawberry.type
+class InvalidateEvidencePayload(EvidencePayload):
+    pass
 
 
 @strawberry.input
@@ -354,25 +379,25 @@ class EvidenceMutations:
                             lambda rows: {"evidence": [Evidence.from_row(e) for e in rows]})
 
     @strawberry.mutation
-    async def verify_evidence(self, info: Info, input: VerifyEvidenceInput) -> EvidencePayload:
+    async def verify_evidence(self, info: Info, input: VerifyEvidenceInput) -> VerifyEvidencePayload:
         def run(uow, actor):
             return audited(uow, actor, "verifyEvidence", input, lambda: uc.verify_evidence(
                 uow, actor=actor, evidence_id=_evidence_id(input.evidence_id), note=input.note))
-        return await mutate(info, EvidencePayload, run, lambda e: {"evidence": Evidence.from_row(e)})
+        return await mutate(info, VerifyEvidencePayload, run, lambda e: {"evidence": Evidence.from_row(e)})
 
     @strawberry.mutation
-    async def reject_evidence(self, info: Info, input: DecideEvidenceInput) -> EvidencePayload:
+    async def reject_evidence(self, info: Info, input: RejectEvidenceInput) -> RejectEvidencePayload:
         def run(uow, actor):
             return audited(uow, actor, "rejectEvidence", input, lambda: uc.reject_evidence(
                 uow, actor=actor, evidence_id=_evidence_id(input.evidence_id), reason=input.reason))
-        return await mutate(info, EvidencePayload, run, lambda e: {"evidence": Evidence.from_row(e)})
+        return await mutate(info, RejectEvidencePayload, run, lambda e: {"evidence": Evidence.from_row(e)})
 
     @strawberry.mutation(description="VERIFIED → INVALIDATED; the next payout claws back what was paid for it.")
-    async def invalidate_evidence(self, info: Info, input: DecideEvidenceInput) -> EvidencePayload:
+    async def invalidate_evidence(self, info: Info, input: InvalidateEvidenceInput) -> InvalidateEvidencePayload:
         def run(uow, actor):
             return audited(uow, actor, "invalidateEvidence", input, lambda: uc.invalidate_evidence(
                 uow, actor=actor, evidence_id=_evidence_id(input.evidence_id), reason=input.reason))
-        return await mutate(info, EvidencePayload, run, lambda e: {"evidence": Evidence.from_row(e)})
+        return await mutate(info, InvalidateEvidencePayload, run, lambda e: {"evidence": Evidence.from_row(e)})
 
     @strawberry.mutation
     async def record_measurement(self, info: Info, input: RecordMeasurementInput) -> RecordMeasurementPayload:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated
 
 import strawberry
 from sqlalchemy import exists, select
@@ -90,6 +91,13 @@ class LedgerTransaction(Node):
             return None
         return await load_transaction(info, self.reverses_sequence)
 
+    @strawberry.field(description="The payout this transaction posted, if it is a PAYOUT: the start of a trace.")
+    async def payout(self, info: Info) -> Annotated["Payout", strawberry.lazy("api.graphql.payouts")] | None:  # noqa: F821
+        if self.kind != "PAYOUT":
+            return None
+        from api.graphql.payouts import payout_by_transaction
+        return await payout_by_transaction(info, self.sequence)
+
     @classmethod
     def from_row(cls, t: models.Transaction) -> "LedgerTransaction":
         return cls(pk=t.sequence, sequence=t.sequence, posted_at=t.posted_at, effective_date=t.effective_date,
@@ -172,13 +180,15 @@ class ReverseTransactionPayload:
 
 @strawberry.type
 class LedgerQueries:
-    @strawberry.field
+    @strawberry.field(description="Accounts with their balance now, or as of a time (asOf) for a consistent past position.")
     async def ledger_accounts(self, info: Info, party_id: strawberry.ID | None = None,
-                              contract_id: strawberry.ID | None = None) -> list[LedgerAccount]:
+                              contract_id: strawberry.ID | None = None,
+                              as_of: datetime | None = None) -> list[LedgerAccount]:
         actor = require_actor(info)
         try:
             party = _opt_id(party_id, "Party", "partyId")
             contract = _opt_id(contract_id, "OutcomeContract", "contractId")
+            at = aware(as_of, "asOf")
         except DomainError as err:
             raise query_error(err) from None
 
@@ -191,14 +201,23 @@ class LedgerQueries:
             clause = visible_accounts(actor)
             if clause is not None:
                 stmt = stmt.where(clause)
-            return [LedgerAccount.from_row(a) for a in s.execute(stmt.limit(1000)).scalars()]
+            rows = s.execute(stmt.limit(1000)).scalars().all()
+            if at is None:
+                return [LedgerAccount.from_row(a) for a in rows]
+            upto = journal.sequence_at(s, at)
+            out = []
+            for a in rows:
+                acc = LedgerAccount.from_row(a)
+                acc.balance_minor = journal.balance_minor(s, a, as_of_sequence=upto)
+                out.append(acc)
+            return out
         return await ctx(info).db.read(q)
 
     @strawberry.field
     async def ledger_transactions(
         self, info: Info, party_id: strawberry.ID | None = None, contract_id: strawberry.ID | None = None,
         account_id: strawberry.ID | None = None, from_sequence: int | None = None, first: int | None = None,
-        after: str | None = None,
+        after: str | None = None, as_of: datetime | None = None,
     ) -> Connection[LedgerTransaction]:
         actor = require_actor(info)
         size, start = page_size(first), decode_cursor(after)
@@ -206,6 +225,7 @@ class LedgerQueries:
             party = _opt_id(party_id, "Party", "partyId")
             contract = _opt_id(contract_id, "OutcomeContract", "contractId")
             account = _opt_id(account_id, "LedgerAccount", "accountId")
+            at = aware(as_of, "asOf")
         except DomainError as err:
             raise query_error(err) from None
         T, E, A = models.Transaction, models.Entry, models.Account
@@ -216,6 +236,8 @@ class LedgerQueries:
             stmt = stmt.where(T.sequence > lower)
             if contract is not None:
                 stmt = stmt.where(T.contract_id == contract)
+            if at is not None:
+                stmt = stmt.where(T.sequence <= journal.sequence_at(s, at))
             if account is not None:
                 stmt = stmt.where(exists(select(E.sequence).where(E.sequence == T.sequence, E.account_id == account)))
             if party is not None:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import strawberry
 from sqlalchemy import select
+from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
@@ -21,6 +22,8 @@ from ledger.errors import DomainError
 from ledger.reads import visible_accounts, visible_contracts
 
 ContractRef = Annotated["OutcomeContract", strawberry.lazy("api.graphql.contracts")]  # noqa: F821
+EvidenceRef = Annotated["Evidence", strawberry.lazy("api.graphql.evidence")]  # noqa: F821
+MeasurementRef = Annotated["Measurement", strawberry.lazy("api.graphql.evidence")]  # noqa: F821
 
 
 @strawberry.enum
@@ -61,6 +64,31 @@ class Recomputed:
     differences: list[str]
 
 
+@strawberry.type(description="What one evidence item or measurement earned in a payout, or gave back (CLAWBACK).")
+class PayoutItem:
+    kind: str
+    metric_code: str
+    gross: Money
+    capped: Money
+    net: Money
+    evidence_id: strawberry.Private[int | None]
+    measurement_id: strawberry.Private[int | None]
+
+    @strawberry.field(description="The evidence behind this amount: documents, who submitted and who verified.")
+    async def evidence(self, info: Info) -> EvidenceRef | None:
+        if self.evidence_id is None:
+            return None
+        from api.graphql.evidence import load_node
+        return await load_node(info, "Evidence", self.evidence_id)
+
+    @strawberry.field
+    async def measurement(self, info: Info) -> MeasurementRef | None:
+        if self.measurement_id is None:
+            return None
+        from api.graphql.evidence import load_node
+        return await load_node(info, "Measurement", self.measurement_id)
+
+
 @strawberry.type
 class Payout(Node):
     pk: strawberry.Private[int]
@@ -84,6 +112,27 @@ class Payout(Node):
     async def contract(self, info: Info) -> ContractRef | None:
         from api.graphql.contracts import load_contract
         return await load_contract(info, self.contract_pk)
+
+    @strawberry.field(description="Every evidence item and measurement the payout paid or clawed back.")
+    async def items(self, info: Info, metric_code: str | None = None) -> list[PayoutItem]:
+        c = ctx(info)
+
+        async def batch(keys: list[int]) -> list[list[PayoutItem]]:
+            def q(s):
+                out = {k: [] for k in keys}
+                rows = s.execute(select(models.PayoutItem, models.PayoutCalculation.currency)
+                                 .join(models.PayoutCalculation, models.PayoutCalculation.id == models.PayoutItem.payout_id)
+                                 .where(models.PayoutItem.payout_id.in_(keys)).order_by(models.PayoutItem.id)).all()
+                for x, cur in rows:
+                    out[x.payout_id].append(PayoutItem(
+                        kind=x.kind, metric_code=x.metric_code, gross=Money.minor(x.gross_minor, cur),
+                        capped=Money.minor(x.capped_minor, cur), net=Money.minor(x.net_minor, cur),
+                        evidence_id=x.evidence_id, measurement_id=x.measurement_id))
+                return out
+            found = await c.db.read(q)
+            return [found[k] for k in keys]
+        items = await c.loader("payout_items", lambda: DataLoader(batch)).load(self.pk)
+        return [x for x in items if metric_code is None or x.metric_code == metric_code]
 
     @strawberry.field(description="The ledger transaction that posted this payout.")
     async def transaction(self, info: Info) -> LedgerTransaction | None:
@@ -187,6 +236,13 @@ async def payout_page(info: Info, *, contract_id: int | None, status: PayoutStat
     return await ctx(info).db.read(q)
 
 
+async def payout_by_transaction(info: Info, sequence: int) -> Payout | None:
+    P = models.PayoutCalculation
+    row = await ctx(info).db.read(
+        lambda s: s.execute(_scoped(info, select(P)).where(P.transaction_sequence == sequence)).scalar_one_or_none())
+    return Payout.from_row(row) if row else None
+
+
 async def load_payout(info: Info, pk: int) -> Payout | None:
     P = models.PayoutCalculation
     row = await ctx(info).db.read(lambda s: s.execute(_scoped(info, select(P)).where(P.id == pk)).scalar_one_or_none())
@@ -228,6 +284,16 @@ class ApprovePayoutInput:
 class PayoutPayload:
     payout: Payout | None
     user_errors: list[UserError]
+
+
+@strawberry.type
+class CalculatePayoutPayload(PayoutPayload):
+    pass
+
+
+@strawberry.type
+class ApprovePayoutPayload(PayoutPayload):
+    pass
 
 
 @strawberry.input
@@ -280,20 +346,20 @@ class PayoutQueries:
 @strawberry.type
 class PayoutMutations:
     @strawberry.mutation(description="A CALCULATED payout for the period; recalculating supersedes an unapproved one.")
-    async def calculate_payout(self, info: Info, input: CalculatePayoutInput) -> PayoutPayload:
+    async def calculate_payout(self, info: Info, input: CalculatePayoutInput) -> CalculatePayoutPayload:
         def run(uow, actor):
             cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
             return audited(uow, actor, "calculatePayout", input, lambda: calculations.calculate_payout(
                 uow, actor=actor, contract_id=cid, period_start=input.period_start, period_end=input.period_end))
-        return await mutate(info, PayoutPayload, run, lambda p: {"payout": Payout.from_row(p)})
+        return await mutate(info, CalculatePayoutPayload, run, lambda p: {"payout": Payout.from_row(p)})
 
     @strawberry.mutation(description="Approval by a second fund manager (FOUR_EYES_REQUIRED otherwise); posts to the ledger.")
-    async def approve_payout(self, info: Info, input: ApprovePayoutInput) -> PayoutPayload:
+    async def approve_payout(self, info: Info, input: ApprovePayoutInput) -> ApprovePayoutPayload:
         def run(uow, actor):
             pid = from_global_id(input.payout_id, "Payout", field="payoutId")
             return audited(uow, actor, "approvePayout", input,
                            lambda: calculations.approve_payout(uow, actor=actor, payout_id=pid))
-        return await mutate(info, PayoutPayload, run, lambda p: {"payout": Payout.from_row(p)})
+        return await mutate(info, ApprovePayoutPayload, run, lambda p: {"payout": Payout.from_row(p)})
 
     @strawberry.mutation(description="A payment that settles (part of) an obligation; more than is owed is OVERPAYMENT.")
     async def record_payment(self, info: Info, input: RecordPaymentInput) -> RecordPaymentPayload:

@@ -8,7 +8,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
-from api.graphql import audit, contracts, evidence, ledger, parties, payouts
+from api.graphql import audit, contracts, evidence, ledger, parties, payouts, reports
 from api.graphql.base import SCALAR_MAP, Node, ctx, split_global_id
 from ledger import models
 from ledger.reads import may_see_account
@@ -54,7 +54,7 @@ class NodeQueries:
 
 
 Query = merge_types("Query", (NodeQueries, parties.PartyQueries, contracts.ContractQueries, evidence.EvidenceQueries,
-                              payouts.PayoutQueries,
+                              payouts.PayoutQueries, reports.ReportQueries,
                               ledger.LedgerQueries,
                               audit.AuditQueries))
 Mutation = merge_types("Mutation", (parties.PartyMutations, contracts.ContractMutations,

@@ -14,7 +14,7 @@ CREATE_CONTRACT = """mutation($i: CreateContractInput!) { createContract(input: 
              metrics { code kind direction unitPrice { amount currency } baseline threshold onceOnly
                        capPerParticipant { amount } areaSupplements { area percent } } }
   userErrors { field code message } } }"""
-ACTIVATE = "mutation($i: ContractIdInput!) { activateContract(input: $i) { contract { status committed { amount } } userErrors { code message } } }"
+ACTIVATE = "mutation($i: ActivateContractInput!) { activateContract(input: $i) { contract { status committed { amount } } userErrors { code message } } }"
 AMEND = """mutation($i: AmendContractInput!) { amendContract(input: $i) {
   contract { termsHistory { version effectiveFrom reason maxValue { amount } } } userErrors { field code message } } }"""
 SANCTION = """mutation($i: IssueSanctionInput!) { issueSanction(input: $i) {
@@ -98,7 +98,7 @@ def test_a_fund_manager_sets_up_a_fund_and_runs_a_contract_through_its_life(api,
     assert pen["sanction"] == {"level": "PENALTY", "penalty": {"amount": "25000.00"}}
     sus = api.ok(SANCTION, {"i": {"contractId": c["id"], "level": "SUSPENSION", "reason": "Brister"}}, fm)["issueSanction"]
     assert sus["contract"]["status"] == "SUSPENDED"
-    term = api.ok("mutation($i: EndContractInput!) { terminateContract(input: $i) { contract { status endReason } userErrors { code } } }",
+    term = api.ok("mutation($i: TerminateContractInput!) { terminateContract(input: $i) { contract { status endReason } userErrors { code } } }",
                   {"i": {"contractId": c["id"], "reason": "Avslutat"}}, fm)["terminateContract"]
     assert term["contract"]["status"] == "TERMINATED"
     f = api.ok(FUND, {"id": fund["id"]}, fm)["fund"]

@@ -20,3 +20,15 @@ def test_the_public_names_of_api_md_are_in_the_schema():
                  "ledgerDigest", "verifyLedger(", "auditEvents(", "createParty(input: CreatePartyInput!)",
                  "createApiToken(input: CreateApiTokenInput!)", "reverseTransaction(input: ReverseTransactionInput!)"]:
         assert name in sdl, name
+
+
+def test_every_mutation_follows_the_input_and_payload_convention():
+    # API.md: `name(input: NameInput!): NamePayload!`, every input has idempotencyKey, every
+    # payload has userErrors
+    for name, field in schema._schema.mutation_type.fields.items():
+        cap = name[0].upper() + name[1:]
+        assert list(field.args) == ["input"], name
+        assert str(field.args["input"].type) == f"{cap}Input!", name
+        assert str(field.type) == f"{cap}Payload!", name
+        assert "idempotencyKey" in field.args["input"].type.of_type.fields, name
+        assert "userErrors" in field.type.of_type.fields, name

@@ -6,7 +6,7 @@ from datetime import date
 from sqlalchemy import func, select
 
 from ledger import chart, demo, journal
-from ledger.models import Evidence, OutcomeContract, Participant, Party, Payment, PayoutCalculation, PayoutLine, Sanction
+from ledger.models import OutcomesFund, Evidence, OutcomeContract, Participant, Party, Payment, PayoutCalculation, PayoutLine, Sanction
 
 
 def test_the_demo_has_what_the_walkthrough_needs(db):
@@ -26,7 +26,8 @@ def test_the_demo_has_what_the_walkthrough_needs(db):
         assert count(select(func.count()).select_from(PayoutLine).where(PayoutLine.kind == "CLAWBACK")) == 1
         assert count(select(func.count()).select_from(Payment)) > 0
         assert count(select(func.count()).select_from(Sanction)) == 1
-        position = chart.fund_position(s, 1)
+        fund_id = s.execute(select(OutcomesFund.id).where(OutcomesFund.name == demo.DEMO_FUND)).scalar_one()
+        position = chart.fund_position(s, fund_id)
         assert position.capital == 5_000_000_000 and position.paid_out > 0
         assert journal.verify(s).ok
     # loading again adds no second fund, only fresh tokens

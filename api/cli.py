@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--sequence", type=int, help="a digest's sequence to prove")
     ver.add_argument("--hash", help="a digest's hash to prove")
     ver.set_defaults(func=cmd_ledger_verify)
+
+    from api.cli_export import register as register_export
+    register_export(sub)
     return p
 
 

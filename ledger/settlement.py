@@ -71,7 +71,7 @@ def end_of(day: date) -> datetime:
 
 def obligations(s: Session, *, debtor_id: int | None = None, creditor_id: int | None = None,
                 contract_id: int | None = None, as_of: datetime | None = None,
-                scope=None) -> list[Obligation]:
+                scope=None, contract_ids: list[int] | None = None) -> list[Obligation]:
     """Who owes whom on which contract, now or as of a time; only non-zero obligations."""
     stmt = select(Account).where(Account.code == chart.PAYABLE).order_by(Account.id)
     if debtor_id is not None:
@@ -80,6 +80,8 @@ def obligations(s: Session, *, debtor_id: int | None = None, creditor_id: int | 
         stmt = stmt.where(Account.counterparty_id == creditor_id)
     if contract_id is not None:
         stmt = stmt.where(Account.contract_id == contract_id)
+    if contract_ids is not None:
+        stmt = stmt.where(Account.contract_id.in_(contract_ids))
     if scope is not None:
         stmt = stmt.where(scope)
     out = []

@@ -324,3 +324,83 @@ async def mutate(info: Info, payload_cls: type, fn: Callable[[UnitOfWork, Actor]
     except DomainError as err:
         return payload_cls(**empty, user_errors=user_errors(err))
     return payload_cls(**fields, user_errors=[])
+
+
+# --- batched loading (no N+1) -----------------------------------------------------------------
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
+async def load_rows(info: Info, name: str, model: Any, column: Any, key: Any, to_node: Callable[[Any], T],
+                    *, many: bool = False, where: Callable[[], Any] | None = None) -> Any:
+    """Rows of `model` whose `column` equals `key`, through one per-request DataLoader per `name`.
+
+    With many=False the first row (or None); with many=True a list, ordered by primary key.
+    All keys asked for while a query resolves are fetched in one SELECT.
+    """
+    from sqlalchemy import select
+    from strawberry.dataloader import DataLoader
+    c = ctx(info)
+
+    async def batch(keys: list[Any]) -> list[Any]:
+        def q(s):
+            stmt = select(model).where(column.in_(keys))
+            if where is not None:
+                stmt = stmt.where(where())
+            pk = model.__mapper__.primary_key[0]
+            found: dict[Any, list] = {}
+            for row in s.execute(stmt.order_by(pk)).scalars():
+                found.setdefault(getattr(row, column.key), []).append(to_node(row))
+            return found
+        found = await c.db.read(q)
+        return [found.get(k, []) if many else (found.get(k) or [None])[0] for k in keys]
+
+    return await c.loader(name, lambda: DataLoader(batch)).load(key)
+
+
+async def child_page(info: Info, name: str, model: Any, parent_column: Any, parent_id: int, *, first: int | None,
+                     after: str | None, to_node: Callable[[Any], T], filters: dict | None = None,
+                     where: Callable[[Any], Any] | None = None) -> "Connection[T]":
+    """A page of a parent's children; the pages of all parents in one query resolve in one SELECT.
+
+    Keyset pagination on the primary key per parent, done with ROW_NUMBER() OVER (PARTITION BY
+    parent) so fifty contracts' evidence is one statement, not fifty.
+    """
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import aliased
+    from strawberry.dataloader import DataLoader
+    size, start = page_size(first), decode_cursor(after)
+    filters = filters or {}
+    c = ctx(info)
+    pk = model.__mapper__.primary_key[0]
+
+    async def batch(keys: list[tuple]) -> list[Connection]:
+        parents = [k[0] for k in keys]
+
+        def q(s):
+            inner = select(model, func.row_number().over(partition_by=parent_column, order_by=pk).label("rn")) \
+                .where(parent_column.in_(parents))
+            for col, value in filters.items():
+                inner = inner.where(getattr(model, col) == value)
+            if start is not None:
+                inner = inner.where(pk > start)
+            if where is not None:
+                inner = inner.where(where(model))
+            sub = inner.subquery()
+            row = aliased(model, sub)
+            rows = s.execute(select(row).where(sub.c.rn <= size + 1).order_by(sub.c[pk.key])).scalars().all()
+            grouped: dict[int, list] = {}
+            for r in rows:
+                grouped.setdefault(getattr(r, parent_column.key), []).append(r)
+            return {p: connection(grouped.get(p, []), lambda r: getattr(r, pk.key), size, start is not None, to_node)
+                    for p in parents}
+        found = await c.db.read(q)
+        return [found[k[0]] for k in keys]
+
+    loader = c.loader(f"page:{name}:{_hashable(filters)}:{size}:{start}", lambda: DataLoader(batch))
+    return await loader.load((parent_id,))

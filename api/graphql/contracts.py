@@ -12,14 +12,12 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Money, MoneyInput, Node, UserError, audited, connection, ctx, decode_cursor, from_global_id,
+    Connection, Money, MoneyInput, Node, UserError, audited, child_page, connection, ctx, load_rows, decode_cursor, from_global_id,
     mutate, page_size, query_error, require_actor,
 )
-from api.graphql.evidence import (
-    Evidence, EvidenceStatus, Measurement, Participant, evidence_page, measurement_list, participant_page,
-)
+from api.graphql.evidence import Evidence, EvidenceStatus, Measurement, Participant
 from api.graphql.ledger import LedgerTransaction
-from api.graphql.payouts import Obligation, Payout, PayoutStatus, obligation_list, payout_page
+from api.graphql.payouts import Obligation, Payout, PayoutStatus, obligations_of_contract
 from api.graphql.parties import Party, load_party
 from ledger import chart, contracts, funds, models, sanctions
 from ledger import money as m
@@ -216,33 +214,37 @@ class OutcomeContract(Node):
 
     @strawberry.field(description="The cohort: pseudonymous participants.")
     async def participants(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[Participant]:
-        return await participant_page(info, contract_id=self.pk, first=first, after=after)
+        return await child_page(info, "participants", models.Participant, models.Participant.contract_id, self.pk,
+                                first=first, after=after, to_node=Participant.from_row)
 
     @strawberry.field
     async def evidence(self, info: Info, status: EvidenceStatus | None = None, first: int | None = None,
                        after: str | None = None) -> Connection[Evidence]:
-        return await evidence_page(info, contract_id=self.pk, status=status, first=first, after=after)
+        return await child_page(info, "evidence", models.Evidence, models.Evidence.contract_id, self.pk, first=first,
+                                after=after, to_node=Evidence.from_row,
+                                filters={"status": status.value} if status else None)
 
     @strawberry.field
     async def measurements(self, info: Info) -> list[Measurement]:
-        return await measurement_list(info, self.pk)
+        return await load_rows(info, "measurements", models.Measurement, models.Measurement.contract_id, self.pk,
+                               Measurement.from_row, many=True)
 
     @strawberry.field
     async def payouts(self, info: Info, status: PayoutStatus | None = None, first: int | None = None,
                       after: str | None = None) -> Connection[Payout]:
-        return await payout_page(info, contract_id=self.pk, status=status, first=first, after=after)
+        return await child_page(info, "payouts", models.PayoutCalculation, models.PayoutCalculation.contract_id,
+                                self.pk, first=first, after=after, to_node=Payout.from_row,
+                                filters={"status": status.value} if status else None)
 
     @strawberry.field(description="Who owes whom on this contract now; only non-zero.")
     async def obligations(self, info: Info) -> list[Obligation]:
-        return await obligation_list(info, contract_id=self.pk)
+        return await obligations_of_contract(info, self.pk)
 
     @strawberry.field(description="What the fund has committed to this contract and not yet drawn down.")
     async def committed(self, info: Info) -> Money:
-        def q(s):
-            units = s.execute(select(models.Account.balance_minor).where(
-                models.Account.contract_id == self.pk, models.Account.code == chart.FUND_COMMITTED)).scalar_one_or_none()
-            return Money.minor(units or 0, self.currency)
-        return await ctx(info).db.read(q)
+        units = await load_rows(info, "committed", models.Account, models.Account.contract_id, self.pk,
+                                lambda a: a.balance_minor, where=lambda: models.Account.code == chart.FUND_COMMITTED)
+        return Money.minor(units or 0, self.currency)
 
     @classmethod
     def from_row(cls, x: models.OutcomeContract) -> "OutcomeContract":
@@ -269,7 +271,8 @@ class Fund(Node):
         c = ctx(info)
 
         async def batch(keys: list[int]) -> list[chart.FundPosition]:
-            return await c.db.read(lambda s: [chart.fund_position(s, k) for k in keys])
+            found = await c.db.read(lambda s: chart.fund_positions(s, keys))
+            return [found[k] for k in keys]
         return await c.loader("fund_position", lambda: DataLoader(batch)).load(self.pk)
 
     @strawberry.field(description="Capital paid in, from the ledger.")
@@ -290,7 +293,10 @@ class Fund(Node):
 
     @strawberry.field
     async def contracts(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[OutcomeContract]:
-        return await _contracts(info, fund_id=self.pk, first=first, after=after)
+        clause = visible_contracts(require_actor(info))
+        return await child_page(info, "fund_contracts", models.OutcomeContract, models.OutcomeContract.fund_id, self.pk,
+                                first=first, after=after, to_node=OutcomeContract.from_row,
+                                where=None if clause is None else (lambda _m: clause))
 
     @classmethod
     def from_row(cls, f: models.OutcomesFund) -> "Fund":

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Node, UserError, audited, connection, ctx, decode_cursor, from_global_id, mutate, page_size,
+    Connection, Node, UserError, audited, connection, ctx, load_rows, decode_cursor, from_global_id, mutate, page_size,
     query_error, require_actor,
 )
 from ledger import evidence as uc
@@ -73,8 +73,8 @@ class Evidence(Node):
 
     @strawberry.field
     async def participant(self, info: Info) -> Participant | None:
-        row = await ctx(info).db.read(lambda s: s.get(models.Participant, self.participant_pk))
-        return Participant.from_row(row) if row else None
+        return await load_rows(info, "participant_by_id", models.Participant, models.Participant.id,
+                               self.participant_pk, Participant.from_row)
 
     @strawberry.field
     async def contract(self, info: Info) -> Annotated["OutcomeContract", strawberry.lazy("api.graphql.contracts")] | None:  # noqa: F821
@@ -132,27 +132,6 @@ async def evidence_page(info: Info, *, contract_id: int | None, status: Evidence
         if start is not None:
             stmt = stmt.where(E.id > start)
         return connection(s.execute(stmt).scalars().all(), lambda e: e.id, size, start is not None, Evidence.from_row)
-    return await ctx(info).db.read(q)
-
-
-async def participant_page(info: Info, *, contract_id: int, first: int | None, after: str | None) -> Connection[Participant]:
-    size, start = page_size(first), decode_cursor(after)
-    P = models.Participant
-
-    def q(s):
-        stmt = _scoped(info, select(P), P.contract_id).where(P.contract_id == contract_id).order_by(P.id).limit(size + 1)
-        if start is not None:
-            stmt = stmt.where(P.id > start)
-        return connection(s.execute(stmt).scalars().all(), lambda p: p.id, size, start is not None, Participant.from_row)
-    return await ctx(info).db.read(q)
-
-
-async def measurement_list(info: Info, contract_id: int) -> list[Measurement]:
-    M = models.Measurement
-
-    def q(s):
-        stmt = _scoped(info, select(M), M.contract_id).where(M.contract_id == contract_id).order_by(M.period_start, M.id)
-        return [Measurement.from_row(x) for x in s.execute(stmt).scalars()]
     return await ctx(info).db.read(q)
 
 

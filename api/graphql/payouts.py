@@ -12,7 +12,7 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Money, MoneyInput, Node, UserError, audited, connection, ctx, decode_cursor, from_global_id,
+    Connection, Money, MoneyInput, Node, UserError, audited, connection, ctx, load_rows, decode_cursor, from_global_id,
     mutate, page_size, query_error, require_actor,
 )
 from api.graphql.ledger import LedgerTransaction, load_transaction
@@ -78,15 +78,17 @@ class PayoutItem:
     async def evidence(self, info: Info) -> EvidenceRef | None:
         if self.evidence_id is None:
             return None
-        from api.graphql.evidence import load_node
-        return await load_node(info, "Evidence", self.evidence_id)
+        from api.graphql.evidence import Evidence
+        return await load_rows(info, "evidence_by_id", models.Evidence, models.Evidence.id, self.evidence_id,
+                               Evidence.from_row)
 
     @strawberry.field
     async def measurement(self, info: Info) -> MeasurementRef | None:
         if self.measurement_id is None:
             return None
-        from api.graphql.evidence import load_node
-        return await load_node(info, "Measurement", self.measurement_id)
+        from api.graphql.evidence import Measurement
+        return await load_rows(info, "measurement_by_id", models.Measurement, models.Measurement.id,
+                               self.measurement_id, Measurement.from_row)
 
 
 @strawberry.type
@@ -238,9 +240,10 @@ async def payout_page(info: Info, *, contract_id: int | None, status: PayoutStat
 
 async def payout_by_transaction(info: Info, sequence: int) -> Payout | None:
     P = models.PayoutCalculation
-    row = await ctx(info).db.read(
-        lambda s: s.execute(_scoped(info, select(P)).where(P.transaction_sequence == sequence)).scalar_one_or_none())
-    return Payout.from_row(row) if row else None
+    clause = visible_contracts(require_actor(info))
+    return await load_rows(info, "payout_by_tx", P, P.transaction_sequence, sequence, Payout.from_row,
+                           where=None if clause is None else
+                           (lambda: P.contract_id.in_(select(models.OutcomeContract.id).where(clause))))
 
 
 async def load_payout(info: Info, pk: int) -> Payout | None:
@@ -260,6 +263,24 @@ async def obligation_list(info: Info, *, debtor_id: int | None = None, creditor_
         return [Obligation(debtor_id=o.debtor_id, creditor_id=o.creditor_id, contract_pk=o.contract_id,
                            outstanding=Money.minor(o.outstanding_minor, o.currency)) for o in rows]
     return await ctx(info).db.read(q)
+
+
+async def obligations_of_contract(info: Info, contract_id: int) -> list[Obligation]:
+    """A contract's obligations now, all contracts of a query in one SELECT."""
+    c = ctx(info)
+    actor = require_actor(info)
+
+    async def batch(keys: list[int]) -> list[list[Obligation]]:
+        def q(s):
+            found: dict[int, list] = {k: [] for k in keys}
+            for o in settlement.obligations(s, contract_ids=keys, scope=visible_accounts(actor)):
+                found[o.contract_id].append(Obligation(debtor_id=o.debtor_id, creditor_id=o.creditor_id,
+                                                       contract_pk=o.contract_id,
+                                                       outstanding=Money.minor(o.outstanding_minor, o.currency)))
+            return found
+        found = await c.db.read(q)
+        return [found[k] for k in keys]
+    return await c.loader("contract_obligations", lambda: DataLoader(batch)).load(contract_id)
 
 
 def _id(gid, type_name: str, field: str) -> int | None:

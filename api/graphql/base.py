@@ -22,7 +22,7 @@ from ledger import money as m
 from ledger.access import Actor
 from ledger.audit import IdempotencyRace, run_mutation
 from ledger.db import Database, UnitOfWork
-from ledger.errors import DomainError, MultipleErrors, ValidationError
+from ledger.errors import ERROR_CODES, DomainError, MultipleErrors, ValidationError
 
 T = TypeVar("T")
 MAX_PAGE = 100
@@ -84,11 +84,17 @@ class MoneyInput:
         return m.money(self.amount, self.currency, field=field)
 
 
+UserErrorCode = strawberry.enum(
+    enum.Enum("UserErrorCode", {c: c for c in ERROR_CODES}), name="UserErrorCode",
+    description="Every stable code a userError (or a GraphQL error's extensions.code) can carry.",
+)
+
+
 @strawberry.type
 class UserError:
-    field: list[str] | None
+    field: list[str] | None = strawberry.field(description="The path to the input field at fault, if any.")
     message: str
-    code: str
+    code: str = strawberry.field(description="A stable code: one of the values of the enum UserErrorCode.")
 
 
 def user_errors(err: DomainError) -> list[UserError]:

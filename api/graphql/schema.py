@@ -1,17 +1,23 @@
 """The schema: every area's queries and mutations merged, `node(id:)`, limits and error masking."""
 from __future__ import annotations
 
+import json
+import logging
+
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import AddValidationRules, MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
 from api.graphql import audit, contracts, evidence, ledger, parties, payouts, reports
-from api.graphql.base import SCALAR_MAP, Node, ctx, split_global_id
+from api.graphql.limits import CostLimitRule
+from api.graphql.base import SCALAR_MAP, Node, UserErrorCode, ctx, split_global_id
 from ledger import models
 from ledger.reads import may_see_account
+
+log = logging.getLogger("utfall")
 
 # Node types by GraphQL name: how `node(id:)` finds an object, within what the caller may see.
 
@@ -68,8 +74,25 @@ def _unexpected(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError)
 
 
+class UtfallSchema(strawberry.Schema):
+    """Logs unexpected errors with their traceback and the request id; expected ones briefly."""
+
+    def process_errors(self, errors, execution_context=None) -> None:
+        context = getattr(execution_context, "context", None)
+        request_id = getattr(context, "request_id", "")
+        for error in errors:
+            if _unexpected(error):
+                log.error(json.dumps({"event": "unexpected_error", "request_id": request_id,
+                                      "path": error.path, "error": type(error.original_error).__name__}),
+                          exc_info=error.original_error)
+            else:
+                log.info(json.dumps({"event": "graphql_error", "request_id": request_id, "message": error.message,
+                                     "code": (error.extensions or {}).get("code")}))
+
+
 def build_schema(*, production: bool = False) -> strawberry.Schema:
     extensions = [
+        lambda: AddValidationRules([CostLimitRule]),
         lambda: QueryDepthLimiter(max_depth=12),
         lambda: MaxTokensLimiter(max_token_count=4000),
         lambda: MaxAliasesLimiter(max_alias_count=30),
@@ -78,12 +101,12 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
     if production:
         from strawberry.extensions import DisableIntrospection
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(
+    return UtfallSchema(
         query=Query, mutation=Mutation, types=[parties.Party, parties.ApiToken, ledger.LedgerAccount,
                                                ledger.LedgerTransaction, audit.AuditEvent,
                                                contracts.Fund, contracts.OutcomeContract, contracts.Sanction,
                                                evidence.Participant, evidence.Evidence, evidence.Measurement,
-                                               payouts.Payout, payouts.Payment],
+                                               payouts.Payout, payouts.Payment, UserErrorCode],
         config=StrawberryConfig(scalar_map=SCALAR_MAP), extensions=extensions,
     )
 

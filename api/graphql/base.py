@@ -223,7 +223,14 @@ class RequestDB:
 
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         async with self._lock:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+            future = asyncio.get_running_loop().run_in_executor(self.executor, fn)
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                # graphql-core cancels sibling fields when one fails; the thread still runs
+                # with the session, so hold the lock until it is done
+                await asyncio.wait([future])
+                raise
 
     async def read(self, fn: Callable[[Session], T]) -> T:
         def call() -> T:

@@ -45,7 +45,7 @@ def case_a(db):
             ev.verify_evidence(uow, actor=verifier, evidence_id=e.id, note=None)
             items.append(e)
         uow.commit()
-    return dict(fund=fund, manager=manager, muni=muni, prov=prov, contract=c, people=people, items=items,
+    return dict(fund=fund, manager=manager, muni=muni, prov=prov, ver=ver, contract=c, people=people, items=items,
                 provider=provider, verifier=verifier)
 
 

@@ -1,4 +1,4 @@
-"""The HTTP app: GraphQL at /graphql (GraphiQL in development), /healthz and /readyz."""
+"""The HTTP app: GraphQL at /graphql (GraphiQL in development), /healthz, /readyz and /results."""
 from __future__ import annotations
 
 import contextlib
@@ -8,15 +8,19 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import cache
+from pathlib import Path
 
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from strawberry.asgi import GraphQL
 from strawberry.types.unset import UNSET
 
+from api import results_page
 from api.graphql.base import Context, RequestDB
 from api.graphql.schema import build_schema
 from ledger import tokens
@@ -29,6 +33,12 @@ from ledger import schema as db_schema
 log = logging.getLogger("utfall")
 # last-used times are written at most this often per token, so reads stay reads
 TOUCH_EVERY = timedelta(minutes=1)
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+@cache
+def _graphiql_html() -> str:
+    return (STATIC_DIR / "graphiql" / "graphiql.html").read_text(encoding="utf-8")
 
 
 class UtfallGraphQL(GraphQL):
@@ -39,6 +49,11 @@ class UtfallGraphQL(GraphQL):
         self.db = db
         self.executor = executor
         self.secret = secret
+
+    @property
+    def graphql_ide_html(self) -> str:
+        # strawberry's page loads GraphiQL from a CDN; ours loads the copies in api/static/graphiql
+        return _graphiql_html()
 
     async def get_context(self, request: Request, response) -> Context:
         rdb = RequestDB(self.db, self.executor)
@@ -118,11 +133,16 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
         yield
         executor.shutdown(wait=False)
 
-    app = Starlette(routes=[
+    routes = [
         Route("/graphql", gql, methods=["GET", "POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-    ], lifespan=lifespan)
+        *results_page.routes(),
+    ]
+    if not settings.production:
+        # GraphiQL's assets; production has no GraphiQL, so nothing to serve
+        routes.append(Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"))
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.db = db
     app.state.settings = settings
     return app

@@ -70,3 +70,14 @@ def test_cli_recomputes_a_payout(db, case_a, monkeypatch, capsys):
     monkeypatch.setenv("UTFALL_ENV", "development")
     assert cli.main(["payout", "recompute", to_global_id("Payout", p.id)]) == 0
     assert "every figure matches" in capsys.readouterr().out
+
+
+def test_cli_report_shows_the_money_by_ownership_form(db, case_a, monkeypatch, capsys):
+    from api import cli
+    from tests.ledger.test_calculations import approve, calc
+    approve(db, calc(db, case_a))
+    monkeypatch.setattr(cli, "_db", lambda settings: db)
+    monkeypatch.setenv("UTFALL_ENV", "development")
+    assert cli.main(["report"]) == 0
+    out = capsys.readouterr().out
+    assert "By ownership form" in out and "PRIVATE" in out and "112 500.00 SEK" in out

@@ -85,14 +85,17 @@ class UtfallGraphQL(GraphQL):
                 await rdb.write(lambda uow: tokens.touch(uow, actor.token_id, now))
             request.state.actor = actor
         started = time.perf_counter()
+        status = 500
         try:
             response = await super().run(request, context, root_value)
             response.headers["x-request-id"] = request.state.request_id
+            status = response.status_code
             return response
         finally:
             if request.state.rdb is not None:
                 await request.state.rdb.close()
-            log.info(json.dumps({"event": "graphql", "request_id": request.state.request_id,
+            log.info(json.dumps({"event": "request", "path": "/graphql", "method": request.method, "status": status,
+                                 "request_id": request.state.request_id,
                                  "ms": round((time.perf_counter() - started) * 1000, 1),
                                  "actor": getattr(request.state.actor, "name", None)}))
 

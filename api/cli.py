@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from ledger.access import SYSTEM
@@ -46,8 +45,10 @@ def cmd_token_create(args, settings) -> int:
 def cmd_serve(args, settings) -> int:
     import uvicorn
     from api.app import create_app
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    from api.logs import configure
+    configure()
+    # our own per-request line (with request id, status, duration) replaces uvicorn's access log
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, access_log=False)
     return 0
 
 

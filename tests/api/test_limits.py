@@ -72,3 +72,15 @@ def test_an_unexpected_error_is_masked_and_logged_with_the_request_id(api, monke
     assert r.headers["x-request-id"] == "req-4711"
     logged = [rec for rec in caplog.records if "unexpected_error" in rec.getMessage()]
     assert logged and "req-4711" in logged[0].getMessage() and logged[0].exc_info
+
+
+def test_each_request_is_logged_as_json_with_its_request_id(api, caplog):
+    import json as _json
+    import logging
+    from api.logs import JsonFormatter
+    caplog.set_level(logging.INFO, logger="utfall")
+    api.client.post("/graphql", json={"query": "{ viewer { name } }"},
+                    headers={"Authorization": f"Bearer {api.token('AUDITOR')}", "X-Request-Id": "req-77"})
+    lines = [_json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "utfall"]
+    line = next(x for x in lines if x.get("event") == "request")
+    assert line["request_id"] == "req-77" and line["status"] == 200 and line["level"] == "info" and "ms" in line

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
@@ -100,6 +101,48 @@ class UtfallGraphQL(GraphQL):
                                  "actor": getattr(request.state.actor, "name", None)}))
 
 
+MAX_BODY = 1024 * 1024  # bytes of one request; a batch of 1 000 evidence items is well below
+
+
+class BodyLimit:
+    """Refuses request bodies over `limit` bytes (413), by Content-Length or while streaming."""
+
+    def __init__(self, app, limit: int = MAX_BODY):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._too_large(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope, receive, send):
+        response = JSONResponse({"errors": [{"message": f"the request body is over {self.limit} bytes",
+                                             "extensions": {"code": "REQUEST_TOO_LARGE"}}]}, status_code=413)
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
 def _unauthorized(message: str) -> JSONResponse:
     return JSONResponse({"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
                         status_code=401, headers={"WWW-Authenticate": "Bearer"})
@@ -145,7 +188,7 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
     if not settings.production:
         # GraphiQL's assets; production has no GraphiQL, so nothing to serve
         routes.append(Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BodyLimit)])
     app.state.db = db
     app.state.settings = settings
     return app

@@ -84,3 +84,14 @@ def test_each_request_is_logged_as_json_with_its_request_id(api, caplog):
     lines = [_json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "utfall"]
     line = next(x for x in lines if x.get("event") == "request")
     assert line["request_id"] == "req-77" and line["status"] == 200 and line["level"] == "info" and "ms" in line
+
+
+def test_request_body_and_operation_batches_are_limited(api):
+    token = api.token("AUDITOR")
+    big = "{ viewer { name } }" + " " * (1024 * 1024)
+    r = api.client.post("/graphql", json={"query": big}, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 413 and r.json()["errors"][0]["extensions"]["code"] == "REQUEST_TOO_LARGE"
+    # several operations in one request (batching) are not accepted
+    r = api.client.post("/graphql", json=[{"query": "{ viewer { name } }"}] * 2,
+                        headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 400

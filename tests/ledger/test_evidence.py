@@ -206,3 +206,14 @@ def _world_committed(db):
     fund, manager, muni, prov, ver = funded(db, FM)
     c = contract(db, FM, fund, manager, muni, prov, ver, activate=True)
     return c, Actor("pia", "PROVIDER", prov.id), Actor("vera", "VERIFIER", ver.id)
+
+
+def test_a_batch_over_the_limit_is_refused_whole(db, world):
+    c, provider, *_ = world
+    p = enroll(db, c, provider)
+    claims = [uc.Claim(p.id, "ATTENDANCE", achieved_on=date(2026, 6, 1))] * 1001
+    before = table_counts(db)
+    with pytest.raises(DomainError) as err, db.uow() as uow:
+        uc.submit_evidence_batch(uow, actor=provider, contract_id=c.id, claims=claims, today=TODAY)
+    assert err.value.code == "BATCH_TOO_LARGE"
+    assert table_counts(db) == before

@@ -13,13 +13,13 @@ from tests.factories import contract, funded
 FM, FM2 = Actor("frida", "FUND_MANAGER"), Actor("gustav", "FUND_MANAGER")
 TODAY = date(2026, 11, 23)
 
-QUERY = """{ contracts(first: 100) { nodes {
+QUERY = """{ contracts(first: 50) { nodes {
   title status committed { amount } fund { name available { amount } } provider { name } municipality { name }
   terms { version metrics { code } payerShares { party { name } } } sanctions { level }
-  participants(first: 10) { nodes { externalRef } }
-  evidence(first: 10) { nodes { status participant { externalRef } documents { sha256 } } }
+  participants(first: 5) { nodes { externalRef } }
+  evidence(first: 5) { nodes { status participant { externalRef } documents { sha256 } } }
   measurements { metricCode }
-  payouts(first: 10) { nodes { status total { amount } lines { net { amount } } shares { party { name } amount { amount } }
+  payouts(first: 5) { nodes { status total { amount } lines { net { amount } } shares { party { name } amount { amount } }
                               transaction { sequence entries { amount { amount } account { code } } }
                               items { net { amount } evidence { status participant { area } } } } }
   obligations { debtor { name } creditor { name } outstanding { amount } }

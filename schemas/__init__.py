@@ -1,0 +1,1 @@
+"""Published formats: the GraphQL SDL and the JSON Schemas of bulk upload files (installed as package data)."""

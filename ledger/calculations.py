@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, exists, func, insert, select
 from sqlalchemy.orm import Session, aliased
 
 from ledger import chart, journal, payouts
@@ -159,16 +159,21 @@ def _record_result(s: Session, payout: PayoutCalculation, result: payouts.Payout
                          quantity=line.quantity, unit_price_minor=u(line.unit_price), gross_minor=u(line.gross),
                          capped_minor=u(line.capped), net_minor=u(line.net),
                          caps=";".join(f"{name}={amt}" for name, amt in line.caps)))
-    for item in result.items:
-        s.add(PayoutItem(payout_id=payout.id, kind=item.kind, evidence_id=item.evidence_id,
-                         participant_id=item.participant_id, metric_code=item.metric_code, gross_minor=u(item.gross),
-                         capped_minor=u(item.capped), net_minor=u(item.net)))
-    for item in result.measurement_items:
-        s.add(PayoutItem(payout_id=payout.id, kind="OUTCOME", measurement_id=item.measurement_id,
-                         metric_code=item.metric_code, gross_minor=u(item.gross), capped_minor=u(item.capped),
-                         net_minor=u(item.net)))
     for i, share in enumerate(result.shares):
         s.add(PayoutShare(payout_id=payout.id, position=i, party_id=int(share.party_id), amount_minor=u(share.amount)))
+    # a payout can have 100 000 items: one executemany of plain rows, not an ORM object each
+    # (amounts are already quantized to the minor unit, so scaleb is exact)
+    exp = m.exponent(cur)
+    minor = lambda d: int(d.scaleb(exp))  # noqa: E731
+    rows = [dict(payout_id=payout.id, kind=x.kind, evidence_id=x.evidence_id, measurement_id=None,
+                 participant_id=x.participant_id, metric_code=x.metric_code, gross_minor=minor(x.gross),
+                 capped_minor=minor(x.capped), net_minor=minor(x.net)) for x in result.items]
+    rows += [dict(payout_id=payout.id, kind="OUTCOME", evidence_id=None, measurement_id=x.measurement_id,
+                  participant_id=None, metric_code=x.metric_code, gross_minor=minor(x.gross),
+                  capped_minor=minor(x.capped), net_minor=minor(x.net)) for x in result.measurement_items]
+    s.flush()
+    for start in range(0, len(rows), 10_000):
+        s.execute(insert(PayoutItem.__table__), rows[start:start + 10_000])
 
 
 def get_payout(uow_or_session, payout_id: int, *, for_update: bool = False) -> PayoutCalculation:

@@ -54,7 +54,7 @@ class Document:
 class Evidence(Node):
     pk: strawberry.Private[int]
     contract_pk: strawberry.Private[int]
-    participant_pk: strawberry.Private[int]
+    participant: Participant | None
     metric_code: str
     status: EvidenceStatus
     achieved_on: date | None
@@ -72,18 +72,13 @@ class Evidence(Node):
     invalidation_reason: str | None
 
     @strawberry.field
-    async def participant(self, info: Info) -> Participant | None:
-        return await load_rows(info, "participant_by_id", models.Participant, models.Participant.id,
-                               self.participant_pk, Participant.from_row)
-
-    @strawberry.field
     async def contract(self, info: Info) -> Annotated["OutcomeContract", strawberry.lazy("api.graphql.contracts")] | None:  # noqa: F821
         from api.graphql.contracts import load_contract
         return await load_contract(info, self.contract_pk)
 
     @classmethod
     def from_row(cls, e: models.Evidence) -> "Evidence":
-        return cls(pk=e.id, contract_pk=e.contract_id, participant_pk=e.participant_id, metric_code=e.metric_code,
+        return cls(pk=e.id, contract_pk=e.contract_id, participant=Participant.from_row(e.participant), metric_code=e.metric_code,
                    status=EvidenceStatus(e.status), achieved_on=e.achieved_on, period_start=e.period_start,
                    period_end=e.period_end, value=e.value,
                    documents=[Document(sha256=d.sha256, filename=d.filename, media_type=d.media_type) for d in e.documents],

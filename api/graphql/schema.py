@@ -6,7 +6,11 @@ import logging
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import AddValidationRules, MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    AddValidationRules, MaskErrors, MaxTokensLimiter, ParserCache, ValidationCache,
+)
+from strawberry.extensions.max_aliases import create_validator as alias_validator
+from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import Info
@@ -90,12 +94,19 @@ class UtfallSchema(strawberry.Schema):
                                      "code": (error.extensions or {}).get("code")}))
 
 
+VALIDATION_RULES = [CostLimitRule, depth_validator(max_depth=12, should_ignore=None),
+                    alias_validator(max_alias_count=30)]
+
+
 def build_schema(*, production: bool = False) -> strawberry.Schema:
     extensions = [
-        lambda: AddValidationRules([CostLimitRule]),
-        lambda: QueryDepthLimiter(max_depth=12),
+        # parsing and validating a document is most of the cost of a small query: cache both
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+        # the same rule classes every request, so ValidationCache can hit (a limiter built per
+        # request makes a new class each time, and the cache never hits)
+        lambda: AddValidationRules(VALIDATION_RULES),
         lambda: MaxTokensLimiter(max_token_count=4000),
-        lambda: MaxAliasesLimiter(max_alias_count=30),
         lambda: MaskErrors(should_mask_error=_unexpected, error_message="Unexpected error"),
     ]
     if production:

@@ -26,7 +26,7 @@ def mutations_with_inputs(w) -> dict[str, dict]:
     return {
         "createParty": {"name": "X", "role": "FUND"},
         "createApiToken": {"name": "x", "role": "AUDITOR"},
-        "revokeApiToken": {"tokenId": G("ApiToken", 1)},
+        "revokeApiToken": {"tokenId": G("ApiToken", 999_999)},  # not a caller's own token
         "createFund": {"name": "F", "managerId": manager, "currency": "SEK"},
         "depositCapital": {"fundId": G("Fund", w["fund"].id), "amount": money, "effectiveDate": "2026-01-01", "reference": "r"},
         "createContract": {"title": "T", "fundId": G("Fund", w["fund"].id), "municipalityId": muni, "providerId": prov,

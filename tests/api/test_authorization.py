@@ -66,7 +66,7 @@ QUERIES = {
 def tokens_for(api, db, w) -> dict[str, str | None]:
     others = {r: party(db, role=r) for r in ("MUNICIPALITY", "PROVIDER", "VERIFIER")}
     own = {"MUNICIPALITY": w["muni"], "PROVIDER": w["prov"], "VERIFIER": w["ver"]}
-    out = {r: api.token(r, name=f"{r.lower()}-caller") for r in ALL_SEEING}
+    out = {r: api.token(r, name=f"{r.lower()}-caller") for r in sorted(ALL_SEEING)}
     for r in own:
         out[f"{r} own"] = api.token(r, name=f"{r.lower()}-own", party_id=own[r].id)
         out[f"{r} other"] = api.token(r, name=f"{r.lower()}-other", party_id=others[r].id)

@@ -1,0 +1,237 @@
+"""GraphQL over HTTP with a real server: requests per second and p50/p99 latency.
+
+    python -m ops.bench.http [--quick] [--backend sqlite|postgresql|both] [--json PATH]
+
+The server is `utfall serve` (uvicorn, one worker) in its own process on 127.0.0.1, with the
+demo loaded; the load generator is a second process (stdlib http.client, keep-alive
+connections in threads) sending the same authenticated query for a fixed time. The query reads
+one contract with 100 evidence items, their participants and documents. The reference, in the
+same run with the same generator: a bare Starlette endpoint (uvicorn, one worker) returning the
+same JSON bytes, i.e. the HTTP floor without GraphQL or the database.
+
+Server and load generator share this machine's 2 cores: figures say so, and the ratio is the
+number to compare between runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+QUERY = """query($c: ID!) { contract(id: $c) { title status
+  evidence(first: 100) { nodes { id metricCode status achievedOn submittedBy decidedBy
+                                 participant { externalRef area } documents { sha256 filename } } } } }"""
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(port: int, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+@contextmanager
+def _process(args: list[str], env: dict, port: int):
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait(port)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def load(url: str, body: bytes, headers: dict, seconds: float, connections: int) -> dict:
+    """Send `body` as fast as `connections` keep-alive connections allow for `seconds`."""
+    import http.client
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def worker():
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        mine = []
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            conn.request("POST", parts.path, body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            mine.append(time.perf_counter() - t0)
+            if response.status != 200 or b'"errors"' in data[:200]:
+                with lock:
+                    errors[0] += 1
+        with lock:
+            latencies.extend(mine)
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+    return {"requests": len(latencies), "errors": errors[0], "rps": len(latencies) / elapsed,
+            "p50_ms": pick(0.50), "p99_ms": pick(0.99)}
+
+
+def _load_in_subprocess(url: str, body: bytes, headers: dict, seconds: float, connections: int) -> dict:
+    """The load generator runs in its own process, so it does not share the server's interpreter."""
+    spec = json.dumps({"url": url, "body": body.decode(), "headers": headers, "seconds": seconds,
+                       "connections": connections})
+    out = subprocess.run([sys.executable, "-m", "ops.bench.http", "--generator", spec], capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout)
+
+
+BARE_APP = """
+import sys
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+import uvicorn
+payload = open(sys.argv[1], "rb").read()
+async def endpoint(request):
+    await request.body()
+    return Response(payload, media_type="application/json")
+uvicorn.run(Starlette(routes=[Route("/graphql", endpoint, methods=["POST"])]), host="127.0.0.1",
+            port=int(sys.argv[2]), log_level="warning", access_log=False)
+"""
+
+
+def _database(backend: str, tmp: Path):
+    """A migrated database with the demo loaded: (url, cleanup)."""
+    from ledger import demo, schema
+    from ledger.db import Database, make_engine
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp / 'http-bench.db'}"
+        drop = lambda: None  # noqa: E731
+    else:
+        import psycopg
+        name = f"utfall_bench_http_{os.getpid()}"
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+        def drop():
+            with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    schema.upgrade(url)
+    engine = make_engine(url)
+    tokens = demo.load(Database(engine), today=date.today(), secret=b"bench-secret-0123456789")
+    from sqlalchemy import select
+    from ledger.models import OutcomeContract
+    with Database(engine).reading() as s:
+        contract_id = s.execute(select(OutcomeContract.id).order_by(OutcomeContract.id)).scalars().first()
+    engine.dispose()
+    auditor = next(t.token for t in tokens if t.role == "AUDITOR")
+    return url, drop, auditor, contract_id
+
+
+def run(quick: bool = False, backends=BACKENDS, log=lambda m: print(m, file=sys.stderr)) -> list[dict]:
+    """Measure GraphQL over HTTP on each backend beside the bare Starlette reference."""
+    from api.graphql.base import to_global_id
+    seconds, rounds, connections = (3.0, 3, 8) if quick else (10.0, 3, 8)
+    out = []
+    for backend in backends:
+        with tempfile.TemporaryDirectory() as tmp:
+            url, drop, token, contract_id = _database(backend, Path(tmp))
+            try:
+                body = json.dumps({"query": QUERY, "variables": {"c": to_global_id("OutcomeContract", contract_id)}}).encode()
+                headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+                port, bare_port = _free_port(), _free_port()
+                env = {**os.environ, "DATABASE_URL": url, "UTFALL_ENV": "production",
+                       "UTFALL_SECRET": "bench-secret-0123456789"}
+                with _process([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], env, port):
+                    sample = _load_in_subprocess(f"http://127.0.0.1:{port}/graphql", body, headers, 1.0, 1)
+                    payload = Path(tmp) / "payload.json"
+                    import http.client
+                    c = http.client.HTTPConnection("127.0.0.1", port)
+                    c.request("POST", "/graphql", body=body, headers=headers)
+                    payload.write_bytes(c.getresponse().read())
+                    c.close()
+                    with _process([sys.executable, "-c", BARE_APP, str(payload), str(bare_port)], env, bare_port):
+                        runs, refs = [], []
+                        for _ in range(rounds):  # interleaved: service, bare, service, bare ...
+                            runs.append(_load_in_subprocess(f"http://127.0.0.1:{port}/graphql", body, headers, seconds, connections))
+                            refs.append(_load_in_subprocess(f"http://127.0.0.1:{bare_port}/graphql", body, headers, seconds, connections))
+                med = lambda xs, k: statistics.median(x[k] for x in xs)  # noqa: E731
+                result = {
+                    "benchmark": "http", "operation": f"GraphQL contract + 100 evidence, {connections} connections",
+                    "backend": backend, "size": payload.stat().st_size, "unit": "req/s", "higher_is_better": True,
+                    "median": med(runs, "rps"), "min": min(r["rps"] for r in runs), "max": max(r["rps"] for r in runs),
+                    "p50_ms": med(runs, "p50_ms"), "p99_ms": med(runs, "p99_ms"),
+                    "errors": sum(r["errors"] for r in runs) + sample["errors"],
+                    "reference": {"operation": "bare Starlette, same JSON bytes", "median": med(refs, "rps"),
+                                  "p50_ms": med(refs, "p50_ms"), "p99_ms": med(refs, "p99_ms")},
+                    "note": "server and load generator share the machine's 2 cores",
+                }
+                result["ratio"] = result["median"] / result["reference"]["median"]
+                log(f"  {backend}: {result['median']:.0f} req/s (p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms)"
+                    f" vs bare {result['reference']['median']:.0f} req/s; errors {result['errors']}")
+                out.append(result)
+            finally:
+                drop()
+    return out
+
+
+def table(results) -> str:
+    lines = [f"{'operation':<48} {'backend':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'bare req/s':>11} {'ratio':>7}"]
+    for r in results:
+        lines.append(f"{r['operation']:<48} {r['backend']:<10} {r['median']:>8.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+                     f"{r['reference']['median']:>11.0f} {r['ratio']:>7.2f}")
+    lines.append("Server and load generator (a second process, on loopback) share the machine's 2 cores.")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ops.bench.http", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    p.add_argument("--json")
+    p.add_argument("--generator", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.generator:
+        spec = json.loads(args.generator)
+        print(json.dumps(load(spec["url"], spec["body"].encode(), spec["headers"], spec["seconds"], spec["connections"])))
+        return 0
+    backends = BACKENDS if args.backend == "both" else (args.backend,)
+    results = run(args.quick, backends)
+    print(table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

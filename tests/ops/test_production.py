@@ -131,3 +131,11 @@ def test_the_image_and_the_compose_file_hold_together():
     assert app["environment"]["DATABASE_URL"].endswith("@db:5432/utfall")
     assert any(v.split(":")[0] in compose["volumes"] for v in db["volumes"])
     assert app["build"]["dockerfile"] == "ops/Dockerfile"
+
+
+def test_the_asgi_factory_builds_an_app_from_the_environment(monkeypatch, tmp_path):
+    from api import asgi
+    monkeypatch.setenv("UTFALL_ENV", "development")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    app = asgi.create()
+    assert app.state.settings.database_url.endswith("x.db")

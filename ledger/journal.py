@@ -34,9 +34,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from itertools import chain
+from json.encoder import encode_basestring
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, func, insert, inspect, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ledger import money as m
 from ledger.access import Actor, require_role
@@ -100,6 +103,51 @@ def canonical_bytes(tx: dict, entries: Sequence[dict]) -> bytes:
 
 def chain_hash(previous_hash: str, canonical: bytes) -> str:
     return hashlib.sha256(previous_hash.encode("ascii") + canonical).hexdigest()
+
+
+# The same bytes as `canonical_bytes`, built with one %-format instead of a dict, a sort and
+# a fresh JSONEncoder per call: posting and verification spend much of their Python time
+# here. It is byte-identical by construction, and tests/ledger/test_journal_speed_guards.py
+# checks it against `canonical_bytes` on random transactions:
+# - the keys are written in sorted order, with the "," and ":" separators and no whitespace;
+# - strings go through `encode_basestring`, the very function `json.dumps(ensure_ascii=False)`
+#   encodes str values with; ints are exact `int`s, which %d writes as JSON does (int repr);
+#   None is null;
+# - an aware UTC datetime with a four-digit year gives the same text from isoformat as
+#   `format_posted_at`'s strftime; a `date`'s isoformat is what `canonical_bytes` encodes.
+# Any value outside those types (a bool, an int or str subclass, a float from a tampered
+# SQLite column, a datetime in another zone, a date subclass, a year before 1000) takes
+# `canonical_bytes` itself, so the output never differs, only the speed.
+_ENTRY_COLUMNS = ("sequence", "line", "account_id", "currency", "amount_minor", "balance_after_minor")
+_TX_JSON = ('{"actor":%s,"contractId":%s,"description":%s,"effectiveDate":"%s","entries":[%s],"kind":%s,'
+            '"postedAt":"%sZ","reverses":%s,"sequence":%d}')
+_ENTRY_JSON = '{"account":%d,"amount":%d,"balanceAfter":%d,"currency":%s,"line":%d}'
+
+
+def _canonical(sequence: int, posted_at: datetime, effective_date: date, kind: str, description: str, actor: str,
+               reverses: int | None, contract_id: int | None, entries: Sequence[Sequence]) -> bytes:
+    """`canonical_bytes` of one transaction, byte for byte; `entries` are tuples in the order
+    of `_ENTRY_COLUMNS` (sequence, line, account_id, currency, amount_minor, balance_after_minor)."""
+    if (type(sequence) is int and type(posted_at) is datetime and posted_at.tzinfo is timezone.utc
+            and posted_at.year >= 1000 and type(effective_date) is date and isinstance(kind, str)
+            and isinstance(description, str) and isinstance(actor, str)
+            and (reverses is None or type(reverses) is int) and (contract_id is None or type(contract_id) is int)):
+        parts = []
+        for _, line, account_id, currency, amount, balance_after in entries:
+            if not (type(line) is int and type(account_id) is int and type(amount) is int
+                    and type(balance_after) is int and isinstance(currency, str)):
+                break
+            parts.append(_ENTRY_JSON % (account_id, amount, balance_after, encode_basestring(currency), line))
+        else:
+            return (_TX_JSON % (
+                encode_basestring(actor), "null" if contract_id is None else contract_id,
+                encode_basestring(description), effective_date.isoformat(), ",".join(parts),
+                encode_basestring(kind), posted_at.isoformat(timespec="microseconds")[:26],
+                "null" if reverses is None else reverses, sequence,
+            )).encode("utf-8")
+    tx = {"sequence": sequence, "posted_at": posted_at, "effective_date": effective_date, "kind": kind,
+          "description": description, "actor": actor, "reverses": reverses, "contract_id": contract_id}
+    return canonical_bytes(tx, [dict(zip(_ENTRY_COLUMNS, e)) for e in entries])
 
 
 # --- accounts -------------------------------------------------------------------------------
@@ -195,6 +243,43 @@ def _validate(postings: Sequence[Posting], accounts: dict[int, Account]) -> list
     return rows
 
 
+# Postings go through SQLAlchemy Core on the session's own connection, with statements built
+# once: the ORM's unit of work and bulk paths cost several times the round trips themselves
+# (a posting is client-CPU bound). Six statements: lock the head, read the accounts, insert
+# the transaction, insert its entries, update the accounts' balances (one executemany) and
+# advance the head.
+_T, _E, _A, _H = Transaction.__table__, Entry.__table__, Account.__table__, LedgerHead.__table__
+_LOCK_HEAD = select(_H.c.sequence, _H.c.hash, _H.c.posted_at).where(_H.c.id == 1).with_for_update()
+_READ_ACCOUNTS = (select(_A.c.id, _A.c.currency, _A.c.closed_at, _A.c.balance_minor)
+                  .where(_A.c.id.in_(bindparam("account_ids", expanding=True))))
+_INSERT_TRANSACTION = insert(_T)
+_INSERT_ENTRIES = insert(_E)
+_SET_BALANCE = (update(_A).where(_A.c.id == bindparam("account_id"))
+                .values(balance_minor=bindparam("new_balance"), last_sequence=bindparam("new_sequence")))
+_ADVANCE_HEAD = (update(_H).where(_H.c.id == 1)
+                 .values(sequence=bindparam("head_sequence"), hash=bindparam("head_hash"),
+                         posted_at=bindparam("head_posted_at")))
+
+
+def _set_loaded(s: Session, cls: type, pk, **values) -> None:
+    """If the session already holds the row `pk` of `cls`, give it `values` as loaded values
+    (no pending change, nothing to flush, no reload): the rows were just written with them."""
+    obj = s.identity_map.get(s.identity_key(cls, pk))
+    if obj is not None:
+        for name, value in values.items():
+            set_committed_value(obj, name, value)
+
+
+def _attach(s: Session, obj) -> None:
+    """Make a transient object whose row was just inserted persistent in `s` without a SELECT,
+    as if it had been loaded: every column is set, so nothing is expired or reloaded."""
+    make_transient_to_detached(obj)
+    stale = s.identity_map.get(inspect(obj).key)
+    if stale is not None:  # a row of that key loaded before a savepoint rolled it back
+        s.expunge(stale)
+    s.add(obj)
+
+
 def post(
     uow: UnitOfWork, *, actor: str, kind: str, description: str, effective_date: date,
     postings: Sequence[Posting], contract_id: int | None = None, reverses: int | None = None,
@@ -203,46 +288,58 @@ def post(
     s = uow.session
     if "\x00" in description or "\x00" in kind:
         raise ValidationError("text may not contain NUL characters", code="INVALID_TEXT")
-    head = _lock_head(s)
+    # Core statements do not autoflush; ORM queries did: the caller's pending rows go first
+    if s.autoflush:
+        s.flush()
+    conn = s.connection()
+    head = conn.execute(_LOCK_HEAD).first()
+    if head is None:  # a database without the migration's head row
+        created = _lock_head(s)
+        head = (created.sequence, created.hash, created.posted_at)
+    head_sequence, head_hash, head_posted_at = head
+    # read under the head lock, always from the database: an Account object the caller loaded
+    # before the lock may hold a balance another posting has since changed
     ids = sorted({p.account_id for p in postings})
-    accounts = {a.id: a for a in s.execute(select(Account).where(Account.id.in_(ids))).scalars()} if ids else {}
+    accounts = {a.id: a for a in conn.execute(_READ_ACCOUNTS, {"account_ids": ids})} if ids else {}
     rows = _validate(postings, accounts)
 
-    sequence = head.sequence + 1
+    sequence = head_sequence + 1
     now = utcnow()
     # keep posted_at monotonic with the sequence even if the clock steps back, so "as of a
     # time" is "as of the last sequence posted by then"
-    posted_at = now if head.posted_at is None or now > head.posted_at else head.posted_at
-    balances = {a.id: a.balance_minor for a in accounts.values()}
+    posted_at = now if head_posted_at is None or now > head_posted_at else head_posted_at
+    balances = {account_id: accounts[account_id].balance_minor for account_id in ids}
     entries = []
     for line, (account_id, code, units) in enumerate(rows, start=1):
         balances[account_id] += units
-        entries.append({
-            "sequence": sequence, "line": line, "account_id": account_id, "currency": code,
-            "amount_minor": units, "balance_after_minor": balances[account_id],
-        })
+        entries.append((sequence, line, account_id, code, units, balances[account_id]))
     tx = {
         "sequence": sequence, "posted_at": posted_at, "effective_date": effective_date, "kind": kind,
         "description": description, "actor": actor, "reverses": reverses, "contract_id": contract_id,
-        "previous_hash": head.hash,
+        "previous_hash": head_hash,
     }
-    tx["hash"] = chain_hash(head.hash, canonical_bytes(tx, entries))
-    s.execute(insert(Transaction), [tx])
-    s.execute(insert(Entry), entries)
+    tx["hash"] = chain_hash(head_hash, _canonical(sequence, posted_at, effective_date, kind, description, actor,
+                                                  reverses, contract_id, entries))
+    entry_rows = [dict(zip(_ENTRY_COLUMNS, e)) for e in entries]
+    conn.execute(_INSERT_TRANSACTION, tx)
+    conn.execute(_INSERT_ENTRIES, entry_rows)
+    conn.execute(_SET_BALANCE, [{"account_id": account_id, "new_balance": balance, "new_sequence": sequence}
+                                for account_id, balance in balances.items()])
+    conn.execute(_ADVANCE_HEAD, {"head_sequence": sequence, "head_hash": tx["hash"], "head_posted_at": posted_at})
+
+    # objects the session already holds now show the rows as written
+    _set_loaded(s, LedgerHead, 1, sequence=sequence, hash=tx["hash"], posted_at=posted_at)
     for account_id, balance in balances.items():
-        s.execute(
-            update(Account).where(Account.id == account_id).values(balance_minor=balance, last_sequence=sequence)
-            .execution_options(synchronize_session=False)
-        )
-        acc = accounts[account_id]
-        acc.balance_minor = balance
-        acc.last_sequence = sequence
-        s.expire(acc, ["balance_minor", "last_sequence"])
-    head.sequence = sequence
-    head.hash = tx["hash"]
-    head.posted_at = posted_at
-    s.flush()
-    return s.get(Transaction, sequence)
+        _set_loaded(s, Account, account_id, balance_minor=balance, last_sequence=sequence)
+    # the transaction as posted, persistent in the session with its entries, built from the
+    # values just inserted instead of reading them back (a SELECT and a selectin load)
+    result = Transaction(**tx)
+    lines = [Entry(**row) for row in entry_rows]
+    set_committed_value(result, "entries", lines)
+    _attach(s, result)
+    for e in lines:
+        _attach(s, e)
+    return result
 
 
 def reverse(uow: UnitOfWork, *, actor: str, sequence: int, reason: str, effective_date: date | None = None) -> Transaction:
@@ -321,22 +418,58 @@ def balance(s: Session, account_id: int, *, as_of: datetime | None = None, as_of
 
 # --- verification ---------------------------------------------------------------------------
 
-def _walk(s: Session, batch: int = 5000) -> Iterator[tuple[dict, list[dict]]]:
-    """Transactions in sequence order with their entries, streamed in batches."""
-    t, e = Transaction.__table__, Entry.__table__
+_TX_COLUMNS = (_T.c.sequence, _T.c.posted_at, _T.c.effective_date, _T.c.kind, _T.c.description, _T.c.actor,
+               _T.c.reverses, _T.c.contract_id, _T.c.previous_hash, _T.c.hash)
+# Rows are turned into Python objects this many at a time. A whole batch at once (15 000 rows)
+# keeps the cycle collector busy: it runs whenever live container objects grow by 700, and
+# then moves the batch's rows to the oldest generation, whose full collections walk the whole
+# heap (a third of verification's time). A few hundred rows at a time are freed as fast as
+# they are made, and it stays idle.
+_CHUNK = 200
+
+
+def _walk(s: Session, batch: int = 5000) -> Iterator[tuple[Sequence, Sequence[Sequence]]]:
+    """Transactions in sequence order with their entries, streamed in batches.
+
+    Rows are tuples: a transaction in the order of `_TX_COLUMNS`, its entries in the order of
+    `_ENTRY_COLUMNS` and by line. A batch is the next `batch` transactions after the last one
+    read, and the entries in the same range of sequences; both are read side by side, a
+    chunk of rows at a time, and by position rather than through mappings. The batch's last
+    sequence is fixed first, so both queries cover the same range even when each statement
+    sees its own snapshot (PostgreSQL, READ COMMITTED): transactions are appended in sequence
+    order under the head lock, with their entries, and never change, so a range up to a
+    sequence already seen holds the same rows in any later snapshot. As before, a batch that
+    finds nothing after the last transaction read ends the walk.
+    """
+    entry_columns = [_E.c[name] for name in _ENTRY_COLUMNS]
     last = 0
     while True:
-        txs = s.execute(select(t).where(t.c.sequence > last).order_by(t.c.sequence).limit(batch)).mappings().all()
-        if not txs:
+        window = select(_T.c.sequence).where(_T.c.sequence > last).order_by(_T.c.sequence).limit(batch).subquery()
+        hi = s.execute(select(func.max(window.c.sequence))).scalar()
+        if hi is None:
             return
-        lo, hi = txs[0]["sequence"], txs[-1]["sequence"]
-        by_seq: dict[int, list[dict]] = defaultdict(list)
-        for row in s.execute(
-            select(e).where(e.c.sequence >= lo, e.c.sequence <= hi).order_by(e.c.sequence, e.c.line)
-        ).mappings():
-            by_seq[row["sequence"]].append(row)
-        for tx in txs:
-            yield tx, by_seq.get(tx["sequence"], [])
+        txs = s.execute(select(*_TX_COLUMNS).where(_T.c.sequence > last, _T.c.sequence <= hi)
+                        .order_by(_T.c.sequence))
+        lines = s.execute(select(*entry_columns).where(_E.c.sequence > last, _E.c.sequence <= hi)
+                          .order_by(_E.c.sequence, _E.c.line))
+        try:
+            entries = chain.from_iterable(lines.partitions(_CHUNK))
+            entry = next(entries, None)
+            for tx in chain.from_iterable(txs.partitions(_CHUNK)):
+                seq = tx[0]
+                try:
+                    while entry is not None and entry[0] < seq:  # entries of a transaction that is not there
+                        entry = next(entries, None)
+                except TypeError:  # a tampered SQLite row whose sequence is text: verify reports it
+                    pass
+                group = []
+                while entry is not None and entry[0] == seq:
+                    group.append(entry)
+                    entry = next(entries, None)
+                yield tx, group
+        finally:
+            lines.close()
+            txs.close()
         last = hi
 
 
@@ -348,34 +481,41 @@ def verify(s: Session, digest_: Digest | None = None) -> Verification:
     """
     previous = GENESIS_HASH
     expected_seq = 1
-    running: dict[int, int] = defaultdict(int)
+    running: dict[int, int] = {}
     checked = 0
     digest_seen = digest_ is None or digest_.sequence == 0
     if digest_ is not None and digest_.sequence == 0 and digest_.hash != GENESIS_HASH:
         return Verification(False, 0, 0, "the digest for sequence 0 must be the genesis hash")
-    for tx, entries in _walk(s):
-        seq = tx["sequence"]
-        if seq != expected_seq:
-            return Verification(False, checked, expected_seq, f"transaction {expected_seq} is missing")
-        if tx["previous_hash"] != previous:
-            return Verification(False, checked, seq, "previous hash does not match the chain")
-        if chain_hash(previous, canonical_bytes(tx, entries)) != tx["hash"]:
-            return Verification(False, checked, seq, "hash does not match the transaction's contents")
-        sums: dict[str, int] = defaultdict(int)
-        for e in entries:
-            running[e["account_id"]] += e["amount_minor"]
-            sums[e["currency"]] += e["amount_minor"]
-            if running[e["account_id"]] != e["balance_after_minor"]:
-                return Verification(False, checked, seq, f"running balance of account {e['account_id']} does not match")
-        if len(entries) < 2 or any(sums.values()):
-            return Verification(False, checked, seq, "transaction does not balance")
-        if digest_ is not None and seq == digest_.sequence:
-            if tx["hash"] != digest_.hash:
-                return Verification(False, checked, seq, "the ledger no longer holds the digest's hash")
-            digest_seen = True
-        previous = tx["hash"]
-        expected_seq += 1
-        checked += 1
+    digest_sequence = None if digest_ is None else digest_.sequence
+    walk = _walk(s)
+    try:
+        for tx, entries in walk:
+            seq, posted_at, effective_date, kind, description, actor, reverses, contract_id, previous_hash, hash_ = tx
+            if seq != expected_seq:
+                return Verification(False, checked, expected_seq, f"transaction {expected_seq} is missing")
+            if previous_hash != previous:
+                return Verification(False, checked, seq, "previous hash does not match the chain")
+            canonical = _canonical(seq, posted_at, effective_date, kind, description, actor, reverses, contract_id,
+                                   entries)
+            if chain_hash(previous, canonical) != hash_:
+                return Verification(False, checked, seq, "hash does not match the transaction's contents")
+            sums: dict[str, int] = {}
+            for _, _, account_id, currency, amount, balance_after in entries:
+                balance = running[account_id] = running.get(account_id, 0) + amount
+                sums[currency] = sums.get(currency, 0) + amount
+                if balance != balance_after:
+                    return Verification(False, checked, seq, f"running balance of account {account_id} does not match")
+            if len(entries) < 2 or any(sums.values()):
+                return Verification(False, checked, seq, "transaction does not balance")
+            if seq == digest_sequence:
+                if hash_ != digest_.hash:
+                    return Verification(False, checked, seq, "the ledger no longer holds the digest's hash")
+                digest_seen = True
+            previous = hash_
+            expected_seq += 1
+            checked += 1
+    finally:
+        walk.close()  # an early return leaves no result open
     head = digest(s)
     if head.sequence != checked or head.hash != previous:
         return Verification(False, checked, checked + 1 if head.sequence > checked else checked,

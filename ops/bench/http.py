@@ -75,18 +75,29 @@ def load(url: str, body: bytes, headers: dict, seconds: float, connections: int)
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
 
+    failures: list[str] = []
+
     def worker():
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
         mine = []
         while time.perf_counter() < stop:
             t0 = time.perf_counter()
-            conn.request("POST", parts.path, body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
+            try:
+                conn.request("POST", parts.path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                with lock:
+                    errors[0] += 1
+                    failures.append(repr(exc))
+                conn.close()
+                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+                continue
             mine.append(time.perf_counter() - t0)
             if response.status != 200 or b'"errors"' in data[:200]:
                 with lock:
                     errors[0] += 1
+                    failures.append(f"HTTP {response.status}: {data[:200]!r}")
         with lock:
             latencies.extend(mine)
         conn.close()
@@ -99,6 +110,8 @@ def load(url: str, body: bytes, headers: dict, seconds: float, connections: int)
         t.join()
     elapsed = time.perf_counter() - started
     latencies.sort()
+    if not latencies:
+        raise RuntimeError(f"no request completed: {failures[:3]}")
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
     return {"requests": len(latencies), "errors": errors[0], "rps": len(latencies) / elapsed,
             "p50_ms": pick(0.50), "p99_ms": pick(0.99)}
@@ -109,7 +122,9 @@ def _load_in_subprocess(url: str, body: bytes, headers: dict, seconds: float, co
     spec = json.dumps({"url": url, "body": body.decode(), "headers": headers, "seconds": seconds,
                        "connections": connections})
     out = subprocess.run([sys.executable, "-m", "ops.bench.http", "--generator", spec], capture_output=True,
-                         text=True, check=True)
+                         text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"the load generator failed: {out.stderr.strip()[-2000:]}")
     return json.loads(out.stdout)
 
 

@@ -113,7 +113,7 @@ def load(url: str, body: bytes, headers: dict, seconds: float, connections: int)
     if not latencies:
         raise RuntimeError(f"no request completed: {failures[:3]}")
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
-    return {"requests": len(latencies), "errors": errors[0], "rps": len(latencies) / elapsed,
+    return {"requests": len(latencies), "errors": errors[0], "failures": failures[:3], "rps": len(latencies) / elapsed,
             "p50_ms": pick(0.50), "p99_ms": pick(0.99)}
 
 
@@ -207,13 +207,14 @@ def run(quick: bool = False, backends=BACKENDS, log=lambda m: print(m, file=sys.
                     "median": med(runs, "rps"), "min": min(r["rps"] for r in runs), "max": max(r["rps"] for r in runs),
                     "p50_ms": med(runs, "p50_ms"), "p99_ms": med(runs, "p99_ms"),
                     "errors": sum(r["errors"] for r in runs) + sample["errors"],
+                    "failures": [f for r in runs for f in r["failures"]][:3],
                     "reference": {"operation": "bare Starlette, same JSON bytes", "median": med(refs, "rps"),
                                   "p50_ms": med(refs, "p50_ms"), "p99_ms": med(refs, "p99_ms")},
                     "note": "server and load generator share the machine's 2 cores",
                 }
                 result["ratio"] = result["median"] / result["reference"]["median"]
                 log(f"  {backend}: {result['median']:.0f} req/s (p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms)"
-                    f" vs bare {result['reference']['median']:.0f} req/s; errors {result['errors']}")
+                    f" vs bare {result['reference']['median']:.0f} req/s; errors {result['errors']} {result['failures']}")
                 out.append(result)
             finally:
                 drop()

@@ -62,3 +62,16 @@ def test_enrol_submit_batch_and_verify(api, db):
                     {"id": cid}, pia)["contract"]
     assert detail["participants"]["nodes"] == [{"id": pid}] and detail["evidence"]["nodes"] == [{"status": "VERIFIED"}]
     assert date.fromisoformat("2026-06-10")
+
+
+def test_identity_numbers_never_reach_the_logs(api, db, caplog):
+    import logging
+    caplog.set_level(logging.DEBUG)
+    fund, manager, muni, prov, ver = funded(db, FM)
+    c = contract(db, FM, fund, manager, muni, prov, ver, activate=True)
+    pia = api.token("PROVIDER", party_id=prov.id)
+    for pnr in ("19811218-9876", "not-a-number-811218"):
+        api.ok(ENROLL, {"i": {"contractId": to_global_id("OutcomeContract", c.id), "personalIdentityNumber": pnr,
+                              "enrolledOn": "2026-02-01"}}, pia)
+    text = "\n".join(r.getMessage() + str(r.exc_info or "") for r in caplog.records)
+    assert "9876" not in text and "811218" not in text

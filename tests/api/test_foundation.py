@@ -196,3 +196,19 @@ def test_unexpected_errors_are_masked(api, monkeypatch):
     body = api.post("{ ledgerDigest { sequence } }", token=api.token("AUDITOR"))
     assert body["errors"][0]["message"] == "Unexpected error"
     assert "division" not in str(body)
+
+
+def test_a_token_records_when_it_was_last_used_and_its_secret_is_shown_once(api, db):
+    from sqlalchemy import select
+    from ledger.models import ApiToken
+    admin = api.token("ADMIN")
+    inp = {"name": "olle", "role": "AUDITOR", "idempotencyKey": "tok-1"}
+    first = api.ok(CREATE_TOKEN, {"input": inp}, admin)["createApiToken"]
+    retry = api.ok(CREATE_TOKEN, {"input": inp}, admin)["createApiToken"]
+    # a retry gets the same token record, never the secret again: only its hash is kept
+    assert first["token"] and retry["token"] is None and retry["apiToken"]["id"] == first["apiToken"]["id"]
+    with db.reading() as s:
+        assert s.execute(select(ApiToken.last_used_at).where(ApiToken.name == "olle")).scalar_one() is None
+    api.ok(VIEWER, token=first["token"])
+    with db.reading() as s:
+        assert s.execute(select(ApiToken.last_used_at).where(ApiToken.name == "olle")).scalar_one() is not None

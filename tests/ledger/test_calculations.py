@@ -208,3 +208,17 @@ def test_recorded_inputs_read_back_exactly(db, case_a):
     inputs = payouts.inputs_from_canonical(p.inputs)
     assert payouts.canonical_inputs(inputs).decode() == p.inputs
     assert payouts.inputs_hash(inputs) == p.inputs_hash
+
+
+def test_a_draft_contract_is_not_paid_and_a_payment_must_be_in_its_currency(db):
+    fund, manager, muni, prov, ver = funded(db, FM)
+    draft = contract(db, FM, fund, manager, muni, prov, ver)
+    with pytest.raises(DomainError) as err, db.uow() as uow:
+        calculations.calculate_payout(uow, actor=FM, contract_id=draft.id, period_start=date(2026, 1, 1),
+                                      period_end=date(2026, 6, 30))
+    assert err.value.code == "CONTRACT_NOT_ACTIVE"
+    from ledger import money as m
+    with pytest.raises(DomainError) as err, db.uow() as uow:
+        settlement.record_payment(uow, actor=FM, debtor_id=muni.id, creditor_id=prov.id, contract_id=draft.id,
+                                  amount=m.money("10.00", "EUR"), paid_on=date(2026, 7, 1), reference="r")
+    assert err.value.code == "CURRENCY_MISMATCH"

@@ -17,7 +17,7 @@ from ledger.db import UnitOfWork
 from ledger.errors import Conflict, NotFound, ValidationError
 from ledger.funds import get_fund
 from ledger.models import (
-    ContractTerms, Evidence, Measurement, Metric, OutcomeContract, Participant, PayoutCalculation, PayoutItem,
+    ContractTerms, Evidence, Measurement, OutcomeContract, Participant, PayoutCalculation, PayoutItem,
     PayoutLine, PayoutShare, utcnow,
 )
 from ledger.settlement import fund_of, obligation_legs

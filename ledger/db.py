@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 DEFAULT_URL = "sqlite:///utfall.db"
 

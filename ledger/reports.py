@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from ledger.contracts import get_contract, terms_in_force
 from ledger.errors import NotFound
 from ledger.models import (
-    Evidence, Measurement, Metric, OutcomeContract, Participant, Party, PayoutCalculation, PayoutLine,
+    Evidence, Measurement, OutcomeContract, Participant, Party, PayoutCalculation, PayoutLine,
 )
 
 SMALL_COUNT = 5
@@ -122,7 +122,7 @@ class EvaluationReport:
 
 def evaluation_report(s: Session, *, scope=None) -> EvaluationReport:
     """Outcomes achieved and amounts paid in POSTED payouts, per contract, provider and ownership form."""
-    C, P, L, M = OutcomeContract, PayoutCalculation, PayoutLine, Metric
+    C, P, L = OutcomeContract, PayoutCalculation, PayoutLine
     contracts = select(C, Party).join(Party, Party.id == C.provider_id).where(C.status.in_(PUBLISHED)).order_by(C.id)
     if scope is not None:
         contracts = contracts.where(scope)

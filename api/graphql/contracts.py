@@ -20,7 +20,6 @@ from api.graphql.ledger import LedgerTransaction
 from api.graphql.payouts import Obligation, Payout, PayoutStatus, obligations_of_contract
 from api.graphql.parties import Party, load_party
 from ledger import chart, contracts, funds, models, sanctions
-from ledger import money as m
 from ledger.errors import DomainError
 from ledger.reads import may_see_contract, visible_contracts, visible_funds
 
@@ -349,7 +348,7 @@ async def load_fund(info: Info, fund_id: int) -> Fund | None:
     return await c.loader("fund", lambda: DataLoader(batch)).load(fund_id)
 
 
-async def _contracts(info: Info, *, fund_id: int | None = None, status: ContractStatus | None = None,
+async def _contracts(info: Info, *, status: ContractStatus | None = None,
                      first: int | None, after: str | None) -> Connection[OutcomeContract]:
     actor = require_actor(info)
     size, start = page_size(first), decode_cursor(after)
@@ -357,8 +356,6 @@ async def _contracts(info: Info, *, fund_id: int | None = None, status: Contract
 
     def q(s):
         stmt = select(C).order_by(C.id).limit(size + 1)
-        if fund_id is not None:
-            stmt = stmt.where(C.fund_id == fund_id)
         if status is not None:
             stmt = stmt.where(C.status == status.value)
         if start is not None:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Node, UserError, audited, connection, ctx, load_rows, decode_cursor, from_global_id, mutate, page_size,
+    Connection, Node, UserError, audited, connection, ctx, decode_cursor, from_global_id, mutate, page_size,
     query_error, require_actor,
 )
 from ledger import evidence as uc

@@ -19,7 +19,6 @@ from api.graphql import audit, contracts, evidence, ledger, parties, payouts, re
 from api.graphql.limits import CostLimitRule
 from api.graphql.base import SCALAR_MAP, Node, UserErrorCode, ctx, split_global_id
 from ledger import models
-from ledger.reads import may_see_account
 
 log = logging.getLogger("utfall")
 

@@ -24,12 +24,14 @@ def alembic_config(url: str | None = None, connection=None) -> Config:
 
 def upgrade(url: str | None = None, connection=None) -> None:
     """Run every pending migration."""
-    command.upgrade(alembic_config(url, connection), "head")
+    command.upgrade(alembic_config(url, connection), "heads")
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    """The newest revision; several branches' heads joined by commas while they are unmerged."""
+    return ",".join(sorted(ScriptDirectory.from_config(alembic_config()).get_heads()))
 
 
 def current_revision(connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    heads = MigrationContext.configure(connection).get_current_heads()
+    return ",".join(sorted(heads)) or None

@@ -1,20 +1,24 @@
 """The HTTP app: GraphQL at /graphql (GraphiQL in development), /healthz, /readyz and /results."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 import uuid
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
 
+from cross_web import HTTPException  # strawberry's own (it answers it with plain text)
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -24,6 +28,7 @@ from strawberry.types.unset import UNSET
 from api import results_page
 from api.graphql.base import Context, RequestDB
 from api.graphql.schema import build_schema
+from api.logs import IDENTITY_NUMBER
 from ledger import tokens
 from ledger.config import Settings
 from ledger.db import Database, make_engine
@@ -35,6 +40,8 @@ log = logging.getLogger("utfall")
 # last-used times are written at most this often per token, so reads stay reads
 TOUCH_EVERY = timedelta(minutes=1)
 STATIC_DIR = Path(__file__).parent / "static"
+BODY_TIMEOUT = 10.0  # seconds for a whole request body to arrive; slow clients get 408
+MAX_JSON_DEPTH = 64  # nesting of a GraphQL request's JSON (variables are never deeper than the inputs)
 
 
 @cache
@@ -43,62 +50,206 @@ def _graphiql_html() -> str:
 
 
 class UtfallGraphQL(GraphQL):
-    """Authenticates the bearer token and builds a fresh context (and DataLoaders) per request."""
+    """Reads the body, authenticates the bearer token and builds a fresh context per request.
 
-    def __init__(self, schema, db: Database, executor: ThreadPoolExecutor, secret: bytes, **kw):
+    The order matters under load: the whole body is read first (within BODY_TIMEOUT), so a
+    client that trickles its body never reaches the database; then the request waits for a
+    database slot (`DbGate`) without holding anything; then the token is checked in one
+    thread hop that opens and closes its own session, and the query runs. A request holds at
+    most one pooled connection, and only while it has a slot, so a pool as large as the slots
+    never makes a thread wait for a connection that another request holds.
+    """
+
+    def __init__(self, schema, db: Database, executor: ThreadPoolExecutor, secret: bytes, gate: "DbGate",
+                 body_timeout: float = BODY_TIMEOUT, **kw):
         super().__init__(schema, **kw)
         self.db = db
         self.executor = executor
         self.secret = secret
+        self.gate = gate
+        self.body_timeout = body_timeout
 
     @property
     def graphql_ide_html(self) -> str:
         # strawberry's page loads GraphiQL from a CDN; ours loads the copies in api/static/graphiql
         return _graphiql_html()
 
+    def decode_json(self, data: str | bytes) -> object:
+        return decode_json(data)
+
     async def get_context(self, request: Request, response) -> Context:
         rdb = RequestDB(self.db, self.executor)
         request.state.rdb = rdb
-        return Context(db=rdb, actor=request.state.actor, request=request, request_id=request.state.request_id,
-                       secret=self.secret)
+        context = Context(db=rdb, actor=request.state.actor, request=request, request_id=request.state.request_id,
+                          secret=self.secret)
+        request.state.context = context
+        return context
 
     async def run(self, request, context=UNSET, root_value=UNSET):  # type: ignore[override]
         if not isinstance(request, Request):
             return await super().run(request, context, root_value)
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = request_id_of(request)
         request.state.rdb = None
-        header = request.headers.get("authorization")
+        request.state.context = None
         request.state.actor = None
-        if header:
-            scheme, _, secret = header.partition(" ")
-            if scheme.lower() != "bearer" or not secret.strip():
-                return _unauthorized("the Authorization header must be 'Bearer <token>'")
-            rdb = RequestDB(self.db, self.executor)
-            now = utcnow()
-            try:
-                actor = await rdb.read(lambda s: tokens.authenticate(s, secret.strip(), now))
-                last = await rdb.read(lambda s: s.get(tokens.ApiToken, actor.token_id).last_used_at)
-            except PermissionDenied as err:
-                return _unauthorized(err.message)
-            finally:
-                await rdb.close()
-            if last is None or now - last > TOUCH_EVERY:
-                await rdb.write(lambda uow: tokens.touch(uow, actor.token_id, now))
-            request.state.actor = actor
         started = time.perf_counter()
-        status = 500
+        response = None
         try:
-            response = await super().run(request, context, root_value)
-            response.headers["x-request-id"] = request.state.request_id
-            status = response.status_code
-            return response
+            response = await self._run(request, context, root_value)
+        except HTTPException as exc:
+            response = error_response(exc.status_code, exc.reason, "BAD_REQUEST", request.state.request_id)
+        except _TooLarge:
+            response = error_response(413, f"the request body is over {MAX_BODY} bytes", "REQUEST_TOO_LARGE",
+                                      request.state.request_id)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON answer with the request id
+            response = failure_response(exc, request.state.request_id)
         finally:
             if request.state.rdb is not None:
-                await request.state.rdb.close()
-            log.info(json.dumps({"event": "request", "path": "/graphql", "method": request.method, "status": status,
-                                 "request_id": request.state.request_id,
-                                 "ms": round((time.perf_counter() - started) * 1000, 1),
-                                 "actor": getattr(request.state.actor, "name", None)}))
+                try:
+                    await request.state.rdb.close()
+                except Exception as exc:  # noqa: BLE001
+                    log.warning(json.dumps({"event": "session_close_failed", "request_id": request.state.request_id,
+                                            "error": type(exc).__name__}))
+            status = response.status_code if response is not None else 500
+            log.log(logging.ERROR if status >= 500 else logging.INFO, json.dumps({
+                "event": "request", "path": "/graphql", "method": request.method, "status": status,
+                "request_id": request.state.request_id, "ms": round((time.perf_counter() - started) * 1000, 1),
+                "actor": getattr(request.state.actor, "name", None)}))
+        response.headers["x-request-id"] = request.state.request_id
+        return response
+
+    async def _run(self, request: Request, context, root_value):
+        if request.method == "POST":
+            try:
+                await asyncio.wait_for(request.body(), self.body_timeout)
+            except (TimeoutError, asyncio.TimeoutError):
+                return error_response(408, f"the request body did not arrive within {self.body_timeout:g} s",
+                                      "REQUEST_TIMEOUT", request.state.request_id, headers={"Connection": "close"})
+            except ClientDisconnect:
+                return error_response(400, "the client went away before sending the body", "BAD_REQUEST",
+                                      request.state.request_id)
+        header = request.headers.get("authorization")
+        secret = None
+        if header:
+            scheme, _, secret = header.partition(" ")
+            secret = secret.strip()
+            if scheme.lower() != "bearer" or not secret:
+                return _unauthorized("the Authorization header must be 'Bearer <token>'")
+        async with self.gate.slot():
+            if secret is not None:
+                try:
+                    request.state.actor = await self._authenticate(secret)
+                except PermissionDenied as err:
+                    return _unauthorized(err.message)
+            response = await super().run(request, context, root_value)
+            ctx_ = request.state.context
+            if ctx_ is not None and ctx_.unavailable is not None:
+                # the database went away while the query ran: say so, not "Unexpected error"
+                return failure_response(ctx_.unavailable, request.state.request_id)
+            return response
+
+    async def _authenticate(self, secret: str):
+        """The actor for a bearer secret: one thread hop, one SELECT, the session opened and closed there."""
+        db = self.db
+        now = utcnow()
+
+        def check():
+            with db.reading() as s:
+                actor, last_used = tokens.authenticate_with_last_use(s, secret, now)
+            if last_used is None or now - last_used > TOUCH_EVERY:
+                with db.uow() as uow:
+                    tokens.touch(uow, actor.token_id, now)
+                    uow.commit()
+            return actor
+        return await asyncio.get_running_loop().run_in_executor(self.executor, check)
+
+
+def decode_json(data: str | bytes) -> object:
+    """json.loads that answers deep nesting with a 400, never a RecursionError (a 500)."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise HTTPException(400, f"the request JSON is nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPException(400, "Unable to parse request body as JSON") from None
+    if not isinstance(value, (dict, list)):
+        raise HTTPException(400, "the request body must be a JSON object with a query")
+    if isinstance(value, list) and not all(isinstance(item, dict) for item in value):
+        raise HTTPException(400, "every operation of a batch must be a JSON object with a query")
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise HTTPException(400, f"the request JSON is nested more than {MAX_JSON_DEPTH} levels deep")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return value
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+
+
+def request_id_of(request: Request) -> str:
+    """The caller's X-Request-Id if it is a plain token, otherwise a new one."""
+    given = request.headers.get("x-request-id") or ""
+    # never one shaped like an identity number: request ids are logged as they are
+    return given if _REQUEST_ID.fullmatch(given) and not IDENTITY_NUMBER.search(given) else uuid.uuid4().hex
+
+
+def error_response(status: int, message: str, code: str, request_id: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"errors": [{"message": message, "extensions": {"code": code, "requestId": request_id}}]},
+                        status_code=status, headers={"x-request-id": request_id, **(headers or {})})
+
+
+def failure_response(exc: BaseException, request_id: str) -> JSONResponse:
+    """503 while the database is unreachable, 500 for anything else; both logged with the request id."""
+    if database_unavailable(exc):
+        log.error(json.dumps({"event": "database_unavailable", "request_id": request_id,
+                              "error": type(exc).__name__}))
+        return error_response(503, "the database is unavailable; try again shortly", "SERVICE_UNAVAILABLE",
+                              request_id, headers={"Retry-After": "5"})
+    log.error(json.dumps({"event": "unexpected_error", "request_id": request_id, "error": type(exc).__name__}),
+              exc_info=exc)
+    return error_response(500, "Unexpected error", "INTERNAL_ERROR", request_id)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database cannot be reached (down, restarting, pool exhausted)."""
+    from sqlalchemy import exc as sa_exc
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    # OperationalError: refused or dropped connections, a server shutting down, SQLite busy for
+    # longer than its timeout; all of them pass, and the caller should try again
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
+
+
+class DbGate:
+    """At most `slots` requests hold database sessions at once; the others wait here, holding nothing.
+
+    The slots equal the pool's connections, so a worker thread never waits for a connection
+    that a request waiting for a thread holds (the deadlock of issue 14). One semaphore per
+    event loop: TestClient starts a loop per client.
+    """
+
+    def __init__(self, slots: int):
+        self.slots = slots
+        self._semaphores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        sem = self._semaphores.get(loop)
+        if sem is None:
+            sem = self._semaphores[loop] = asyncio.Semaphore(self.slots)
+        return sem
+
+    @contextlib.asynccontextmanager
+    async def slot(self):
+        async with self._semaphore():
+            yield
 
 
 MAX_BODY = 1024 * 1024  # bytes of one request; a batch of 1 000 evidence items is well below
@@ -148,13 +299,97 @@ def _unauthorized(message: str) -> JSONResponse:
                         status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
-def create_app(settings: Settings, db: Database | None = None, *, workers: int = 8) -> Starlette:
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+# JSON answers and everything else: nothing to load, nothing to frame
+DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
+def graphiql_csp() -> str:
+    """GraphiQL's page: its vendored scripts from /static, its one inline script by hash, inline styles
+    (GraphiQL and CodeMirror set them), fetches to this origin only, and never in a frame."""
+    import base64
+    import hashlib
+    html = _graphiql_html()
+    hashes = []
+    for match in re.finditer(r"<script>(.*?)</script>", html, re.S):
+        digest = base64.b64encode(hashlib.sha256(match.group(1).encode("utf-8")).digest()).decode()
+        hashes.append(f"'sha256-{digest}'")
+    return ("default-src 'self'; script-src 'self' " + " ".join(hashes) + "; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+
+class Guard:
+    """Outermost: security headers on every response, and a JSON 500/503 with a request id (logged)
+    for anything that escapes the app, instead of Starlette's plain-text 500."""
+
+    def __init__(self, app, csp_for_html: str):
+        self.app = app
+        self.csp_for_html = csp_for_html.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+        path = scope.get("path", "")
+
+        async def secured(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [(k, v) for k, v in message.get("headers", [])]
+                present = {k.lower() for k, _ in headers}
+                for name, value in SECURITY_HEADERS:
+                    if name not in present:
+                        headers.append((name, value))
+                if b"content-security-policy" not in present:
+                    html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
+                    headers.append((b"content-security-policy",
+                                    self.csp_for_html if html and path == "/graphql" else DEFAULT_CSP.encode()))
+                if path == "/graphql":
+                    headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, secured)
+        except Exception as exc:  # noqa: BLE001
+            request_id = uuid.uuid4().hex
+            response = failure_response(exc, request_id)
+            log.error(json.dumps({"event": "request", "path": path, "method": scope.get("method"),
+                                  "status": response.status_code, "request_id": request_id}))
+            if not started:
+                await response(scope, receive, secured)
+
+
+def pool_options(url: str, workers: int) -> dict:
+    """The service's pool: as many connections as worker threads (and DbGate slots), checked before use.
+
+    pool_pre_ping costs one round trip per checkout and makes a request right after the
+    database dropped its connections (a restart, an idle timeout) reconnect instead of failing.
+    """
+    if url.startswith("sqlite") and (":memory:" in url or url in ("sqlite://", "sqlite:///")):
+        return {}
+    options = {"pool_size": workers, "max_overflow": 0, "pool_timeout": 10}
+    if not url.startswith("sqlite"):
+        options["pool_pre_ping"] = True
+    return options
+
+
+def create_app(settings: Settings, db: Database | None = None, *, workers: int = 8,
+               body_timeout: float = BODY_TIMEOUT) -> Starlette:
     """The ASGI app for `settings`; tests pass their own `db`."""
-    db = db or Database(make_engine(settings.database_url))
+    db = db or Database(make_engine(settings.database_url, **pool_options(settings.database_url, workers)))
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="utfall-db")
+    gate = DbGate(workers)
     schema = build_schema(production=settings.production)
-    gql = UtfallGraphQL(schema, db, executor, settings.secret, graphql_ide=None if settings.production else "graphiql",
-                        allow_queries_via_get=False)
+    gql = UtfallGraphQL(schema, db, executor, settings.secret, gate, body_timeout=body_timeout,
+                        graphql_ide=None if settings.production else "graphiql", allow_queries_via_get=False)
 
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -165,8 +400,8 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
                 s.execute(text("SELECT 1"))
                 return db_schema.current_revision(s.connection())
         try:
-            import asyncio
-            current = await asyncio.get_running_loop().run_in_executor(executor, check)
+            async with gate.slot():
+                current = await asyncio.get_running_loop().run_in_executor(executor, check)
         except Exception as exc:  # the database is down or unreachable
             return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
         head = db_schema.head_revision()
@@ -188,7 +423,10 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
     if not settings.production:
         # GraphiQL's assets; production has no GraphiQL, so nothing to serve
         routes.append(Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"))
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BodyLimit)])
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(Guard, csp_for_html=graphiql_csp()), Middleware(BodyLimit)])
     app.state.db = db
     app.state.settings = settings
+    app.state.gate = gate
+    app.state.executor = executor
     return app

@@ -69,7 +69,11 @@ def _now() -> datetime:
 
 
 async def _read(request: Request, contract_id: int | None = None) -> Published:
-    return await run_in_threadpool(read_published, request.app.state.db, contract_id)
+    gate = getattr(request.app.state, "gate", None)
+    if gate is None:
+        return await run_in_threadpool(read_published, request.app.state.db, contract_id)
+    async with gate.slot():  # one of the pool's connections, like a GraphQL request (api.app.DbGate)
+        return await run_in_threadpool(read_published, request.app.state.db, contract_id)
 
 
 async def results_index(request: Request) -> HTMLResponse:

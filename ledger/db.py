@@ -16,6 +16,8 @@ from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from ledger.errors import DomainError
+
 DEFAULT_URL = "sqlite:///utfall.db"
 
 
@@ -131,6 +133,12 @@ class UnitOfWork:
                 self.session.rollback()
         finally:
             self.session.close()
+        if exc is not None and not isinstance(exc, DomainError):
+            # a uniqueness race lost, or a sum past 64 bits: the domain error it means (ledger.integrity)
+            from ledger.integrity import domain_error
+            mapped = domain_error(exc)
+            if mapped is not None:
+                raise mapped from exc
 
     def commit(self) -> None:
         assert self.session is not None

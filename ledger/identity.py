@@ -9,7 +9,7 @@ from datetime import date
 from ledger.errors import ValidationError
 from ledger.parties import luhn_ok
 
-_PNR = re.compile(r"(\d{2})?(\d{6})([-+]?)(\d{4})")
+_PNR = re.compile(r"(\d{2})?(\d{6})([-+]?)(\d{4})", re.ASCII)  # ASCII digits only: "١٢٣" is not a number here
 
 
 def normalise(raw: str, today: date) -> str:

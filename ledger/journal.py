@@ -312,6 +312,8 @@ def post(
     entries = []
     for line, (account_id, code, units) in enumerate(rows, start=1):
         balances[account_id] += units
+        if abs(balances[account_id]) > m.MAX_MINOR:  # a running balance past a BIGINT
+            raise ValidationError(m.TOO_LARGE, code="AMOUNT_TOO_LARGE")
         entries.append((sequence, line, account_id, code, units, balances[account_id]))
     tx = {
         "sequence": sequence, "posted_at": posted_at, "effective_date": effective_date, "kind": kind,

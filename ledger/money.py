@@ -12,8 +12,12 @@ from moneyed import Currency, CurrencyDoesNotExist, Money, get_currency
 
 from ledger.errors import ValidationError
 
+# amounts are stored as 64-bit integers of minor units (BIGINT): no amount, balance or sum beyond
+MAX_MINOR = 2**63 - 1
+TOO_LARGE = "the amount is too large for the ledger (at most 9 223 372 036 854 775 807 minor units)"
+
 __all__ = [
-    "Money", "currency", "decimal", "money", "minor_units", "from_minor", "quantize",
+    "MAX_MINOR", "TOO_LARGE", "Money", "currency", "decimal", "money", "minor_units", "from_minor", "quantize",
     "exponent", "split_largest_remainder", "zero",
 ]
 
@@ -60,6 +64,8 @@ def money(amount: str | Decimal | int, code: str, *, field: str = "amount") -> M
         raise ValidationError(
             f"{d} has more decimals than {code} allows ({exp})", code="TOO_MANY_DECIMALS", field=[field]
         )
+    if abs(d.scaleb(exp)) > MAX_MINOR:
+        raise ValidationError(TOO_LARGE, code="AMOUNT_TOO_LARGE", field=[field])
     return Money(d.quantize(Decimal(1).scaleb(-exp)) + 0, cur)
 
 
@@ -75,6 +81,8 @@ def minor_units(m: Money) -> int:
         raise ValidationError(
             f"{m.amount} has more decimals than {m.currency.code} allows ({exp})", code="TOO_MANY_DECIMALS"
         )
+    if abs(scaled) > MAX_MINOR:
+        raise ValidationError(TOO_LARGE, code="AMOUNT_TOO_LARGE")
     return int(scaled)
 
 

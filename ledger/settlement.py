@@ -18,10 +18,11 @@ from ledger import money as m
 from ledger.access import Actor, require_role
 from ledger.contracts import get_contract
 from ledger.db import UnitOfWork
-from ledger.errors import Conflict, PermissionDenied, ValidationError
+from ledger.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from ledger.funds import get_fund
 from ledger.models import Account, OutcomeContract, Payment
 from ledger.parties import clean_text, get_party
+from ledger.reads import may_see_contract
 
 
 def fund_of(uow_or_session, contract: OutcomeContract, party_id: int) -> int | None:
@@ -104,6 +105,8 @@ def record_payment(uow: UnitOfWork, *, actor: Actor, debtor_id: int, creditor_id
     get_party(uow, creditor_id, field="creditorId")
     journal.lock(uow)
     contract = get_contract(uow, contract_id)
+    if not may_see_contract(actor, contract):  # another party's contract answers exactly like a missing one
+        raise NotFound(f"contract {contract_id} does not exist", code="UNKNOWN_CONTRACT", field=["contractId"])
     if amount.currency.code != contract.currency:
         raise ValidationError(f"the contract is in {contract.currency}", code="CURRENCY_MISMATCH",
                               field=["amount", "currency"])

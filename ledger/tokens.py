@@ -53,6 +53,13 @@ def create_token(
 
 def authenticate(s: Session, secret: str, now: datetime) -> Actor:
     """The actor for a bearer secret, or UNAUTHENTICATED (unknown, revoked or expired)."""
+    return authenticate_with_last_use(s, secret, now)[0]
+
+
+def authenticate_with_last_use(s: Session, secret: str, now: datetime) -> tuple[Actor, datetime | None]:
+    """The actor for a bearer secret and when its token was last used, in one SELECT."""
+    if len(secret) > 200 or "\x00" in secret:
+        raise PermissionDenied("unknown bearer token", code="UNAUTHENTICATED")
     tok = s.execute(select(ApiToken).where(ApiToken.secret_hash == _hash(secret))).scalar_one_or_none()
     if tok is None:
         raise PermissionDenied("unknown bearer token", code="UNAUTHENTICATED")
@@ -60,7 +67,7 @@ def authenticate(s: Session, secret: str, now: datetime) -> Actor:
         raise PermissionDenied("this token has been revoked", code="UNAUTHENTICATED")
     if tok.expires_at is not None and tok.expires_at <= now:
         raise PermissionDenied("this token has expired", code="UNAUTHENTICATED")
-    return Actor(name=tok.name, role=tok.role, party_id=tok.party_id, token_id=tok.id)
+    return Actor(name=tok.name, role=tok.role, party_id=tok.party_id, token_id=tok.id), tok.last_used_at
 
 
 def touch(uow: UnitOfWork, token_id: int, now: datetime) -> None:

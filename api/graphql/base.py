@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, TypeVar
 
@@ -38,25 +38,62 @@ def _serialize_decimal(value: Decimal) -> str:
     return "0" + text[2:] if text.startswith("-0") and Decimal(text) == 0 else text
 
 
+class ScalarError(ValueError):
+    """A value that is not of a scalar's form: the caller's mistake, answered as a validation error."""
+
+
+_KEY = re.compile(r"[0-9]{1,18}", re.ASCII)  # a row's key in an ID or cursor: ASCII digits, what a BIGINT holds
+_DECIMAL = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,12})?", re.ASCII)
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+                       r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?", re.ASCII)
+
+
 def _parse_decimal(value: Any) -> Decimal:
-    # strings only: JSON numbers lose precision in clients, and NaN/Infinity are not amounts
+    # strings only: JSON numbers lose precision in clients, and NaN/Infinity are not amounts;
+    # only ASCII digits: "١٢٣" and "１２３" are not numbers here, nor "1,5", "1e3" or " 1"
     if not isinstance(value, str):
-        raise ValueError("Decimal values are strings such as \"1250.00\"")
-    text = value.strip()
-    if not re.fullmatch(r"-?\d{1,18}(\.\d{1,12})?", text):
-        raise ValueError(f"{value!r} is not a plain decimal number")
+        raise ScalarError("Decimal values are strings such as \"1250.00\"")
+    if not _DECIMAL.fullmatch(value):
+        raise ScalarError(f"{value[:40]!r} is not a plain decimal number such as \"1250.00\"")
+    return Decimal(value)
+
+
+def _parse_date(value: Any) -> date:
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise ScalarError(f"{str(value)[:40]!r} is not a date such as \"2026-01-31\"")
     try:
-        return Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"{value!r} is not a decimal number") from None
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ScalarError(f"{value!r} is not a date of the calendar") from None
+
+
+def _parse_datetime(value: Any) -> datetime:
+    if not isinstance(value, str) or not _DATETIME.fullmatch(value):
+        raise ScalarError(f"{str(value)[:40]!r} is not a date and time such as \"2026-01-31T12:00:00+01:00\"")
+    try:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is not None:
+            parsed.astimezone(timezone.utc)  # 9999-12-31T23:59:59-14:00 is past the last UTC instant
+    except (ValueError, OverflowError):
+        raise ScalarError(f"{value!r} is not a date and time within years 1 to 9999 UTC") from None
+    return parsed
 
 
 DecimalScalar = strawberry.scalar(
     name="Decimal", description="A decimal number as a string, e.g. \"1250.00\"; never a float.",
     serialize=_serialize_decimal, parse_value=_parse_decimal,
 )
+DateScalar = strawberry.scalar(
+    name="Date", description="A calendar date, ISO 8601: \"2026-01-31\".",
+    serialize=lambda d: d.isoformat(), parse_value=_parse_date,
+)
+DateTimeScalar = strawberry.scalar(
+    name="DateTime", description="A date and time, ISO 8601 with an offset: \"2026-01-31T12:00:00+01:00\".",
+    serialize=lambda d: d.isoformat(), parse_value=_parse_datetime,
+)
 
-SCALAR_MAP = {Decimal: DecimalScalar}
+SCALAR_MAP = {Decimal: DecimalScalar, date: DateScalar, datetime: DateTimeScalar}
 
 
 # --- shared types ---------------------------------------------------------------------------
@@ -111,13 +148,13 @@ def to_global_id(type_name: str, pk: int | str) -> str:
 def from_global_id(gid: str, expected: str | Sequence[str] | None = None, *, field: str = "id") -> int:
     """The integer key inside a global ID of the expected type, or INVALID_ID."""
     try:
-        raw = base64.b64decode(str(gid).encode(), validate=True).decode()
+        raw = base64.b64decode(str(gid).encode("ascii"), validate=True).decode("ascii")
         type_name, _, pk = raw.partition(":")
-        if not pk.isdigit() or len(pk) > 18:
+        if not _KEY.fullmatch(pk):
             raise ValueError
         key = int(pk)
     except Exception:
-        raise ValidationError(f"{gid!r} is not a valid ID", code="INVALID_ID", field=[field]) from None
+        raise ValidationError(f"{str(gid)[:60]!r} is not a valid ID", code="INVALID_ID", field=[field]) from None
     allowed = [expected] if isinstance(expected, str) else expected
     if allowed and type_name not in allowed:
         raise ValidationError(f"{gid!r} is not the ID of a {' or '.join(allowed)}", code="INVALID_ID", field=[field])
@@ -126,9 +163,9 @@ def from_global_id(gid: str, expected: str | Sequence[str] | None = None, *, fie
 
 def split_global_id(gid: str) -> tuple[str, int] | None:
     try:
-        raw = base64.b64decode(str(gid).encode(), validate=True).decode()
+        raw = base64.b64decode(str(gid).encode("ascii"), validate=True).decode("ascii")
         type_name, _, pk = raw.partition(":")
-        if not pk.isdigit() or len(pk) > 18:
+        if not _KEY.fullmatch(pk):
             return None
         return type_name, int(pk)
     except Exception:
@@ -178,12 +215,12 @@ def decode_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     try:
-        raw = base64.b64decode(cursor.encode(), validate=True).decode()
-        if not raw.startswith("k:"):
+        raw = base64.b64decode(cursor.encode("ascii"), validate=True).decode("ascii")
+        if not raw.startswith("k:") or not _KEY.fullmatch(raw[2:]):
             raise ValueError
         return int(raw[2:])
     except Exception:
-        raise GraphQLError(f"{cursor!r} is not a cursor from this API", extensions={"code": "INVALID_CURSOR"}) from None
+        raise GraphQLError(f"{cursor[:60]!r} is not a cursor from this API", extensions={"code": "INVALID_CURSOR"}) from None
 
 
 def page_size(first: int | None) -> int:
@@ -273,6 +310,7 @@ class Context:
     loaders: dict[str, Any] = field(default_factory=dict)
     request_id: str = ""
     secret: bytes = b""  # the key for hashing identity numbers
+    unavailable: BaseException | None = None  # set when the database could not be reached: the answer is a 503
 
     def loader(self, name: str, factory: Callable[[], Any]) -> Any:
         """A DataLoader made once per request (never shared across requests or callers)."""
@@ -302,7 +340,11 @@ def aware(dt: datetime | None, field: str) -> datetime | None:
     if dt.tzinfo is None:
         raise ValidationError("a DateTime needs an offset, e.g. 2026-01-31T12:00:00+00:00",
                               code="INVALID_DATETIME", field=[field])
-    return dt.astimezone(timezone.utc)
+    try:
+        return dt.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValidationError("this DateTime is outside years 1 to 9999 in UTC", code="INVALID_DATETIME",
+                              field=[field]) from None
 
 
 def input_params(value: Any) -> Any:

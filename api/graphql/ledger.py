@@ -1,6 +1,7 @@
 """The ledger: accounts, transactions, balances, digests, verification and reversal."""
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime
 from typing import Annotated
 
@@ -83,7 +84,19 @@ class LedgerTransaction(Node):
     hash: str
     previous_hash: str
     reverses_sequence: strawberry.Private[int | None]
-    entries: list[LedgerEntry]
+    all_entries: strawberry.Private[list[LedgerEntry]]
+
+    @strawberry.field(description="The transaction's lines on accounts the caller may see: all of them for admins, "
+                                  "fund managers and auditors; a party's lines (and those held against it) for the "
+                                  "others, so no other party's amounts or balances show.")
+    async def entries(self, info: Info) -> list[LedgerEntry]:
+        actor = ctx(info).actor
+        if actor is not None and actor.sees_everything:
+            return self.all_entries
+        if actor is None:
+            return []
+        seen = await asyncio.gather(*(load_account(info, e.account_id) for e in self.all_entries))
+        return [e for e, account in zip(self.all_entries, seen) if account is not None]
 
     @strawberry.field(description="The transaction this one reverses, if it is a reversal.")
     async def reverses(self, info: Info) -> LedgerTransaction | None:
@@ -103,7 +116,7 @@ class LedgerTransaction(Node):
         return cls(pk=t.sequence, sequence=t.sequence, posted_at=t.posted_at, effective_date=t.effective_date,
                    kind=t.kind, description=t.description, actor=t.actor, hash=t.hash, previous_hash=t.previous_hash,
                    reverses_sequence=t.reverses,
-                   entries=[LedgerEntry(line=e.line, account_id=e.account_id, amount_minor=e.amount_minor,
+                   all_entries=[LedgerEntry(line=e.line, account_id=e.account_id, amount_minor=e.amount_minor,
                                         balance_after_minor=e.balance_after_minor, currency=e.currency)
                             for e in t.entries])
 

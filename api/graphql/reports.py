@@ -1,4 +1,4 @@
-"""Published results and the evaluation report: readable without a token, aggregated only."""
+"""Published results (readable without a token) and the evaluation report (scoped to the caller), aggregated only."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -6,9 +6,10 @@ from decimal import Decimal
 import strawberry
 from strawberry.types import Info
 
-from api.graphql.base import Money, ctx, from_global_id, query_error
+from api.graphql.base import Money, ctx, from_global_id, query_error, require_actor
 from ledger import reports
 from ledger.errors import DomainError
+from ledger.reads import visible_contracts
 
 
 @strawberry.type
@@ -71,8 +72,8 @@ def public_results_of(s, contract_id: int) -> PublicResults:
                                     baseline=x.baseline) for x in r.metrics])
 
 
-def evaluation_report_of(s) -> EvaluationReport:
-    r = reports.evaluation_report(s)
+def evaluation_report_of(s, scope=None) -> EvaluationReport:
+    r = reports.evaluation_report(s, scope=scope)
     return EvaluationReport(by_contract=[ReportRow.of(x) for x in r.by_contract],
                             by_provider=[ReportRow.of(x) for x in r.by_provider],
                             by_ownership=[ReportRow.of(x) for x in r.by_ownership])
@@ -88,6 +89,10 @@ class ReportQueries:
         except DomainError as err:
             raise query_error(err) from None
 
-    @strawberry.field(description="Outcomes and money per contract, provider and ownership form (posted payouts).")
+    @strawberry.field(description="Outcomes and money per contract, provider and ownership form (posted payouts), "
+                                  "over the contracts the caller may see: a provider its own, a municipality its "
+                                  "own; fund managers, auditors and admins all. Needs a token; the public page "
+                                  "/results publishes the aggregate by ownership form.")
     async def evaluation_report(self, info: Info) -> EvaluationReport:
-        return await ctx(info).db.read(evaluation_report_of)
+        scope = visible_contracts(require_actor(info))
+        return await ctx(info).db.read(lambda s: evaluation_report_of(s, scope))

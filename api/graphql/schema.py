@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import strawberry
 from graphql import GraphQLError
+from graphql.language import SKIP
+from graphql.utilities.validate_input_value import validate_input_literal
+from graphql.validation.rules.values_of_correct_type import ValuesOfCorrectTypeRule
 from strawberry.extensions import (
     AddValidationRules, MaskErrors, MaxTokensLimiter, ParserCache, ValidationCache,
 )
@@ -17,7 +21,8 @@ from strawberry.types import Info
 
 from api.graphql import audit, contracts, evidence, ledger, parties, payouts, reports
 from api.graphql.limits import CostLimitRule
-from api.graphql.base import SCALAR_MAP, Node, UserErrorCode, ctx, split_global_id
+from api.logs import redact
+from api.graphql.base import SCALAR_MAP, Node, ScalarError, UserErrorCode, ctx, split_global_id
 from ledger import models
 
 log = logging.getLogger("utfall")
@@ -74,23 +79,89 @@ Mutation = merge_types("Mutation", (parties.PartyMutations, contracts.ContractMu
 def _unexpected(error: GraphQLError) -> bool:
     # mask only errors that come from an exception we did not raise on purpose
     original = error.original_error
-    return original is not None and not isinstance(original, GraphQLError)
+    return original is not None and not isinstance(original, (GraphQLError, ScalarError))
+
+
+class NamedValuesRule(ValuesOfCorrectTypeRule):
+    """The standard check of literal values, naming the argument and input field at fault.
+
+    graphql-core reports a custom scalar's refusal of a literal (`amount: 18750`, `"NaN"`,
+    a Date "2025-13-01") with the scalar's exception as the original error, which would be
+    masked as "Unexpected error"; here it is a plain validation error: "input.amount: Expected
+    value of type 'Decimal!', found 18750; Decimal values are strings ...".
+    """
+
+    def __init__(self, context):
+        super().__init__(context)
+        self._argument: str | None = None
+
+    def enter_argument(self, node, *_args):
+        self._argument = node.name.value
+
+    def leave_argument(self, _node, *_args):
+        self._argument = None
+
+    def is_valid_value_node(self, node, input_type):
+        if input_type:
+            def on_error(error: GraphQLError, path: list) -> None:
+                field = [p for p in ([self._argument] if self._argument else []) + list(path) if isinstance(p, str)]
+                where = ".".join(str(p) for p in ([self._argument] if self._argument else []) + list(path))
+                self.report_error(GraphQLError(f"{where}: {error.message}" if where else error.message, node,
+                                               extensions={"code": "INVALID_VALUE", "field": field or None}))
+            validate_input_literal(node, input_type, on_error, None, None, self.context.hide_suggestions)
+        return SKIP
+
+
+class UtfallRules(AddValidationRules):
+    """Our rules after the standard ones, with NamedValuesRule in place of ValuesOfCorrectTypeRule."""
+
+    def on_operation(self):
+        self.execution_context.validation_rules = tuple(
+            NamedValuesRule if rule is ValuesOfCorrectTypeRule else rule
+            for rule in self.execution_context.validation_rules) + tuple(self.validation_rules)
+        yield
+
+
+SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
+class UtfallMaskErrors(MaskErrors):
+    """Masks unexpected errors; in production also drops graphql-core's "Did you mean …" hints,
+    which would spell out the schema that introspection keeps closed there."""
+
+    def __init__(self, *, production: bool, **kw):
+        super().__init__(**kw)
+        self.production = production
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        processed = super()._process_errors(errors)
+        if not self.production:
+            return processed
+        return [e if not SUGGESTION.search(e.message) else
+                GraphQLError(SUGGESTION.sub("", e.message), nodes=e.nodes, source=e.source, positions=e.positions,
+                             path=e.path, extensions=e.extensions) for e in processed]
 
 
 class UtfallSchema(strawberry.Schema):
     """Logs unexpected errors with their traceback and the request id; expected ones briefly."""
 
     def process_errors(self, errors, execution_context=None) -> None:
+        from api.app import database_unavailable
         context = getattr(execution_context, "context", None)
         request_id = getattr(context, "request_id", "")
         for error in errors:
-            if _unexpected(error):
+            if _unexpected(error) and database_unavailable(error.original_error):
+                if context is not None and getattr(context, "unavailable", None) is None:
+                    context.unavailable = error.original_error  # the HTTP view answers 503
+                log.error(json.dumps({"event": "database_unavailable", "request_id": request_id,
+                                      "path": error.path, "error": type(error.original_error).__name__}))
+            elif _unexpected(error):
                 log.error(json.dumps({"event": "unexpected_error", "request_id": request_id,
                                       "path": error.path, "error": type(error.original_error).__name__}),
                           exc_info=error.original_error)
             else:
-                log.info(json.dumps({"event": "graphql_error", "request_id": request_id, "message": error.message,
-                                     "code": (error.extensions or {}).get("code")}))
+                log.info(json.dumps({"event": "graphql_error", "request_id": request_id,
+                                     "message": redact(error.message), "code": (error.extensions or {}).get("code")}))
 
 
 VALIDATION_RULES = [CostLimitRule, depth_validator(max_depth=12, should_ignore=None),
@@ -104,9 +175,9 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
         lambda: ValidationCache(maxsize=256),
         # the same rule classes every request, so ValidationCache can hit (a limiter built per
         # request makes a new class each time, and the cache never hits)
-        lambda: AddValidationRules(VALIDATION_RULES),
+        lambda: UtfallRules(VALIDATION_RULES),
         lambda: MaxTokensLimiter(max_token_count=4000),
-        lambda: MaskErrors(should_mask_error=_unexpected, error_message="Unexpected error"),
+        lambda: UtfallMaskErrors(production=production, should_mask_error=_unexpected, error_message="Unexpected error"),
     ]
     if production:
         from strawberry.extensions import DisableIntrospection

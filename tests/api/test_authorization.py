@@ -58,7 +58,7 @@ QUERIES = {
     "publicResults": ("query($c: ID!) { publicResults(contractId: $c) { title } }", lambda d: d["publicResults"],
                       set(CALLERS)),
     "evaluationReport": ("{ evaluationReport { byContract { label } } }", lambda d: d["evaluationReport"]["byContract"],
-                         set(CALLERS)),
+                         OWN_CONTRACT),  # needs a token, and shows only the caller's contracts
     "auditEvents": ("{ auditEvents { nodes { id } } }", lambda d: d["auditEvents"]["nodes"], ALL_SEEING),
 }
 
@@ -114,3 +114,85 @@ def test_each_caller_may_run_exactly_the_mutations_of_its_role(api, db, case_a, 
         if refused == (caller in MUTATIONS[name]):
             wrong.append((name, codes))
     assert not wrong, wrong
+
+
+# --- leaks (issue 14): what an existing-but-forbidden object looks like -----------------------
+
+ENTRIES = """{ ledgerTransactions(first: 100) { nodes { sequence entries { account { id party { id } counterparty { id } }
+  amount { amount } balanceAfter { amount } } } } }"""
+
+
+@pytest.mark.parametrize("caller", CALLERS[:-1])
+def test_ledger_entries_on_accounts_the_caller_may_not_see_are_left_out(api, db, case_a, caller):
+    approve(db, calc(db, case_a))
+    fm = api.token("FUND_MANAGER")
+    muni, prov, c = G("Party", case_a["muni"].id), G("Party", case_a["prov"].id), G("OutcomeContract", case_a["contract"].id)
+    owed = api.ok("{ obligations { debtor { id } creditor { id } contract { id } outstanding { amount } } }", token=fm)
+    debt = next(o for o in owed["obligations"] if o["debtor"]["id"] == muni and o["creditor"]["id"] == prov)
+    paid = api.ok("""mutation($i: RecordPaymentInput!) { recordPayment(input: $i) { userErrors { code } } }""",
+                  {"i": {"debtorId": muni, "creditorId": prov, "contractId": c, "paidOn": "2026-07-01", "reference": "r",
+                         "amount": {"amount": debt["outstanding"]["amount"], "currency": "SEK"}}}, token=fm)
+    assert paid["recordPayment"]["userErrors"] == []
+    token = tokens_for(api, db, case_a)[caller]
+    nodes = api.ok(ENTRIES, token=token)["ledgerTransactions"]["nodes"]
+    entries = [e for t in nodes for e in t["entries"]]
+    if caller.split()[0] in ALL_SEEING:
+        assert entries and all(e["account"] is not None for e in entries)
+        return
+    # every entry shown is on an account the caller may see: its party's, or one held against it
+    assert all(e["account"] is not None for e in entries), [e for e in entries if e["account"] is None][:2]
+    me = {"MUNICIPALITY": case_a["muni"], "PROVIDER": case_a["prov"], "VERIFIER": case_a["ver"]}[caller.split()[0]]
+    mine = G("Party", me.id)
+    if caller.endswith("own") and not caller.startswith("VERIFIER"):
+        assert entries
+    for e in entries:
+        assert mine in ((e["account"]["party"] or {}).get("id"), (e["account"]["counterparty"] or {}).get("id")), e
+
+
+def test_record_payment_on_another_partys_contract_answers_like_a_missing_one(api, db, case_a):
+    approve(db, calc(db, case_a))
+    other_muni = party(db, role="MUNICIPALITY")
+    token = api.token("MUNICIPALITY", party_id=other_muni.id)
+    doc = "mutation($i: RecordPaymentInput!) { recordPayment(input: $i) { userErrors { code field message } } }"
+
+    def pay(contract_gid: str) -> list:
+        return api.ok(doc, {"i": {"debtorId": G("Party", other_muni.id), "creditorId": G("Party", case_a["prov"].id),
+                                  "contractId": contract_gid, "amount": {"amount": "100.00", "currency": "SEK"},
+                                  "paidOn": "2026-07-01", "reference": "r"}}, token=token)["recordPayment"]["userErrors"]
+
+    existing, missing_id = case_a["contract"].id, 999_999
+    forbidden = pay(G("OutcomeContract", existing))
+    missing = pay(G("OutcomeContract", missing_id))
+    assert [e["code"] for e in forbidden] == ["UNKNOWN_CONTRACT"]
+    assert forbidden[0]["message"].replace(str(existing), "N") == missing[0]["message"].replace(str(missing_id), "N")
+    assert forbidden[0]["field"] == missing[0]["field"]
+
+
+def test_evaluation_report_needs_a_token(api, db, case_a):
+    body = api.post("{ evaluationReport { byOwnership { label } } }")
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+@pytest.mark.parametrize("role,party_key,sees", [("PROVIDER", "prov", True), ("MUNICIPALITY", "muni", True),
+                                                  ("PROVIDER", None, False), ("AUDITOR", None, True)])
+def test_evaluation_report_is_scoped_to_the_callers_party(api, db, case_a, role, party_key, sees):
+    approve(db, calc(db, case_a))
+    party_id = case_a[party_key].id if party_key else (party(db, role=role).id if role != "AUDITOR" else None)
+    token = api.token(role, party_id=party_id)
+    report = api.ok("{ evaluationReport { byContract { label } byProvider { label } byOwnership { label amountPaid { amount } } } }",
+                    token=token)["evaluationReport"]
+    assert bool(report["byContract"]) == sees and bool(report["byProvider"]) == sees and bool(report["byOwnership"]) == sees
+
+
+def test_production_errors_do_not_suggest_field_names(db):
+    from starlette.testclient import TestClient
+    from api.app import create_app
+    from ledger.config import Settings
+    docs = ["{ viewr { role } }", "{ contracts(frist: 1) { nodes { id } } }", "{ parties(role: PROVIDR) { nodes { id } } }",
+            'mutation { createParty(input: {nme: "x", role: PROVIDER}) { userErrors { code } } }']
+    for env, suggests in (("production", False), ("development", True)):
+        app = create_app(Settings(database_url="unused", env=env, secret=b"matrix-secret-0123456789"), db, workers=2)
+        with TestClient(app) as client:
+            for doc in docs:
+                messages = " ".join(e["message"] for e in client.post("/graphql", json={"query": doc}).json()["errors"])
+                assert ("Did you mean" in messages) == suggests, (env, doc, messages)

@@ -1,11 +1,12 @@
 """Every benchmark in one command, and one table.
 
-    python -m ops.bench [--quick] [--backend sqlite|postgresql|both] [--only ledger,import,payout,http]
+    python -m ops.bench [--quick] [--backend sqlite|postgresql|both] [--only ledger,import,payout,http,load]
                         [--json PATH]
 
-Runs the ledger, bulk-import, payout and HTTP benchmarks one after another and prints one
+Runs the ledger, bulk-import, payout, HTTP and load benchmarks one after another and prints one
 table: operation, backend, size, median (min–max), and the ratio to the bare-database
-reference each benchmark measured in the same run. `--quick` takes a few minutes; the full
+reference each benchmark measured in the same run; the load scenarios (bursts, slow bodies)
+print their own table after it, and any 5xx, timeout or unlogged request there fails the run. `--quick` takes a few minutes; the full
 run (10^6-entry ledgers, 100 000 evidence rows, 100 000-item payouts) takes much longer.
 Figures move 10–50 % between runs on this shared 2-core machine; the ratios much less.
 """
@@ -17,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from ops.bench import evidence_import, http, ledger, payout
+from ops.bench import evidence_import, http, ledger, load, payout
 
-SUITES = {"ledger": ledger, "import": evidence_import, "payout": payout, "http": http}
+SUITES = {"ledger": ledger, "import": evidence_import, "payout": payout, "http": http, "load": load}
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -61,9 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         results += SUITES[name].run(args.quick, backends)
         print(f"   ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     print(table(results))
+    under_load = [r for r in results if r.get("benchmark") == "load"]
+    if under_load:
+        print()
+        print(load.table(under_load))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
-    return 0
+    return 1 if any(r.get("failed") for r in under_load) else 0
 
 
 if __name__ == "__main__":

@@ -136,12 +136,17 @@ class UtfallGraphQL(GraphQL):
             if scheme.lower() != "bearer" or not secret:
                 return _unauthorized("the Authorization header must be 'Bearer <token>'")
         async with self.gate.slot():
-            if secret is not None:
-                try:
-                    request.state.actor = await self._authenticate(secret)
-                except PermissionDenied as err:
-                    return _unauthorized(err.message)
-            response = await super().run(request, context, root_value)
+            try:
+                if secret is not None:
+                    try:
+                        request.state.actor = await self._authenticate(secret)
+                    except PermissionDenied as err:
+                        return _unauthorized(err.message)
+                response = await super().run(request, context, root_value)
+            finally:
+                # the read session gives its connection back before the slot is free again
+                if request.state.rdb is not None:
+                    await request.state.rdb.close()
             ctx_ = request.state.context
             if ctx_ is not None and ctx_.unavailable is not None:
                 # the database went away while the query ran: say so, not "Unexpected error"

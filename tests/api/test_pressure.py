@@ -77,6 +77,16 @@ def test_a_burst_of_signed_in_clients_never_stalls(server, clients, caplog):
     assert len(lines) == clients and all(e["status"] == 200 for e in lines)
 
 
+def test_a_burst_of_readers_gives_back_every_connection_before_its_slot(server):
+    # a query that opens a read session: its connection is back in the pool before the next
+    # request gets the slot, or the ninth request would wait for a connection no thread frees
+    port, app, token = server
+    answers = at_once(200, lambda i: post(port, "{ viewer { role } ledgerDigest { sequence } }", token, timeout=30))
+    statuses = [a.status for a in answers]
+    assert statuses == [200] * 200, {s: statuses.count(s) for s in set(statuses)}
+    assert app.state.db.engine.pool.checkedout() == 0
+
+
 def test_a_burst_with_a_wrong_token_answers_401_to_everyone(server):
     port, _app, _token = server
     answers = at_once(50, lambda i: post(port, VIEWER, "utf_not-a-token", timeout=30))

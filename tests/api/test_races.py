@@ -38,12 +38,14 @@ def world(fresh_engine, caplog):
     with db.uow() as uow:
         provider = tokens.create_token(uow, actor=SYSTEM, name="pia", role="PROVIDER", party_id=prov.id).token
         admin = tokens.create_token(uow, actor=SYSTEM, name="ada", role="ADMIN").token
+        fm = tokens.create_token(uow, actor=SYSTEM, name="frida", role="FUND_MANAGER").token
         uow.commit()
     app = create_app(Settings(database_url=fresh_engine.url.render_as_string(hide_password=False), env="production",
                               secret=SECRET), workers=8)
     try:
         with serving(app) as port:
-            yield {"port": port, "provider": provider, "admin": admin, "contract": to_global_id("OutcomeContract", c.id)}
+            yield {"port": port, "provider": provider, "admin": admin, "fm": fm,
+                   "contract": to_global_id("OutcomeContract", c.id)}
     finally:
         app.state.db.engine.dispose()
 
@@ -82,6 +84,16 @@ def test_eight_parties_with_the_same_org_number(world, caplog):
     payloads = race(world["port"], world["admin"], CREATE_PARTY, lambda i: {"input": {
         "name": f"Bolag {i}", "role": "MUNICIPALITY", "orgNumber": "212000-2742"}}, "createParty")
     assert_one_wins(payloads, "DUPLICATE_ORG_NUMBER", caplog)
+
+
+def test_eight_reversals_of_the_same_transaction(world, caplog):
+    # the other mutations that check before they write lock a row first (the ledger head, the
+    # contract, the participant), so the losers see the winner's row and answer the same way
+    doc = """mutation($input: ReverseTransactionInput!) { reverseTransaction(input: $input) {
+      transaction { sequence } userErrors { code field message } } }"""
+    payloads = race(world["port"], world["fm"], doc, lambda i: {"input": {
+        "transactionId": to_global_id("LedgerTransaction", 1), "reason": f"race {i}"}}, "reverseTransaction")
+    assert_one_wins(payloads, "ALREADY_REVERSED", caplog)
 
 
 def test_an_overflowing_integer_is_amount_too_large():

@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 
 from cross_web import HTTPException  # strawberry's own (it answers it with plain text)
+from graphql import GraphQLError
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -32,7 +33,7 @@ from api.logs import IDENTITY_NUMBER
 from ledger import tokens
 from ledger.config import Settings
 from ledger.db import Database, make_engine
-from ledger.errors import PermissionDenied
+from ledger.errors import DomainError, PermissionDenied
 from ledger.models import utcnow
 from ledger import schema as db_schema
 
@@ -232,6 +233,28 @@ def database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
 
 
+def quiet_expected_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """Keep asyncio from logging an expected error nobody awaited as an ERROR.
+
+    When one field of a query fails, graphql-core stops waiting for its siblings; a DataLoader
+    future that then fails with a GraphQLError or a DomainError (say "this needs a bearer
+    token") is never retrieved, and asyncio would log it at garbage collection as an error.
+    The answer already carries the error that counts; anything else is still logged.
+    """
+    previous = loop.get_exception_handler()
+
+    def handler(loop_, context):
+        exc = context.get("exception")
+        if isinstance(exc, (GraphQLError, DomainError)) and "never retrieved" in context.get("message", ""):
+            return
+        if previous is not None:
+            previous(loop_, context)
+        else:
+            loop_.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
 class DbGate:
     """At most `slots` requests hold database sessions at once; the others wait here, holding nothing.
 
@@ -416,6 +439,7 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
+        quiet_expected_errors(asyncio.get_running_loop())
         yield
         executor.shutdown(wait=False)
 

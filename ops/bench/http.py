@@ -53,16 +53,18 @@ def _wait(port: int, timeout: float = 30.0) -> None:
 
 @contextmanager
 def _process(args: list[str], env: dict, port: int):
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _wait(port)
-        yield proc
-    finally:
-        proc.terminate()
+    # the server's log goes to a file: a pipe nobody reads fills up and then blocks the server
+    with tempfile.TemporaryFile() as server_log:
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=server_log)
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            _wait(port)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def load(url: str, body: bytes, headers: dict, seconds: float, connections: int) -> dict:

@@ -267,6 +267,7 @@ def record_measurement(
         if (comparison_value if comparison_value is not None else metric.baseline) == 0:
             raise ValidationError("the comparison value must not be zero", code="INVALID_VALUE",
                                   field=["comparisonValue"])
+    get_contract(uow, contract.id, for_update=True)  # one measurement at a time per contract: no overlap by race
     overlap = uow.session.execute(select(Measurement.id).where(
         Measurement.contract_id == contract.id, Measurement.metric_code == metric.code,
         Measurement.period_start <= period_end, Measurement.period_end >= period_start)).first()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from decimal import Decimal
 
 import pytest
 
@@ -16,10 +17,11 @@ from api.graphql.base import to_global_id
 from ledger import tokens
 from ledger.access import SYSTEM, Actor
 from ledger.config import Settings
+from ledger.contracts import MetricSpec
 from ledger.db import Database
 from ledger.integrity import domain_error
 from tests.api.serving import at_once, post, serving
-from tests.factories import contract, funded
+from tests.factories import contract, funded, rate_card, sek
 
 SECRET = b"race-test-secret-0123456789abc"
 FM = Actor("frida", "FUND_MANAGER")
@@ -34,17 +36,20 @@ def world(fresh_engine, caplog):
     caplog.set_level(logging.INFO, logger="utfall")
     db = Database(fresh_engine)
     fund, manager, muni, prov, ver = funded(db, FM)
-    c = contract(db, FM, fund, manager, muni, prov, ver, activate=True)
+    care = MetricSpec(code="CARE_DAYS", name="Vårddygn", kind="BASELINE_IMPROVEMENT", direction="LOWER_IS_BETTER",
+                      unit_price=sek("1850.00"), baseline=Decimal(3650))
+    c = contract(db, FM, fund, manager, muni, prov, ver, activate=True, metrics=(rate_card(), care))
     with db.uow() as uow:
         provider = tokens.create_token(uow, actor=SYSTEM, name="pia", role="PROVIDER", party_id=prov.id).token
         admin = tokens.create_token(uow, actor=SYSTEM, name="ada", role="ADMIN").token
         fm = tokens.create_token(uow, actor=SYSTEM, name="frida", role="FUND_MANAGER").token
+        verifier = tokens.create_token(uow, actor=SYSTEM, name="vera", role="VERIFIER", party_id=ver.id).token
         uow.commit()
     app = create_app(Settings(database_url=fresh_engine.url.render_as_string(hide_password=False), env="production",
                               secret=SECRET), workers=8)
     try:
         with serving(app) as port:
-            yield {"port": port, "provider": provider, "admin": admin, "fm": fm,
+            yield {"port": port, "provider": provider, "admin": admin, "fm": fm, "verifier": verifier,
                    "contract": to_global_id("OutcomeContract", c.id)}
     finally:
         app.state.db.engine.dispose()
@@ -94,6 +99,16 @@ def test_eight_reversals_of_the_same_transaction(world, caplog):
     payloads = race(world["port"], world["fm"], doc, lambda i: {"input": {
         "transactionId": to_global_id("LedgerTransaction", 1), "reason": f"race {i}"}}, "reverseTransaction")
     assert_one_wins(payloads, "ALREADY_REVERSED", caplog)
+
+
+def test_eight_measurements_of_the_same_period(world, caplog):
+    # no unique constraint can say "overlapping": the use case locks the contract row first
+    doc = """mutation($input: RecordMeasurementInput!) { recordMeasurement(input: $input) {
+      measurement { id } userErrors { code field message } } }"""
+    payloads = race(world["port"], world["verifier"], doc, lambda i: {"input": {
+        "contractId": world["contract"], "metricCode": "CARE_DAYS", "periodStart": "2026-01-01",
+        "periodEnd": "2026-06-30", "observedValue": str(3000 + i)}}, "recordMeasurement")
+    assert_one_wins(payloads, "OVERLAPPING_MEASUREMENT", caplog)
 
 
 def test_an_overflowing_integer_is_amount_too_large():

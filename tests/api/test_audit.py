@@ -124,10 +124,14 @@ def test_the_public_sees_aggregates_with_small_counts_suppressed(api, db, case_a
     res = api.ok(q, {"c": cid})["publicResults"]
     assert res["ownership"] == "PRIVATE" and res["participants"] is None
     assert all(m["participants"] is None and m["achieved"] is None and m["rate"] is None for m in res["metrics"])
-    # everything else still needs a token
+    # everything else still needs a token, the evaluation report too (issue 14: it is scoped to
+    # the caller's contracts; the public's aggregate by ownership form is the page /results)
     assert api.post("{ contracts { nodes { title } } }")["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
-    report = api.ok("{ evaluationReport { byOwnership { label contracts amountPaid { amount } costPerOutcome { amount } } } }")
+    doc = "{ evaluationReport { byOwnership { label contracts amountPaid { amount } costPerOutcome { amount } } } }"
+    assert api.post(doc)["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    report = api.ok(doc, token=api.token("AUDITOR"))
     assert report["evaluationReport"]["byOwnership"][0]["label"] == "PRIVATE"
+    assert "PRIVATE" in api.client.get("/results").text or "Private" in api.client.get("/results").text
 
 
 def test_published_rates_once_counts_are_large_enough(api, db, case_a):

@@ -25,17 +25,21 @@ class Settings:
 DEV_SECRET = b"utfall-development-secret-not-for-production"
 
 
-def load(environ: dict | None = None) -> Settings:
-    """Settings from the environment; outside development UTFALL_SECRET is required."""
+def load(environ: dict | None = None, *, require_secret: bool = True) -> Settings:
+    """Settings from the environment; outside development UTFALL_SECRET is required, unless the
+    caller never hashes an identity number (read-only commands), which then gets no secret at all."""
     env = os.environ if environ is None else environ
     mode = env.get("UTFALL_ENV", "production")
     if mode not in ("development", "production"):
         raise ConfigError(f"UTFALL_ENV must be development or production, not {mode!r}")
     secret = env.get("UTFALL_SECRET")
     if not secret:
-        if mode != "development":
+        if mode != "development" and not require_secret:
+            secret_bytes = b""  # nothing this caller does may hash an identity number
+        elif mode != "development":
             raise ConfigError("UTFALL_SECRET is required unless UTFALL_ENV=development")
-        secret_bytes = DEV_SECRET
+        else:
+            secret_bytes = DEV_SECRET
     else:
         if len(secret) < 16:
             raise ConfigError("UTFALL_SECRET must be at least 16 characters")

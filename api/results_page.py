@@ -58,10 +58,10 @@ def read_published(db: Database, contract_id: int | None = None) -> Published:
         if contract_id is None:
             ids = list(s.scalars(select(OutcomeContract.id).where(OutcomeContract.status.in_(reports.PUBLISHED))
                                  .order_by(OutcomeContract.id)))
-            return Published(tuple(reports.public_results(s, pk) for pk in ids), reports.evaluation_report(s),
+            return Published(tuple(reports.public_results(s, pk) for pk in ids), reports.evaluation_report(s, full=False),
                              _now())
         one = reports.public_results(s, contract_id)  # NotFound unless published
-        return Published((one,), reports.evaluation_report(s, scope=OutcomeContract.id == contract_id), _now())
+        return Published((one,), reports.evaluation_report(s, full=False, scope=OutcomeContract.id == contract_id), _now())
 
 
 def _now() -> datetime:

@@ -16,7 +16,7 @@ figures only (see ledger.publishing.disclosure), with the number left out.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -60,6 +60,28 @@ class MetricFigures:
     @property
     def is_rate_card(self) -> bool:
         return self.kind == "RATE_CARD"
+
+
+def published_figure(f: MetricFigures, cohort: int | None) -> MetricFigures:
+    """A metric figure as the public may see it: a rate-card count of 1–4 is suppressed, and a
+    measured quantity of a cohort under 5; the money goes with its quantity (quantity × price
+    would give the count back)."""
+    qty = f.quantity
+    if qty is not None and f.is_rate_card:
+        shown = disclosure.count(int(qty))
+        qty = None if shown is None else Decimal(shown)
+    elif qty:  # measured: a cohort measurement, published only for cohorts of at least 5
+        qty = disclosure.cohort_value(qty, cohort)
+    return replace(f, quantity=qty, amount_paid_minor=None if qty is None else f.amount_paid_minor)
+
+
+def group_row(key: str, label: str, ownership: str | None, currency: str,
+              contracts: list[tuple[int, list[MetricFigures], int]], policy_area: str | None = None) -> ReportRow:
+    """One report row over (contract id, its metric figures, its penalties): sums of what is given."""
+    g = _Group(key, label, ownership, currency, policy_area)
+    for contract_id, figures, penalty in contracts:
+        g.add(contract_id, figures, penalty)
+    return g.row()
 
 
 @dataclass(frozen=True)
@@ -229,17 +251,10 @@ def evaluation_report(s: Session, *, full: bool, scope=None, fund_id: int | None
             qty, money = quantity.get(key, Decimal(0)), paid.get(key, 0)
             if kind == "RATE_CARD":
                 qty = Decimal(int(qty))
-            if not full:
-                if kind == "RATE_CARD":
-                    published = disclosure.count(int(qty))
-                    qty = None if published is None else Decimal(published)
-                else:  # measured: published only for cohorts of at least 5
-                    if qty and disclosure.cohort_value(qty, smallest.get(key, cohort.get(c.id, 0))) is None:
-                        qty = None
-                money = None if qty is None else money
-            figures.append(MetricFigures(
-                c.id, c.title, code, metric.name, kind, "OUTCOME" if kind == "RATE_CARD" else "UNIT_IMPROVED", qty,
-                money, c.currency, metric.unit_price_minor))
+            figure = MetricFigures(c.id, c.title, code, metric.name, kind,
+                                   "OUTCOME" if kind == "RATE_CARD" else "UNIT_IMPROVED", qty, money, c.currency,
+                                   metric.unit_price_minor)
+            figures.append(figure if full else published_figure(figure, smallest.get(key, cohort.get(c.id, 0))))
         per_contract[c.id] = figures
         by_metric.extend(figures)
 

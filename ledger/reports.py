@@ -38,6 +38,7 @@ class MetricResult:
     latest_observed: Decimal | None
     baseline: Decimal | None
     direction: str = "HIGHER_IS_BETTER"
+    period_months: int | None = None  # the length of the latest measurement's period (its unit: per half-year)
 
 
 @dataclass(frozen=True)
@@ -71,18 +72,20 @@ def public_results(s: Session, contract_id: int) -> ContractResults:
     out = []
     people = disclosure.count(cohort)
     for metric in terms_in_force(s, contract.id).metrics:
-        latest = None
+        latest = months = None
         if metric.kind != "RATE_CARD":
-            row = s.execute(select(Measurement.observed_value, Measurement.cohort_size).where(
+            row = s.execute(select(Measurement.observed_value, Measurement.cohort_size, Measurement.period_start,
+                                   Measurement.period_end).where(
                 Measurement.contract_id == contract.id, Measurement.metric_code == metric.code)
                 .order_by(Measurement.period_end.desc(), Measurement.id.desc()).limit(1)).first()
             if row is not None:  # a measurement of a cohort under 5 (its own size, else the contract's) is not shown
+                months = max(1, round(((row.period_end - row.period_start).days + 1) / 30.44))
                 latest = disclosure.cohort_value(row.observed_value, row.cohort_size if row.cohort_size is not None
                                                  else cohort)
         got = disclosure.part(achieved.get(metric.code, 0), cohort) if metric.kind == "RATE_CARD" else None
         rate = disclosure.rate(got, people) if metric.kind == "RATE_CARD" else None
         out.append(MetricResult(metric.code, metric.name, metric.kind, people, got, rate, latest, metric.baseline,
-                                metric.direction))
+                                metric.direction, months))
     return ContractResults(contract.id, contract.title, contract.policy_area, contract.status, provider.name,
                            provider.ownership, municipality.name, people, tuple(out), contract.fund_id,
                            contract.currency)

@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from strawberry.asgi import GraphQL
 from strawberry.types.unset import UNSET
 
-from api import results_page
+from api import finance_exports, results_page
 from api.graphql.base import Context, RequestDB
 from api.graphql.schema import build_schema
 from ledger import tokens
@@ -184,6 +184,7 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *results_page.routes(),
+        *finance_exports.routes(),
     ]
     if not settings.production:
         # GraphiQL's assets; production has no GraphiQL, so nothing to serve

@@ -128,32 +128,6 @@ def cmd_demo(args, settings) -> int:
     return 0
 
 
-def cmd_report(args, settings) -> int:
-    from ledger import money as m
-    from ledger import reports
-    db = _db(settings)
-    with db.reading() as s:
-        report = reports.evaluation_report(s)
-
-    def amount(units, cur):
-        return "–" if units is None else f"{m.from_minor(units, cur).amount:,} {cur}".replace(",", " ")
-
-    def table(title, rows):
-        print(title)
-        print(f"  {'':<44} {'contracts':>9} {'outcomes':>9} {'units':>8} {'paid':>20} {'per outcome':>16} {'per unit':>14}")
-        for r in rows:
-            outcomes = "under 5" if r.outcomes is None else str(r.outcomes)
-            print(f"  {r.label[:44]:<44} {r.contracts:>9} {outcomes:>9} {r.outcome_units:>8} "
-                  f"{amount(r.amount_paid_minor, r.currency):>20} {amount(r.cost_per_outcome_minor, r.currency):>16} "
-                  f"{amount(r.cost_per_unit_minor, r.currency):>14}")
-        print()
-    print("What do we get for the money, whoever runs the service? (posted payouts, after clawbacks)\n")
-    table("By ownership form", report.by_ownership)
-    table("By provider", report.by_provider)
-    table("By contract", report.by_contract)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="utfall", description="Utfall: outcomes contracts and their ledger.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -176,10 +150,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(func=cmd_serve, needs_secret=True)
 
-    sub.add_parser("report", help="the evaluation report: outcomes and money by contract, provider and ownership form",
-                   description="Print the evaluation report from the database: what was paid and achieved, "
-                               "by contract, provider and ownership form. Read-only.") \
-        .set_defaults(func=cmd_report)
     sub.add_parser("demo", help="load a realistic demo fund and print a token per role",
                    description="Migrate the database, load the demo outcomes fund once (three municipalities, "
                                "providers of each ownership form, contracts, participants, evidence, payouts) "
@@ -204,8 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from api.cli_evidence import register as register_evidence
     from api.cli_export import register as register_export
+    from api.cli_report import register as register_report
     register_evidence(sub)
     register_export(sub)
+    register_report(sub)
     _with_environment(p)
     return p
 

@@ -54,6 +54,7 @@ def mutations_with_inputs(w) -> dict[str, dict]:
         "recordPayment": {"debtorId": muni, "creditorId": prov, "contractId": c, "amount": money,
                           "paidOn": "2026-07-01", "reference": "r"},
         "reverseTransaction": {"transactionId": G("LedgerTransaction", 1), "reason": "r"},
+        "setIndigoFieldStatus": {"contractId": c, "path": "outcome_payments", "status": "PRIVATE"},
     }
 
 
@@ -142,7 +143,17 @@ def test_published_rates_once_counts_are_large_enough(api, db, case_a):
                                    claim=ev.Claim(p.id, "SCHOOL_PASS", achieved_on=date(2026, 5, 1)))
             ev.verify_evidence(uow, actor=w["verifier"], evidence_id=e.id, note=None)
         uow.commit()
-    res = api.ok("query($c: ID!) { publicResults(contractId: $c) { participants metrics { code achieved rate } } }",
-                 {"c": G("OutcomeContract", w["contract"].id)})["publicResults"]
+    q = "query($c: ID!) { publicResults(contractId: $c) { participants metrics { code achieved rate } } }"
+    res = api.ok(q, {"c": G("OutcomeContract", w["contract"].id)})["publicResults"]
     school = next(m for m in res["metrics"] if m["code"] == "SCHOOL_PASS")
-    assert res["participants"] == 9 and school == {"code": "SCHOOL_PASS", "achieved": 8, "rate": "0.8889"}
+    # 8 of 9 would identify the one who did not achieve it: suppressed, and so is the rate
+    assert res["participants"] == 9 and school == {"code": "SCHOOL_PASS", "achieved": None, "rate": None}
+    with db.uow() as uow:
+        for i in range(4):
+            ev.enroll_participant(uow, actor=w["provider"], secret=b"s" * 16, contract_id=w["contract"].id,
+                                  personal_identity_number=None, external_ref=f"Y{i}", area=None,
+                                  enrolled_on=date(2026, 1, 10), today=date(2026, 11, 23))
+        uow.commit()
+    res = api.ok(q, {"c": G("OutcomeContract", w["contract"].id)})["publicResults"]
+    school = next(m for m in res["metrics"] if m["code"] == "SCHOOL_PASS")
+    assert res["participants"] == 13 and school == {"code": "SCHOOL_PASS", "achieved": 8, "rate": "0.6154"}

@@ -29,6 +29,7 @@ MUTATIONS = {
     "invalidateEvidence": {"VERIFIER own", "FUND_MANAGER"}, "recordMeasurement": {"VERIFIER own"},
     "calculatePayout": {"FUND_MANAGER"}, "approvePayout": {"FUND_MANAGER"},
     "recordPayment": {"FUND_MANAGER", "MUNICIPALITY own"}, "reverseTransaction": {"FUND_MANAGER"},
+    "setIndigoFieldStatus": {"FUND_MANAGER"},
 }
 
 # each query field: a document, and who sees the Case A world's object through it
@@ -60,6 +61,9 @@ QUERIES = {
     "evaluationReport": ("{ evaluationReport { byContract { label } } }", lambda d: d["evaluationReport"]["byContract"],
                          set(CALLERS)),
     "auditEvents": ("{ auditEvents { nodes { id } } }", lambda d: d["auditEvents"]["nodes"], ALL_SEEING),
+    "indigoProject": ("query($c: ID!) { indigoProject(contractId: $c) }", lambda d: d["indigoProject"], set(CALLERS)),
+    "indigoProject private": ("query($c: ID!) { indigoProject(contractId: $c, public: false) }",
+                              lambda d: d["indigoProject"], OWN_CONTRACT),
 }
 
 

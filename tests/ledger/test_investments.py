@@ -24,11 +24,9 @@ from tests.ledger.test_calculations import FM, approve, calc, case_a, owed  # no
 MUNI = lambda w: Actor("mona", "MUNICIPALITY", w["muni"].id)  # noqa: E731
 
 
-@pytest.fixture
-def bond(db, case_a):
-    """Case A's contract (payouts of 56 250.00 from each payer) with an investor and, as in W1 scaled
-    by 1/20, A: SENIOR 50 000.00 at 20 % and B: SUBORDINATE 25 000.00 at 50 %, both drawn."""
-    w = dict(case_a)
+def make_bond(db, w: dict) -> dict:
+    """Give Case A's contract an investor and, as in W1 scaled by 1/20, A: SENIOR 50 000.00 at 20 %
+    and B: SUBORDINATE 25 000.00 at 50 %, both drawn in full. Adds investor, a and b to `w`."""
     w["investor"] = party(db, role="INVESTOR", name="Social Finance Norden AB")
     with db.uow() as uow:
         # createContract names the investor; Case A's contract was made without one
@@ -47,8 +45,15 @@ def bond(db, case_a):
         inv.record_drawdown(uow, actor=FM, investment_id=b.id, amount=sek("15000.00"), paid_on=date(2026, 2, 15),
                             reference="Avrop 2")
         uow.commit()
-    approve(db, calc(db, w))
     w.update(a=a, b=b)
+    return w
+
+
+@pytest.fixture
+def bond(db, case_a):
+    """Case A's contract, its first payout posted (56 250.00 owed by each payer), with the bond of `make_bond`."""
+    w = make_bond(db, dict(case_a))
+    approve(db, calc(db, w))
     return w
 
 

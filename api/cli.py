@@ -125,6 +125,8 @@ def cmd_report(args, settings) -> int:
     table("By ownership form", report.by_ownership)
     table("By provider", report.by_provider)
     table("By contract", report.by_contract)
+    from api.cli_investments import print_investor_returns
+    print_investor_returns(report)
     return 0
 
 

@@ -116,8 +116,20 @@ def render_index(p: Published) -> str:
     if not p.contracts:
         body.append("<p>No contract has published results yet.</p>")
     for c in p.contracts:
-        body.append(contract_article(c, paid.get(f"contract:{c.contract_id}"), heading="h3", link=True))
-    body.append("</section></main>")
+        body.append(contract_article(c, paid.get(f"contract:{c.contract_id}"), heading="h3", link=True,
+                                     returns=p.report.investor_returns.get(c.contract_id)))
+    body.append("</section>")
+    if p.report.investor_returns:
+        titles = {c.contract_id: c.title for c in p.contracts}
+        body += ['<section aria-labelledby="investors-h"><h2 id="investors-h">Impact bonds: what investors put in '
+                 "and got back</h2>",
+                 "<p>Investors pre-finance the provider and are repaid only out of the outcome payments, with a "
+                 "capped return; principal not repaid at the end is their loss.</p>",
+                 investor_table([r for cid, rows in p.report.investor_returns.items() for r in rows if r.tranche is None],
+                                "What investors put in and got back, per contract",
+                                label=lambda r: titles.get(r.contract_id, "")),
+                 "</section>"]
+    body.append("</main>")
     body.append(_footer(p))
     return _page("Published results — Utfall", "".join(body))
 
@@ -126,7 +138,8 @@ def render_contract(p: Published) -> str:
     c = p.contracts[0]
     row = next((r for r in p.report.by_contract if r.key == f"contract:{c.contract_id}"), None)
     body = ['<p class="back"><a href="/results">← All published results</a></p><main>',
-            contract_article(c, row, heading="h1", link=False)]
+            contract_article(c, row, heading="h1", link=False,
+                             returns=p.report.investor_returns.get(c.contract_id))]
     if any(x.kind == "RATE_CARD" for x in c.metrics):
         body += ['<section aria-labelledby="rates-h"><h2 id="rates-h">Outcome rate per metric</h2>',
                  rate_chart("rates", (c,)), "</section>"]
@@ -140,7 +153,7 @@ def render_contract(p: Published) -> str:
 
 
 def contract_article(c: reports.ContractResults, paid: reports.ReportRow | None, *, heading: str,
-                     link: bool) -> str:
+                     link: bool, returns=None) -> str:
     title = escape(c.title)
     if link:
         title = f'<a href="/results/{quote(to_global_id("OutcomeContract", c.contract_id), safe="")}">{title}</a>'
@@ -157,7 +170,29 @@ def contract_article(c: reports.ContractResults, paid: reports.ReportRow | None,
             '<th scope="col">Metric</th><th scope="col" class="num">Participants</th>'
             '<th scope="col" class="num">With a verified outcome</th><th scope="col" class="num">Rate</th>'
             '<th scope="col" class="num">Latest observed</th><th scope="col" class="num">Baseline</th>'
-            f"</tr></thead><tbody>{rows}</tbody></table></div></article>")
+            f"</tr></thead><tbody>{rows}</tbody></table></div>"
+            + ("" if not returns else investor_table(
+                returns, f"Investors (impact bond): what they put in and got back: {c.title}",
+                label=lambda r: "All investors" if r.tranche is None else f"{r.tranche.capitalize()} tranche"))
+            + "</article>")
+
+
+def investor_table(rows, caption: str, *, label) -> str:
+    """Per row of ledger.investments.InvestorReturns: put in, got back, return percent, multiple, loss."""
+    def opt(d, suffix=""):
+        return _na() if d is None else escape(f"{d}{suffix}")
+    body = "".join(
+        f'<tr><th scope="row">{escape(label(r))} <small>{r.investments}&nbsp;investment'
+        f'{"s" if r.investments != 1 else ""}</small></th>'
+        f'<td class="num">{_money(r.drawn_minor, r.currency)}</td>'
+        f'<td class="num">{_money(r.returned_minor, r.currency)}</td>'
+        f'<td class="num">{opt(r.return_percent, NNBSP + "%")}</td><td class="num">{opt(r.multiple)}</td>'
+        f'<td class="num">{_money(r.loss_minor, r.currency)}</td></tr>' for r in rows)
+    return (f'<div class="scroll"><table class="investors"><caption>{escape(caption)}</caption><thead><tr>'
+            '<th scope="col">Investors</th><th scope="col" class="num">Put in</th>'
+            '<th scope="col" class="num">Got back</th><th scope="col" class="num">Return</th>'
+            '<th scope="col" class="num">Multiple</th><th scope="col" class="num">Loss</th>'
+            f"</tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def _metric_row(x: reports.MetricResult) -> str:

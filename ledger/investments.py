@@ -387,3 +387,50 @@ def recompute(distribution: WaterfallDistribution) -> Recomputation:
     if units(result.total) != distribution.total_minor:
         diffs.append("total")
     return Recomputation(not diffs, result.inputs_hash, units(result.total), tuple(diffs))
+
+
+# --- what investors put in and got back, for the evaluation report and the public page ---------
+
+@dataclass(frozen=True)
+class InvestorReturns:
+    """The investments of one contract, all together (tranche None) or of one tranche."""
+
+    contract_id: int
+    tranche: str | None
+    investments: int
+    drawn_minor: int  # put in
+    repaid_minor: int  # principal back
+    return_minor: int  # return on top
+    loss_minor: int  # written off at closing
+    currency: str
+
+    @property
+    def returned_minor(self) -> int:
+        """Everything the investors got back: principal repaid plus return."""
+        return self.repaid_minor + self.return_minor
+
+    @property
+    def return_percent(self) -> Decimal | None:
+        if not self.drawn_minor:
+            return None
+        return (Decimal(self.return_minor) * 100 / self.drawn_minor).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+    @property
+    def multiple(self) -> Decimal | None:
+        if not self.drawn_minor:
+            return None
+        return (Decimal(self.returned_minor) / self.drawn_minor).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def returns_by_contract(s: Session, contract_ids: list[int]) -> dict[int, tuple[InvestorReturns, ...]]:
+    """Per contract with investments: the whole (first) and each tranche, senior first."""
+    out: dict[int, tuple[InvestorReturns, ...]] = {}
+    for cid, ps in positions(s, contract_ids).items():
+        if not ps:
+            continue
+        groups = [(None, ps)] + [(t, [p for p in ps if p.investment.tranche == t]) for t in wf.TRANCHES]
+        out[cid] = tuple(
+            InvestorReturns(cid, t, len(g), sum(p.drawn for p in g), sum(p.repaid_principal for p in g),
+                            sum(p.return_paid for p in g), sum(p.loss for p in g), ps[0].investment.currency)
+            for t, g in groups if g)
+    return out

@@ -6,7 +6,7 @@ small numbers can identify people.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import distinct, func, select
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from ledger.contracts import get_contract, terms_in_force
 from ledger.errors import NotFound
+from ledger.investments import InvestorReturns, returns_by_contract
 from ledger.models import (
     Evidence, Measurement, OutcomeContract, Participant, Party, PayoutCalculation, PayoutLine,
 )
@@ -118,6 +119,8 @@ class EvaluationReport:
     by_contract: tuple[ReportRow, ...]
     by_provider: tuple[ReportRow, ...]
     by_ownership: tuple[ReportRow, ...]
+    # per contract with investors (impact bonds): what they put in and got back, whole and by tranche
+    investor_returns: dict[int, tuple[InvestorReturns, ...]] = field(default_factory=dict)
 
 
 def evaluation_report(s: Session, *, scope=None) -> EvaluationReport:
@@ -156,6 +159,7 @@ def evaluation_report(s: Session, *, scope=None) -> EvaluationReport:
                     units=sum((p["units"] for p in parts), Decimal(0)), paid=sum(p["paid"] for p in parts),
                     cur=parts[0]["cur"])
     return EvaluationReport(
+        investor_returns=returns_by_contract(s, ids),
         by_contract=tuple(by_contract),
         by_provider=tuple(_row(f"provider:{pid}", name, own, total(parts)) for (pid, name, own), parts in groups_p.items()),
         by_ownership=tuple(_row(f"ownership:{own}", own or "", own, total(parts))

@@ -415,5 +415,27 @@ class InvestmentMutations:
         return await mutate(info, CloseInvestmentsPayload, run, lambda row: {"investments": _positions_of(row)})
 
 
+@strawberry.type(description="What the investors in a contract's impact bond put in and got back: all of them "
+                             "together, or one tranche. The figures the debate on profits in welfare asks for.")
+class InvestorReturns:
+    contract: str = strawberry.field(description="The contract's title.")
+    tranche: Tranche | None = strawberry.field(description="Null for all the contract's investments together.")
+    investments: int
+    put_in: Money = strawberry.field(description="Principal drawn: what the investors paid the provider.")
+    got_back: Money = strawberry.field(description="Principal repaid plus return.")
+    return_paid: Money
+    return_percent: Decimal | None = strawberry.field(description="Return as a percent of what was put in.")
+    multiple: Decimal | None = strawberry.field(description="Got back / put in: above 1.00 a gain, below a loss.")
+    loss: Money = strawberry.field(description="Principal written off when the investments were closed.")
+
+    @classmethod
+    def of(cls, title: str, r: inv.InvestorReturns) -> "InvestorReturns":
+        cur = r.currency
+        return cls(contract=title, tranche=None if r.tranche is None else Tranche(r.tranche), investments=r.investments,
+                   put_in=Money.minor(r.drawn_minor, cur), got_back=Money.minor(r.returned_minor, cur),
+                   return_paid=Money.minor(r.return_minor, cur), return_percent=r.return_percent,
+                   multiple=r.multiple, loss=Money.minor(r.loss_minor, cur))
+
+
 # how `node(id:)` finds these types, within what the caller may see
 NODE_LOADERS = {"Investment": load_investment, "Drawdown": load_drawdown, "Distribution": load_distribution}

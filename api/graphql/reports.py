@@ -7,6 +7,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.graphql.base import Money, ctx, from_global_id, query_error
+from api.graphql.investments import InvestorReturns
 from ledger import reports
 from ledger.errors import DomainError
 
@@ -59,6 +60,9 @@ class EvaluationReport:
     by_contract: list[ReportRow]
     by_provider: list[ReportRow]
     by_ownership: list[ReportRow]
+    investor_returns: list[InvestorReturns] = strawberry.field(
+        description="Per contract with investors (impact bonds): what they put in and got back, all together first, "
+                    "then per tranche.")
 
 
 def public_results_of(s, contract_id: int) -> PublicResults:
@@ -73,9 +77,12 @@ def public_results_of(s, contract_id: int) -> PublicResults:
 
 def evaluation_report_of(s) -> EvaluationReport:
     r = reports.evaluation_report(s)
+    titles = {x.key: x.label for x in r.by_contract}
     return EvaluationReport(by_contract=[ReportRow.of(x) for x in r.by_contract],
                             by_provider=[ReportRow.of(x) for x in r.by_provider],
-                            by_ownership=[ReportRow.of(x) for x in r.by_ownership])
+                            by_ownership=[ReportRow.of(x) for x in r.by_ownership],
+                            investor_returns=[InvestorReturns.of(titles[f"contract:{cid}"], x)
+                                              for cid, rows in r.investor_returns.items() for x in rows])
 
 
 @strawberry.type

@@ -123,3 +123,36 @@ def test_cli_recomputes_a_distribution(db, bond, monkeypatch, capsys):
     monkeypatch.setenv("UTFALL_ENV", "development")
     assert cli.main(["distribution", "recompute", G("Distribution", d.id)]) == 0
     assert "every figure matches" in capsys.readouterr().out
+
+
+def test_the_evaluation_report_the_results_page_and_the_cli_show_what_investors_put_in_and_got_back(
+        api, db, bond, monkeypatch, capsys):
+    # given a bond that has repaid 30 000 of 75 000 drawn
+    w = bond
+    pay(db, w, w["muni"], w["prov"], "30000.00", actor=MUNI(w))
+    distribute(db, w)
+    # when anyone reads the evaluation report
+    got = api.ok("""{ evaluationReport { investorReturns { contract tranche investments putIn { amount }
+        gotBack { amount } returnPercent multiple loss { amount } } } }""")["evaluationReport"]["investorReturns"]
+    # then the whole bond and each tranche
+    title = "Skolresultat i Umeå"
+    assert [(r["contract"], r["tranche"], r["investments"], r["putIn"]["amount"], r["gotBack"]["amount"],
+             r["returnPercent"], r["multiple"]) for r in got] == [
+        (title, None, 2, "75000.00", "30000.00", "0.00", "0.40"),
+        (title, "SENIOR", 1, "50000.00", "30000.00", "0.00", "0.60"),
+        (title, "SUBORDINATE", 1, "25000.00", "0.00", "0.00", "0.00")]
+    # and the public pages show the same figures
+    nnbsp = "\u202f"
+    index = api.client.get("/results").text
+    assert "Impact bonds: what investors put in and got back" in index
+    assert f"75{nnbsp}000.00{nnbsp}SEK" in index and f"30{nnbsp}000.00{nnbsp}SEK" in index and ">0.40<" in index
+    page = api.client.get(f"/results/{G('OutcomeContract', w['contract'].id)}").text
+    assert "Senior tranche" in page and "Subordinate tranche" in page and ">0.60<" in page
+    # and so does `utfall report`
+    from api import cli
+    monkeypatch.setattr(cli, "_db", lambda settings: db)
+    monkeypatch.setenv("UTFALL_ENV", "development")
+    assert cli.main(["report"]) == 0
+    out = capsys.readouterr().out
+    assert "Impact bonds: what investors put in and got back" in out
+    assert "75 000.00 SEK" in out and "0.40" in out

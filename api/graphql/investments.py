@@ -79,11 +79,11 @@ def _visible_investment_ids(s, actor: Actor, contract_id: int) -> set[int] | Non
 @strawberry.type(description="Part of an investor's principal paid to the provider, posted to the ledger.")
 class Drawdown(Node):
     pk: strawberry.Private[int]
-    amount: Money
+    amount: Money = strawberry.field(description="What the investor paid the provider.")
     paid_on: date = strawberry.field(description="When the investor paid the provider.")
-    reference: str
-    recorded_by: str
-    recorded_at: datetime
+    reference: str = strawberry.field(description="The payment's reference, e.g. a bank transfer id.")
+    recorded_by: str = strawberry.field(description="Who recorded the drawdown.")
+    recorded_at: datetime = strawberry.field(description="When it was recorded.")
     transaction_sequence: strawberry.Private[int]
 
     @strawberry.field(description="The ledger transaction of the drawdown.")
@@ -101,7 +101,7 @@ class Investment(Node):
     pk: strawberry.Private[int]
     contract_pk: strawberry.Private[int]
     investor_id: strawberry.Private[int]
-    tranche: Tranche
+    tranche: Tranche = strawberry.field(description="SENIOR is repaid before SUBORDINATE.")
     principal: Money = strawberry.field(description="The principal the investor committed.")
     return_cap: Decimal = strawberry.field(
         description="The most return, as a fraction of principal drawn: \"0.20\" is at most 20 % on top.")
@@ -115,8 +115,8 @@ class Investment(Node):
                     "lost; null before any drawdown.")
     loss: Money = strawberry.field(
         description="Principal written off when the investments were closed; zero while they are open.")
-    created_by: str
-    created_at: datetime
+    created_by: str = strawberry.field(description="Who recorded the investment.")
+    created_at: datetime = strawberry.field(description="When it was recorded.")
 
     @strawberry.field(description="The investor.")
     async def investor(self, info: Info) -> Party | None:
@@ -172,8 +172,8 @@ async def load_investment(info: Info, pk: int) -> Investment | None:
 @strawberry.type
 class DistributionLine:
     investment_id: strawberry.Private[int | None]
-    kind: DistributionLineKind
-    amount: Money
+    kind: DistributionLineKind = strawberry.field(description="PRINCIPAL, RETURN or RESIDUAL.")
+    amount: Money = strawberry.field(description="What this line pays.")
 
     @strawberry.field(description="The investment paid; null for the RESIDUAL that stays with the provider.")
     async def investment(self, info: Info) -> Investment | None:
@@ -182,10 +182,10 @@ class DistributionLine:
 
 @strawberry.type(description="The waterfall run again on the recorded inputs, compared figure by figure.")
 class DistributionRecomputed:
-    matches: bool
-    inputs_hash: str
-    total: Money
-    differences: list[str]
+    matches: bool = strawberry.field(description="True when every recomputed figure equals the stored one.")
+    inputs_hash: str = strawberry.field(description="SHA-256 of the recorded inputs, recomputed.")
+    total: Money = strawberry.field(description="The total, recomputed.")
+    differences: list[str] = strawberry.field(description="What differs, if anything.")
 
 
 @strawberry.type(description="Outcome receipts of a contract shared out by the waterfall: senior principal, senior "
@@ -198,10 +198,10 @@ class Distribution(Node):
         description="In waterfall order. An investor sees only the lines paid to it.")
     total: Money = strawberry.field(description="The receipts distributed (what the provider received, less "
                                                 "what it repaid, not distributed before).")
-    inputs_hash: str
+    inputs_hash: str = strawberry.field(description="SHA-256 of the canonical inputs: anyone can recompute it.")
     inputs: str = strawberry.field(description="The canonical JSON of every input; its SHA-256 is inputsHash.")
-    distributed_by: str
-    distributed_at: datetime
+    distributed_by: str = strawberry.field(description="Who ran the distribution.")
+    distributed_at: datetime = strawberry.field(description="When it was run.")
     transaction_sequence: strawberry.Private[int | None]
 
     @strawberry.field(description="The contract, if the caller may see it.")
@@ -274,13 +274,16 @@ async def load_drawdown(info: Info, pk: int) -> Drawdown | None:
     return await ctx(info).db.read(q)
 
 
+ContractArg = Annotated[strawberry.ID, strawberry.argument(description="The contract's ID.")]
+
+
 # --- queries -----------------------------------------------------------------------------------
 
 @strawberry.type
 class InvestmentQueries:
     @strawberry.field(description="A contract's investments with what each investor put in and got back. An investor "
                                   "sees only its own; callers without a part in the contract see none.")
-    async def investments(self, info: Info, contract_id: strawberry.ID) -> list[Investment]:
+    async def investments(self, info: Info, contract_id: ContractArg) -> list[Investment]:
         actor = require_actor(info)
         try:
             cid = from_global_id(contract_id, "OutcomeContract", field="contractId")
@@ -289,7 +292,7 @@ class InvestmentQueries:
         return await ctx(info).db.read(lambda s: _positions(s, actor, cid))
 
     @strawberry.field(description="A contract's waterfall distributions, oldest first.")
-    async def distributions(self, info: Info, contract_id: strawberry.ID) -> list[Distribution]:
+    async def distributions(self, info: Info, contract_id: ContractArg) -> list[Distribution]:
         actor = require_actor(info)
         try:
             cid = from_global_id(contract_id, "OutcomeContract", field="contractId")
@@ -298,7 +301,8 @@ class InvestmentQueries:
         return await ctx(info).db.read(lambda s: _distributions(s, actor, contract_id=cid))
 
     @strawberry.field(description="One waterfall distribution; null if it does not exist or is not yours to see.")
-    async def distribution(self, info: Info, id: strawberry.ID) -> Distribution | None:
+    async def distribution(self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(
+            description="The distribution's ID.")]) -> Distribution | None:
         require_actor(info)
         try:
             pk = from_global_id(id, "Distribution")
@@ -313,7 +317,7 @@ class InvestmentQueries:
 class CreateInvestmentInput:
     contract_id: strawberry.ID = strawberry.field(description="The contract; it must name this investor.")
     investor_id: strawberry.ID = strawberry.field(description="A party of role INVESTOR.")
-    tranche: Tranche
+    tranche: Tranche = strawberry.field(description="SENIOR is repaid before SUBORDINATE.")
     principal: MoneyInput = strawberry.field(description="The principal committed, in the contract's currency.")
     return_cap: Decimal = strawberry.field(
         description="The most return as a fraction of principal drawn, 0 to 10: \"0.20\" is at most 20 % on top.")
@@ -328,9 +332,9 @@ class CreateInvestmentPayload:
 
 @strawberry.input(description="The investor pays the provider part of its committed principal.")
 class RecordDrawdownInput:
-    investment_id: strawberry.ID
+    investment_id: strawberry.ID = strawberry.field(description="The investment drawn on.")
     amount: MoneyInput = strawberry.field(description="At most the principal not yet drawn.")
-    paid_on: date
+    paid_on: date = strawberry.field(description="When the investor paid the provider.")
     reference: str = strawberry.field(description="The payment's reference, e.g. a bank transfer id.")
     idempotency_key: str | None = None
 
@@ -343,7 +347,7 @@ class RecordDrawdownPayload:
 
 @strawberry.input(description="Share out what the provider has received for the contract and not yet distributed.")
 class DistributeReceiptsInput:
-    contract_id: strawberry.ID
+    contract_id: strawberry.ID = strawberry.field(description="The contract whose receipts are distributed.")
     up_to: date = strawberry.field(description="Count payments received (and repaid) up to this date.")
     idempotency_key: str | None = None
 
@@ -357,7 +361,7 @@ class DistributeReceiptsPayload:
 @strawberry.input(description="End a contract's investments: principal not repaid is written off as the "
                               "investors' loss. The contract must have ended.")
 class CloseInvestmentsInput:
-    contract_id: strawberry.ID
+    contract_id: strawberry.ID = strawberry.field(description="An ended contract with investments.")
     idempotency_key: str | None = None
 
 
@@ -420,10 +424,10 @@ class InvestmentMutations:
 class InvestorReturns:
     contract: str = strawberry.field(description="The contract's title.")
     tranche: Tranche | None = strawberry.field(description="Null for all the contract's investments together.")
-    investments: int
+    investments: int = strawberry.field(description="How many investments the row covers.")
     put_in: Money = strawberry.field(description="Principal drawn: what the investors paid the provider.")
     got_back: Money = strawberry.field(description="Principal repaid plus return.")
-    return_paid: Money
+    return_paid: Money = strawberry.field(description="The return on top of the principal repaid.")
     return_percent: Decimal | None = strawberry.field(description="Return as a percent of what was put in.")
     multiple: Decimal | None = strawberry.field(description="Got back / put in: above 1.00 a gain, below a loss.")
     loss: Money = strawberry.field(description="Principal written off when the investments were closed.")

@@ -268,3 +268,18 @@ def test_eight_concurrent_drawdowns_never_exceed_the_committed_principal(fresh_e
     assert sorted(codes) == ["DRAWDOWN_EXCEEDS_PRINCIPAL"] * 5 + ["ok"] * 3
     with db.reading() as s:
         assert inv.positions(s, [c.id])[c.id][0].drawn == 90_000
+
+
+def test_the_demo_has_an_impact_bond_with_two_tranches_and_distributions(db):
+    from ledger import demo
+    from ledger.models import Investment, WaterfallDistribution
+    demo.load(db, today=date(2026, 11, 23), secret=b"demo-test-secret-0123456789")
+    with db.reading() as s:
+        bond_ = s.execute(select(OutcomeContract).where(OutcomeContract.investor_id.is_not(None))).scalar_one()
+        assert {i.tranche for i in s.execute(select(Investment)).scalars()} == {"SENIOR", "SUBORDINATE"}
+        dists = s.execute(select(WaterfallDistribution).order_by(WaterfallDistribution.id)).scalars().all()
+        assert len(dists) >= 1 and all(inv.recompute(d).matches for d in dists)
+        senior, subordinate = inv.positions(s, [bond_.id])[bond_.id]
+        # the care days paid so far repay part of the senior tranche; the subordinate waits
+        assert 0 < senior.repaid_principal < senior.drawn and subordinate.repaid_principal == 0
+        assert journal.verify(s).ok

@@ -159,14 +159,17 @@ def _positions(s, actor: Actor, contract_id: int) -> list[Investment]:
 
 
 async def load_investment(info: Info, pk: int) -> Investment | None:
+    """An investment with its figures, through the request's DataLoader; null when not the caller's to see."""
+    c = ctx(info)
     actor = require_actor(info)
 
-    def q(s):
-        row = s.get(I, pk)
-        if row is None:
-            return None
-        return next((x for x in _positions(s, actor, row.contract_id) if x.pk == pk), None)
-    return await ctx(info).db.read(q)
+    async def batch(keys: list[int]) -> list[Investment | None]:
+        def q(s):
+            contract_ids = sorted(set(s.execute(select(I.contract_id).where(I.id.in_(keys))).scalars()))
+            found = {x.pk: x for cid in contract_ids for x in _positions(s, actor, cid)}
+            return [found.get(k) for k in keys]
+        return await c.db.read(q)
+    return await c.loader("investment", lambda: DataLoader(batch)).load(pk)
 
 
 @strawberry.type

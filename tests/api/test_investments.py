@@ -156,3 +156,36 @@ def test_the_evaluation_report_the_results_page_and_the_cli_show_what_investors_
     out = capsys.readouterr().out
     assert "Impact bonds: what investors put in and got back" in out
     assert "75 000.00 SEK" in out and "0.40" in out
+
+
+def test_distributions_and_their_investments_load_in_a_fixed_number_of_statements(api, db, bond):
+    from sqlalchemy import event
+    w = bond
+    token = api.token("AUDITOR")
+    c = G("OutcomeContract", w["contract"].id)
+    query = ('{ distributions(contractId: "%s") { total { amount } transaction { sequence } lines { kind '
+             'investment { tranche investor { name } drawdowns { amount { amount } } } } } '
+             'investments(contractId: "%s") { drawn { amount } drawdowns { paidOn } investor { name } } }' % (c, c))
+
+    def count() -> tuple[int, dict]:
+        n = [0]
+
+        def on_execute(conn, cursor, statement, *args):
+            if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+                n[0] += 1
+        event.listen(api.db.engine, "before_cursor_execute", on_execute)
+        try:
+            data = api.ok(query, token=token)
+        finally:
+            event.remove(api.db.engine, "before_cursor_execute", on_execute)
+        return n[0], data
+
+    pay(db, w, w["muni"], w["prov"], "50000.00", actor=MUNI(w))
+    distribute(db, w, up_to=date(2026, 7, 10))
+    few, data = count()
+    for day in (11, 12, 13):
+        pay(db, w, w["manager"], w["prov"], "5000.00", on=date(2026, 7, day))
+        distribute(db, w, up_to=date(2026, 7, day))
+    many, data = count()
+    assert len(data["distributions"]) == 4 and sum(len(d["lines"]) for d in data["distributions"]) == 4
+    assert many == few, f"{few} SELECTs for 1 distribution, {many} for 4"

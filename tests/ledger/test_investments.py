@@ -283,3 +283,62 @@ def test_the_demo_has_an_impact_bond_with_two_tranches_and_distributions(db):
         # the care days paid so far repay part of the senior tranche; the subordinate waits
         assert 0 < senior.repaid_principal < senior.drawn and subordinate.repaid_principal == 0
         assert journal.verify(s).ok
+
+
+def test_eight_concurrent_distributions_count_each_receipt_once(fresh_engine):
+    # given a bond whose provider has received 1 000.00 from the municipality
+    db = Database(fresh_engine)
+    from tests.factories import contract, funded
+    fund, manager, muni, prov, ver = funded(db, FM)
+    investor = party(db, role="INVESTOR")
+    c = contract(db, FM, fund, manager, muni, prov, ver, activate=True)
+    with db.uow() as uow:
+        uow.session.execute(update(OutcomeContract).where(OutcomeContract.id == c.id).values(investor_id=investor.id))
+        x = inv.create_investment(uow, actor=FM, contract_id=c.id, investor_id=investor.id, tranche="SENIOR",
+                                  principal=sek("5000.00"), return_cap=Decimal("0.1"))
+        inv.record_drawdown(uow, actor=FM, investment_id=x.id, amount=sek("5000.00"), paid_on=date(2026, 2, 1),
+                            reference="Avrop")
+        contract_row = uow.session.get(OutcomeContract, c.id)
+        # the municipality owes the provider 1 000.00 (as a posted payout would make it) and pays it
+        legs = settlement.obligation_legs(uow, contract_row, muni.id, prov.id, 100_000)
+        journal.post(uow, actor="test", kind="TEST", description="an obligation", effective_date=date(2026, 7, 1),
+                     postings=[journal.Posting(a.id, m.from_minor(u, "SEK")) for a, u in legs], contract_id=c.id)
+        settlement.record_payment(uow, actor=FM, debtor_id=muni.id, creditor_id=prov.id, contract_id=c.id,
+                                  amount=sek("1000.00"), paid_on=date(2026, 7, 2), reference="Faktura")
+        uow.commit()
+    codes, barrier = [], threading.Barrier(8)
+
+    # when eight fund managers distribute at once
+    def run():
+        barrier.wait()
+        try:
+            with db.uow() as uow:
+                inv.distribute_receipts(uow, actor=FM, contract_id=c.id, up_to=date(2026, 12, 31))
+                uow.commit()
+            codes.append("ok")
+        except DomainError as err:
+            codes.append(err.code)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # then one distributes the 1 000.00; the others find nothing received
+    assert sorted(codes) == ["NOTHING_RECEIVED"] * 7 + ["ok"]
+    with db.reading() as s:
+        assert inv.positions(s, [c.id])[c.id][0].repaid_principal == 100_000
+
+
+def test_an_investor_token_is_bound_to_a_party_of_role_investor(db):
+    from ledger import tokens
+    from ledger.access import SYSTEM
+    investor, provider = party(db, role="INVESTOR"), party(db, role="PROVIDER")
+    for party_id, code in ((None, "PARTY_REQUIRED"), (provider.id, "WRONG_PARTY_ROLE")):
+        with pytest.raises(DomainError) as err, db.uow() as uow:
+            tokens.create_token(uow, actor=SYSTEM, name="ingrid", role="INVESTOR", party_id=party_id)
+        assert err.value.code == code
+    with db.uow() as uow:
+        issued = tokens.create_token(uow, actor=SYSTEM, name="ingrid", role="INVESTOR", party_id=investor.id)
+        uow.commit()
+    assert issued.api_token.role == "INVESTOR" and issued.api_token.party_id == investor.id

@@ -57,6 +57,11 @@ NAMES = {
     INVESTOR_RETURN_COST: "Return paid to investors", INVESTMENT_LOSS: "Impact bond principal lost",
     PREFINANCE_WRITTEN_OFF: "Investor pre-finance written off",
 }
+# where each account sits in a beancount export (ledger.export)
+BEANCOUNT_ROOTS = {
+    INVESTMENT: "Assets", PREFINANCE: "Liabilities", INVESTMENT_RETURN: "Income", INVESTOR_RETURN_COST: "Expenses",
+    INVESTMENT_LOSS: "Expenses", PREFINANCE_WRITTEN_OFF: "Income",
+}
 
 
 def _account(uow: UnitOfWork, code: str, party_id: int, contract: OutcomeContract, counterparty_id: int | None):

@@ -342,3 +342,23 @@ def test_an_investor_token_is_bound_to_a_party_of_role_investor(db):
         issued = tokens.create_token(uow, actor=SYSTEM, name="ingrid", role="INVESTOR", party_id=investor.id)
         uow.commit()
     assert issued.api_token.role == "INVESTOR" and issued.api_token.party_id == investor.id
+
+
+def test_a_bond_exports_to_beancount_that_bean_check_accepts(db, bond, tmp_path):
+    pytest.importorskip("beancount")
+    from ledger import export
+    from tests.ledger.test_export import bean_check, export_text
+    w = bond
+    pay(db, w, w["muni"], w["prov"], "56250.00", actor=MUNI(w))
+    distribute(db, w)
+    with db.uow() as uow:
+        contracts.terminate_contract(uow, actor=FM, contract_id=w["contract"].id, reason="Avbrutet")
+        inv.close_investments(uow, actor=FM, contract_id=w["contract"].id)
+        uow.commit()
+    path = tmp_path / "bond.beancount"
+    path.write_text(export_text(db, "beancount")[0], encoding="utf-8")
+    checked = bean_check(path)
+    assert (checked.returncode, checked.stderr) == (0, ""), checked.stdout
+    text = path.read_text(encoding="utf-8")
+    for code, root in inv.BEANCOUNT_ROOTS.items():
+        assert f" {root}:{export._component(code)}:" in text, code

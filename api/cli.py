@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     tok = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     create = tok.add_parser("create", help="create a bearer token; prints it alone on the last line")
     create.add_argument("--role", required=True,
-                        choices=["ADMIN", "FUND_MANAGER", "MUNICIPALITY", "PROVIDER", "VERIFIER", "AUDITOR"])
+                        choices=["ADMIN", "FUND_MANAGER", "MUNICIPALITY", "PROVIDER", "VERIFIER", "AUDITOR", "INVESTOR"])
     create.add_argument("--name", required=True)
     create.add_argument("--party", help="the party's ID (global or numeric) for party-bound roles")
     create.set_defaults(func=cmd_token_create)
@@ -174,10 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from api.cli_evidence import register as register_evidence
     from api.cli_export import register as register_export
+    from api.cli_investments import register as register_investments
     from api.cli_report import register as register_report
     register_evidence(sub)
     register_export(sub)
     register_report(sub)
+    register_investments(sub)
     _with_environment(p)
     return p
 

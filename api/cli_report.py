@@ -49,6 +49,8 @@ def print_report(report) -> None:
     _metrics(report.by_metric)
     _table("By provider", report.by_provider)
     _table("By contract", report.by_contract)
+    from api.cli_investments import print_investor_returns
+    print_investor_returns(report)
 
 
 def cmd_report(args, settings) -> int:

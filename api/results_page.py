@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from api.graphql.base import split_global_id, to_global_id
-from api.results_text import Texts, language, texts
+from api.results_text import NNBSP, Texts, language, texts
 from ledger import money as m
 from ledger import reports
 from ledger.db import Database
@@ -151,8 +151,17 @@ def render_index(p: Published, t: Texts | None = None) -> str:
     if not p.contracts:
         body.append(f"<p>{t['no_contracts']}</p>")
     for c in p.contracts:
-        body.append(contract_article(c, paid.get(f"contract:{c.contract_id}"), heading="h3", link=True, t=t))
-    body.append("</section></main>")
+        body.append(contract_article(c, paid.get(f"contract:{c.contract_id}"), heading="h3", link=True, t=t,
+                                     returns=p.report.investor_returns.get(c.contract_id)))
+    body.append("</section>")
+    if p.report.investor_returns:
+        titles = {c.contract_id: c.title for c in p.contracts}
+        body += [f'<section aria-labelledby="investors-h"><h2 id="investors-h">{escape(t["investors_h"])}</h2>',
+                 f"<p>{escape(t['investors_p'])}</p>",
+                 investor_table([r for cid, rows in p.report.investor_returns.items() for r in rows if r.tranche is None],
+                                t["investors_caption"], t, label=lambda r: titles.get(r.contract_id, "")),
+                 "</section>"]
+    body.append("</main>")
     body.append(_footer(p, t))
     return _page(f"{t['results']} — Utfall", "".join(body), t)
 
@@ -178,7 +187,8 @@ def render_contract(p: Published, t: Texts | None = None) -> str:
     row = next((r for r in p.report.by_contract if r.key == f"contract:{c.contract_id}"), None)
     gid = to_global_id("OutcomeContract", c.contract_id)
     body = [f'{_switch(t, f"/results/{gid}")}<p class="back"><a href="{_href("/results", t)}">{t["back"]}</a></p>'
-            "<main>", contract_article(c, row, heading="h1", link=False, t=t)]
+            "<main>", contract_article(c, row, heading="h1", link=False, t=t,
+                                       returns=p.report.investor_returns.get(c.contract_id))]
     if any(x.kind == "RATE_CARD" for x in c.metrics):
         body += [f'<section aria-labelledby="rates-h"><h2 id="rates-h">{t["rate_per_metric"]}</h2>',
                  rate_chart("rates", (c,), t), "</section>"]
@@ -214,7 +224,7 @@ def render_annual(p: Published, t: Texts | None = None) -> str:
 
 
 def contract_article(c: reports.ContractResults, paid: reports.ReportRow | None, *, heading: str,
-                     link: bool, t: Texts | None = None) -> str:
+                     link: bool, t: Texts | None = None, returns=None) -> str:
     t = t or texts("sv")
     title = escape(c.title)
     if link:
@@ -234,7 +244,29 @@ def contract_article(c: reports.ContractResults, paid: reports.ReportRow | None,
             f'<thead><tr><th scope="col">{t["metric"]}</th><th scope="col" class="num">{t["participants"]}</th>'
             f'<th scope="col" class="num">{t["with_outcome"]}</th><th scope="col" class="num">{t["rate"]}</th>'
             f'<th scope="col" class="num">{t["latest"]}</th><th scope="col" class="num">{t["baseline"]}</th>'
-            f"</tr></thead><tbody>{rows}</tbody></table></div></article>")
+            f"</tr></thead><tbody>{rows}</tbody></table></div>"
+            + ("" if not returns else investor_table(
+                returns, t["investors_contract_caption"].format(title=c.title), t,
+                label=lambda r: t["all_investors"] if r.tranche is None else t[f"tranche_{r.tranche}"]))
+            + "</article>")
+
+
+def investor_table(rows, caption: str, t: Texts, *, label) -> str:
+    """Per row of ledger.investments.InvestorReturns: put in, got back, return percent, multiple, loss."""
+    def opt(d, suffix=""):
+        return _na(t) if d is None else escape(f"{t.decimal(d)}{suffix}")
+    body = "".join(
+        f'<tr><th scope="row">{escape(label(r))} <small>{r.investments}&nbsp;'
+        f'{t["investment_one"] if r.investments == 1 else t["investment_many"]}</small></th>'
+        f'<td class="num">{_money(r.drawn_minor, r.currency, t)}</td>'
+        f'<td class="num">{_money(r.returned_minor, r.currency, t)}</td>'
+        f'<td class="num">{opt(r.return_percent, NNBSP + "%")}</td><td class="num">{opt(r.multiple)}</td>'
+        f'<td class="num">{_money(r.loss_minor, r.currency, t)}</td></tr>' for r in rows)
+    return (f'<div class="scroll"><table class="investors"><caption>{escape(caption)}</caption><thead><tr>'
+            f'<th scope="col">{t["investors"]}</th><th scope="col" class="num">{t["put_in"]}</th>'
+            f'<th scope="col" class="num">{t["got_back"]}</th><th scope="col" class="num">{t["return"]}</th>'
+            f'<th scope="col" class="num">{t["multiple"]}</th><th scope="col" class="num">{t["loss"]}</th>'
+            f"</tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def _unit(x: reports.MetricResult, t: Texts) -> str:

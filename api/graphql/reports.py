@@ -8,6 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.graphql.base import Money, ctx, from_global_id, query_error
+from api.graphql.investments import InvestorReturns
 from ledger import reports
 from ledger.errors import DomainError
 
@@ -113,6 +114,9 @@ class EvaluationReport:
     by_metric: list[MetricReportRow] = strawberry.field(description="Per metric of each contract, in its own unit.")
     full: bool = strawberry.field(
         description="True for fund managers and auditors (every figure); false where small numbers are suppressed.")
+    investor_returns: list[InvestorReturns] = strawberry.field(
+        description="Per contract with investors (impact bonds): what they put in and got back, all together first, "
+                    "then per tranche.")
 
 
 def public_results_of(s, contract_id: int) -> PublicResults:
@@ -127,11 +131,14 @@ def public_results_of(s, contract_id: int) -> PublicResults:
 
 def evaluation_report_of(s, *, full: bool = False) -> EvaluationReport:
     r = reports.evaluation_report(s, full=full)
+    titles = {x.key: x.label for x in r.by_contract}
     return EvaluationReport(by_contract=[ReportRow.of(x) for x in r.by_contract],
                             by_provider=[ReportRow.of(x) for x in r.by_provider],
                             by_ownership=[ReportRow.of(x) for x in r.by_ownership],
                             by_policy_area=[ReportRow.of(x) for x in r.by_policy_area],
-                            by_metric=[MetricReportRow.of(x) for x in r.by_metric], full=r.full)
+                            by_metric=[MetricReportRow.of(x) for x in r.by_metric], full=r.full,
+                            investor_returns=[InvestorReturns.of(titles.get(f"contract:{cid}", f"contract {cid}"), x)
+                                              for cid, rows in r.investor_returns.items() for x in rows])
 
 
 @strawberry.type

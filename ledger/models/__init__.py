@@ -8,6 +8,9 @@ from ledger.models.contracts import AreaSupplement, ContractTerms, Metric, Outco
 from ledger.models.evidence import Evidence, EvidenceDocument, Measurement, Participant
 from ledger.models.payouts import Payment, PayoutCalculation, PayoutItem, PayoutLine, PayoutShare
 from ledger.models.publishing import IndigoFieldStatus
+from ledger.models.investments import (
+    DistributionLine, DistributionReceipt, Drawdown, Investment, InvestmentClosing, WaterfallDistribution,
+)
 
 __all__ = [
     "Base", "UTCDateTime", "utcnow", "Party", "ApiToken", "Account", "Entry", "LedgerHead",
@@ -15,4 +18,5 @@ __all__ = [
     "ContractTerms", "PayerShare", "Metric", "AreaSupplement", "Sanction", "Participant", "Evidence",
     "EvidenceDocument", "Measurement", "PayoutCalculation", "PayoutLine", "PayoutItem", "PayoutShare", "Payment",
     "IndigoFieldStatus",
+    "Investment", "Drawdown", "WaterfallDistribution", "DistributionLine", "DistributionReceipt", "InvestmentClosing",
 ]

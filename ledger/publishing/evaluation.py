@@ -127,6 +127,8 @@ class EvaluationReport:
     by_metric: tuple[MetricFigures, ...] = ()
     by_policy_area: tuple[ReportRow, ...] = ()
     full: bool = True
+    # per contract with investors (impact bonds): what they put in and got back, whole and by tranche
+    investor_returns: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -274,4 +276,6 @@ def evaluation_report(s: Session, *, full: bool, scope=None, fund_id: int | None
                                 key=lambda r: (r.ownership or "", r.currency)))
     by_area = tuple(sorted(grouped(lambda c, p: (f"policyArea:{c.policy_area}", c.policy_area, None, c.policy_area)),
                            key=lambda r: (r.label, r.currency)))
-    return EvaluationReport(by_contract, by_provider, by_ownership, tuple(by_metric), by_area, full)
+    from ledger.investments import returns_by_contract
+    return EvaluationReport(by_contract, by_provider, by_ownership, tuple(by_metric), by_area, full,
+                            investor_returns=returns_by_contract(s, ids))

@@ -1,6 +1,6 @@
 """Every benchmark in one command, and one table.
 
-    python -m ops.bench [--quick] [--backend sqlite|postgresql|both] [--only ledger,import,payout,http]
+    python -m ops.bench [--quick] [--backend sqlite|postgresql|both] [--only ledger,import,payout,http,waterfall]
                         [--json PATH]
 
 Runs the ledger, bulk-import, payout and HTTP benchmarks one after another and prints one
@@ -17,9 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from ops.bench import evidence_import, http, ledger, payout
+from ops.bench import evidence_import, http, ledger, payout, waterfall
 
-SUITES = {"ledger": ledger, "import": evidence_import, "payout": payout, "http": http}
+SUITES = {"ledger": ledger, "import": evidence_import, "payout": payout, "http": http, "waterfall": waterfall}
 
 
 def _fmt(value: float, unit: str) -> str:

@@ -55,6 +55,12 @@ def mutations_with_inputs(w) -> dict[str, dict]:
                           "paidOn": "2026-07-01", "reference": "r"},
         "reverseTransaction": {"transactionId": G("LedgerTransaction", 1), "reason": "r"},
         "setIndigoFieldStatus": {"contractId": c, "path": "outcome_payments", "status": "PRIVATE"},
+        "createInvestment": {"contractId": c, "investorId": prov, "tranche": "SENIOR", "principal": money,
+                             "returnCap": "0.1"},
+        "recordDrawdown": {"investmentId": G("Investment", 999_999), "amount": money, "paidOn": "2026-02-01",
+                           "reference": "r"},
+        "distributeReceipts": {"contractId": c, "upTo": "2026-12-31"},
+        "closeInvestments": {"contractId": c},
     }
 
 

@@ -12,11 +12,12 @@ from api.graphql.schema import schema
 from tests.api.test_audit import mutations_with_inputs
 from tests.factories import party
 from tests.ledger.test_calculations import approve, calc, case_a  # noqa: F401
+from tests.ledger.test_investments import MUNI, distribute, make_bond, pay
 
 ALL_SEEING = {"ADMIN", "FUND_MANAGER", "AUDITOR"}
 REFUSED = {"PERMISSION_DENIED", "READ_ONLY_ROLE", "UNAUTHENTICATED", "UNKNOWN_CONTRACT", "UNKNOWN_EVIDENCE"}
 CALLERS = ["ADMIN", "FUND_MANAGER", "AUDITOR", "MUNICIPALITY own", "MUNICIPALITY other", "PROVIDER own",
-           "PROVIDER other", "VERIFIER own", "VERIFIER other", "no token"]
+           "PROVIDER other", "VERIFIER own", "VERIFIER other", "INVESTOR own", "INVESTOR other", "no token"]
 
 # who may run each mutation (party-bound roles only for their own contract or debts)
 MUTATIONS = {
@@ -30,11 +31,14 @@ MUTATIONS = {
     "calculatePayout": {"FUND_MANAGER"}, "approvePayout": {"FUND_MANAGER"},
     "recordPayment": {"FUND_MANAGER", "MUNICIPALITY own"}, "reverseTransaction": {"FUND_MANAGER"},
     "setIndigoFieldStatus": {"FUND_MANAGER"},
+    "createInvestment": {"FUND_MANAGER"}, "recordDrawdown": {"FUND_MANAGER"}, "distributeReceipts": {"FUND_MANAGER"},
+    "closeInvestments": {"FUND_MANAGER"},
 }
 
 # each query field: a document, and who sees the Case A world's object through it
 OWN_CONTRACT = ALL_SEEING | {"MUNICIPALITY own", "PROVIDER own", "VERIFIER own"}
-MONEY_PARTIES = ALL_SEEING | {"MUNICIPALITY own", "PROVIDER own"}
+MONEY_PARTIES = ALL_SEEING | {"MUNICIPALITY own", "PROVIDER own", "INVESTOR own"}  # the investor is owed its lines
+BOND_PARTIES = ALL_SEEING | {"PROVIDER own", "INVESTOR own"}
 QUERIES = {
     "viewer": ("{ viewer { role } }", lambda d: d["viewer"] is not None, set(CALLERS) - {"no token"}),
     "node": ("query($c: ID!) { node(id: $c) { id } }", lambda d: d["node"] is not None, OWN_CONTRACT),
@@ -64,12 +68,17 @@ QUERIES = {
     "indigoProject": ("query($c: ID!) { indigoProject(contractId: $c) }", lambda d: d["indigoProject"], set(CALLERS)),
     "indigoProject private": ("query($c: ID!) { indigoProject(contractId: $c, public: false) }",
                               lambda d: d["indigoProject"], OWN_CONTRACT),
+    "investments": ("query($c: ID!) { investments(contractId: $c) { id } }", lambda d: d["investments"], BOND_PARTIES),
+    "distributions": ("query($c: ID!) { distributions(contractId: $c) { id } }", lambda d: d["distributions"],
+                      BOND_PARTIES),
+    "distribution": ("query($d: ID!) { distribution(id: $d) { id } }", lambda d: d["distribution"], BOND_PARTIES),
 }
 
 
 def tokens_for(api, db, w) -> dict[str, str | None]:
-    others = {r: party(db, role=r) for r in ("MUNICIPALITY", "PROVIDER", "VERIFIER")}
-    own = {"MUNICIPALITY": w["muni"], "PROVIDER": w["prov"], "VERIFIER": w["ver"]}
+    others = {r: party(db, role=r) for r in ("MUNICIPALITY", "PROVIDER", "VERIFIER", "INVESTOR")}
+    own = {"MUNICIPALITY": w["muni"], "PROVIDER": w["prov"], "VERIFIER": w["ver"],
+           "INVESTOR": w.get("investor") or party(db, role="INVESTOR")}
     out = {r: api.token(r, name=f"{r.lower()}-caller") for r in sorted(ALL_SEEING)}
     for r in own:
         out[f"{r} own"] = api.token(r, name=f"{r.lower()}-own", party_id=own[r].id)
@@ -86,6 +95,10 @@ def test_the_tables_cover_every_field_of_the_schema():
 @pytest.mark.parametrize("caller", CALLERS)
 def test_each_caller_sees_exactly_what_its_role_and_party_allow(api, db, case_a, caller):
     approve(db, calc(db, case_a))
+    # the contract is an impact bond, and a distribution made its provider owe the investor
+    make_bond(db, case_a)
+    pay(db, case_a, case_a["muni"], case_a["prov"], "30000.00", actor=MUNI(case_a))
+    distribution = distribute(db, case_a)
     api.ok('mutation { createParty(input: {name: "Revisionsbyrån", role: INVESTOR}) { userErrors { code } } }',
            token=api.token("FUND_MANAGER"))  # so the audit trail has an event
     token = tokens_for(api, db, case_a)[caller]
@@ -93,9 +106,11 @@ def test_each_caller_sees_exactly_what_its_role_and_party_allow(api, db, case_a,
     from sqlalchemy import select
     with db.reading() as s:
         payout_id = s.execute(select(PayoutCalculation.id)).scalar_one()
-        account_id = s.execute(select(Account.id).where(Account.party_id == case_a["prov"].id)).scalars().first()
+        account_id = s.execute(select(Account.id).where(Account.party_id == case_a["prov"].id)
+                                .order_by(Account.id)).scalars().first()
     variables = {"c": G("OutcomeContract", case_a["contract"].id), "f": G("Fund", case_a["fund"].id),
-                 "p": G("Payout", payout_id), "a": G("LedgerAccount", account_id)}
+                 "p": G("Payout", payout_id), "a": G("LedgerAccount", account_id),
+                 "d": G("Distribution", distribution.id)}
     wrong = []
     for name, (doc, saw, allowed) in QUERIES.items():
         used = {k: v for k, v in variables.items() if f"${k}" in doc}

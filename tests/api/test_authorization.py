@@ -60,6 +60,11 @@ QUERIES = {
     "evaluationReport": ("{ evaluationReport { byContract { label } } }", lambda d: d["evaluationReport"]["byContract"],
                          set(CALLERS)),
     "auditEvents": ("{ auditEvents { nodes { id } } }", lambda d: d["auditEvents"]["nodes"], ALL_SEEING),
+    "signedTreeHead": ("{ signedTreeHead { treeSize } }", lambda d: d["signedTreeHead"]["treeSize"], set(CALLERS)),
+    "inclusionProof": ("query($s: Int!) { inclusionProof(sequence: $s) { leafIndex } }",  # the payout's posting
+                       lambda d: d["inclusionProof"], MONEY_PARTIES),
+    "consistencyProof": ("{ consistencyProof(fromSize: 1) { proof } }", lambda d: d["consistencyProof"],
+                         set(CALLERS) - {"no token"}),
 }
 
 
@@ -88,10 +93,11 @@ def test_each_caller_sees_exactly_what_its_role_and_party_allow(api, db, case_a,
     from ledger.models import Account, PayoutCalculation
     from sqlalchemy import select
     with db.reading() as s:
-        payout_id = s.execute(select(PayoutCalculation.id)).scalar_one()
+        payout_id, payout_sequence = s.execute(select(PayoutCalculation.id,
+                                                      PayoutCalculation.transaction_sequence)).one()
         account_id = s.execute(select(Account.id).where(Account.party_id == case_a["prov"].id)).scalars().first()
     variables = {"c": G("OutcomeContract", case_a["contract"].id), "f": G("Fund", case_a["fund"].id),
-                 "p": G("Payout", payout_id), "a": G("LedgerAccount", account_id)}
+                 "p": G("Payout", payout_id), "a": G("LedgerAccount", account_id), "s": payout_sequence}
     wrong = []
     for name, (doc, saw, allowed) in QUERIES.items():
         used = {k: v for k, v in variables.items() if f"${k}" in doc}

@@ -7,6 +7,7 @@ under 5 arrive suppressed (None) and are shown as "– under 5", never as a numb
 """
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from api.graphql.base import split_global_id, to_global_id
+from ledger import proofs, signing
 from ledger import money as m
 from ledger import reports
 from ledger.db import Database
@@ -50,18 +52,21 @@ class Published:
     contracts: tuple[reports.ContractResults, ...]
     report: reports.EvaluationReport
     as_of: datetime
+    tree_head: signing.SignedTreeHead | None = None  # the ledger's newest, signed as the page is read
 
 
-def read_published(db: Database, contract_id: int | None = None) -> Published:
+def read_published(db: Database, contract_id: int | None = None, signer: signing.Signer | None = None) -> Published:
     """Every published contract's results and the evaluation report, in one read session."""
     with db.reading() as s:
+        head = proofs.signed_tree_head(s, signer=signer, now=_now()) if signer is not None else None
         if contract_id is None:
             ids = list(s.scalars(select(OutcomeContract.id).where(OutcomeContract.status.in_(reports.PUBLISHED))
                                  .order_by(OutcomeContract.id)))
             return Published(tuple(reports.public_results(s, pk) for pk in ids), reports.evaluation_report(s),
-                             _now())
+                             _now(), head)
         one = reports.public_results(s, contract_id)  # NotFound unless published
-        return Published((one,), reports.evaluation_report(s, scope=OutcomeContract.id == contract_id), _now())
+        return Published((one,), reports.evaluation_report(s, scope=OutcomeContract.id == contract_id), _now(),
+                         head)
 
 
 def _now() -> datetime:
@@ -69,7 +74,8 @@ def _now() -> datetime:
 
 
 async def _read(request: Request, contract_id: int | None = None) -> Published:
-    return await run_in_threadpool(read_published, request.app.state.db, contract_id)
+    return await run_in_threadpool(read_published, request.app.state.db, contract_id,
+                                   getattr(request.app.state, "signer", None))
 
 
 async def results_index(request: Request) -> HTMLResponse:
@@ -313,7 +319,24 @@ def _ownership(ownership: str | None) -> str:
 def _footer(p: Published) -> str:
     return (f'<footer><p>Figures as of <time datetime="{p.as_of.isoformat()}">'
             f'{p.as_of:%Y-%m-%d %H:%M} UTC</time>, from verified evidence and posted payouts. The same figures '
-            "are in the GraphQL API as <code>publicResults</code> and <code>evaluationReport</code>.</p></footer>")
+            "are in the GraphQL API as <code>publicResults</code> and <code>evaluationReport</code>.</p>"
+            f"{_tree_head(p.tree_head)}</footer>")
+
+
+def _tree_head(h: signing.SignedTreeHead | None) -> str:
+    """The newest signed tree head, in full, so anyone can keep it and later hold the fund to it."""
+    if h is None:
+        return ""
+    return ('<section class="tree-head" aria-labelledby="tree-head-h"><h2 id="tree-head-h">Signed ledger tree head</h2>'
+            "<p>Keep this: it commits the fund to every transaction in its ledger so far. Check it with the public "
+            'key at <a href="/ledger/public-key">/ledger/public-key</a> and <code>ops/verify_proof.py</code>.</p>'
+            f'<dl><dt>Tree size</dt><dd data-field="treeSize">{h.tree_size}</dd>'
+            f'<dt>Signed at</dt><dd data-field="timestamp"><time datetime="{h.timestamp.isoformat()}">'
+            f"{h.timestamp.isoformat()}</time></dd>"
+            f'<dt>Root hash</dt><dd><code data-field="rootHash">{h.root_hash.hex()}</code></dd>'
+            f'<dt>Key ID</dt><dd><code data-field="keyId">{escape(h.key_id)}</code></dd>'
+            f'<dt>Signature</dt><dd><code data-field="signature">{base64.b64encode(h.signature).decode()}</code>'
+            "</dd></dl></section>")
 
 
 STYLE = """
@@ -336,6 +359,7 @@ svg.chart rect { fill: var(--bar); }
 svg.chart text { font: 14px system-ui, "Liberation Sans", sans-serif; fill: var(--ink); }
 svg.chart text.value { font-weight: 600; }
 footer { margin-top: 3rem; color: var(--muted); font-size: .85rem; }
+.tree-head code { word-break: break-all; } .tree-head h2 { font-size: 1rem; }
 """
 
 

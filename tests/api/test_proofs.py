@@ -229,3 +229,18 @@ def test_a_configured_key_file_signs_and_its_public_key_is_served(db, tmp_path):
         head = c.post("/graphql", json={"query": STH}).json()["data"]["signedTreeHead"]
         assert head["keyId"] == made.key_id
         assert c.get("/ledger/public-key").text == made.public_key_pem()
+
+
+def test_the_public_results_page_shows_the_newest_signed_tree_head_in_full(api, db):
+    import re
+    # given 4 transactions
+    ledger_of(db, 4)
+    # when anyone opens the page
+    page = api.client.get("/results").text
+    # then it shows the signed head of all 4, which verifies with the public key
+    fields = dict(re.findall(r'data-field="(\w+)"[^>]*>(?:<time[^>]*>)?([^<]+)<', page))
+    head = {"treeSize": int(fields["treeSize"]), "rootHash": fields["rootHash"], "timestamp": fields["timestamp"],
+            "signature": fields["signature"], "keyId": fields["keyId"]}
+    assert head["treeSize"] == 4
+    assert head_verifies(public_key(api), head)
+    assert head["rootHash"] == api.ok(STH)["signedTreeHead"]["rootHash"]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ledger import journal, merkle, signing, tree
 from ledger.access import Actor, require_reader
 from ledger.errors import DomainError, NotFound, ValidationError
-from ledger.models import Transaction
+from ledger.models import LedgerHead, Transaction
 from ledger.reads import visible_transactions
 
 
@@ -67,8 +67,11 @@ def _signer(signer: signing.Signer | None) -> signing.Signer:
     return signer
 
 
+_HEAD_SEQUENCE = select(LedgerHead.__table__.c.sequence).where(LedgerHead.__table__.c.id == 1)
+
+
 def ledger_size(s: Session) -> int:
-    return journal.digest(s).sequence
+    return s.execute(_HEAD_SEQUENCE).scalar() or 0
 
 
 def _tree_size(s: Session, tree_size: int | None, field: str) -> tuple[int, int]:
@@ -102,16 +105,17 @@ def inclusion_proof(s: Session, *, actor: Actor, sequence: int, tree_size: int |
     if sequence > size:
         raise ValidationError(f"transaction {sequence} is not in a tree of {size}", code="SEQUENCE_BEYOND_TREE",
                               field=["sequence"])
-    stmt = select(Transaction.hash).where(Transaction.sequence == sequence)
     clause = visible_transactions(actor)
-    if clause is not None:
-        stmt = stmt.where(clause)
-    chain_hash = s.execute(stmt).scalar_one_or_none()
-    if chain_hash is None:
+    if clause is not None and s.execute(select(Transaction.sequence).where(
+            Transaction.sequence == sequence, clause)).scalar_one_or_none() is None:
         raise NotFound(f"transaction {sequence} does not exist", code="UNKNOWN_TRANSACTION", field=["sequence"])
-    path = tree.inclusion_proof(s.connection(), sequence - 1, size)
-    return InclusionProof(sequence, sequence - 1, size, chain_hash,
-                          merkle.leaf_hash(bytes.fromhex(chain_hash)).hex(), [h.hex() for h in path])
+    # the leaf is read with the audit path's nodes, in the same statement
+    conn = s.connection()
+    leaf = (0, sequence - 1)
+    ranges = merkle.inclusion_ranges(sequence - 1, size)
+    nodes, chain = tree.read_nodes(conn, [leaf, *merkle.nodes_for(ranges)])
+    path = [merkle.range_hash(a, b, nodes) for a, b in ranges]
+    return InclusionProof(sequence, sequence - 1, size, chain[sequence], nodes[leaf].hex(), [h.hex() for h in path])
 
 
 def consistency_proof(s: Session, *, actor: Actor, from_size: int, to_size: int | None = None) -> ConsistencyProof:

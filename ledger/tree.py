@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, bindparam, insert, or_, select
+from sqlalchemy import and_, bindparam, insert, literal, or_, select, union_all
 from sqlalchemy.engine import Connection
 
 from ledger import merkle
@@ -32,28 +32,52 @@ def _leaf(chain_hash_hex: str) -> bytes:
     return merkle.leaf_hash(bytes.fromhex(chain_hash_hex))
 
 
-def _select_nodes(wanted: Sequence[merkle.Node]):
-    by_level: dict[int, list[int]] = {}
-    for level, pos in wanted:
-        by_level.setdefault(level, []).append(pos)
-    return select(_N.c.level, _N.c.position, _N.c.hash).where(or_(*(
-        and_(_N.c.level == level, _N.c.position.in_(positions)) for level, positions in sorted(by_level.items()))))
+# One round trip for leaves (level 0: the transactions' chain hashes) and stored nodes
+# together. The nodes are an OR of (level, position) pairs: both databases answer that with
+# one index probe a pair (SQLite does not for a row-value IN list). One statement object per
+# number of pairs, built once, so SQLAlchemy compiles each shape once and a posting or a proof
+# only binds values.
+_LEAVES = (select(literal(0).label("level"), (_T.c.sequence - 1).label("position"), _T.c.hash)
+           .where(_T.c.sequence.in_(bindparam("sequences", expanding=True))))
+_STATEMENTS: dict[int, object] = {}
+
+
+def _select_nodes(pairs: int):
+    stmt = _STATEMENTS.get(pairs)
+    if stmt is None and not pairs:
+        stmt = _STATEMENTS[0] = _LEAVES
+    elif stmt is None:
+        inner = select(_N.c.level, _N.c.position, _N.c.hash).where(or_(*(
+            and_(_N.c.level == bindparam(f"l{i}"), _N.c.position == bindparam(f"p{i}")) for i in range(pairs))))
+        stmt = _STATEMENTS[pairs] = union_all(_LEAVES, inner)
+    return stmt
+
+
+def read_nodes(conn: Connection, wanted: Sequence[merkle.Node]) -> tuple[dict[merkle.Node, bytes], dict[int, str]]:
+    """The hashes of `wanted` perfect nodes (level 0 from the transactions, the rest stored),
+    and the chain hashes of the transactions read for level 0, by sequence."""
+    leaves = [pos + 1 for level, pos in wanted if level == 0]
+    inner = [n for n in wanted if n[0] > 0]
+    found: dict[merkle.Node, bytes] = {}
+    chain: dict[int, str] = {}
+    params: dict = {"sequences": leaves}
+    for i, (level, pos) in enumerate(inner):
+        params[f"l{i}"], params[f"p{i}"] = level, pos
+    for level, pos, h in conn.execute(_select_nodes(len(inner)), params):
+        if level == 0:
+            chain[pos + 1] = h
+            found[(0, pos)] = _leaf(h)
+        else:
+            found[(level, pos)] = bytes.fromhex(h)
+    if len(found) < len(set(wanted)):
+        missing = [n for n in wanted if n not in found]
+        raise TreeDamaged(f"the stored tree lacks node(s) {missing[:3]}: it does not match the journal")
+    return found, chain
 
 
 def lookup(conn: Connection, wanted: Sequence[merkle.Node]) -> dict[merkle.Node, bytes]:
-    """The hashes of `wanted` perfect nodes: level 0 from the transactions, the rest stored."""
-    found: dict[merkle.Node, bytes] = {}
-    leaves = [pos for level, pos in wanted if level == 0]
-    inner = [n for n in wanted if n[0] > 0]
-    if leaves:
-        rows = conn.execute(select(_T.c.sequence, _T.c.hash).where(_T.c.sequence.in_([p + 1 for p in leaves])))
-        found.update({(0, seq - 1): _leaf(h) for seq, h in rows})
-    if inner:
-        found.update({(level, pos): bytes.fromhex(h) for level, pos, h in conn.execute(_select_nodes(inner))})
-    missing = [n for n in wanted if n not in found]
-    if missing:
-        raise TreeDamaged(f"the stored tree lacks node(s) {missing[:3]}: it does not match the journal")
-    return found
+    """The hashes of `wanted` perfect nodes, in one statement."""
+    return read_nodes(conn, wanted)[0]
 
 
 def append_leaf(conn: Connection, *, sequence: int, chain_hash: str, previous_chain_hash: str) -> None:

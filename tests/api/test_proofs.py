@@ -15,6 +15,7 @@ from ledger import merkle, signing
 from ledger.access import Actor
 from ledger.config import Settings
 from tests.factories import accounts, funded, party, post
+from tests.ledger.test_calculations import case_a  # noqa: F401  (the Case A world as a fixture)
 
 STH = "query($n: Int) { signedTreeHead(treeSize: $n) { treeSize rootHash timestamp signature keyId } }"
 INCLUSION = """query($s: Int!, $n: Int) { inclusionProof(sequence: $s, treeSize: $n) {
@@ -244,3 +245,52 @@ def test_the_public_results_page_shows_the_newest_signed_tree_head_in_full(api, 
     assert head["treeSize"] == 4
     assert head_verifies(public_key(api), head)
     assert head["rootHash"] == api.ok(STH)["signedTreeHead"]["rootHash"]
+
+
+RECEIPT = "receipt { sequence transactionHash leafHash auditPath treeHead { treeSize rootHash timestamp signature keyId } }"
+
+
+def receipt_holds(api, r: dict, sequence: int) -> bool:
+    head = r["treeHead"]
+    return (r["sequence"] == head["treeSize"] == sequence and head_verifies(public_key(api), head)
+            and merkle.verify_inclusion(sequence - 1, sequence, bytes.fromhex(r["leafHash"]),
+                                        [bytes.fromhex(h) for h in r["auditPath"]], bytes.fromhex(head["rootHash"])))
+
+
+def test_approving_a_payout_paying_and_reversing_each_return_a_receipt(api, db, case_a):
+    w = case_a
+    cid = G("OutcomeContract", w["contract"].id)
+    frida, gustav = api.token("FUND_MANAGER", name="frida"), api.token("FUND_MANAGER", name="gustav")
+    calc = api.ok("""mutation($i: CalculatePayoutInput!) { calculatePayout(input: $i) { payout { id } } }""",
+                  {"i": {"contractId": cid, "periodStart": "2026-01-01", "periodEnd": "2026-06-30"}}, frida)
+    # the payout's approval
+    approve = f"""mutation($i: ApprovePayoutInput!) {{ approvePayout(input: $i) {{
+      payout {{ transaction {{ sequence }} }} userErrors {{ code }} {RECEIPT} }} }}"""
+    done = api.ok(approve, {"i": {"payoutId": calc["calculatePayout"]["payout"]["id"], "idempotencyKey": "ap-1"}},
+                  gustav)["approvePayout"]
+    seq = done["payout"]["transaction"]["sequence"]
+    assert receipt_holds(api, done["receipt"], seq)
+    # a replay with the same key returns the receipt of the same transaction
+    again = api.ok(approve, {"i": {"payoutId": calc["calculatePayout"]["payout"]["id"], "idempotencyKey": "ap-1"}},
+                   gustav)["approvePayout"]
+    assert again["receipt"]["sequence"] == seq and again["receipt"]["transactionHash"] == done["receipt"]["transactionHash"]
+    # the municipality's payment: its receipt is its own to keep
+    pay = f"""mutation($i: RecordPaymentInput!) {{ recordPayment(input: $i) {{ userErrors {{ code }} {RECEIPT} }} }}"""
+    muni = api.token("MUNICIPALITY", party_id=w["muni"].id)
+    paid = api.ok(pay, {"i": {"debtorId": G("Party", w["muni"].id), "creditorId": G("Party", w["prov"].id),
+                              "contractId": cid, "amount": {"amount": "100.00", "currency": "SEK"},
+                              "paidOn": "2026-07-10", "reference": "Faktura 17"}}, muni)["recordPayment"]
+    assert paid["userErrors"] == [] and receipt_holds(api, paid["receipt"], seq + 1)
+    assert api.ok(INCLUSION, {"s": seq + 1}, muni)["inclusionProof"]["transactionHash"] == \
+        paid["receipt"]["transactionHash"]
+    # a reversal
+    rev = f"""mutation($i: ReverseTransactionInput!) {{ reverseTransaction(input: $i) {{
+      transaction {{ sequence }} userErrors {{ code }} {RECEIPT} }} }}"""
+    out = api.ok(rev, {"i": {"transactionId": G("LedgerTransaction", seq + 1), "reason": "wrong amount"}},
+                 frida)["reverseTransaction"]
+    assert receipt_holds(api, out["receipt"], out["transaction"]["sequence"])
+    # and the older receipts stay consistent with the tree now
+    now = api.ok(STH)["signedTreeHead"]
+    c = api.ok(CONSISTENCY, {"m": seq}, api.token("AUDITOR"))["consistencyProof"]
+    assert merkle.verify_consistency(seq, now["treeSize"], bytes.fromhex(done["receipt"]["treeHead"]["rootHash"]),
+                                     bytes.fromhex(now["rootHash"]), [bytes.fromhex(h) for h in c["proof"]])

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ledger import journal, merkle, signing, tree
+from ledger import merkle, signing, tree
 from ledger.access import Actor, require_reader
 from ledger.errors import DomainError, NotFound, ValidationError
 from ledger.models import LedgerHead, Transaction

@@ -212,8 +212,9 @@ def measure_postings(lg: Ledger, size: int, runs: int, postings: int, log: Log) 
 def run(quick: bool = False, backends: Iterable[str] = BACKENDS, *, runs: int | None = None,
         log: Log = _stderr) -> list[dict]:
     sizes = QUICK_SIZES if quick else FULL_SIZES
-    runs = max(3, runs or (3 if quick else 5))
-    calls, postings = (100, 200) if quick else (300, 500)
+    # postings in many short interleaved runs: on a shared machine load drifts within seconds
+    runs = max(3, runs or (5 if quick else 9))
+    calls, postings = (100, 100) if quick else (200, 200)
     out: list[dict] = []
     for name in backends:
         log(f"merkle benchmark on {name}: journals of {', '.join(f'{s:,}' for s in sizes)} transactions")

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from strawberry.asgi import GraphQL
@@ -24,7 +24,7 @@ from strawberry.types.unset import UNSET
 from api import finance_exports, results_page
 from api.graphql.base import Context, RequestDB
 from api.graphql.schema import build_schema
-from ledger import tokens
+from ledger import signing, tokens
 from ledger.config import Settings
 from ledger.db import Database, make_engine
 from ledger.errors import PermissionDenied
@@ -45,11 +45,12 @@ def _graphiql_html() -> str:
 class UtfallGraphQL(GraphQL):
     """Authenticates the bearer token and builds a fresh context (and DataLoaders) per request."""
 
-    def __init__(self, schema, db: Database, executor: ThreadPoolExecutor, secret: bytes, **kw):
+    def __init__(self, schema, db: Database, executor: ThreadPoolExecutor, secret: bytes, signer=None, **kw):
         super().__init__(schema, **kw)
         self.db = db
         self.executor = executor
         self.secret = secret
+        self.signer = signer
 
     @property
     def graphql_ide_html(self) -> str:
@@ -60,7 +61,7 @@ class UtfallGraphQL(GraphQL):
         rdb = RequestDB(self.db, self.executor)
         request.state.rdb = rdb
         return Context(db=rdb, actor=request.state.actor, request=request, request_id=request.state.request_id,
-                       secret=self.secret)
+                       secret=self.secret, signer=self.signer)
 
     async def run(self, request, context=UNSET, root_value=UNSET):  # type: ignore[override]
         if not isinstance(request, Request):
@@ -153,8 +154,9 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
     db = db or Database(make_engine(settings.database_url))
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="utfall-db")
     schema = build_schema(production=settings.production)
-    gql = UtfallGraphQL(schema, db, executor, settings.secret, graphql_ide=None if settings.production else "graphiql",
-                        allow_queries_via_get=False)
+    signer = signing.signer_for(settings)
+    gql = UtfallGraphQL(schema, db, executor, settings.secret, signer,
+                        graphql_ide=None if settings.production else "graphiql", allow_queries_via_get=False)
 
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -179,10 +181,19 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
         yield
         executor.shutdown(wait=False)
 
+    async def public_key(_request: Request) -> Response:
+        # the key tree heads are signed with, for verifiers (ops/verify_proof.py)
+        if signer is None:
+            return JSONResponse({"errors": [{"message": "this ledger has no signing key",
+                                             "extensions": {"code": "SIGNING_KEY_MISSING"}}]}, status_code=404)
+        return Response(signer.public_key_pem(), media_type="application/x-pem-file",
+                        headers={"X-Key-Id": signer.key_id})
+
     routes = [
         Route("/graphql", gql, methods=["GET", "POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/ledger/public-key", public_key),
         *results_page.routes(),
         *finance_exports.routes(),
     ]
@@ -192,4 +203,5 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BodyLimit)])
     app.state.db = db
     app.state.settings = settings
+    app.state.signer = signer
     return app

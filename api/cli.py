@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--hash", help="a digest's hash to prove")
     ver.set_defaults(func=cmd_ledger_verify)
 
+    from api.cli_proofs import register as register_proofs
+    register_proofs(sub, led)
     from api.cli_evidence import register as register_evidence
     from api.cli_export import register as register_export
     from api.cli_investments import register as register_investments

@@ -10,6 +10,7 @@ number. Every measured value carries its unit.
 """
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -25,6 +26,7 @@ from starlette.routing import Route
 
 from api.graphql.base import split_global_id, to_global_id
 from api.results_text import NNBSP, Texts, language, texts
+from ledger import proofs, signing
 from ledger import money as m
 from ledger import reports
 from ledger.db import Database
@@ -52,24 +54,27 @@ class Published:
     as_of: datetime
     fund: str | None = None
     year: int | None = None
+    tree_head: signing.SignedTreeHead | None = None  # the ledger's newest, signed as the page is read
 
 
-def read_published(db: Database, contract_id: int | None = None) -> Published:
+def read_published(db: Database, contract_id: int | None = None, signer: signing.Signer | None = None) -> Published:
     """Every published contract's results and the public evaluation report, in one read session."""
     with db.reading() as s:
+        head = proofs.signed_tree_head(s, signer=signer, now=_now()) if signer is not None else None
         if contract_id is None:
             ids = list(s.scalars(select(OutcomeContract.id).where(OutcomeContract.status.in_(reports.PUBLISHED))
                                  .order_by(OutcomeContract.id)))
             return Published(tuple(reports.public_results(s, pk) for pk in ids),
-                             reports.evaluation_report(s, full=False), _now())
+                             reports.evaluation_report(s, full=False), _now(), tree_head=head)
         one = reports.public_results(s, contract_id)  # NotFound unless published
         return Published((one,), reports.evaluation_report(s, full=False, scope=OutcomeContract.id == contract_id),
-                         _now())
+                         _now(), tree_head=head)
 
 
-def read_annual(db: Database, fund_id: int, year: int) -> Published:
+def read_annual(db: Database, fund_id: int, year: int, signer: signing.Signer | None = None) -> Published:
     """One fund's year as the public sees it: payouts for periods ending in the year, penalties issued in it."""
     with db.reading() as s:
+        head = proofs.signed_tree_head(s, signer=signer, now=_now()) if signer is not None else None
         fund = s.get(OutcomesFund, fund_id)
         if fund is None:
             raise NotFound(f"fund {fund_id} does not exist", code="UNKNOWN_FUND")
@@ -78,7 +83,11 @@ def read_annual(db: Database, fund_id: int, year: int) -> Published:
                              .order_by(OutcomeContract.id)))
         report = reports.evaluation_report(s, full=False, fund_id=fund_id,
                                            period=(date(year, 1, 1), date(year, 12, 31)))
-        return Published(tuple(reports.public_results(s, pk) for pk in ids), report, _now(), fund.name, year)
+        return Published(tuple(reports.public_results(s, pk) for pk in ids), report, _now(), fund.name, year, head)
+
+
+def _signer(request: Request) -> signing.Signer | None:
+    return getattr(request.app.state, "signer", None)
 
 
 def _now() -> datetime:
@@ -91,7 +100,7 @@ def _html(body: str, t: Texts, status: int = 200) -> HTMLResponse:
 
 async def results_index(request: Request) -> HTMLResponse:
     t = texts(language(request))
-    published = await run_in_threadpool(read_published, request.app.state.db)
+    published = await run_in_threadpool(read_published, request.app.state.db, None, _signer(request))
     return _html(render_index(published, t), t)
 
 
@@ -101,7 +110,7 @@ async def contract_results(request: Request) -> HTMLResponse:
     if parsed is None or parsed[0] != "OutcomeContract":
         return _not_found(t)
     try:
-        published = await run_in_threadpool(read_published, request.app.state.db, parsed[1])
+        published = await run_in_threadpool(read_published, request.app.state.db, parsed[1], _signer(request))
     except NotFound:
         return _not_found(t)
     return _html(render_contract(published, t), t)
@@ -116,7 +125,7 @@ async def annual_report(request: Request) -> HTMLResponse:
     if fund_id is None:
         return _not_found(t)
     try:
-        published = await run_in_threadpool(read_annual, request.app.state.db, fund_id, year)
+        published = await run_in_threadpool(read_annual, request.app.state.db, fund_id, year, _signer(request))
     except NotFound:
         return _not_found(t)
     return _html(render_annual(published, t), t)
@@ -460,7 +469,22 @@ def _switch(t: Texts, path: str) -> str:
 
 def _footer(p: Published, t: Texts) -> str:
     as_of = f'<time datetime="{p.as_of.isoformat()}">{p.as_of:%Y-%m-%d %H:%M} UTC</time>'
-    return f"<footer><p>{t['footer'].format(as_of=as_of)}</p></footer>"
+    return f"<footer><p>{t['footer'].format(as_of=as_of)}</p>{_tree_head(p.tree_head, t)}</footer>"
+
+
+def _tree_head(h: signing.SignedTreeHead | None, t: Texts) -> str:
+    """The newest signed tree head, in full, so anyone can keep it and later hold the fund to it."""
+    if h is None:
+        return ""
+    return (f'<section class="tree-head" aria-labelledby="tree-head-h"><h2 id="tree-head-h">{t["tree_head_h"]}</h2>'
+            f"<p>{t['tree_head_p']}</p>"
+            f'<dl><dt>{t["tree_size"]}</dt><dd data-field="treeSize">{h.tree_size}</dd>'
+            f'<dt>{t["signed_at"]}</dt><dd data-field="timestamp"><time datetime="{h.timestamp.isoformat()}">'
+            f"{h.timestamp.isoformat()}</time></dd>"
+            f'<dt>{t["root_hash"]}</dt><dd><code data-field="rootHash">{h.root_hash.hex()}</code></dd>'
+            f'<dt>{t["key_id"]}</dt><dd><code data-field="keyId">{escape(h.key_id)}</code></dd>'
+            f'<dt>{t["signature"]}</dt><dd><code data-field="signature">{base64.b64encode(h.signature).decode()}</code>'
+            "</dd></dl></section>")
 
 
 STYLE = """
@@ -485,6 +509,7 @@ svg.chart rect { fill: var(--bar); }
 svg.chart text { font: 15px system-ui, "Liberation Sans", sans-serif; fill: var(--ink); }
 svg.chart text.value { font-weight: 600; } svg.chart text.inside { fill: #fff; }
 footer { margin-top: 3rem; color: var(--muted); font-size: .85rem; }
+.tree-head code { word-break: break-all; } .tree-head h2 { font-size: 1rem; }
 @media print {
   body { max-width: none; padding: 0; font-size: 11pt; } a { color: inherit; text-decoration: none; }
   .lang, .noprint, p.back { display: none; } section, article, table { break-inside: avoid; }

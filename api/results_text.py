@@ -39,6 +39,12 @@ SV = {
     "policy_area": "Politikområde", "status": "Status", "provider": "Utförare", "municipality": "Kommun",
     "participants": "Deltagare", "paid_posted": "Utbetalt i bokförda utbetalningar",
     "per_metric_caption": "Resultat per mått: {title}",
+    "tree_head_h": "Signerat trädhuvud för huvudboken",
+    "tree_head_p": ("Spara detta: det binder fonden vid varje transaktion i dess huvudbok hittills. Kontrollera det "
+                    'med den publika nyckeln på <a href="/ledger/public-key">/ledger/public-key</a> och '
+                    "<code>ops/verify_proof.py</code>."),
+    "tree_size": "Trädets storlek", "signed_at": "Signerat", "root_hash": "Rothash", "key_id": "Nyckel-id",
+    "signature": "Signatur",
     "investors_h": "Utfallskontrakt med investerare: vad investerarna satte in och fick tillbaka",
     "investors_p": ("Investerare förfinansierar utföraren och får tillbaka pengar bara ur utfallsbetalningarna, "
                     "med en begränsad avkastning; kapital som inte har betalats tillbaka vid slutet är deras förlust."),
@@ -114,6 +120,12 @@ EN = {
     "policy_area": "Policy area", "status": "Status", "provider": "Provider", "municipality": "Municipality",
     "participants": "Participants", "paid_posted": "Paid in posted payouts",
     "per_metric_caption": "Results per metric: {title}",
+    "tree_head_h": "Signed ledger tree head",
+    "tree_head_p": ("Keep this: it commits the fund to every transaction in its ledger so far. Check it with the "
+                    'public key at <a href="/ledger/public-key">/ledger/public-key</a> and '
+                    "<code>ops/verify_proof.py</code>."),
+    "tree_size": "Tree size", "signed_at": "Signed at", "root_hash": "Root hash", "key_id": "Key ID",
+    "signature": "Signature",
     "investors_h": "Impact bonds: what investors put in and got back",
     "investors_p": ("Investors pre-finance the provider and are repaid only out of the outcome payments, with a "
                     "capped return; principal not repaid at the end is their loss."),

@@ -16,6 +16,10 @@ class Settings:
     database_url: str
     env: str  # "development" or "production"
     secret: bytes  # the key for hashing identity numbers
+    # the Ed25519 key file that signs tree heads (UTFALL_SIGNING_KEY); in development a
+    # generated one, made on first use when `generate_signing_key`
+    signing_key: str | None = None
+    generate_signing_key: bool = False
 
     @property
     def production(self) -> bool:
@@ -45,4 +49,9 @@ def load(environ: dict | None = None, *, require_secret: bool = True) -> Setting
             raise ConfigError("UTFALL_SECRET must be at least 16 characters")
         secret_bytes = secret.encode("utf-8")
     url = env.get("DATABASE_URL") or database_url()
-    return Settings(database_url=url, env=mode, secret=secret_bytes)
+    signing_key, generate = env.get("UTFALL_SIGNING_KEY") or None, False
+    if signing_key is None and mode == "development":
+        from ledger.signing import development_key_path
+        signing_key, generate = str(development_key_path(url, env)), True
+    return Settings(database_url=url, env=mode, secret=secret_bytes, signing_key=signing_key,
+                    generate_signing_key=generate)

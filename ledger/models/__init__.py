@@ -2,6 +2,7 @@
 from ledger.models.base import Base, DecimalText, UTCDateTime, utcnow
 from ledger.models.parties import ApiToken, Party
 from ledger.models.journal import GENESIS_HASH, Account, Entry, LedgerHead, Transaction
+from ledger.models.merkle import MerkleNode
 from ledger.models.audit import AuditEvent, IdempotencyKey
 from ledger.models.funds import OutcomesFund
 from ledger.models.contracts import AreaSupplement, ContractTerms, Metric, OutcomeContract, PayerShare, Sanction
@@ -14,7 +15,7 @@ from ledger.models.investments import (
 
 __all__ = [
     "Base", "UTCDateTime", "utcnow", "Party", "ApiToken", "Account", "Entry", "LedgerHead",
-    "Transaction", "GENESIS_HASH", "AuditEvent", "IdempotencyKey", "OutcomesFund", "OutcomeContract",
+    "Transaction", "GENESIS_HASH", "MerkleNode", "AuditEvent", "IdempotencyKey", "OutcomesFund", "OutcomeContract",
     "ContractTerms", "PayerShare", "Metric", "AreaSupplement", "Sanction", "Participant", "Evidence",
     "EvidenceDocument", "Measurement", "PayoutCalculation", "PayoutLine", "PayoutItem", "PayoutShare", "Payment",
     "IndigoFieldStatus",

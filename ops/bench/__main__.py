@@ -1,9 +1,9 @@
 """Every benchmark in one command, and one table.
 
-    python -m ops.bench [--quick] [--backend sqlite|postgresql|both] [--only ledger,import,payout,http,waterfall]
+    python -m ops.bench [--quick] [--backend sqlite|postgresql|both] [--only ledger,import,payout,http,waterfall,merkle]
                         [--json PATH]
 
-Runs the ledger, bulk-import, payout and HTTP benchmarks one after another and prints one
+Runs the ledger, bulk-import, payout, HTTP and Merkle tree benchmarks one after another and prints one
 table: operation, backend, size, median (min–max), and the ratio to the bare-database
 reference each benchmark measured in the same run. `--quick` takes a few minutes; the full
 run (10^6-entry ledgers, 100 000 evidence rows, 100 000-item payouts) takes much longer.
@@ -17,13 +17,14 @@ import sys
 import time
 from pathlib import Path
 
-from ops.bench import evidence_import, http, ledger, payout, waterfall
+from ops.bench import evidence_import, http, ledger, merkle, payout, waterfall
 
-SUITES = {"ledger": ledger, "import": evidence_import, "payout": payout, "http": http, "waterfall": waterfall}
+SUITES = {"ledger": ledger, "import": evidence_import, "payout": payout, "http": http, "waterfall": waterfall,
+          "merkle": merkle}
 
 
 def _fmt(value: float, unit: str) -> str:
-    if unit in ("ms", "s"):
+    if unit in ("ms", "s", "×"):
         return f"{value:,.3f} {unit}".replace(",", " ")
     return f"{value:,.0f} {unit}".replace(",", " ")
 

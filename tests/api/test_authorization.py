@@ -72,6 +72,11 @@ QUERIES = {
     "distributions": ("query($c: ID!) { distributions(contractId: $c) { id } }", lambda d: d["distributions"],
                       BOND_PARTIES),
     "distribution": ("query($d: ID!) { distribution(id: $d) { id } }", lambda d: d["distribution"], BOND_PARTIES),
+    "signedTreeHead": ("{ signedTreeHead { treeSize } }", lambda d: d["signedTreeHead"]["treeSize"], set(CALLERS)),
+    "inclusionProof": ("query($s: Int!) { inclusionProof(sequence: $s) { leafIndex } }",  # the payout's posting
+                       lambda d: d["inclusionProof"], MONEY_PARTIES - {"INVESTOR own"}),  # not the bond's
+    "consistencyProof": ("{ consistencyProof(fromSize: 1) { proof } }", lambda d: d["consistencyProof"],
+                         set(CALLERS) - {"no token"}),
 }
 
 
@@ -105,12 +110,13 @@ def test_each_caller_sees_exactly_what_its_role_and_party_allow(api, db, case_a,
     from ledger.models import Account, PayoutCalculation
     from sqlalchemy import select
     with db.reading() as s:
-        payout_id = s.execute(select(PayoutCalculation.id)).scalar_one()
+        payout_id, payout_sequence = s.execute(select(PayoutCalculation.id,
+                                                      PayoutCalculation.transaction_sequence)).one()
         account_id = s.execute(select(Account.id).where(Account.party_id == case_a["prov"].id)
                                 .order_by(Account.id)).scalars().first()
     variables = {"c": G("OutcomeContract", case_a["contract"].id), "f": G("Fund", case_a["fund"].id),
                  "p": G("Payout", payout_id), "a": G("LedgerAccount", account_id),
-                 "d": G("Distribution", distribution.id)}
+                 "d": G("Distribution", distribution.id), "s": payout_sequence}
     wrong = []
     for name, (doc, saw, allowed) in QUERIES.items():
         used = {k: v for k, v in variables.items() if f"${k}" in doc}

@@ -20,17 +20,17 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from strawberry.asgi import GraphQL
 from strawberry.types.unset import UNSET
 
-from api import results_page
+from api import finance_exports, results_page
 from api.graphql.base import Context, RequestDB
 from api.graphql.schema import build_schema
 from api.logs import IDENTITY_NUMBER
-from ledger import tokens
+from ledger import signing, tokens
 from ledger.config import Settings
 from ledger.db import Database, make_engine
 from ledger.errors import DomainError, PermissionDenied
@@ -62,13 +62,14 @@ class UtfallGraphQL(GraphQL):
     """
 
     def __init__(self, schema, db: Database, executor: ThreadPoolExecutor, secret: bytes, gate: "DbGate",
-                 body_timeout: float = BODY_TIMEOUT, **kw):
+                 signer=None, body_timeout: float = BODY_TIMEOUT, **kw):
         super().__init__(schema, **kw)
         self.db = db
         self.executor = executor
         self.secret = secret
         self.gate = gate
         self.body_timeout = body_timeout
+        self.signer = signer
 
     @property
     def graphql_ide_html(self) -> str:
@@ -82,7 +83,7 @@ class UtfallGraphQL(GraphQL):
         rdb = RequestDB(self.db, self.executor)
         request.state.rdb = rdb
         context = Context(db=rdb, actor=request.state.actor, request=request, request_id=request.state.request_id,
-                          secret=self.secret)
+                          secret=self.secret, signer=self.signer)
         request.state.context = context
         return context
 
@@ -416,7 +417,8 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="utfall-db")
     gate = DbGate(workers)
     schema = build_schema(production=settings.production)
-    gql = UtfallGraphQL(schema, db, executor, settings.secret, gate, body_timeout=body_timeout,
+    signer = signing.signer_for(settings)
+    gql = UtfallGraphQL(schema, db, executor, settings.secret, gate, signer, body_timeout=body_timeout,
                         graphql_ide=None if settings.production else "graphiql", allow_queries_via_get=False)
 
     async def healthz(_request: Request) -> JSONResponse:
@@ -443,11 +445,21 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
         yield
         executor.shutdown(wait=False)
 
+    async def public_key(_request: Request) -> Response:
+        # the key tree heads are signed with, for verifiers (ops/verify_proof.py)
+        if signer is None:
+            return JSONResponse({"errors": [{"message": "this ledger has no signing key",
+                                             "extensions": {"code": "SIGNING_KEY_MISSING"}}]}, status_code=404)
+        return Response(signer.public_key_pem(), media_type="application/x-pem-file",
+                        headers={"X-Key-Id": signer.key_id})
+
     routes = [
         Route("/graphql", gql, methods=["GET", "POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/ledger/public-key", public_key),
         *results_page.routes(),
+        *finance_exports.routes(),
     ]
     if not settings.production:
         # GraphiQL's assets; production has no GraphiQL, so nothing to serve
@@ -458,4 +470,5 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
     app.state.settings = settings
     app.state.gate = gate
     app.state.executor = executor
+    app.state.signer = signer
     return app

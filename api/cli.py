@@ -10,6 +10,22 @@ from ledger.db import Database, make_engine
 from ledger.errors import DomainError
 
 
+ENVIRONMENT = """environment:
+  DATABASE_URL   the database (default: sqlite:///utfall.db in the working directory)
+  UTFALL_ENV     development or production (default production)
+  UTFALL_SECRET  the key for hashing identity numbers; needed only by commands that may see one
+                 (serve, demo, evidence import) unless UTFALL_ENV=development"""
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit to print: the password replaced by ***."""
+    from sqlalchemy.engine import make_url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy understands: print nothing of it
+        return "(the configured database)"
+
+
 def _db(settings) -> Database:
     return Database(make_engine(settings.database_url))
 
@@ -54,6 +70,9 @@ def cmd_serve(args, settings) -> int:
 
 def cmd_ledger_verify(args, settings) -> int:
     from ledger import journal
+    if (args.sequence is None) != (args.hash is None):
+        print("utfall ledger verify: --sequence and --hash go together (a digest is both)", file=sys.stderr)
+        return 2
     db = _db(settings)
     with db.reading() as s:
         d = journal.Digest(args.sequence, args.hash) if args.sequence is not None else None
@@ -69,8 +88,15 @@ def cmd_schema_export(args, settings) -> int:
     from pathlib import Path
     from strawberry.printer import print_schema
     from api.graphql.schema import schema
-    Path(args.output).write_text(print_schema(schema) + "\n", encoding="utf-8")
-    print(f"wrote {args.output}")
+    sdl = print_schema(schema) + "\n"
+    output = args.output
+    if output is None:
+        if not Path("schemas").is_dir():  # outside the repository: the SDL goes to standard output
+            sys.stdout.write(sdl)
+            return 0
+        output = "schemas/schema.graphql"
+    Path(output).write_text(sdl, encoding="utf-8")
+    print(f"wrote {output}")
     return 0
 
 
@@ -95,36 +121,10 @@ def cmd_demo(args, settings) -> int:
     schema.upgrade(settings.database_url)
     started = time.perf_counter()
     issued = demo.load(_db(settings), today=utcnow().date(), secret=settings.secret)
-    print(f"demo fund ready in {time.perf_counter() - started:.1f} s ({settings.database_url})")
+    print(f"demo fund ready in {time.perf_counter() - started:.1f} s ({redact_url(settings.database_url)})")
     print("Tokens, one per role (put one in GraphiQL's headers as {\"Authorization\": \"Bearer <token>\"}):")
     for t in issued:
         print(f"  {t.role:<13} {t.name:<24} {t.party or '':<28} {t.token}")
-    return 0
-
-
-def cmd_report(args, settings) -> int:
-    from ledger import money as m
-    from ledger import reports
-    db = _db(settings)
-    with db.reading() as s:
-        report = reports.evaluation_report(s)
-
-    def amount(units, cur):
-        return "–" if units is None else f"{m.from_minor(units, cur).amount:,} {cur}".replace(",", " ")
-
-    def table(title, rows):
-        print(title)
-        print(f"  {'':<44} {'contracts':>9} {'outcomes':>9} {'units':>8} {'paid':>20} {'per outcome':>16} {'per unit':>14}")
-        for r in rows:
-            outcomes = "under 5" if r.outcomes is None else str(r.outcomes)
-            print(f"  {r.label[:44]:<44} {r.contracts:>9} {outcomes:>9} {r.outcome_units:>8} "
-                  f"{amount(r.amount_paid_minor, r.currency):>20} {amount(r.cost_per_outcome_minor, r.currency):>16} "
-                  f"{amount(r.cost_per_unit_minor, r.currency):>14}")
-        print()
-    print("What do we get for the money, whoever runs the service? (posted payouts, after clawbacks)\n")
-    table("By ownership form", report.by_ownership)
-    table("By provider", report.by_provider)
-    table("By contract", report.by_contract)
     return 0
 
 
@@ -138,23 +138,27 @@ def build_parser() -> argparse.ArgumentParser:
     tok = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     create = tok.add_parser("create", help="create a bearer token; prints it alone on the last line")
     create.add_argument("--role", required=True,
-                        choices=["ADMIN", "FUND_MANAGER", "MUNICIPALITY", "PROVIDER", "VERIFIER", "AUDITOR"])
+                        choices=["ADMIN", "FUND_MANAGER", "MUNICIPALITY", "PROVIDER", "VERIFIER", "AUDITOR", "INVESTOR"])
     create.add_argument("--name", required=True)
     create.add_argument("--party", help="the party's ID (global or numeric) for party-bound roles")
     create.set_defaults(func=cmd_token_create)
 
-    serve = sub.add_parser("serve", help="serve GraphQL at /graphql")
+    serve = sub.add_parser("serve", help="serve GraphQL at /graphql",
+                           description="Serve GraphQL at /graphql (GraphiQL in a browser in development), "
+                                       "the public results page at /results, health at /healthz and /readyz.")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=cmd_serve, needs_secret=True)
 
-    sub.add_parser("report", help="the evaluation report: outcomes and money by contract, provider and ownership form") \
-        .set_defaults(func=cmd_report)
-    sub.add_parser("demo", help="load a realistic demo fund and print a token per role").set_defaults(func=cmd_demo)
+    sub.add_parser("demo", help="load a realistic demo fund and print a token per role",
+                   description="Migrate the database, load the demo outcomes fund once (three municipalities, "
+                               "providers of each ownership form, contracts, participants, evidence, payouts) "
+                               "and print a new token for each role.").set_defaults(func=cmd_demo, needs_secret=True)
 
     sch = sub.add_parser("schema", help="the GraphQL schema").add_subparsers(dest="schema_command", required=True)
     exp = sch.add_parser("export", help="write the SDL (schemas/schema.graphql)")
-    exp.add_argument("--output", default="schemas/schema.graphql")
+    exp.add_argument("--output", help="where to write (default: schemas/schema.graphql in a checkout, "
+                                      "otherwise standard output)")
     exp.set_defaults(func=cmd_schema_export, needs_settings=False)
 
     pay = sub.add_parser("payout", help="payouts").add_subparsers(dest="payout_command", required=True)
@@ -168,23 +172,52 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--hash", help="a digest's hash to prove")
     ver.set_defaults(func=cmd_ledger_verify)
 
+    from api.cli_proofs import register as register_proofs
+    register_proofs(sub, led)
     from api.cli_evidence import register as register_evidence
     from api.cli_export import register as register_export
+    from api.cli_investments import register as register_investments
+    from api.cli_report import register as register_report
     register_evidence(sub)
     register_export(sub)
+    register_report(sub)
+    register_investments(sub)
+    _with_environment(p)
     return p
+
+
+def _with_environment(parser: argparse.ArgumentParser) -> None:
+    """Every command's --help ends with the environment variables it reads."""
+    parser.epilog = ENVIRONMENT
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _with_environment(child)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from sqlalchemy.exc import DBAPIError, OperationalError
+    settings = None
     try:
-        settings = load() if getattr(args, "needs_settings", True) else None
+        if getattr(args, "needs_settings", True):
+            settings = load(require_secret=getattr(args, "needs_secret", False))
         return args.func(args, settings)
     except ConfigError as err:
         print(f"utfall: {err}", file=sys.stderr)
         return 2
     except DomainError as err:
         print(f"utfall: {err.code}: {err.message}", file=sys.stderr)
+        return 1
+    except (OperationalError, DBAPIError) as err:
+        # an unreachable or refusing database is foreseeable: say so without a traceback
+        where = redact_url(settings.database_url) if settings else "the database"
+        reason = str(getattr(err, "orig", err)).strip().splitlines()[0] if str(getattr(err, "orig", err)).strip() else type(err).__name__
+        print(f"utfall: cannot use {where}: {reason}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a file that cannot be read or written
+        print(f"utfall: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
 
 

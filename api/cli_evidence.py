@@ -162,7 +162,7 @@ def register(subparsers) -> None:
     imp.add_argument("--show", type=int, default=20, metavar="N",
                      help="with --skip-bad, print the first N bad rows (all are in the reject file)")
     imp.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=argparse.SUPPRESS)
-    imp.set_defaults(func=cmd_evidence_import)
+    imp.set_defaults(func=cmd_evidence_import, needs_secret=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from ledger.errors import PermissionDenied
 
 ALL_SEEING = frozenset({"ADMIN", "FUND_MANAGER", "AUDITOR"})
-PARTY_BOUND = frozenset({"MUNICIPALITY", "PROVIDER", "VERIFIER"})
+PARTY_BOUND = frozenset({"MUNICIPALITY", "PROVIDER", "VERIFIER", "INVESTOR"})
 
 
 @dataclass(frozen=True)

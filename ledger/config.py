@@ -16,6 +16,10 @@ class Settings:
     database_url: str
     env: str  # "development" or "production"
     secret: bytes  # the key for hashing identity numbers
+    # the Ed25519 key file that signs tree heads (UTFALL_SIGNING_KEY); in development a
+    # generated one, made on first use when `generate_signing_key`
+    signing_key: str | None = None
+    generate_signing_key: bool = False
 
     @property
     def production(self) -> bool:
@@ -25,20 +29,29 @@ class Settings:
 DEV_SECRET = b"utfall-development-secret-not-for-production"
 
 
-def load(environ: dict | None = None) -> Settings:
-    """Settings from the environment; outside development UTFALL_SECRET is required."""
+def load(environ: dict | None = None, *, require_secret: bool = True) -> Settings:
+    """Settings from the environment; outside development UTFALL_SECRET is required, unless the
+    caller never hashes an identity number (read-only commands), which then gets no secret at all."""
     env = os.environ if environ is None else environ
     mode = env.get("UTFALL_ENV", "production")
     if mode not in ("development", "production"):
         raise ConfigError(f"UTFALL_ENV must be development or production, not {mode!r}")
     secret = env.get("UTFALL_SECRET")
     if not secret:
-        if mode != "development":
+        if mode != "development" and not require_secret:
+            secret_bytes = b""  # nothing this caller does may hash an identity number
+        elif mode != "development":
             raise ConfigError("UTFALL_SECRET is required unless UTFALL_ENV=development")
-        secret_bytes = DEV_SECRET
+        else:
+            secret_bytes = DEV_SECRET
     else:
         if len(secret) < 16:
             raise ConfigError("UTFALL_SECRET must be at least 16 characters")
         secret_bytes = secret.encode("utf-8")
     url = env.get("DATABASE_URL") or database_url()
-    return Settings(database_url=url, env=mode, secret=secret_bytes)
+    signing_key, generate = env.get("UTFALL_SIGNING_KEY") or None, False
+    if signing_key is None and mode == "development":
+        from ledger.signing import development_key_path
+        signing_key, generate = str(development_key_path(url, env)), True
+    return Settings(database_url=url, env=mode, secret=secret_bytes, signing_key=signing_key,
+                    generate_signing_key=generate)

@@ -70,6 +70,7 @@ def _load(db: Database, *, today: date, secret: bytes, rng: random.Random) -> No
                  party("Stiftelsen Vägen Hem", "PROVIDER", None, "NONPROFIT"),
                  party("Gävle kommun, egen regi (Frivården Gävle)", "PROVIDER", None, "PUBLIC_IN_HOUSE")]
         verifier = party("Oberoende Utvärdering i Norden AB", "VERIFIER")
+        investor = party("Sociala Utfallsinvesteringar i Sverige AB", "INVESTOR")
         fund = funds.create_fund(uow, actor=fm, name=DEMO_FUND, manager_id=fund_party.id, currency="SEK")
         funds.deposit_capital(uow, actor=fm, fund_id=fund.id, amount=sek("50000000.00"), effective_date=START,
                               reference="Regleringsbrev 2025, anslag 1:4")
@@ -89,7 +90,7 @@ def _load(db: Database, *, today: date, secret: bytes, rng: random.Random) -> No
                                     area_supplements=(("RURAL", Decimal(15)),)))))
         care = contracts.create_contract(
             uow, actor=fm, title="Färre vårddygn i Malmö", fund_id=fund.id, municipality_id=munis[1].id,
-            provider_id=provs[1].id, verifier_id=verifier.id, investor_id=None, policy_area="Missbruk och beroende",
+            provider_id=provs[1].id, verifier_id=verifier.id, investor_id=investor.id, policy_area="Missbruk och beroende",
             start_date=START, end_date=END, terms=TermsSpec(
                 max_value=sek("15000000.00"), participant_cap=None, payer_shares=share(munis[1], 40),
                 metrics=(MetricSpec("CARE_DAYS", "Undvikna vårddygn", "BASELINE_IMPROVEMENT", "LOWER_IS_BETTER",
@@ -196,6 +197,29 @@ def _load(db: Database, *, today: date, secret: bytes, rng: random.Random) -> No
         uow.commit()
     pay_period(H2)
     settle(date(2026, 2, 15))
+    _impact_bond(db, fm, care, investor)
+
+
+def _impact_bond(db: Database, fm: Actor, contract, investor) -> None:
+    """Malmö's care-days contract is an impact bond: a senior and a subordinate tranche pre-finance
+    the non-profit provider and are repaid out of its outcome payments, one distribution a half-year."""
+    from ledger import investments as inv
+    with db.uow() as uow:
+        for tranche, principal, cap in (("SENIOR", "4000000.00", "0.20"), ("SUBORDINATE", "1000000.00", "0.50")):
+            x = inv.create_investment(uow, actor=fm, contract_id=contract.id, investor_id=investor.id, tranche=tranche,
+                                      principal=sek(principal), return_cap=Decimal(cap))
+            inv.record_drawdown(uow, actor=fm, investment_id=x.id, amount=sek(principal), paid_on=START,
+                                reference=f"Avrop {tranche.lower()} tranch")
+        uow.commit()
+    for up_to, paid_on in ((date(2025, 8, 31), date(2025, 9, 30)), (date(2026, 2, 28), None)):
+        with db.uow() as uow:
+            d = inv.distribute_receipts(uow, actor=fm, contract_id=contract.id, up_to=up_to)
+            owed = sum(x.amount_minor for x in d.lines if x.kind != "RESIDUAL")
+            if paid_on is not None:  # the provider pays the investor what the first one made due
+                settlement.record_payment(uow, actor=fm, debtor_id=contract.provider_id, creditor_id=investor.id,
+                                          contract_id=contract.id, amount=m.from_minor(owed, "SEK"), paid_on=paid_on,
+                                          reference="Återbetalning investerare")
+            uow.commit()
 
 
 def _tokens(db: Database) -> list[DemoToken]:

@@ -38,7 +38,7 @@ from typing import TextIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ledger import chart, journal
+from ledger import chart, investments, journal
 from ledger import money as m
 from ledger.errors import ValidationError
 from ledger.models import Account, Entry, Transaction
@@ -58,6 +58,7 @@ BEANCOUNT_ROOTS = {
     chart.FUND_CAPITAL: "Equity", chart.FUND_COMMITMENT_RESERVE: "Equity",
     chart.OUTCOME_REVENUE: "Income", chart.PENALTY_INCOME: "Income",
     chart.OUTCOME_COST: "Expenses", chart.PENALTY_EXPENSE: "Expenses",
+    **investments.BEANCOUNT_ROOTS,
 }
 UNMAPPED_ROOT = "Equity"
 

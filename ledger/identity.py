@@ -50,9 +50,13 @@ def normalise(raw: str, today: date) -> str:
 
 def identity_hash(secret: bytes, contract_id: int, normalised: str) -> str:
     """HMAC-SHA256 keyed with the server secret, per contract, so hashes cannot be joined across contracts."""
+    if not secret:  # a read-only command's settings carry no secret: never hash with an empty key
+        raise ValueError("no UTFALL_SECRET: identity numbers cannot be hashed")
     return hmac.new(secret, f"{contract_id}:{normalised}".encode("ascii"), hashlib.sha256).hexdigest()
 
 
 def redactor(secret: bytes):
     """A function that replaces an identity number by a keyed hash, for audit and idempotency records."""
+    if not secret:
+        raise ValueError("no UTFALL_SECRET: identity numbers cannot be hashed")
     return lambda value: "hmac:" + hmac.new(secret, value.encode("utf-8"), hashlib.sha256).hexdigest()

@@ -36,6 +36,10 @@ UNIQUE: dict[tuple[str, frozenset[str]], tuple[str, str, list[str] | None]] = {
         ("ALREADY_REVERSED", "this transaction has already been reversed", ["transactionId"]),
     ("contract_terms", frozenset({"contract_id", "version"})):
         ("CONFLICT", "the contract's terms were changed at the same time; read them again and retry", None),
+    ("investment_closings", frozenset({"contract_id"})):
+        ("INVESTMENTS_CLOSED", "the contract's investments are closed", ["contractId"]),
+    ("distribution_receipts", frozenset({"payment_id"})):
+        ("CONFLICT", "these receipts were distributed by another request at the same time; read again", None),
     ("ledger_accounts", frozenset({"key"})):
         ("CONFLICT", "another request opened the same ledger account at the same time; try again", None),
 }

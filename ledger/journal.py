@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ledger import money as m
+from ledger import tree
 from ledger.access import Actor, require_role
 from ledger.db import UnitOfWork
 from ledger.errors import Conflict, NotFound, ValidationError
@@ -325,6 +326,8 @@ def post(
     entry_rows = [dict(zip(_ENTRY_COLUMNS, e)) for e in entries]
     conn.execute(_INSERT_TRANSACTION, tx)
     conn.execute(_INSERT_ENTRIES, entry_rows)
+    # the Merkle tree's nodes this transaction completes, in the same database transaction
+    tree.append_leaf(conn, sequence=sequence, chain_hash=tx["hash"], previous_chain_hash=head_hash)
     conn.execute(_SET_BALANCE, [{"account_id": account_id, "new_balance": balance, "new_sequence": sequence}
                                 for account_id, balance in balances.items()])
     conn.execute(_ADVANCE_HEAD, {"head_sequence": sequence, "head_hash": tx["hash"], "head_posted_at": posted_at})

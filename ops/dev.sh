@@ -16,4 +16,5 @@ else
   echo "Admin token (use as 'Authorization: Bearer <token>' in GraphiQL's headers):"
   .venv/bin/utfall token create --role ADMIN --name admin | tail -n1
 fi
+echo "utfall is in .venv/bin: run \`source .venv/bin/activate\` in another terminal to use it (utfall --help)."
 exec .venv/bin/utfall serve --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}"

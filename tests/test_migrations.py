@@ -9,7 +9,10 @@ from ledger.models import Base
 
 APPEND_ONLY = ("ledger_transactions", "ledger_entries", "audit_events",
                "contract_terms", "payer_shares", "metrics", "area_supplements",
-               "payout_lines", "payout_items", "payout_shares", "payments")
+               "payout_lines", "payout_items", "payout_shares", "payments", "merkle_nodes",
+               "indigo_field_statuses",
+               "investments", "investment_drawdowns", "distributions", "distribution_lines",
+               "distribution_receipts", "investment_closings")
 
 
 def test_alembic_head_matches_the_orm(engine):

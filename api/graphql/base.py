@@ -311,6 +311,7 @@ class Context:
     request_id: str = ""
     secret: bytes = b""  # the key for hashing identity numbers
     unavailable: BaseException | None = None  # set when the database could not be reached: the answer is a 503
+    signer: Any = None  # signs tree heads (ledger.signing.Signer); None without a signing key
 
     def loader(self, name: str, factory: Callable[[], Any]) -> Any:
         """A DataLoader made once per request (never shared across requests or callers)."""
@@ -369,7 +370,7 @@ async def mutate(info: Info, payload_cls: type, fn: Callable[[UnitOfWork, Actor]
                  to_fields: Callable[[Any], dict]) -> Any:
     """Run one use case as the caller in its own unit of work; map the result or the domain
     error onto the payload. `to_fields` runs inside the unit of work, while rows are loaded."""
-    empty = {f.name: None for f in dataclasses.fields(payload_cls) if f.name != "user_errors"}
+    empty = {f.name: None for f in dataclasses.fields(payload_cls) if f.name != "user_errors" and f.init}
     actor = ctx(info).actor
     if actor is None:
         return payload_cls(**empty, user_errors=[

@@ -19,6 +19,7 @@ from api.graphql.evidence import Evidence, EvidenceStatus, Measurement, Particip
 from api.graphql.ledger import LedgerTransaction
 from api.graphql.payouts import Obligation, Payout, PayoutStatus, obligations_of_contract
 from api.graphql.parties import Party, load_party
+from api.graphql.proofs import RECEIPT_DESCRIPTION, Receipt, receipt_for
 from ledger import chart, contracts, funds, models, sanctions
 from ledger.errors import DomainError
 from ledger.reads import may_see_contract, visible_contracts, visible_funds
@@ -445,6 +446,11 @@ class DepositCapitalPayload:
     fund: Fund | None
     transaction: LedgerTransaction | None
     user_errors: list[UserError]
+    posted_sequence: strawberry.Private[int | None] = None
+
+    @strawberry.field(description=RECEIPT_DESCRIPTION)
+    async def receipt(self, info: Info) -> Receipt | None:
+        return await receipt_for(info, self.posted_sequence)
 
 
 @strawberry.input
@@ -633,7 +639,7 @@ class ContractMutations:
                 reference=input.reference))
             return tx, funds.get_fund(uow, fund_id)
         return await mutate(info, DepositCapitalPayload, run, lambda r: {
-            "transaction": LedgerTransaction.from_row(r[0]), "fund": Fund.from_row(r[1])})
+            "transaction": LedgerTransaction.from_row(r[0]), "fund": Fund.from_row(r[1]), "posted_sequence": r[0].sequence})
 
     @strawberry.mutation
     async def create_contract(self, info: Info, input: CreateContractInput) -> CreateContractPayload:

@@ -15,7 +15,8 @@ from api.graphql.base import (
     mutate, page_size, query_error, require_actor,
 )
 from api.graphql.parties import Party, load_party
-from ledger import journal, models
+from api.graphql.proofs import RECEIPT_DESCRIPTION, Receipt, SignedTreeHeadInput, receipt_for
+from ledger import journal, models, proofs
 from ledger.errors import DomainError, NotFound
 from ledger.reads import may_see_account, visible_accounts, visible_transactions
 
@@ -189,6 +190,11 @@ class ReverseTransactionInput:
 class ReverseTransactionPayload:
     transaction: LedgerTransaction | None
     user_errors: list[UserError]
+    posted_sequence: strawberry.Private[int | None] = None
+
+    @strawberry.field(description=RECEIPT_DESCRIPTION)
+    async def receipt(self, info: Info) -> Receipt | None:
+        return await receipt_for(info, self.posted_sequence)
 
 
 @strawberry.type
@@ -290,10 +296,31 @@ class LedgerQueries:
         return LedgerDigest(sequence=d.sequence, hash=d.hash)
 
     @strawberry.field(description="Recompute the chain and every running balance; with a digest, prove it is still held.")
-    async def verify_ledger(self, info: Info, digest: LedgerDigestInput | None = None) -> LedgerVerification:
+    async def verify_ledger(
+        self, info: Info, digest: LedgerDigestInput | None = None,
+        tree_head: Annotated[SignedTreeHeadInput | None, strawberry.argument(description=(
+            "A signed tree head kept earlier: also check that this ledger signed it and that its transactions "
+            "still make its root hash."))] = None,
+    ) -> LedgerVerification:
         require_actor(info)
         d = journal.Digest(digest.sequence, digest.hash.lower()) if digest else None
-        v = await ctx(info).db.read(lambda s: journal.verify(s, d))
+        signer = ctx(info).signer
+        try:
+            head = tree_head.parse() if tree_head is not None else None
+        except DomainError as err:
+            raise query_error(err) from None
+
+        def q(s):
+            v = journal.verify(s, d)
+            if v.ok and head is not None:
+                check = proofs.check_tree_head(s, signer=signer, head=head)
+                if not check.ok:
+                    return journal.Verification(False, v.checked_transactions, None, check.reason)
+            return v
+        try:
+            v = await ctx(info).db.read(q)
+        except DomainError as err:
+            raise query_error(err) from None
         return LedgerVerification(ok=v.ok, checked_transactions=v.checked_transactions,
                                   first_invalid_sequence=v.first_invalid_sequence, reason=v.reason)
 
@@ -307,4 +334,4 @@ class LedgerMutations:
             return audited(uow, actor, "reverseTransaction", input, lambda: journal.reverse_transaction(
                 uow, actor=actor, sequence=seq, reason=input.reason, effective_date=input.effective_date))
         return await mutate(info, ReverseTransactionPayload, run,
-                            lambda t: {"transaction": LedgerTransaction.from_row(t)})
+                            lambda t: {"transaction": LedgerTransaction.from_row(t), "posted_sequence": t.sequence})

@@ -43,6 +43,7 @@ class Role(enum.Enum):
     PROVIDER = "PROVIDER"
     VERIFIER = "VERIFIER"
     AUDITOR = "AUDITOR"
+    INVESTOR = "INVESTOR"
 
 
 @strawberry.type

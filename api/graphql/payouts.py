@@ -17,6 +17,7 @@ from api.graphql.base import (
 )
 from api.graphql.ledger import LedgerTransaction, load_transaction
 from api.graphql.parties import Party, load_party
+from api.graphql.proofs import RECEIPT_DESCRIPTION, Receipt, receipt_for
 from ledger import calculations, models, settlement
 from ledger.errors import DomainError
 from ledger.reads import visible_accounts, visible_contracts
@@ -314,7 +315,11 @@ class CalculatePayoutPayload(PayoutPayload):
 
 @strawberry.type
 class ApprovePayoutPayload(PayoutPayload):
-    pass
+    posted_sequence: strawberry.Private[int | None] = None
+
+    @strawberry.field(description=RECEIPT_DESCRIPTION)
+    async def receipt(self, info: Info) -> Receipt | None:
+        return await receipt_for(info, self.posted_sequence)
 
 
 @strawberry.input
@@ -332,6 +337,11 @@ class RecordPaymentInput:
 class RecordPaymentPayload:
     payment: Payment | None
     user_errors: list[UserError]
+    posted_sequence: strawberry.Private[int | None] = None
+
+    @strawberry.field(description=RECEIPT_DESCRIPTION)
+    async def receipt(self, info: Info) -> Receipt | None:
+        return await receipt_for(info, self.posted_sequence)
 
 
 @strawberry.type
@@ -380,7 +390,8 @@ class PayoutMutations:
             pid = from_global_id(input.payout_id, "Payout", field="payoutId")
             return audited(uow, actor, "approvePayout", input,
                            lambda: calculations.approve_payout(uow, actor=actor, payout_id=pid))
-        return await mutate(info, ApprovePayoutPayload, run, lambda p: {"payout": Payout.from_row(p)})
+        return await mutate(info, ApprovePayoutPayload, run, lambda p: {"payout": Payout.from_row(p),
+                                                                        "posted_sequence": p.transaction_sequence})
 
     @strawberry.mutation(description="A payment that settles (part of) an obligation; more than is owed is OVERPAYMENT.")
     async def record_payment(self, info: Info, input: RecordPaymentInput) -> RecordPaymentPayload:
@@ -390,4 +401,5 @@ class PayoutMutations:
                 creditor_id=from_global_id(input.creditor_id, "Party", field="creditorId"),
                 contract_id=from_global_id(input.contract_id, "OutcomeContract", field="contractId"),
                 amount=input.amount.to_money(), paid_on=input.paid_on, reference=input.reference))
-        return await mutate(info, RecordPaymentPayload, run, lambda p: {"payment": Payment.from_row(p)})
+        return await mutate(info, RecordPaymentPayload, run, lambda p: {"payment": Payment.from_row(p),
+                                                                        "posted_sequence": p.transaction_sequence})

@@ -19,7 +19,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
-from api.graphql import audit, contracts, evidence, ledger, parties, payouts, reports
+from api.graphql import audit, contracts, evidence, investments, ledger, parties, payouts, proofs, publishing, reports
 from api.graphql.limits import CostLimitRule
 from api.logs import redact
 from api.graphql.base import SCALAR_MAP, Node, ScalarError, UserErrorCode, ctx, split_global_id
@@ -48,6 +48,8 @@ async def _resolve_node(info: Info, type_name: str, pk: int):
         return await payouts.load_payout(info, pk)
     if type_name == "Fund":
         return await contracts.load_fund(info, pk)
+    if type_name in investments.NODE_LOADERS:
+        return await investments.NODE_LOADERS[type_name](info, pk)
     if type_name == "ApiToken" and actor.role == "ADMIN":
         row = await ctx(info).db.read(lambda s: s.get(models.ApiToken, pk))
         return parties.ApiToken.from_row(row) if row else None
@@ -68,12 +70,12 @@ class NodeQueries:
 
 
 Query = merge_types("Query", (NodeQueries, parties.PartyQueries, contracts.ContractQueries, evidence.EvidenceQueries,
-                              payouts.PayoutQueries, reports.ReportQueries,
-                              ledger.LedgerQueries,
-                              audit.AuditQueries))
+                              payouts.PayoutQueries, reports.ReportQueries, investments.InvestmentQueries,
+                              ledger.LedgerQueries, proofs.ProofQueries,
+                              audit.AuditQueries, publishing.PublishingQueries))
 Mutation = merge_types("Mutation", (parties.PartyMutations, contracts.ContractMutations,
-                                    evidence.EvidenceMutations, payouts.PayoutMutations,
-                                    ledger.LedgerMutations))
+                                    evidence.EvidenceMutations, payouts.PayoutMutations, investments.InvestmentMutations,
+                                    ledger.LedgerMutations, publishing.PublishingMutations))
 
 
 def _unexpected(error: GraphQLError) -> bool:
@@ -187,7 +189,8 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
                                                ledger.LedgerTransaction, audit.AuditEvent,
                                                contracts.Fund, contracts.OutcomeContract, contracts.Sanction,
                                                evidence.Participant, evidence.Evidence, evidence.Measurement,
-                                               payouts.Payout, payouts.Payment, UserErrorCode],
+                                               payouts.Payout, payouts.Payment, UserErrorCode,
+                                               investments.Investment, investments.Drawdown, investments.Distribution],
         config=StrawberryConfig(scalar_map=SCALAR_MAP), extensions=extensions,
     )
 

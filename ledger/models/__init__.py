@@ -2,15 +2,22 @@
 from ledger.models.base import Base, DecimalText, UTCDateTime, utcnow
 from ledger.models.parties import ApiToken, Party
 from ledger.models.journal import GENESIS_HASH, Account, Entry, LedgerHead, Transaction
+from ledger.models.merkle import MerkleNode
 from ledger.models.audit import AuditEvent, IdempotencyKey
 from ledger.models.funds import OutcomesFund
 from ledger.models.contracts import AreaSupplement, ContractTerms, Metric, OutcomeContract, PayerShare, Sanction
 from ledger.models.evidence import Evidence, EvidenceDocument, Measurement, Participant
 from ledger.models.payouts import Payment, PayoutCalculation, PayoutItem, PayoutLine, PayoutShare
+from ledger.models.publishing import IndigoFieldStatus
+from ledger.models.investments import (
+    DistributionLine, DistributionReceipt, Drawdown, Investment, InvestmentClosing, WaterfallDistribution,
+)
 
 __all__ = [
     "Base", "UTCDateTime", "utcnow", "Party", "ApiToken", "Account", "Entry", "LedgerHead",
-    "Transaction", "GENESIS_HASH", "AuditEvent", "IdempotencyKey", "OutcomesFund", "OutcomeContract",
+    "Transaction", "GENESIS_HASH", "MerkleNode", "AuditEvent", "IdempotencyKey", "OutcomesFund", "OutcomeContract",
     "ContractTerms", "PayerShare", "Metric", "AreaSupplement", "Sanction", "Participant", "Evidence",
     "EvidenceDocument", "Measurement", "PayoutCalculation", "PayoutLine", "PayoutItem", "PayoutShare", "Payment",
+    "IndigoFieldStatus",
+    "Investment", "Drawdown", "WaterfallDistribution", "DistributionLine", "DistributionReceipt", "InvestmentClosing",
 ]

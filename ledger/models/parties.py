@@ -10,7 +10,7 @@ from ledger.models.base import Base, UTCDateTime, utcnow
 
 PARTY_ROLES = ("FUND", "MUNICIPALITY", "PROVIDER", "INVESTOR", "VERIFIER")
 OWNERSHIP_FORMS = ("PRIVATE", "NONPROFIT", "PUBLIC_IN_HOUSE")
-TOKEN_ROLES = ("ADMIN", "FUND_MANAGER", "MUNICIPALITY", "PROVIDER", "VERIFIER", "AUDITOR")
+TOKEN_ROLES = ("ADMIN", "FUND_MANAGER", "MUNICIPALITY", "PROVIDER", "VERIFIER", "AUDITOR", "INVESTOR")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

@@ -1,13 +1,14 @@
 """Every benchmark in one command, and one table.
 
-    python -m ops.bench [--quick] [--backend sqlite|postgresql|both] [--only ledger,import,payout,http,load]
-                        [--json PATH]
+    python -m ops.bench [--quick] [--backend sqlite|postgresql|both]
+                        [--only ledger,import,payout,http,waterfall,merkle,load] [--json PATH]
 
-Runs the ledger, bulk-import, payout, HTTP and load benchmarks one after another and prints one
-table: operation, backend, size, median (min–max), and the ratio to the bare-database
-reference each benchmark measured in the same run; the load scenarios (bursts, slow bodies)
-print their own table after it, and any 5xx, timeout or unlogged request there fails the run. `--quick` takes a few minutes; the full
-run (10^6-entry ledgers, 100 000 evidence rows, 100 000-item payouts) takes much longer.
+Runs the ledger, bulk-import, payout, HTTP, waterfall, Merkle tree and load benchmarks one after
+another and prints one table: operation, backend, size, median (min–max), and the ratio to the
+bare-database reference each benchmark measured in the same run; the load scenarios (bursts,
+slow bodies) print their own table after it, and any 5xx, timeout or unlogged request there
+fails the run. `--quick` takes a few minutes; the full run (10^6-entry ledgers, 100 000
+evidence rows, 100 000-item payouts) takes much longer.
 Figures move 10–50 % between runs on this shared 2-core machine; the ratios much less.
 """
 from __future__ import annotations
@@ -18,13 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-from ops.bench import evidence_import, http, ledger, load, payout
+from ops.bench import evidence_import, http, ledger, load, merkle, payout, waterfall
 
-SUITES = {"ledger": ledger, "import": evidence_import, "payout": payout, "http": http, "load": load}
+SUITES = {"ledger": ledger, "import": evidence_import, "payout": payout, "http": http, "waterfall": waterfall,
+          "merkle": merkle, "load": load}
 
 
 def _fmt(value: float, unit: str) -> str:
-    if unit in ("ms", "s"):
+    if unit in ("ms", "s", "×"):
         return f"{value:,.3f} {unit}".replace(",", " ")
     return f"{value:,.0f} {unit}".replace(",", " ")
 

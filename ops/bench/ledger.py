@@ -66,7 +66,7 @@ from urllib.parse import quote
 import psycopg
 from sqlalchemy import bindparam, event, func, insert, select, update
 
-from ledger import journal, schema
+from ledger import journal, schema, tree
 from ledger import money as m
 from ledger.db import Database, make_engine
 from ledger.models import Account, Entry, LedgerHead, Party, Transaction
@@ -468,6 +468,8 @@ def fill(lg: Ledger, entries_wanted: int, rng: random.Random, batch: int = 20_00
                 entries.extend(rows)
             _insert_batch(lg, conn, txs, entries)
             todo -= len(txs)
+        # the Merkle tree's nodes over the new transactions, as postings would have stored them
+        tree.extend(conn, head.sequence, seq)
         conn.execute(update(head_t).where(head_t.c.id == 1).values(sequence=seq, hash=prev, posted_at=posted))
         conn.execute(
             update(acc_t).where(acc_t.c.id == bindparam("acc"))

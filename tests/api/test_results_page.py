@@ -25,7 +25,7 @@ def counts(page: str) -> list[str]:
 
 def assert_no_count_under_5(page: str) -> None:
     for text in counts(page):
-        assert text == SUPPRESSED or int(text.replace("\u202f", "")) >= 5, text
+        assert text == SUPPRESSED or int(text.replace("\u202f", "")) == 0 or int(text.replace("\u202f", "")) >= 5, text
 
 
 def test_the_results_page_shows_every_published_contract_and_the_report_without_a_token(api):
@@ -71,7 +71,7 @@ def test_small_counts_are_suppressed_and_text_is_escaped(api, db):
     # then
     assert "Skola &amp; &lt;b&gt;betyg&lt;/b&gt; i Umeå" in page and "<b>betyg" not in page
     assert "Utkast som inte publiceras" not in page
-    assert counts(page) and all(text == SUPPRESSED for text in counts(page))  # 3 participants, 2 achieved
+    assert counts(page) and all(text in (SUPPRESSED, "0") for text in counts(page))  # 3 participants, 2 achieved
     assert_no_count_under_5(page)
     assert "<svg" in page
     assert one.status_code == 200 and "Skola &amp; &lt;b&gt;betyg" in one.text
@@ -81,3 +81,50 @@ def test_small_counts_are_suppressed_and_text_is_escaped(api, db):
                 to_global_id("Party", prov.id), "not-an-id"):
         r = api.client.get(f"/results/{gid}")
         assert r.status_code == 404 and "Utkast" not in r.text
+
+
+def test_the_page_is_swedish_by_default_and_english_on_request(api):
+    # given
+    demo.load(api.db, today=TODAY, secret=SECRET)
+    # when
+    sv = api.client.get("/results")
+    en = api.client.get("/results?lang=en")
+    browser_en = api.client.get("/results", headers={"Accept-Language": "en-GB,en;q=0.9"})
+    prefers_sv = api.client.get("/results", headers={"Accept-Language": "de-DE, sv;q=0.9, en;q=0.8"})
+    # then
+    assert '<html lang="sv">' in sv.text and "Publicerade resultat" in sv.text and sv.headers["content-language"] == "sv"
+    assert re.search(r"\d,\d\u202f%", sv.text)  # a decimal comma in the rates: 43,3 %
+    assert "8\u202f180\u202f250,00\u202fSEK" in sv.text
+    assert '<html lang="en">' in en.text and "Published results" in en.text and "Publicerade resultat" not in en.text
+    assert re.search(r"\d\.\d\u202f%", en.text)
+    assert '<html lang="en">' in browser_en.text and '<html lang="sv">' in prefers_sv.text
+    assert 'href="/results?lang=en"' in sv.text and "lang=en" in en.text.split("<main>")[1]  # links keep the language
+
+
+def test_every_measured_value_carries_its_unit(api):
+    demo.load(api.db, today=TODAY, secret=SECRET)
+    page = api.client.get("/results").text
+    assert '2\u202f400 <small class="unit">vårddygn per halvår</small>' in page
+    assert '3\u202f650 <small class="unit">vårddygn per halvår</small>' in page
+    assert '1,4 <small class="unit">återfall per deltagare</small>' in page
+    en = api.client.get("/results?lang=en").text
+    assert '1.4 <small class="unit">återfall per participant</small>' in en
+
+
+def test_the_annual_report_per_fund_is_printable(api):
+    # given
+    demo.load(api.db, today=TODAY, secret=SECRET)
+    from ledger.models import OutcomesFund
+    from sqlalchemy import select
+    with api.db.reading() as s:
+        fund_id = s.execute(select(OutcomesFund.id).where(OutcomesFund.name == demo.DEMO_FUND)).scalar_one()
+    # when
+    r = api.client.get(f"/results/report?fund={to_global_id('Fund', fund_id)}&year=2025")
+    empty = api.client.get(f"/results/report?fund={fund_id}&year=2024&lang=en")
+    # then
+    assert r.status_code == 200 and f"Årsrapport 2025: {demo.DEMO_FUND}" in unescape(r.text)
+    assert "@media print" in r.text and "8\u202f180\u202f250,00\u202fSEK" in r.text
+    assert_no_count_under_5(r.text)
+    assert empty.status_code == 200 and "Annual report 2024" in empty.text and "8\u202f180\u202f250" not in empty.text
+    for bad in ("/results/report", "/results/report?fund=999999&year=2025", "/results/report?fund=not-an-id"):
+        assert api.client.get(bad).status_code == 404

@@ -164,7 +164,7 @@ def test_the_results_page_draws_its_chart_with_the_contract_titles(tab, server):
     expect(chart).to_be_visible()
     assert chart.locator("rect").count() >= 1
     assert chart.get_attribute("role") == "img"
-    expect(chart.locator("title").first).to_have_text("Outcome rate per contract and metric (share of participants, "
+    expect(chart.locator("title").first).to_have_text("Andel med utfall per kontrakt och mått (andel av deltagarna, "
                                                       "0–100 %)")
     bars = page.locator("svg#paid rect")
     assert bars.count() == 3 and all(float(bars.nth(i).get_attribute("width")) > 0 for i in range(3))
@@ -181,3 +181,28 @@ def test_the_results_page_draws_its_chart_with_the_contract_titles(tab, server):
     assert_stays_local(tab, server)
     assert not tab.errors, tab.errors
 
+
+
+# the size a chart's text is drawn at on screen: its font size times the SVG's scale to the column
+CHART_TEXT_PX = """() => Array.from(document.querySelectorAll('svg.chart text')).map(
+    t => parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a)"""
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_chart_labels_stay_readable_on_a_phone_and_a_desktop(browser, server, width):
+    context = browser.new_context(viewport={"width": width, "height": 844 if width < 600 else 900},
+                                  device_scale_factor=2 if width < 600 else 1, locale="sv-SE")
+    page = context.new_page()
+    try:
+        for path, name in (("/results", "results"), ("/results/T3V0Y29tZUNvbnRyYWN0OjI=", "results-contract")):
+            assert page.goto(f"{server.origin}{path}").status == 200
+            expect(page.locator("svg.chart").first).to_be_visible()
+            sizes = page.evaluate(CHART_TEXT_PX)
+            assert sizes and min(sizes) >= 11, (path, width, min(sizes))
+            # nothing wider than the screen but the tables' own scroll boxes
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+            screenshot(page, f"{name}-{width}")
+        assert page.locator("html").get_attribute("lang") == "sv"
+        expect(page.get_by_text("vårddygn per halvår").first).to_be_visible()
+    finally:
+        context.close()

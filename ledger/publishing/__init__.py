@@ -1,0 +1,1 @@
+"""Publishing what the money bought: disclosure control, the evaluation report, INDIGO, finance exports."""

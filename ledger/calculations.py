@@ -9,7 +9,7 @@ from datetime import date
 from sqlalchemy import and_, exists, func, insert, select
 from sqlalchemy.orm import Session, aliased
 
-from ledger import chart, journal, payouts
+from ledger import chart, commitments, journal, payouts
 from ledger import money as m
 from ledger.access import Actor, require_role
 from ledger.contracts import get_contract, terms_in_force
@@ -33,7 +33,8 @@ def engine_terms(terms: ContractTerms, currency: str) -> payouts.Terms:
     return payouts.Terms(
         version=terms.version, currency=currency, max_value=money(terms.max_value_minor),
         participant_cap=money(terms.participant_cap_minor),
-        payer_shares=tuple(payouts.PayerShare(str(s.party_id), s.percent) for s in terms.payer_shares),
+        payer_shares=tuple(payouts.PayerShare(str(s.party_id), s.percent, money(s.max_amount_minor))
+                           for s in terms.payer_shares),
         metrics=tuple(payouts.MetricTerms(
             code=x.code, kind=x.kind, direction=x.direction, unit_price=money(x.unit_price_minor), baseline=x.baseline,
             threshold=x.threshold, cap_per_participant=money(x.cap_per_participant_minor),
@@ -88,6 +89,9 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
         .group_by(Evidence.id, Evidence.participant_id, Evidence.metric_code)
     ).all()
     amount = lambda units: m.from_minor(int(units), cur).amount  # noqa: E731
+    # what each payer has paid matters only to payers with a maxAmount (PAYER_CAP)
+    per_payer = ({str(p): amount(v) for p, v in commitments.paid_by_payer(s, contract.id).items()}
+                 if any(x.max_amount_minor is not None for x in terms.payer_shares) else {})
     return payouts.PayoutInputs(
         contract_id=str(contract.id), period_start=period_start, period_end=period_end,
         terms=engine_terms(terms, cur),
@@ -99,7 +103,7 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
         paid_before=payouts.PaidBefore(
             total=amount(total), per_metric=[(c, amount(v)) for c, v in per_metric],
             per_participant=[(p, amount(v)) for p, v in per_participant],
-            per_participant_metric=[(p, c, amount(v)) for p, c, v in per_pair]),
+            per_participant_metric=[(p, c, amount(v)) for p, c, v in per_pair], per_payer=per_payer),
         clawbacks=tuple(payouts.Clawback(eid, pid, code, amount(v)) for eid, pid, code, v in claw_rows if v > 0),
     )
 
@@ -228,10 +232,14 @@ def approve_payout(uow: UnitOfWork, *, actor: Actor, payout_id: int) -> PayoutCa
             obligation_legs(uow, contract, provider, payer, -a)
         if payer == fund.manager_id:
             fund_share += a
-    if fund_share:
-        committed = chart.account(uow, chart.FUND_COMMITTED, fund.manager_id, cur, contract_id=contract.id, fund_id=fund.id)
-        reserve = chart.account(uow, chart.FUND_COMMITMENT_RESERVE, fund.manager_id, cur, fund_id=fund.id)
-        legs += [(committed, -fund_share), (reserve, fund_share)]
+    # each payer's commitment is drawn down by its share, never below zero (ledger/commitments.py)
+    drawn = commitments.legs(uow, contract, fund, terms_in_force(s, contract.id),
+                             paying_now={x.party_id: x.amount_minor for x in payout.shares})
+    uncommitted = fund_share + commitments.fund_delta(fund, drawn)
+    if uncommitted > 0 and uncommitted > chart.fund_position(s, fund.id).available:
+        raise Conflict("the fund's share of this payout is more than its commitment and its available capital",
+                       code="INSUFFICIENT_FUND_CAPITAL", field=["payoutId"])
+    legs += drawn
     if legs:
         tx = journal.post(
             uow, actor=actor.label, kind="PAYOUT", effective_date=payout.period_end, contract_id=contract.id,

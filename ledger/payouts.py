@@ -118,7 +118,7 @@ __all__ = [
     "RATE_CARD", "BASELINE_IMPROVEMENT", "COMPARISON_THRESHOLD", "METRIC_KINDS",
     "HIGHER_IS_BETTER", "LOWER_IS_BETTER", "DIRECTIONS", "OUTCOME", "CLAWBACK",
     "ONCE_ONLY", "METRIC_CAP_PER_PARTICIPANT", "PARTICIPANT_CAP", "METRIC_CAP_PER_PERIOD",
-    "METRIC_CAP_TOTAL", "MAX_VALUE", "CAP_ORDER", "CANONICAL_SCHEMA",
+    "METRIC_CAP_TOTAL", "MAX_VALUE", "PAYER_CAP", "CAP_ORDER", "payer_cap_total", "CANONICAL_SCHEMA",
     "MetricTerms", "PayerShare", "Terms", "EvidenceItem", "Measurement", "PaidBefore",
     "Clawback", "PayoutInputs", "PayoutLine", "PayoutItem", "MeasurementItem", "PayerAmount",
     "PayoutResult", "calculate", "validate", "canonical_inputs", "inputs_hash", "split_total",
@@ -141,7 +141,9 @@ PARTICIPANT_CAP = "PARTICIPANT_CAP"
 METRIC_CAP_PER_PERIOD = "METRIC_CAP_PER_PERIOD"
 METRIC_CAP_TOTAL = "METRIC_CAP_TOTAL"
 MAX_VALUE = "MAX_VALUE"
-CAP_ORDER = (ONCE_ONLY, METRIC_CAP_PER_PARTICIPANT, PARTICIPANT_CAP, METRIC_CAP_PER_PERIOD, METRIC_CAP_TOTAL, MAX_VALUE)
+PAYER_CAP = "PAYER_CAP"
+CAP_ORDER = (ONCE_ONLY, METRIC_CAP_PER_PARTICIPANT, PARTICIPANT_CAP, METRIC_CAP_PER_PERIOD, METRIC_CAP_TOTAL, MAX_VALUE,
+             PAYER_CAP)
 
 CANONICAL_SCHEMA = "utfall/payout-inputs/1"
 
@@ -193,10 +195,11 @@ class MetricTerms:
 
 @dataclass(frozen=True)
 class PayerShare:
-    """A payer's percentage of every payout (e.g. Decimal("50"))."""
+    """A payer's percentage of every payout (e.g. Decimal("50")), and the most it pays over the contract."""
 
     party_id: str
     percent: Decimal
+    max_amount: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -260,9 +263,11 @@ class PaidBefore:
     per_metric: tuple[tuple[str, Decimal], ...] = ()
     per_participant: tuple[tuple[int, Decimal], ...] = ()
     per_participant_metric: tuple[tuple[int, str, Decimal], ...] = ()
+    # what each payer has paid on the contract, for payers with a maxAmount (PAYER_CAP)
+    per_payer: tuple[tuple[str, Decimal], ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("per_metric", "per_participant", "per_participant_metric"):
+        for name in ("per_metric", "per_participant", "per_participant_metric", "per_payer"):
             object.__setattr__(self, name, _pairs(getattr(self, name)))
 
     @classmethod
@@ -511,7 +516,8 @@ def _terms(t: Terms) -> Terms:
         pct = _plain_number(s.percent, f"share of {party}", field_="payerShares")
         if pct < 0:
             raise _fail(f"share of {party} is negative", "SHARES_NOT_100", "payerShares")
-        shares.append(PayerShare(party, pct))
+        cap = _opt_money(s.max_amount, code, f"maximum amount of {party}", field_="payerShares")
+        shares.append(PayerShare(party, pct, cap))
     if sum((s.percent for s in shares), _ZERO) != _HUNDRED:
         raise _fail("payer shares must sum to exactly 100", "SHARES_NOT_100", "payerShares")
     metrics: dict[str, MetricTerms] = {}
@@ -540,7 +546,7 @@ def _paid_before(p: PaidBefore, code: str) -> PaidBefore:
                 )
             key = tuple(
                 _int_id(k, "participant id", field_="paidBefore") if t == "participant"
-                else _text(k, "metric code", field_="paidBefore")
+                else _text(k, "payer party id" if t == "payer" else "metric code", field_="paidBefore")
                 for k, t in zip(row[:-1], key_types)
             )
             if key in out:
@@ -557,6 +563,7 @@ def _paid_before(p: PaidBefore, code: str) -> PaidBefore:
         per_metric=tuple((k[0], v) for k, v in per_metric.items()),
         per_participant=tuple((k[0], v) for k, v in per_participant.items()),
         per_participant_metric=tuple((*k, v) for k, v in per_pair.items()),
+        per_payer=tuple((k[0], v) for k, v in rows("per_payer", ("payer",)).items()),
     )
 
 
@@ -757,7 +764,11 @@ def _canonical(n: PayoutInputs) -> bytes:
             "currency": t.currency,
             "max_value": _plain(t.max_value),
             "participant_cap": opt(t.participant_cap),
-            "payer_shares": [{"party_id": s.party_id, "percent": _plain(s.percent)} for s in t.payer_shares],
+            # max_amount and per_payer appear only when used, so inputs recorded before payer caps
+            # existed read back to the same bytes
+            "payer_shares": [{"party_id": s.party_id, "percent": _plain(s.percent),
+                              **({} if s.max_amount is None else {"max_amount": _plain(s.max_amount)})}
+                             for s in t.payer_shares],
             "metrics": [
                 {
                     "code": m.code, "kind": m.kind, "direction": m.direction,
@@ -785,6 +796,7 @@ def _canonical(n: PayoutInputs) -> bytes:
             "per_metric": [[k, _plain(v)] for k, v in p.per_metric],
             "per_participant": [[k, _plain(v)] for k, v in p.per_participant],
             "per_participant_metric": [[pid, code, _plain(v)] for pid, code, v in p.per_participant_metric],
+            **({"per_payer": [[k, _plain(v)] for k, v in p.per_payer]} if p.per_payer else {}),
         },
         "clawbacks": [
             {"evidence_id": c.evidence_id, "participant_id": c.participant_id, "metric_code": c.metric_code,
@@ -869,6 +881,35 @@ def split_total(total: Decimal, payer_shares: Iterable[PayerShare], currency: st
         )
 
 
+def payer_cap_total(total: Decimal, payer_shares: Iterable[PayerShare], paid: Mapping[str, Decimal],
+                    currency: str) -> Decimal:
+    """The largest amount, not above `total`, whose split gives no payer with a maxAmount more than its room.
+
+    room = maxAmount − what the payer has paid; the first bound is min over capped payers of
+    floor(room × 100 / percent) in minor units, then lowered one minor unit at a time while the
+    largest-remainder split still gives a payer one öre too many (at most a few steps).
+    A total of zero or less is never capped: it pays nobody anything.
+    """
+    shares = tuple(payer_shares)
+    capped = [s for s in shares if s.max_amount is not None and s.percent > 0]
+    if total <= 0 or not capped:
+        return total
+    with localcontext(_CTX):
+        exp = exponent(currency)
+        units = lambda d: int(d.scaleb(exp))  # noqa: E731  (amounts are already quantized)
+        room = {s.party_id: max(0, units(s.max_amount - paid.get(s.party_id, _ZERO))) for s in capped}
+        limit = min(units(total), *((room[s.party_id] * 100 / s.percent).to_integral_value(rounding="ROUND_FLOOR")
+                                    for s in capped))
+        limit = int(limit)
+        percents = [s.percent for s in shares]
+        while limit > 0:
+            parts = dict(zip((s.party_id for s in shares), split_largest_remainder(limit, percents)))
+            if all(parts[p] <= r for p, r in room.items()):
+                break
+            limit -= 1
+        return quantize(Decimal(limit).scaleb(-exp), currency) + 0
+
+
 def calculate(inputs: PayoutInputs) -> PayoutResult:
     """Calculate a payout: lines per metric, items per evidence, split per payer, inputs hash."""
     n = _normalise(inputs)
@@ -949,6 +990,12 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
             _apply_cap(parts, metrics[mcode].cap_total - prior_metric[mcode], METRIC_CAP_TOTAL)
     # (4) the contract's maximum value
     _apply_cap(all_parts, terms.max_value - prior_total, MAX_VALUE)
+    # (5) PAYER_CAP (PAYOUTS.md §8): the largest total whose split keeps every capped payer within its room
+    clawed = sum((c.amount for c in n.clawbacks), _ZERO)
+    earned = sum((p.net for p in all_parts), _ZERO)
+    allowed = payer_cap_total(earned - clawed, terms.payer_shares, dict(paid.per_payer), code)
+    if allowed < earned - clawed:
+        _apply_cap(all_parts, allowed + clawed, PAYER_CAP)
 
     lines: list[PayoutLine] = []
     for mcode, parts in sorted(by_metric.items()):
@@ -1018,7 +1065,8 @@ def inputs_from_canonical(data: bytes | str) -> PayoutInputs:
     terms = Terms(
         version=t["version"], currency=t["currency"], max_value=D(t["max_value"]),
         participant_cap=opt(t["participant_cap"]),
-        payer_shares=tuple(PayerShare(s["party_id"], D(s["percent"])) for s in t["payer_shares"]),
+        payer_shares=tuple(PayerShare(s["party_id"], D(s["percent"]), opt(s.get("max_amount")))
+                           for s in t["payer_shares"]),
         metrics=tuple(
             MetricTerms(code=x["code"], kind=x["kind"], direction=x["direction"], unit_price=D(x["unit_price"]),
                         baseline=opt(x["baseline"]), threshold=opt(x["threshold"]),
@@ -1038,7 +1086,8 @@ def inputs_from_canonical(data: bytes | str) -> PayoutInputs:
                                        x["cohort_size"]) for x in doc["measurements"]),
         paid_before=PaidBefore(total=D(p["total"]), per_metric=[(k, D(v)) for k, v in p["per_metric"]],
                                per_participant=[(k, D(v)) for k, v in p["per_participant"]],
-                               per_participant_metric=[(a, b, D(v)) for a, b, v in p["per_participant_metric"]]),
+                               per_participant_metric=[(a, b, D(v)) for a, b, v in p["per_participant_metric"]],
+                               per_payer=[(k, D(v)) for k, v in p.get("per_payer", [])]),
         clawbacks=tuple(Clawback(c["evidence_id"], c["participant_id"], c["metric_code"], D(c["amount"]))
                         for c in doc["clawbacks"]),
     )

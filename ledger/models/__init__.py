@@ -4,13 +4,13 @@ from ledger.models.parties import ApiToken, Party
 from ledger.models.journal import GENESIS_HASH, Account, Entry, LedgerHead, Transaction
 from ledger.models.audit import AuditEvent, IdempotencyKey
 from ledger.models.funds import OutcomesFund
-from ledger.models.contracts import AreaSupplement, ContractTerms, Metric, OutcomeContract, PayerShare, Sanction
+from ledger.models.contracts import AreaSupplement, ContractTerms, LateClaimGrant, Metric, OutcomeContract, PayerShare, Sanction
 from ledger.models.evidence import Evidence, EvidenceDocument, Measurement, Participant
 from ledger.models.payouts import Payment, PayoutCalculation, PayoutItem, PayoutLine, PayoutShare
 
 __all__ = [
     "Base", "UTCDateTime", "utcnow", "Party", "ApiToken", "Account", "Entry", "LedgerHead",
     "Transaction", "GENESIS_HASH", "AuditEvent", "IdempotencyKey", "OutcomesFund", "OutcomeContract",
-    "ContractTerms", "PayerShare", "Metric", "AreaSupplement", "Sanction", "Participant", "Evidence",
+    "ContractTerms", "LateClaimGrant", "PayerShare", "Metric", "AreaSupplement", "Sanction", "Participant", "Evidence",
     "EvidenceDocument", "Measurement", "PayoutCalculation", "PayoutLine", "PayoutItem", "PayoutShare", "Payment",
 ]

@@ -9,7 +9,7 @@ from datetime import date
 from sqlalchemy import and_, exists, func, insert, select
 from sqlalchemy.orm import Session, aliased
 
-from ledger import chart, commitments, journal, payouts
+from ledger import chart, commitments, journal, payouts, schedule
 from ledger import money as m
 from ledger.access import Actor, require_role
 from ledger.contracts import get_contract, terms_in_force
@@ -56,16 +56,17 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
     rate_codes = [x.code for x in terms.metrics if x.kind == "RATE_CARD"]
     paid_item = exists().where(PayoutItem.evidence_id == Evidence.id, PayoutItem.kind == "OUTCOME",
                                PayoutItem.payout_id.in_(posted))
+    last_day = period_end if contract.terminated_on is None else min(period_end, contract.terminated_on)
     evidence = s.execute(
         select(Evidence.id, Evidence.participant_id, Evidence.metric_code, Evidence.achieved_on, Participant.area)
         .join(Participant, Participant.id == Evidence.participant_id)
         .where(Evidence.contract_id == contract.id, Evidence.status == "VERIFIED",
-               Evidence.metric_code.in_(rate_codes), Evidence.achieved_on.between(period_start, period_end), ~paid_item)
+               Evidence.metric_code.in_(rate_codes), Evidence.achieved_on.between(period_start, last_day), ~paid_item)
     ).all()
     used = exists().where(PayoutItem.measurement_id == Measurement.id, PayoutItem.payout_id.in_(posted))
     measurements = s.execute(
         select(Measurement).where(Measurement.contract_id == contract.id, Measurement.period_start >= period_start,
-                                  Measurement.period_end <= period_end, ~used)
+                                  Measurement.period_end <= last_day, ~used)
     ).scalars().all()
     measured_codes = {x.code for x in terms.metrics if x.kind != "RATE_CARD"}
     mine = PayoutItem.payout_id.in_(posted)
@@ -78,6 +79,13 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
                          .where(mine, PayoutItem.participant_id.is_not(None))
                          .group_by(PayoutItem.participant_id, PayoutItem.metric_code)).all()
     total = s.execute(select(func.coalesce(func.sum(PayoutItem.net_minor), 0)).where(mine)).scalar_one()
+    # what the period's earlier payouts paid per metric: every per-period cap counts it
+    same_period = PayoutItem.payout_id.in_(posted.where(PayoutCalculation.period_start == period_start,
+                                                        PayoutCalculation.period_end == period_end))
+    # (outcomes only: a clawback in it gave back another period's money)
+    in_period = s.execute(select(PayoutItem.metric_code, func.sum(PayoutItem.net_minor))
+                          .where(same_period, PayoutItem.kind == "OUTCOME")
+                          .group_by(PayoutItem.metric_code)).all()
     # clawbacks: invalidated evidence that a posted payout paid for and none has clawed back yet
     clawed = aliased(PayoutItem)
     claw_rows = s.execute(
@@ -103,7 +111,8 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
         paid_before=payouts.PaidBefore(
             total=amount(total), per_metric=[(c, amount(v)) for c, v in per_metric],
             per_participant=[(p, amount(v)) for p, v in per_participant],
-            per_participant_metric=[(p, c, amount(v)) for p, c, v in per_pair], per_payer=per_payer),
+            per_participant_metric=[(p, c, amount(v)) for p, c, v in per_pair], per_payer=per_payer,
+            per_metric_in_period=[(c, amount(v)) for c, v in in_period]),
         clawbacks=tuple(payouts.Clawback(eid, pid, code, amount(v)) for eid, pid, code, v in claw_rows if v > 0),
     )
 
@@ -124,6 +133,24 @@ def _check_payable(contract: OutcomeContract, period_start: date, period_end: da
                               field=["periodStart"])
 
 
+def _check_period(s: Session, contract: OutcomeContract, period_start: date, period_end: date) -> None:
+    """A scheduled contract pays exactly its scheduled periods; an unscheduled one a period that
+    equals an earlier payout's (a supplementary payout) or overlaps none (PAYOUTS.md §6)."""
+    if contract.payment_frequency is not None:
+        if not any(p.start == period_start and p.end == period_end for p in schedule.of(contract)):
+            raise ValidationError("the period is not one of the contract's scheduled periods (see Contract.schedule)",
+                                  code="PERIOD_NOT_IN_SCHEDULE", field=["periodStart"])
+        return
+    clash = s.execute(select(PayoutCalculation.period_start, PayoutCalculation.period_end).where(
+        PayoutCalculation.contract_id == contract.id, PayoutCalculation.status.in_(("CALCULATED", "POSTED")),
+        PayoutCalculation.period_start <= period_end, PayoutCalculation.period_end >= period_start,
+        ~and_(PayoutCalculation.period_start == period_start, PayoutCalculation.period_end == period_end)).limit(1)).first()
+    if clash is not None:
+        raise Conflict(f"the period overlaps the payout period {clash[0]}..{clash[1]}: use exactly that period for a "
+                       "supplementary payout, or a period that overlaps none", code="PERIOD_OVERLAPS",
+                       field=["periodStart"])
+
+
 def calculate_payout(uow: UnitOfWork, *, actor: Actor, contract_id: int, period_start: date,
                      period_end: date) -> PayoutCalculation:
     """A CALCULATED payout for the period; an unapproved one for the same period is superseded."""
@@ -132,6 +159,7 @@ def calculate_payout(uow: UnitOfWork, *, actor: Actor, contract_id: int, period_
     journal.lock(uow)  # nothing is posted between reading what was paid and recording this
     contract = get_contract(uow, contract_id, for_update=True)
     _check_payable(contract, period_start, period_end)
+    _check_period(s, contract, period_start, period_end)
     inputs = gather_inputs(s, contract, period_start, period_end)
     result = payouts.calculate(inputs)
     canonical = payouts.canonical_inputs(inputs)

@@ -23,7 +23,7 @@ from ledger.funds import get_fund
 from ledger.models import (
     AreaSupplement, ContractTerms, Metric, OutcomeContract, OutcomesFund, Party, PayerShare, Transaction, utcnow,
 )
-from ledger.models.contracts import DIRECTIONS, METRIC_KINDS
+from ledger.models.contracts import DEFAULT_CLAIM_WINDOW_DAYS, DIRECTIONS, METRIC_KINDS, PAYMENT_FREQUENCIES
 from ledger.parties import clean_text, get_party
 
 METRIC_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,59}")
@@ -159,6 +159,27 @@ def _validate_terms(uow: UnitOfWork, terms: TermsSpec, *, currency: str) -> None
         codes.add(spec.code)
 
 
+def _validate_schedule(start: date, end: date, frequency: str | None, service_end: date | None,
+                       outcomes_end: date | None, claim_window_days: int | None) -> None:
+    """start ≤ serviceEndDate ≤ outcomesEndDate ≤ endDate, a known frequency, a claim window of 0 days or more."""
+    if frequency is not None and frequency not in PAYMENT_FREQUENCIES:
+        raise ValidationError(f"a payment frequency is one of {', '.join(PAYMENT_FREQUENCIES)}", code="INVALID_SCHEDULE",
+                              field=["paymentFrequency"])
+    service = service_end or end
+    outcomes = outcomes_end or end
+    if not (start <= service <= end):
+        raise ValidationError("service ends within the contract's term", code="INVALID_SCHEDULE", field=["serviceEndDate"])
+    if outcomes < service:
+        raise ValidationError("outcomes are counted at least until service ends (outcomesEndDate ≥ serviceEndDate)",
+                              code="INVALID_SCHEDULE", field=["outcomesEndDate"])
+    if outcomes > end:
+        raise ValidationError("outcomes are counted within the contract's term (outcomesEndDate ≤ endDate)",
+                              code="INVALID_SCHEDULE", field=["outcomesEndDate"])
+    if claim_window_days is not None and not (0 <= claim_window_days <= 3650):
+        raise ValidationError("a claim window is between 0 and 3650 days", code="INVALID_SCHEDULE",
+                              field=["claimWindowDays"])
+
+
 def _write_terms(uow: UnitOfWork, contract: OutcomeContract, terms: TermsSpec, *, version: int,
                  effective_from: date, reason: str, actor: Actor) -> ContractTerms:
     s = uow.session
@@ -194,9 +215,14 @@ def _write_terms(uow: UnitOfWork, contract: OutcomeContract, terms: TermsSpec, *
 def create_contract(
     uow: UnitOfWork, *, actor: Actor, title: str, fund_id: int, municipality_id: int, provider_id: int,
     verifier_id: int | None, investor_id: int | None, policy_area: str, start_date: date, end_date: date,
-    terms: TermsSpec,
+    terms: TermsSpec, payment_frequency: str | None = None, service_end_date: date | None = None,
+    outcomes_end_date: date | None = None, claim_window_days: int | None = None,
 ) -> OutcomeContract:
-    """A DRAFT contract with its first terms version, effective from the start date."""
+    """A DRAFT contract with its first terms version, effective from the start date.
+
+    With a `payment_frequency` the contract gets a schedule (PAYOUTS.md §6); without one it keeps
+    free payout periods, as every contract made before schedules existed.
+    """
     require_role(actor, "FUND_MANAGER")
     title = clean_text(title, "title", max_len=300)
     policy_area = clean_text(policy_area, "policyArea", max_len=100)
@@ -209,11 +235,15 @@ def create_contract(
         get_party(uow, investor_id, role="INVESTOR", field="investorId")
     if end_date < start_date:
         raise ValidationError("the contract ends before it starts", code="INVALID_TERM", field=["endDate"])
+    _validate_schedule(start_date, end_date, payment_frequency, service_end_date, outcomes_end_date, claim_window_days)
     _validate_terms(uow, terms, currency=fund.currency)
     contract = OutcomeContract(
         title=title, fund_id=fund.id, municipality_id=municipality_id, provider_id=provider_id,
         verifier_id=verifier_id, investor_id=investor_id, policy_area=policy_area, currency=fund.currency,
         start_date=start_date, end_date=end_date, status="DRAFT", created_by=actor.label,
+        payment_frequency=payment_frequency, service_end_date=service_end_date, outcomes_end_date=outcomes_end_date,
+        claim_window_days=claim_window_days if claim_window_days is not None else (
+            DEFAULT_CLAIM_WINDOW_DAYS if payment_frequency else None),
     )
     uow.session.add(contract)
     uow.session.flush()
@@ -387,7 +417,11 @@ def closing_blocker(s, contract: OutcomeContract, today: date) -> tuple[str, str
     is waiting for approval (PAYOUTS.md §6). Contracts without a schedule have no claim window.
     """
     from ledger import schedule
+    from ledger.models import LateClaimGrant
     deadline = schedule.last_claim_deadline(contract)
+    if deadline is not None:  # a late claim granted keeps the contract open until it runs out
+        granted = s.execute(select(func.max(LateClaimGrant.until)).where(LateClaimGrant.contract_id == contract.id)).scalar()
+        deadline = max(deadline, granted) if granted else deadline
     if deadline is not None and today <= deadline:
         return "CLAIM_WINDOW_OPEN", f"claims for this contract can still be made until {deadline}"
     if awaiting_approval(s, contract.id):

@@ -265,9 +265,11 @@ class PaidBefore:
     per_participant_metric: tuple[tuple[int, str, Decimal], ...] = ()
     # what each payer has paid on the contract, for payers with a maxAmount (PAYER_CAP)
     per_payer: tuple[tuple[str, Decimal], ...] = ()
+    # what earlier payouts of this same period paid per metric (supplementary payouts, §6)
+    per_metric_in_period: tuple[tuple[str, Decimal], ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("per_metric", "per_participant", "per_participant_metric", "per_payer"):
+        for name in ("per_metric", "per_participant", "per_participant_metric", "per_payer", "per_metric_in_period"):
             object.__setattr__(self, name, _pairs(getattr(self, name)))
 
     @classmethod
@@ -564,6 +566,7 @@ def _paid_before(p: PaidBefore, code: str) -> PaidBefore:
         per_participant=tuple((k[0], v) for k, v in per_participant.items()),
         per_participant_metric=tuple((*k, v) for k, v in per_pair.items()),
         per_payer=tuple((k[0], v) for k, v in rows("per_payer", ("payer",)).items()),
+        per_metric_in_period=tuple((k[0], v) for k, v in rows("per_metric_in_period", ("metric",)).items()),
     )
 
 
@@ -797,6 +800,8 @@ def _canonical(n: PayoutInputs) -> bytes:
             "per_participant": [[k, _plain(v)] for k, v in p.per_participant],
             "per_participant_metric": [[pid, code, _plain(v)] for pid, code, v in p.per_participant_metric],
             **({"per_payer": [[k, _plain(v)] for k, v in p.per_payer]} if p.per_payer else {}),
+            **({"per_metric_in_period": [[k, _plain(v)] for k, v in p.per_metric_in_period]}
+               if p.per_metric_in_period else {}),
         },
         "clawbacks": [
             {"evidence_id": c.evidence_id, "participant_id": c.participant_id, "metric_code": c.metric_code,
@@ -929,6 +934,7 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
     prior_metric: dict[str, Decimal] = defaultdict(Decimal, dict(paid.per_metric))
     prior_participant: dict[int, Decimal] = defaultdict(Decimal, dict(paid.per_participant))
     prior_pair: dict[tuple[int, str], Decimal] = defaultdict(Decimal, {(p, m): v for p, m, v in paid.per_participant_metric})
+    prior_in_period: dict[str, Decimal] = defaultdict(Decimal, dict(paid.per_metric_in_period))
     for c in n.clawbacks:
         prior_metric[c.metric_code] -= c.amount
         prior_participant[c.participant_id] -= c.amount
@@ -984,7 +990,7 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
     # (2) the metric's cap per period, (3) the metric's cap over the contract
     for mcode, parts in sorted(by_metric.items()):
         if metrics[mcode].cap_per_period is not None:
-            _apply_cap(parts, metrics[mcode].cap_per_period, METRIC_CAP_PER_PERIOD)
+            _apply_cap(parts, metrics[mcode].cap_per_period - prior_in_period[mcode], METRIC_CAP_PER_PERIOD)
     for mcode, parts in sorted(by_metric.items()):
         if metrics[mcode].cap_total is not None:
             _apply_cap(parts, metrics[mcode].cap_total - prior_metric[mcode], METRIC_CAP_TOTAL)
@@ -1087,7 +1093,8 @@ def inputs_from_canonical(data: bytes | str) -> PayoutInputs:
         paid_before=PaidBefore(total=D(p["total"]), per_metric=[(k, D(v)) for k, v in p["per_metric"]],
                                per_participant=[(k, D(v)) for k, v in p["per_participant"]],
                                per_participant_metric=[(a, b, D(v)) for a, b, v in p["per_participant_metric"]],
-                               per_payer=[(k, D(v)) for k, v in p.get("per_payer", [])]),
+                               per_payer=[(k, D(v)) for k, v in p.get("per_payer", [])],
+                               per_metric_in_period=[(k, D(v)) for k, v in p.get("per_metric_in_period", [])]),
         clawbacks=tuple(Clawback(c["evidence_id"], c["participant_id"], c["metric_code"], D(c["amount"]))
                         for c in doc["clawbacks"]),
     )

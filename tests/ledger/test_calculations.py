@@ -116,7 +116,7 @@ def test_recalculating_supersedes_and_a_superseded_payout_cannot_be_approved(db,
 
 def test_a_payout_calculated_before_another_was_posted_is_stale(db, case_a):
     a = calc(db, case_a, end=date(2026, 3, 3))
-    b = calc(db, case_a, start=date(2026, 3, 1), end=date(2026, 3, 31))
+    b = calc(db, case_a, start=date(2026, 3, 4), end=date(2026, 3, 31))
     approve(db, a)
     before = table_counts(db)
     with pytest.raises(DomainError) as err:

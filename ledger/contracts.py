@@ -436,14 +436,14 @@ def _close(uow: UnitOfWork, actor: Actor, contract: OutcomeContract, reason: str
 
 
 def end_contract(uow: UnitOfWork, *, actor: Actor, contract: OutcomeContract, status: str, reason: str,
-                 effective_on: date | None = None) -> OutcomeContract:
+                 effective_on: date | None = None, today: date | None = None) -> OutcomeContract:
     """End a contract: COMPLETED closes it; TERMINATED ends its schedule at `effective_on` (default today).
 
     A terminated contract keeps its commitments through the run-off (outcomes achieved up to the
     termination date stay payable within their claim windows) and closes, releasing what is left,
     as soon as nothing more can be claimed — at once when no window is open and nothing awaits approval.
     """
-    today = utcnow().date()
+    today = today or utcnow().date()
     contract.status = status
     contract.ended_at = utcnow()
     contract.end_reason = reason
@@ -456,7 +456,7 @@ def end_contract(uow: UnitOfWork, *, actor: Actor, contract: OutcomeContract, st
 
 
 def terminate_contract(uow: UnitOfWork, *, actor: Actor, contract_id: int, reason: str,
-                       effective_date: date | None = None) -> OutcomeContract:
+                       effective_date: date | None = None, today: date | None = None) -> OutcomeContract:
     """End a contract early on `effective_date` (default today): outcomes achieved up to then stay payable."""
     require_role(actor, "FUND_MANAGER")
     reason = clean_text(reason, "reason", max_len=2000)
@@ -468,17 +468,18 @@ def terminate_contract(uow: UnitOfWork, *, actor: Actor, contract_id: int, reaso
         raise ValidationError("a termination takes effect within the contract's term", code="TERMS_OUTSIDE_CONTRACT",
                               field=["effectiveDate"])
     return end_contract(uow, actor=actor, contract=contract, status="TERMINATED", reason=reason,
-                        effective_on=effective_date)
+                        effective_on=effective_date, today=today)
 
 
-def complete_contract(uow: UnitOfWork, *, actor: Actor, contract_id: int, reason: str) -> OutcomeContract:
+def complete_contract(uow: UnitOfWork, *, actor: Actor, contract_id: int, reason: str,
+                      today: date | None = None) -> OutcomeContract:
     """Close a contract whose last claim window is over; the remainder of the commitments is released."""
     require_role(actor, "FUND_MANAGER")
     reason = clean_text(reason, "reason", max_len=2000)
     journal.lock(uow)
     contract = get_contract(uow, contract_id, for_update=True)
     _transition(contract, ("ACTIVE", "SUSPENDED"), "COMPLETED")
-    blocker = closing_blocker(uow.session, contract, utcnow().date())
+    blocker = closing_blocker(uow.session, contract, today or utcnow().date())
     if blocker is not None:
         raise Conflict(blocker[1], code=blocker[0], field=["contractId"])
     return end_contract(uow, actor=actor, contract=contract, status="COMPLETED", reason=reason)

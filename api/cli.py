@@ -168,10 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--hash", help="a digest's hash to prove")
     ver.set_defaults(func=cmd_ledger_verify)
 
+    from api.cli_contracts import register as register_contracts
     from api.cli_evidence import register as register_evidence
     from api.cli_export import register as register_export
     register_evidence(sub)
     register_export(sub)
+    register_contracts(sub)
     return p
 
 

@@ -487,8 +487,9 @@ def complete_contract(uow: UnitOfWork, *, actor: Actor, contract_id: int, reason
 
 def close_due_contracts(uow: UnitOfWork, *, actor: Actor, today: date | None = None) -> list[OutcomeContract]:
     """Close every contract whose run-off is over: ACTIVE past its last claim window → COMPLETED;
-    TERMINATED with its windows closed → closed. Each releases its remaining commitments."""
-    require_role(actor, "FUND_MANAGER")
+    TERMINATED with its windows closed → closed. Each releases its remaining commitments.
+    Run daily (`utfall contracts close-due`)."""
+    require_role(actor, "FUND_MANAGER", "ADMIN")
     journal.lock(uow)
     today = today or utcnow().date()
     closed = []

@@ -54,6 +54,7 @@ def mutations_with_inputs(w) -> dict[str, dict]:
         "recordPayment": {"debtorId": muni, "creditorId": prov, "contractId": c, "amount": money,
                           "paidOn": "2026-07-01", "reference": "r"},
         "reverseTransaction": {"transactionId": G("LedgerTransaction", 1), "reason": "r"},
+        "grantLateClaim": {"contractId": c, "reason": "r", "until": "2099-01-01"},
     }
 
 

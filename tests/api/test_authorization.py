@@ -29,6 +29,7 @@ MUTATIONS = {
     "invalidateEvidence": {"VERIFIER own", "FUND_MANAGER"}, "recordMeasurement": {"VERIFIER own"},
     "calculatePayout": {"FUND_MANAGER"}, "approvePayout": {"FUND_MANAGER"},
     "recordPayment": {"FUND_MANAGER", "MUNICIPALITY own"}, "reverseTransaction": {"FUND_MANAGER"},
+    "grantLateClaim": {"FUND_MANAGER"},
 }
 
 # each query field: a document, and who sees the Case A world's object through it

@@ -111,7 +111,7 @@ _terms = sa.table('contract_terms', sa.column('id'), sa.column('contract_id'), s
                   sa.column('effective_from'), sa.column('max_value_minor'))
 _shares = sa.table('payer_shares', sa.column('terms_id'), sa.column('position'), sa.column('party_id'),
                    sa.column('percent'))
-_payouts = sa.table('payout_calculations', sa.column('id'), sa.column('contract_id'), sa.column('status'))
+_payouts = sa.table('payouts', sa.column('id'), sa.column('contract_id'), sa.column('status'))
 _payout_shares = sa.table('payout_shares', sa.column('payout_id'), sa.column('party_id'), sa.column('amount_minor'))
 _accounts = sa.table('ledger_accounts', sa.column('id'), sa.column('key'), sa.column('code'), sa.column('name'),
                      sa.column('party_id'), sa.column('contract_id'), sa.column('counterparty_id'),

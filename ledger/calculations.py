@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased
 from ledger import chart, commitments, journal, payouts, schedule
 from ledger import money as m
 from ledger.access import Actor, require_role
-from ledger.contracts import get_contract, terms_in_force
+from ledger.contracts import get_contract, terms_history, terms_in_force
 from ledger.db import UnitOfWork
 from ledger.errors import Conflict, NotFound, ValidationError
 from ledger.funds import get_fund
@@ -41,6 +41,46 @@ def engine_terms(terms: ContractTerms, currency: str) -> payouts.Terms:
             cap_per_period=money(x.cap_per_period_minor), cap_total=money(x.cap_total_minor), once_only=x.once_only,
             area_supplements=tuple((a.area, a.percent) for a in x.supplements)) for x in terms.metrics),
     )
+
+
+class _Pricing:
+    """Prices under the terms version in force on a given day, where it differs from the period's (PAYOUTS.md §7)."""
+
+    def __init__(self, history: list[ContractTerms], period_terms: ContractTerms, currency: str):
+        self.history, self.period, self.cur = history, period_terms, currency
+        self._from = [t.effective_from for t in history]
+
+    def _version(self, day: date) -> ContractTerms:
+        from bisect import bisect_right
+        i = bisect_right(self._from, day)
+        return self.history[i - 1] if i else self.history[0]
+
+    def _metric(self, terms: ContractTerms, code: str):
+        return next((x for x in terms.metrics if x.code == code), None)
+
+    def item(self, code: str, day: date, area: str | None):
+        terms = self._version(day)
+        metric = self._metric(terms, code)
+        if terms.version == self.period.version or metric is None:
+            return None
+        supplement = next((a.percent for a in metric.supplements if a.area == area), 0) if area else 0
+        unit = m.from_minor(metric.unit_price_minor, self.cur).amount
+        return m.quantize(unit * (1 + m.decimal(supplement) / 100), self.cur)
+
+    def unit(self, code: str, day: date):
+        terms = self._version(day)
+        metric = self._metric(terms, code)
+        if terms.version == self.period.version or metric is None:
+            return None
+        return m.from_minor(metric.unit_price_minor, self.cur).amount
+
+    def paid_unit(self, code: str, day: date):
+        """The unit price of the version the item was priced under, when it is not the period's own price."""
+        metric = self._metric(self._version(day), code)
+        current = self._metric(self.period, code)
+        if metric is None or (current is not None and current.unit_price_minor == metric.unit_price_minor):
+            return None
+        return m.from_minor(metric.unit_price_minor, self.cur).amount
 
 
 def _posted(contract_id: int):
@@ -89,31 +129,39 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
     # clawbacks: invalidated evidence that a posted payout paid for and none has clawed back yet
     clawed = aliased(PayoutItem)
     claw_rows = s.execute(
-        select(Evidence.id, Evidence.participant_id, Evidence.metric_code, func.sum(PayoutItem.net_minor))
+        select(Evidence.id, Evidence.participant_id, Evidence.metric_code, func.sum(PayoutItem.net_minor),
+               Evidence.achieved_on)
         .join(PayoutItem, and_(PayoutItem.evidence_id == Evidence.id, PayoutItem.kind == "OUTCOME", mine))
         .where(Evidence.contract_id == contract.id, Evidence.status == "INVALIDATED",
                ~exists().where(clawed.evidence_id == Evidence.id, clawed.kind == "CLAWBACK",
                                clawed.payout_id.in_(posted)))
-        .group_by(Evidence.id, Evidence.participant_id, Evidence.metric_code)
+        .group_by(Evidence.id, Evidence.participant_id, Evidence.metric_code, Evidence.achieved_on)
     ).all()
     amount = lambda units: m.from_minor(int(units), cur).amount  # noqa: E731
+    # PAYOUTS.md §7: an item is priced under the version in force on its achievedOn, a measurement
+    # under the one on its periodEnd; only prices that differ from the period's version are recorded
+    history = sorted(terms_history(s, contract.id), key=lambda t: (t.effective_from, t.version))
+    priced = _Pricing(history, terms, cur)
     # what each payer has paid matters only to payers with a maxAmount (PAYER_CAP)
     per_payer = ({str(p): amount(v) for p, v in commitments.paid_by_payer(s, contract.id).items()}
                  if any(x.max_amount_minor is not None for x in terms.payer_shares) else {})
     return payouts.PayoutInputs(
         contract_id=str(contract.id), period_start=period_start, period_end=period_end,
         terms=engine_terms(terms, cur),
-        evidence=tuple(payouts.EvidenceItem(e.id, e.participant_id, e.metric_code, e.achieved_on, e.area)
+        evidence=tuple(payouts.EvidenceItem(e.id, e.participant_id, e.metric_code, e.achieved_on, e.area,
+                                            priced.item(e.metric_code, e.achieved_on, e.area))
                        for e in evidence),
         measurements=tuple(payouts.Measurement(x.id, x.metric_code, x.period_start, x.period_end, x.observed_value,
-                                               x.comparison_value, x.cohort_size)
+                                               x.comparison_value, x.cohort_size,
+                                               priced.unit(x.metric_code, x.period_end))
                            for x in measurements if x.metric_code in measured_codes),
         paid_before=payouts.PaidBefore(
             total=amount(total), per_metric=[(c, amount(v)) for c, v in per_metric],
             per_participant=[(p, amount(v)) for p, v in per_participant],
             per_participant_metric=[(p, c, amount(v)) for p, c, v in per_pair], per_payer=per_payer,
             per_metric_in_period=[(c, amount(v)) for c, v in in_period]),
-        clawbacks=tuple(payouts.Clawback(eid, pid, code, amount(v)) for eid, pid, code, v in claw_rows if v > 0),
+        clawbacks=tuple(payouts.Clawback(eid, pid, code, amount(v), priced.paid_unit(code, on))
+                        for eid, pid, code, v, on in claw_rows if v > 0),
     )
 
 

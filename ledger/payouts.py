@@ -227,6 +227,9 @@ class EvidenceItem:
     metric_code: str
     achieved_on: date
     area: str | None = None
+    # PAYOUTS.md §7: the item's price (unit price with the area supplement, rounded) under the terms
+    # version in force on achieved_on, when that is not the period's version; None: the period's terms
+    price: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,8 @@ class Measurement:
     observed: Decimal
     comparison: Decimal | None = None
     cohort_size: int | None = None
+    # the metric's unit price under the version in force on period_end, when not the payout period's
+    unit_price: Decimal | None = None
 
 
 def _pairs(value: Any) -> tuple:
@@ -298,6 +303,8 @@ class Clawback:
     participant_id: int
     metric_code: str
     amount: Decimal
+    # the price at which the item was paid (shown on the CLAWBACK line); None in inputs recorded before
+    unit_price: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -613,7 +620,7 @@ def _normalise(inputs: PayoutInputs) -> PayoutInputs:
                 )
             if e.area is not None:
                 _text(e.area, "area", field_=f)
-            norm_evidence.append(e)
+            norm_evidence.append(replace(e, price=_opt_money(e.price, code, f"price of evidence {e.evidence_id}", field_=f)))
 
         measurements = sorted(
             inputs.measurements, key=lambda m: _int_id(m.measurement_id, "measurement id", field_="measurements")
@@ -671,7 +678,8 @@ def _normalise(inputs: PayoutInputs) -> PayoutInputs:
                         f"measurement {m.measurement_id}: a relative improvement needs a positive comparison value",
                         "INVALID_COMPARISON", f,
                     )
-            norm_measurements.append(replace(m, observed=observed, comparison=comparison))
+            norm_measurements.append(replace(m, observed=observed, comparison=comparison, unit_price=_opt_money(
+                m.unit_price, code, f"unit price of measurement {m.measurement_id}", field_=f)))
         by_metric: dict[str, list[Measurement]] = defaultdict(list)
         for m in norm_measurements:
             by_metric[m.metric_code].append(m)
@@ -704,7 +712,8 @@ def _normalise(inputs: PayoutInputs) -> PayoutInputs:
             # A metric removed by an amendment can still be clawed back.
             _text(c.metric_code, "metric code", field_=f)
             amount = _money(c.amount, code, f"clawback of evidence {c.evidence_id}", field_=f)
-            norm_clawbacks.append(replace(c, amount=amount))
+            norm_clawbacks.append(replace(c, amount=amount, unit_price=_opt_money(
+                c.unit_price, code, f"price paid for evidence {c.evidence_id}", field_=f)))
         _check_clawbacks_were_paid(norm_clawbacks, paid)
 
         return PayoutInputs(
@@ -785,13 +794,15 @@ def _canonical(n: PayoutInputs) -> bytes:
         },
         "evidence": [
             {"evidence_id": e.evidence_id, "participant_id": e.participant_id, "metric_code": e.metric_code,
-             "achieved_on": e.achieved_on.isoformat(), "area": e.area}
+             "achieved_on": e.achieved_on.isoformat(), "area": e.area,
+             **({} if e.price is None else {"price": _plain(e.price)})}
             for e in n.evidence
         ],
         "measurements": [
             {"measurement_id": m.measurement_id, "metric_code": m.metric_code,
              "period_start": m.period_start.isoformat(), "period_end": m.period_end.isoformat(),
-             "observed": _plain(m.observed), "comparison": opt(m.comparison), "cohort_size": m.cohort_size}
+             "observed": _plain(m.observed), "comparison": opt(m.comparison), "cohort_size": m.cohort_size,
+             **({} if m.unit_price is None else {"unit_price": _plain(m.unit_price)})}
             for m in n.measurements
         ],
         "paid_before": {
@@ -805,7 +816,7 @@ def _canonical(n: PayoutInputs) -> bytes:
         },
         "clawbacks": [
             {"evidence_id": c.evidence_id, "participant_id": c.participant_id, "metric_code": c.metric_code,
-             "amount": _plain(c.amount)}
+             "amount": _plain(c.amount), **({} if c.unit_price is None else {"unit_price": _plain(c.unit_price)})}
             for c in n.clawbacks
         ],
     }
@@ -945,7 +956,7 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
     for e in n.evidence:
         metric = metrics[e.metric_code]
         supplement = dict(metric.area_supplements).get(e.area, _ZERO) if e.area is not None else _ZERO
-        gross = quantize(metric.unit_price * (1 + supplement / _HUNDRED), code) + 0
+        gross = e.price if e.price is not None else quantize(metric.unit_price * (1 + supplement / _HUNDRED), code) + 0
         item_parts[e.evidence_id] = _Part(
             (e.achieved_on, 0, e.evidence_id), e.evidence_id, e.metric_code, e.participant_id, gross, gross
         )
@@ -956,7 +967,8 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
         metric = metrics[m.metric_code]
         quantity, relative = _measured(m, metric)
         measured[m.measurement_id] = (quantity, relative)
-        gross = quantize(quantity * metric.unit_price, code) + 0
+        unit_price = m.unit_price if m.unit_price is not None else metric.unit_price
+        gross = quantize(quantity * unit_price, code) + 0
         measurement_parts[m.measurement_id] = _Part(
             (m.period_end, 1, m.measurement_id), m.measurement_id, m.metric_code, None, gross, gross
         )
@@ -1013,14 +1025,17 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
         gross = sum((p.gross for p in parts), _ZERO)
         net = sum((p.net for p in parts), _ZERO)
         lines.append(PayoutLine(mcode, OUTCOME, quantity, metric.unit_price, gross, gross - net, net, _merge_caps(parts)))
-    claws: dict[str, list[Clawback]] = defaultdict(list)
+    # one CLAWBACK line per metric and price paid (PAYOUTS.md §7: the line shows the price at which
+    # the items were paid; inputs recorded before that have no price and show the metric's)
+    claws: dict[tuple[str, Decimal | None], list[Clawback]] = defaultdict(list)
     for c in n.clawbacks:
-        claws[c.metric_code].append(c)
-    for mcode, cs in claws.items():
+        claws[(c.metric_code, c.unit_price)].append(c)
+    for (mcode, paid_price), cs in claws.items():
         amount = -sum((c.amount for c in cs), _ZERO) + 0
-        unit_price = metrics[mcode].unit_price if mcode in metrics else quantize(_ZERO, code)
+        unit_price = paid_price if paid_price is not None else (
+            metrics[mcode].unit_price if mcode in metrics else quantize(_ZERO, code))
         lines.append(PayoutLine(mcode, CLAWBACK, Decimal(-len(cs)), unit_price, amount, quantize(_ZERO, code), amount))
-    lines.sort(key=lambda line: (line.metric_code, line.kind != OUTCOME))
+    lines.sort(key=lambda line: (line.metric_code, line.kind != OUTCOME, line.unit_price))
 
     items: list[PayoutItem] = []
     for e in n.evidence:
@@ -1086,15 +1101,16 @@ def inputs_from_canonical(data: bytes | str) -> PayoutInputs:
         contract_id=doc["contract_id"], period_start=date.fromisoformat(doc["period_start"]),
         period_end=date.fromisoformat(doc["period_end"]), terms=terms,
         evidence=tuple(EvidenceItem(e["evidence_id"], e["participant_id"], e["metric_code"],
-                                    date.fromisoformat(e["achieved_on"]), e["area"]) for e in doc["evidence"]),
+                                    date.fromisoformat(e["achieved_on"]), e["area"], opt(e.get("price")))
+                       for e in doc["evidence"]),
         measurements=tuple(Measurement(x["measurement_id"], x["metric_code"], date.fromisoformat(x["period_start"]),
                                        date.fromisoformat(x["period_end"]), D(x["observed"]), opt(x["comparison"]),
-                                       x["cohort_size"]) for x in doc["measurements"]),
+                                       x["cohort_size"], opt(x.get("unit_price"))) for x in doc["measurements"]),
         paid_before=PaidBefore(total=D(p["total"]), per_metric=[(k, D(v)) for k, v in p["per_metric"]],
                                per_participant=[(k, D(v)) for k, v in p["per_participant"]],
                                per_participant_metric=[(a, b, D(v)) for a, b, v in p["per_participant_metric"]],
                                per_payer=[(k, D(v)) for k, v in p.get("per_payer", [])],
                                per_metric_in_period=[(k, D(v)) for k, v in p.get("per_metric_in_period", [])]),
-        clawbacks=tuple(Clawback(c["evidence_id"], c["participant_id"], c["metric_code"], D(c["amount"]))
-                        for c in doc["clawbacks"]),
+        clawbacks=tuple(Clawback(c["evidence_id"], c["participant_id"], c["metric_code"], D(c["amount"]),
+                                 opt(c.get("unit_price"))) for c in doc["clawbacks"]),
     )

@@ -269,3 +269,27 @@ def test_a_contract_completes_only_when_its_last_window_closed_and_nothing_await
     with db.reading() as s:
         assert contracts.get_contract(s, c.id).status == "COMPLETED"
         assert set(commitments.current(s, c.id).values()) == {0}
+
+
+def test_amendments_price_each_item_under_the_terms_on_its_day_and_clawbacks_at_the_price_paid(db):
+    # given a quarterly contract paying 10 000 per outcome, amended to 11 500 from 15 February
+    w = scheduled(db, metrics=(rate_card(price="10000.00"),))
+    c = w["contract"]
+    early, late = enrol(db, w, "E"), enrol(db, w, "L")
+    first = claim(db, w, early, date(2025, 2, 1), today=date(2025, 3, 1))
+    with db.uow() as uow:
+        contracts.amend_contract(uow, actor=FM, contract_id=c.id, effective_date=date(2025, 2, 15), reason="Ny prislista",
+                                 metrics=[rate_card(price="11500.00")])
+        uow.commit()
+    claim(db, w, late, date(2025, 3, 1), today=date(2025, 3, 2))
+    # when Q1 is paid: the item of 1 February at v1's price, the one of 1 March at v2's
+    p = pay(db, w, date(2025, 1, 1), date(2025, 3, 31))
+    assert p.total_minor == 1_000_000 + 1_150_000
+    # when the first item is invalidated, its clawback line shows the 10 000 it was paid at
+    with db.uow() as uow:
+        ev.invalidate_evidence(uow, actor=FM, evidence_id=first.id, reason="Fel elev")
+        uow.commit()
+    back = pay(db, w, date(2025, 4, 1), date(2025, 6, 30))
+    assert [(x.kind, x.unit_price_minor, x.net_minor) for x in back.lines] == [("CLAWBACK", 1_000_000, -1_000_000)]
+    with db.reading() as s:
+        assert calculations.recompute(s, back).matches and calculations.recompute(s, p).matches

@@ -61,6 +61,7 @@ QUERIES = {
     "evaluationReport": ("{ evaluationReport { byContract { label } } }", lambda d: d["evaluationReport"]["byContract"],
                          set(CALLERS)),
     "auditEvents": ("{ auditEvents { nodes { id } } }", lambda d: d["auditEvents"]["nodes"], ALL_SEEING),
+    "forecast": ("{ forecast { certain { amount } party { id } } }", lambda d: d["forecast"], MONEY_PARTIES),
 }
 
 

@@ -82,3 +82,21 @@ def test_bad_schedules_and_payers_are_refused_with_stable_codes_and_nothing_writ
         out = api.ok(CREATE, {"i": {**inp, **over}}, fm)["createContract"]
         assert out["contract"] is None and [(e["code"], e["field"]) for e in out["userErrors"]] == [(code, field)], over
     assert table_counts(db) == before
+
+
+FORECAST = """query($c: ID) { forecast(contractId: $c) { periodStart periodEnd claimDeadline party { name }
+  certain { amount } probable { amount } maximum { amount } contract { title } } }"""
+
+
+def test_forecast_as_the_fund_manager_and_as_a_paying_region_see_it(api):
+    fm, ids, fund, inp = world(api)
+    c = api.ok(CREATE, {"i": inp}, fm)["createContract"]["contract"]
+    api.ok(ACTIVATE, {"i": {"contractId": c["id"]}}, fm)
+    lines = api.ok(FORECAST, {"c": c["id"]}, fm)["forecast"]
+    assert len(lines) == 3 * 10  # three payers × ten quarters
+    first = [x for x in lines if x["periodStart"] == "2028-04-01"]  # a period whose claims are still open
+    assert [(x["party"]["name"], x["maximum"]["amount"]) for x in first] == [
+        ("Statens utfallsfond", "2000000.00"), ("Umeå kommun", "5000000.00"), ("Region Västerbotten", "2000000.00")]
+    region = api.token("MUNICIPALITY", "Regionens controller", party_id=int(_pk(ids["region"])))
+    own = api.ok(FORECAST, {"c": c["id"]}, region)["forecast"]
+    assert {x["party"]["name"] for x in own} == {"Region Västerbotten"} and len(own) == 10

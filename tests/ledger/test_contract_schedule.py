@@ -293,3 +293,31 @@ def test_amendments_price_each_item_under_the_terms_on_its_day_and_clawbacks_at_
     assert [(x.kind, x.unit_price_minor, x.net_minor) for x in back.lines] == [("CLAWBACK", 1_000_000, -1_000_000)]
     with db.reading() as s:
         assert calculations.recompute(s, back).matches and calculations.recompute(s, p).matches
+
+
+def test_forecast_per_contract_payer_and_period(db):
+    from ledger import forecast
+    # given a quarterly 2025–2026 contract (10 MSEK, 50/50), 40 000 per outcome, capped at 100 000 a quarter
+    w = scheduled(db, metrics=(rate_card(cap_per_period=sek("100000.00")),))
+    c, manager, muni = w["contract"], w["manager"], w["muni"]
+    people = [enrol(db, w, f"P{i}") for i in range(4)]
+    claim(db, w, people[0], date(2025, 2, 1), today=date(2025, 3, 1))                 # Q1 verified
+    claim(db, w, people[1], date(2025, 2, 2), today=date(2025, 3, 1))                 # Q1 verified
+    claim(db, w, people[2], date(2025, 3, 3), today=date(2025, 3, 4), verify=False)   # Q1 submitted
+    claim(db, w, people[3], date(2025, 5, 3), today=date(2025, 5, 4), verify=False)   # Q2 submitted
+    with db.reading() as s:
+        lines = forecast.forecast(s, contract_id=c.id, today=date(2025, 5, 5))
+    by = {(x.party_id, x.period_start): x for x in lines}
+    q1, q2, q3 = by[(manager.id, date(2025, 1, 1))], by[(manager.id, date(2025, 4, 1))], by[(manager.id, date(2025, 7, 1))]
+    # then Q1: 80 000 certain, 20 000 probable (the quarter's cap leaves no more), at most 100 000; the fund pays half
+    assert (q1.certain_minor, q1.probable_minor, q1.maximum_minor) == (4_000_000, 1_000_000, 5_000_000)
+    assert (q2.certain_minor, q2.probable_minor, q2.maximum_minor) == (0, 2_000_000, 5_000_000)
+    assert (q3.certain_minor, q3.probable_minor) == (0, 0)
+    assert len(lines) == 2 * 8  # two payers × eight quarters
+    # once Q1's window has closed, Q1 can bring only what is already claimed
+    with db.reading() as s:
+        later = {(x.party_id, x.period_start): x for x in forecast.forecast(s, contract_id=c.id, today=date(2025, 7, 1))}
+    assert later[(muni.id, date(2025, 1, 1))].maximum_minor == 5_000_000
+    totals = forecast.fiscal_year_totals(lines)
+    assert totals[(2025, "SEK")][:2] == (8_000_000, 6_000_000)
+    assert totals[(2025, "SEK")][2] == 2 * 4 * 5_000_000  # four quarters of at most 100 000

@@ -25,10 +25,11 @@ import sqlalchemy as sa
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
-from ledger import commitments, payouts, schedule
+from ledger import payouts, schedule
 from ledger import money as m
-from ledger.contracts import terms_history
-from ledger.models import Evidence, Measurement, OutcomeContract, Participant, PayoutCalculation, PayoutItem
+from ledger.models import (
+    ContractTerms, Evidence, Measurement, OutcomeContract, Participant, PayoutCalculation, PayoutItem, PayoutShare,
+)
 
 
 @dataclass(frozen=True)
@@ -68,24 +69,31 @@ def forecast(s: Session, *, fund_id: int | None = None, contract_id: int | None 
         return []
     ids = [c.id for c in contracts]
     periods = {c.id: _periods(c) for c in contracts}
-    # the scheduled period an item falls in, as one CASE (SQLite has no VALUES list with column names)
-    period_of = sa.type_coerce(sa.case(*(
-        (Evidence.contract_id == cid, sa.case(*((Evidence.achieved_on <= sa.literal(p.end, sa.Date), sa.literal(p.start, sa.Date))
-                                                for p in ps)))
-        for cid, ps in periods.items()), else_=None), sa.Date).label("ps")
-    first = {cid: ps[0].start for cid, ps in periods.items()}
-    last = {cid: ps[-1].end for cid, ps in periods.items()}
-    in_schedule = sa.or_(*(and_(Evidence.contract_id == cid, Evidence.achieved_on.between(first[cid], last[cid]))
-                           for cid in periods))
+    # Evidence counted per scheduled period in one statement. Written as text with typed bound
+    # parameters: a CASE over hundreds of periods built as SQLAlchemy expressions spends longer
+    # computing its cache key than the database spends running it.
+    params: list = []
+
+    def bind(value, type_=sa.Date):
+        params.append(sa.bindparam(f"p{len(params)}", value, type_=type_))
+        return f":p{len(params) - 1}"
+    branches, ranges = [], []
+    for cid, ps in periods.items():
+        c_ = bind(cid, sa.Integer)
+        inner = " ".join(f"WHEN e.achieved_on <= {bind(p.end)} THEN {bind(p.start)}" for p in ps)
+        branches.append(f"WHEN e.contract_id = {c_} THEN CASE {inner} END")
+        ranges.append(f"(e.contract_id = {c_} AND e.achieved_on BETWEEN {bind(ps[0].start)} AND {bind(ps[-1].end)})")
+    ids_sql = ", ".join(bind(cid, sa.Integer) for cid in ids)
+    sql = (f"SELECT e.contract_id, CASE {' '.join(branches)} END AS ps, e.metric_code, p.area, e.status, COUNT(*) "
+           f"FROM evidence e JOIN participants p ON p.id = e.participant_id "
+           f"WHERE e.contract_id IN ({ids_sql}) AND e.status IN ('VERIFIED', 'SUBMITTED') AND ({' OR '.join(ranges)}) "
+           f"AND NOT EXISTS (SELECT 1 FROM payout_items i JOIN payouts o ON o.id = i.payout_id "
+           f"WHERE i.evidence_id = e.id AND i.kind = 'OUTCOME' AND o.status = 'POSTED') "
+           f"GROUP BY 1, 2, 3, 4, 5")
+    counts = [(cid, ps if isinstance(ps, date) else date.fromisoformat(ps), code, area, status, n)
+              for cid, ps, code, area, status, n in s.execute(sa.text(sql).bindparams(*params))]
     posted = select(PayoutCalculation.id).where(PayoutCalculation.contract_id.in_(ids),
                                                 PayoutCalculation.status == "POSTED")
-    paid = exists().where(PayoutItem.evidence_id == Evidence.id, PayoutItem.kind == "OUTCOME",
-                          PayoutItem.payout_id.in_(posted))
-    counts = s.execute(
-        select(Evidence.contract_id, period_of, Evidence.metric_code, Participant.area, Evidence.status, func.count())
-        .join(Participant, Participant.id == Evidence.participant_id)
-        .where(Evidence.contract_id.in_(ids), Evidence.status.in_(("VERIFIED", "SUBMITTED")), in_schedule, ~paid)
-        .group_by(Evidence.contract_id, period_of, Evidence.metric_code, Participant.area, Evidence.status)).all()
     used = exists().where(PayoutItem.measurement_id == Measurement.id, PayoutItem.payout_id.in_(posted))
     measured = s.execute(select(Measurement).where(Measurement.contract_id.in_(ids), ~used)).scalars().all()
     paid_total = dict(s.execute(
@@ -104,7 +112,17 @@ def forecast(s: Session, *, fund_id: int | None = None, contract_id: int | None 
         in_period[(cid, ps, code)] += int(units)
 
     gross: dict[tuple[int, date, str], int] = defaultdict(int)  # (contract, period start, VERIFIED|SUBMITTED)
-    history = {cid: sorted(terms_history(s, cid), key=lambda t: (t.effective_from, t.version)) for cid in ids}
+    history: dict[int, list] = defaultdict(list)
+    for t in s.execute(select(ContractTerms).where(ContractTerms.contract_id.in_(ids))
+                       .order_by(ContractTerms.contract_id, ContractTerms.effective_from, ContractTerms.version)).scalars():
+        history[t.contract_id].append(t)
+    paid_by_payer: dict[int, dict[int, int]] = defaultdict(dict)
+    for cid, party, units in s.execute(
+            select(PayoutCalculation.contract_id, PayoutShare.party_id, func.sum(PayoutShare.amount_minor))
+            .join(PayoutShare, PayoutShare.payout_id == PayoutCalculation.id)
+            .where(PayoutCalculation.contract_id.in_(ids), PayoutCalculation.status == "POSTED")
+            .group_by(PayoutCalculation.contract_id, PayoutShare.party_id)):
+        paid_by_payer[cid][party] = int(units)
 
     def terms_on(cid, day):
         hs = history[cid]
@@ -135,7 +153,7 @@ def forecast(s: Session, *, fund_id: int | None = None, contract_id: int | None 
 
     out: list[ForecastLine] = []
     for c in contracts:
-        paid_by = commitments.paid_by_payer(s, c.id)
+        paid_by = paid_by_payer[c.id]
         room = max(0, terms_on(c.id, date.max).max_value_minor - int(paid_total.get(c.id) or 0))
         payer_room: dict[int, int] = {}
         latest = terms_on(c.id, date.max)

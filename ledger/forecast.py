@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
 from sqlalchemy import and_, exists, func, select
@@ -77,21 +78,31 @@ def forecast(s: Session, *, fund_id: int | None = None, contract_id: int | None 
     def bind(value, type_=sa.Date):
         params.append(sa.bindparam(f"p{len(params)}", value, type_=type_))
         return f":p{len(params) - 1}"
-    branches, ranges = [], []
+    # (outside the schedule — before the start or after the last day that counts — gives NULL)
+    # Contracts with the same schedule share one CASE (a fund's contracts usually do), so the
+    # database evaluates a few comparisons per row, not one per contract.
+    by_schedule: dict[tuple, list[int]] = defaultdict(list)
     for cid, ps in periods.items():
-        c_ = bind(cid, sa.Integer)
-        inner = " ".join(f"WHEN e.achieved_on <= {bind(p.end)} THEN {bind(p.start)}" for p in ps)
-        branches.append(f"WHEN e.contract_id = {c_} THEN CASE {inner} END")
-        ranges.append(f"(e.contract_id = {c_} AND e.achieved_on BETWEEN {bind(ps[0].start)} AND {bind(ps[-1].end)})")
+        by_schedule[tuple((p.start, p.end) for p in ps)].append(cid)
+
+    def bucket(ps) -> str:
+        inner = " ".join(f"WHEN e.achieved_on <= {bind(end)} THEN {bind(start)}" for start, end in ps)
+        return f"CASE WHEN e.achieved_on < {bind(ps[0][0])} THEN NULL {inner} END"
+    if len(by_schedule) == 1:
+        period_sql = bucket(next(iter(by_schedule)))
+    else:
+        period_sql = "CASE " + " ".join(
+            f"WHEN e.contract_id IN ({', '.join(bind(c, sa.Integer) for c in cids)}) THEN {bucket(ps)}"
+            for ps, cids in by_schedule.items()) + " END"
     ids_sql = ", ".join(bind(cid, sa.Integer) for cid in ids)
-    sql = (f"SELECT e.contract_id, CASE {' '.join(branches)} END AS ps, e.metric_code, p.area, e.status, COUNT(*) "
+    sql = (f"SELECT e.contract_id, {period_sql} AS ps, e.metric_code, p.area, e.status, COUNT(*) "
            f"FROM evidence e JOIN participants p ON p.id = e.participant_id "
-           f"WHERE e.contract_id IN ({ids_sql}) AND e.status IN ('VERIFIED', 'SUBMITTED') AND ({' OR '.join(ranges)}) "
+           f"WHERE e.contract_id IN ({ids_sql}) AND e.status IN ('VERIFIED', 'SUBMITTED') "
            f"AND NOT EXISTS (SELECT 1 FROM payout_items i JOIN payouts o ON o.id = i.payout_id "
            f"WHERE i.evidence_id = e.id AND i.kind = 'OUTCOME' AND o.status = 'POSTED') "
            f"GROUP BY 1, 2, 3, 4, 5")
     counts = [(cid, ps if isinstance(ps, date) else date.fromisoformat(ps), code, area, status, n)
-              for cid, ps, code, area, status, n in s.execute(sa.text(sql).bindparams(*params))]
+              for cid, ps, code, area, status, n in s.execute(sa.text(sql).bindparams(*params)) if ps is not None]
     posted = select(PayoutCalculation.id).where(PayoutCalculation.contract_id.in_(ids),
                                                 PayoutCalculation.status == "POSTED")
     used = exists().where(PayoutItem.measurement_id == Measurement.id, PayoutItem.payout_id.in_(posted))
@@ -130,14 +141,21 @@ def forecast(s: Session, *, fund_id: int | None = None, contract_id: int | None 
         return on[-1] if on else hs[0]
     ends = {(cid, p.start): p.end for cid, ps in periods.items() for p in ps}
     cur = {c.id: c.currency for c in contracts}
+    prices: dict[tuple, int | None] = {}
+
+    def price_minor(cid, ps, code, area) -> int | None:
+        """The item's price in minor units: unit price × (1 + supplement), rounded half-up (as the engine does)."""
+        key = (cid, ps, code, area)
+        if key not in prices:
+            metric = next((x for x in terms_on(cid, ends[(cid, ps)]).metrics if x.code == code), None)
+            supplement = next((a.percent for a in metric.supplements if a.area == area), 0) if metric and area else 0
+            prices[key] = None if metric is None else int(
+                (Decimal(metric.unit_price_minor) * (100 + Decimal(supplement)) / 100).quantize(Decimal(1), ROUND_HALF_UP))
+        return prices[key]
     for cid, ps, code, area, status, n in counts:
-        metric = next((x for x in terms_on(cid, ends[(cid, ps)]).metrics if x.code == code), None)
-        if metric is None:
-            continue
-        supplement = next((a.percent for a in metric.supplements if a.area == area), 0) if area else 0
-        price = m.quantize(m.from_minor(metric.unit_price_minor, cur[cid]).amount * (1 + m.decimal(supplement) / 100),
-                           cur[cid])
-        gross[(cid, ps, status)] += m.minor_units(m.Money(price, cur[cid])) * n
+        price = price_minor(cid, ps, code, area)
+        if price is not None:
+            gross[(cid, ps, status)] += price * n
     for x in measured:
         p = next((p for p in periods[x.contract_id] if p.start <= x.period_start and x.period_end <= p.end), None)
         metric = next((y for y in terms_on(x.contract_id, x.period_end).metrics if y.code == x.metric_code), None)

@@ -5,7 +5,7 @@ from datetime import date
 
 from sqlalchemy import func, select
 
-from ledger import chart, commitments, contracts, demo, journal
+from ledger import chart, commitments, contracts, demo, forecast, journal
 from ledger.models import OutcomesFund, Evidence, OutcomeContract, Participant, Party, Payment, PayoutCalculation, PayoutLine, Sanction
 
 
@@ -37,6 +37,8 @@ def test_the_demo_has_what_the_walkthrough_needs(db):
         assert len(contracts.terms_in_force(s, school.id).payer_shares) == 3
         assert rows["Minskat återfall i brott i Gävle"].status == "TERMINATED"
         assert all(v >= 0 for v in commitments.current(s, school.id).values())
+        lines = forecast.forecast(s, fund_id=fund_id, today=date(2026, 11, 23))
+        assert {x.contract_id for x in lines} == {school.id, rows["Färre vårddygn i Malmö"].id}
     # loading again adds no second fund, only fresh tokens
     before = journal.digest(db.read_session())
     again = demo.load(db, today=date(2026, 11, 23), secret=b"demo-test-secret-0123456789")

@@ -346,3 +346,37 @@ def test_property_contract_life_state_machine(engine):
     ContractLife.TestCase.settings = hsettings(max_examples=12, stateful_step_count=14, deadline=None,
                                                suppress_health_check=list(HealthCheck))
     ContractLife.TestCase().runTest()
+
+
+def test_eight_concurrent_calculations_of_overlapping_periods_leave_no_overlap(fresh_engine):
+    """8 threads each calculate a different, overlapping period of one free-period contract at once:
+    the chain-head lock serialises them, so the payouts recorded never overlap (PERIOD_OVERLAPS)."""
+    import threading
+    from datetime import timedelta
+    if fresh_engine.dialect.name != "postgresql":
+        pytest.skip("concurrency under row locks is a PostgreSQL matter; SQLite has one writer")
+    db = Database(fresh_engine)
+    fund, manager, muni, prov, ver = funded(db, FM)
+    c = contract(db, FM, fund, manager, muni, prov, ver, activate=True)
+    outcomes, errors = [], []
+
+    def worker(n):
+        try:
+            with db.uow() as uow:
+                start = date(2026, 1, 1) + timedelta(days=n)
+                calculations.calculate_payout(uow, actor=FM, contract_id=c.id, period_start=start,
+                                              period_end=start + timedelta(days=30))
+                uow.commit()
+            outcomes.append("ok")
+        except DomainError as err:
+            outcomes.append(err.code)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(outcomes) == ["PERIOD_OVERLAPS"] * 7 + ["ok"]

@@ -1,7 +1,8 @@
 """Outcome contracts: creation with terms and metrics, the lifecycle, amendments, termination.
 
-Lifecycle: DRAFT → ACTIVE → (SUSPENDED ↔ ACTIVE) → COMPLETED | TERMINATED. Activation commits
-`maxValue` from the fund in the ledger; ending a contract releases what is left of it.
+Lifecycle: DRAFT → ACTIVE → (SUSPENDED ↔ ACTIVE) → COMPLETED | TERMINATED. Activation commits each
+payer's share of `maxValue` in the ledger (ledger/commitments.py); a terminated contract runs off
+until its last claim window closes; closing releases what is left.
 Terms are never edited: an amendment is a new version with an effective date.
 """
 from __future__ import annotations
@@ -332,7 +333,8 @@ def amend_contract(
 ) -> OutcomeContract:
     """A new terms version from `effective_date`; parts not given are carried over unchanged.
 
-    On an active contract a change of maxValue moves the fund's commitment by the difference.
+    On an active contract every payer's commitment moves to what the new terms need (a fund's
+    growth must be available); no cap may go below what was paid under it (BELOW_AMOUNT_PAID).
     """
     require_role(actor, "FUND_MANAGER")
     reason = clean_text(reason, "reason", max_len=2000)
@@ -348,7 +350,6 @@ def amend_contract(
     if effective_date < current.effective_from:
         raise ValidationError(f"the terms in force already run from {current.effective_from}",
                               code="EFFECTIVE_DATE_BEFORE_CURRENT", field=["effectiveDate"])
-    fund = get_fund(uow, contract.fund_id)
     spec = TermsSpec(
         max_value=max_value if max_value is not None else m.from_minor(current.max_value_minor, contract.currency),
         participant_cap=participant_cap if participant_cap is not None else (

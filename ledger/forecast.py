@@ -23,13 +23,13 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from ledger import payouts, schedule
 from ledger import money as m
 from ledger.models import (
-    ContractTerms, Evidence, Measurement, OutcomeContract, Participant, PayoutCalculation, PayoutItem, PayoutShare,
+    ContractTerms, Measurement, OutcomeContract, PayoutCalculation, PayoutItem, PayoutShare,
 )
 
 

@@ -760,7 +760,8 @@ class ContractMutations:
                 claim_window_days=input.claim_window_days))
         return await mutate(info, CreateContractPayload, run, _contract_fields)
 
-    @strawberry.mutation(description="DRAFT → ACTIVE; commits maxValue from the fund (INSUFFICIENT_FUND_CAPITAL if short).")
+    @strawberry.mutation(description="DRAFT → ACTIVE; each payer commits its share of maxValue (or its maxAmount); the "
+                                     "fund's share must be available (INSUFFICIENT_FUND_CAPITAL if short).")
     async def activate_contract(self, info: Info, input: ActivateContractInput) -> ActivateContractPayload:
         def run(uow, actor):
             cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")

@@ -2,7 +2,6 @@
 steps keeps capital = committed + available + paidOut and committed ≥ 0 at every ledger sequence."""
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import date
 from decimal import Decimal
 

@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from api.cli_proofs import register as register_proofs
     register_proofs(sub, led)
+    from api.cli_contracts import register as register_contracts
     from api.cli_evidence import register as register_evidence
     from api.cli_export import register as register_export
     from api.cli_investments import register as register_investments
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_export(sub)
     register_report(sub)
     register_investments(sub)
+    register_contracts(sub)
     _with_environment(p)
     return p
 

@@ -9,10 +9,10 @@ from datetime import date
 from sqlalchemy import and_, exists, func, insert, select
 from sqlalchemy.orm import Session, aliased
 
-from ledger import chart, journal, payouts
+from ledger import chart, commitments, journal, payouts, schedule
 from ledger import money as m
 from ledger.access import Actor, require_role
-from ledger.contracts import get_contract, terms_in_force
+from ledger.contracts import get_contract, terms_history, terms_in_force
 from ledger.db import UnitOfWork
 from ledger.errors import Conflict, NotFound, ValidationError
 from ledger.funds import get_fund
@@ -33,13 +33,54 @@ def engine_terms(terms: ContractTerms, currency: str) -> payouts.Terms:
     return payouts.Terms(
         version=terms.version, currency=currency, max_value=money(terms.max_value_minor),
         participant_cap=money(terms.participant_cap_minor),
-        payer_shares=tuple(payouts.PayerShare(str(s.party_id), s.percent) for s in terms.payer_shares),
+        payer_shares=tuple(payouts.PayerShare(str(s.party_id), s.percent, money(s.max_amount_minor))
+                           for s in terms.payer_shares),
         metrics=tuple(payouts.MetricTerms(
             code=x.code, kind=x.kind, direction=x.direction, unit_price=money(x.unit_price_minor), baseline=x.baseline,
             threshold=x.threshold, cap_per_participant=money(x.cap_per_participant_minor),
             cap_per_period=money(x.cap_per_period_minor), cap_total=money(x.cap_total_minor), once_only=x.once_only,
             area_supplements=tuple((a.area, a.percent) for a in x.supplements)) for x in terms.metrics),
     )
+
+
+class _Pricing:
+    """Prices under the terms version in force on a given day, where it differs from the period's (PAYOUTS.md §7)."""
+
+    def __init__(self, history: list[ContractTerms], period_terms: ContractTerms, currency: str):
+        self.history, self.period, self.cur = history, period_terms, currency
+        self._from = [t.effective_from for t in history]
+
+    def _version(self, day: date) -> ContractTerms:
+        from bisect import bisect_right
+        i = bisect_right(self._from, day)
+        return self.history[i - 1] if i else self.history[0]
+
+    def _metric(self, terms: ContractTerms, code: str):
+        return next((x for x in terms.metrics if x.code == code), None)
+
+    def item(self, code: str, day: date, area: str | None):
+        terms = self._version(day)
+        metric = self._metric(terms, code)
+        if terms.version == self.period.version or metric is None:
+            return None
+        supplement = next((a.percent for a in metric.supplements if a.area == area), 0) if area else 0
+        unit = m.from_minor(metric.unit_price_minor, self.cur).amount
+        return m.quantize(unit * (1 + m.decimal(supplement) / 100), self.cur)
+
+    def unit(self, code: str, day: date):
+        terms = self._version(day)
+        metric = self._metric(terms, code)
+        if terms.version == self.period.version or metric is None:
+            return None
+        return m.from_minor(metric.unit_price_minor, self.cur).amount
+
+    def paid_unit(self, code: str, day: date):
+        """The unit price of the version the item was priced under, when it is not the period's own price."""
+        metric = self._metric(self._version(day), code)
+        current = self._metric(self.period, code)
+        if metric is None or (current is not None and current.unit_price_minor == metric.unit_price_minor):
+            return None
+        return m.from_minor(metric.unit_price_minor, self.cur).amount
 
 
 def _posted(contract_id: int):
@@ -55,16 +96,17 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
     rate_codes = [x.code for x in terms.metrics if x.kind == "RATE_CARD"]
     paid_item = exists().where(PayoutItem.evidence_id == Evidence.id, PayoutItem.kind == "OUTCOME",
                                PayoutItem.payout_id.in_(posted))
+    last_day = period_end if contract.terminated_on is None else min(period_end, contract.terminated_on)
     evidence = s.execute(
         select(Evidence.id, Evidence.participant_id, Evidence.metric_code, Evidence.achieved_on, Participant.area)
         .join(Participant, Participant.id == Evidence.participant_id)
         .where(Evidence.contract_id == contract.id, Evidence.status == "VERIFIED",
-               Evidence.metric_code.in_(rate_codes), Evidence.achieved_on.between(period_start, period_end), ~paid_item)
+               Evidence.metric_code.in_(rate_codes), Evidence.achieved_on.between(period_start, last_day), ~paid_item)
     ).all()
     used = exists().where(PayoutItem.measurement_id == Measurement.id, PayoutItem.payout_id.in_(posted))
     measurements = s.execute(
         select(Measurement).where(Measurement.contract_id == contract.id, Measurement.period_start >= period_start,
-                                  Measurement.period_end <= period_end, ~used)
+                                  Measurement.period_end <= last_day, ~used)
     ).scalars().all()
     measured_codes = {x.code for x in terms.metrics if x.kind != "RATE_CARD"}
     mine = PayoutItem.payout_id.in_(posted)
@@ -77,30 +119,49 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
                          .where(mine, PayoutItem.participant_id.is_not(None))
                          .group_by(PayoutItem.participant_id, PayoutItem.metric_code)).all()
     total = s.execute(select(func.coalesce(func.sum(PayoutItem.net_minor), 0)).where(mine)).scalar_one()
+    # what the period's earlier payouts paid per metric: every per-period cap counts it
+    same_period = PayoutItem.payout_id.in_(posted.where(PayoutCalculation.period_start == period_start,
+                                                        PayoutCalculation.period_end == period_end))
+    # (outcomes only: a clawback in it gave back another period's money)
+    in_period = s.execute(select(PayoutItem.metric_code, func.sum(PayoutItem.net_minor))
+                          .where(same_period, PayoutItem.kind == "OUTCOME")
+                          .group_by(PayoutItem.metric_code)).all()
     # clawbacks: invalidated evidence that a posted payout paid for and none has clawed back yet
     clawed = aliased(PayoutItem)
     claw_rows = s.execute(
-        select(Evidence.id, Evidence.participant_id, Evidence.metric_code, func.sum(PayoutItem.net_minor))
+        select(Evidence.id, Evidence.participant_id, Evidence.metric_code, func.sum(PayoutItem.net_minor),
+               Evidence.achieved_on)
         .join(PayoutItem, and_(PayoutItem.evidence_id == Evidence.id, PayoutItem.kind == "OUTCOME", mine))
         .where(Evidence.contract_id == contract.id, Evidence.status == "INVALIDATED",
                ~exists().where(clawed.evidence_id == Evidence.id, clawed.kind == "CLAWBACK",
                                clawed.payout_id.in_(posted)))
-        .group_by(Evidence.id, Evidence.participant_id, Evidence.metric_code)
+        .group_by(Evidence.id, Evidence.participant_id, Evidence.metric_code, Evidence.achieved_on)
     ).all()
     amount = lambda units: m.from_minor(int(units), cur).amount  # noqa: E731
+    # PAYOUTS.md §7: an item is priced under the version in force on its achievedOn, a measurement
+    # under the one on its periodEnd; only prices that differ from the period's version are recorded
+    history = sorted(terms_history(s, contract.id), key=lambda t: (t.effective_from, t.version))
+    priced = _Pricing(history, terms, cur)
+    # what each payer has paid matters only to payers with a maxAmount (PAYER_CAP)
+    per_payer = ({str(p): amount(v) for p, v in commitments.paid_by_payer(s, contract.id).items()}
+                 if any(x.max_amount_minor is not None for x in terms.payer_shares) else {})
     return payouts.PayoutInputs(
         contract_id=str(contract.id), period_start=period_start, period_end=period_end,
         terms=engine_terms(terms, cur),
-        evidence=tuple(payouts.EvidenceItem(e.id, e.participant_id, e.metric_code, e.achieved_on, e.area)
+        evidence=tuple(payouts.EvidenceItem(e.id, e.participant_id, e.metric_code, e.achieved_on, e.area,
+                                            priced.item(e.metric_code, e.achieved_on, e.area))
                        for e in evidence),
         measurements=tuple(payouts.Measurement(x.id, x.metric_code, x.period_start, x.period_end, x.observed_value,
-                                               x.comparison_value, x.cohort_size)
+                                               x.comparison_value, x.cohort_size,
+                                               priced.unit(x.metric_code, x.period_end))
                            for x in measurements if x.metric_code in measured_codes),
         paid_before=payouts.PaidBefore(
             total=amount(total), per_metric=[(c, amount(v)) for c, v in per_metric],
             per_participant=[(p, amount(v)) for p, v in per_participant],
-            per_participant_metric=[(p, c, amount(v)) for p, c, v in per_pair]),
-        clawbacks=tuple(payouts.Clawback(eid, pid, code, amount(v)) for eid, pid, code, v in claw_rows if v > 0),
+            per_participant_metric=[(p, c, amount(v)) for p, c, v in per_pair], per_payer=per_payer,
+            per_metric_in_period=[(c, amount(v)) for c, v in in_period]),
+        clawbacks=tuple(payouts.Clawback(eid, pid, code, amount(v), priced.paid_unit(code, on))
+                        for eid, pid, code, v, on in claw_rows if v > 0),
     )
 
 
@@ -120,6 +181,24 @@ def _check_payable(contract: OutcomeContract, period_start: date, period_end: da
                               field=["periodStart"])
 
 
+def _check_period(s: Session, contract: OutcomeContract, period_start: date, period_end: date) -> None:
+    """A scheduled contract pays exactly its scheduled periods; an unscheduled one a period that
+    equals an earlier payout's (a supplementary payout) or overlaps none (PAYOUTS.md §6)."""
+    if contract.payment_frequency is not None:
+        if not any(p.start == period_start and p.end == period_end for p in schedule.of(contract)):
+            raise ValidationError("the period is not one of the contract's scheduled periods (see Contract.schedule)",
+                                  code="PERIOD_NOT_IN_SCHEDULE", field=["periodStart"])
+        return
+    clash = s.execute(select(PayoutCalculation.period_start, PayoutCalculation.period_end).where(
+        PayoutCalculation.contract_id == contract.id, PayoutCalculation.status.in_(("CALCULATED", "POSTED")),
+        PayoutCalculation.period_start <= period_end, PayoutCalculation.period_end >= period_start,
+        ~and_(PayoutCalculation.period_start == period_start, PayoutCalculation.period_end == period_end)).limit(1)).first()
+    if clash is not None:
+        raise Conflict(f"the period overlaps the payout period {clash[0]}..{clash[1]}: use exactly that period for a "
+                       "supplementary payout, or a period that overlaps none", code="PERIOD_OVERLAPS",
+                       field=["periodStart"])
+
+
 def calculate_payout(uow: UnitOfWork, *, actor: Actor, contract_id: int, period_start: date,
                      period_end: date) -> PayoutCalculation:
     """A CALCULATED payout for the period; an unapproved one for the same period is superseded."""
@@ -128,6 +207,7 @@ def calculate_payout(uow: UnitOfWork, *, actor: Actor, contract_id: int, period_
     journal.lock(uow)  # nothing is posted between reading what was paid and recording this
     contract = get_contract(uow, contract_id, for_update=True)
     _check_payable(contract, period_start, period_end)
+    _check_period(s, contract, period_start, period_end)
     inputs = gather_inputs(s, contract, period_start, period_end)
     result = payouts.calculate(inputs)
     canonical = payouts.canonical_inputs(inputs)
@@ -228,10 +308,14 @@ def approve_payout(uow: UnitOfWork, *, actor: Actor, payout_id: int) -> PayoutCa
             obligation_legs(uow, contract, provider, payer, -a)
         if payer == fund.manager_id:
             fund_share += a
-    if fund_share:
-        committed = chart.account(uow, chart.FUND_COMMITTED, fund.manager_id, cur, contract_id=contract.id, fund_id=fund.id)
-        reserve = chart.account(uow, chart.FUND_COMMITMENT_RESERVE, fund.manager_id, cur, fund_id=fund.id)
-        legs += [(committed, -fund_share), (reserve, fund_share)]
+    # each payer's commitment is drawn down by its share, never below zero (ledger/commitments.py)
+    drawn = commitments.legs(uow, contract, fund, terms_in_force(s, contract.id),
+                             paying_now={x.party_id: x.amount_minor for x in payout.shares})
+    uncommitted = fund_share + commitments.fund_delta(fund, drawn)
+    if uncommitted > 0 and uncommitted > chart.fund_position(s, fund.id).available:
+        raise Conflict("the fund's share of this payout is more than its commitment and its available capital",
+                       code="INSUFFICIENT_FUND_CAPITAL", field=["payoutId"])
+    legs += drawn
     if legs:
         tx = journal.post(
             uow, actor=actor.label, kind="PAYOUT", effective_date=payout.period_end, contract_id=contract.id,

@@ -6,10 +6,12 @@ creditor's RECEIVABLE, so "who owes whom" is read from balances directly.
 
 Fund capital and its allocation:
 - depositCapital:        Dr FUND_CASH / Cr FUND_CAPITAL
-- activateContract:      Dr FUND_COMMITTED (contract) / Cr FUND_COMMITMENT_RESERVE
-- a posted payout draws the commitment down by the fund's share (reverse of the above) and
+- activateContract:      Dr FUND_COMMITTED (contract) / Cr FUND_COMMITMENT_RESERVE for the fund's
+  share of maxValue; every other payer commits its share the same way on its own
+  PAYER_COMMITTED / PAYER_COMMITMENT_RESERVE (see ledger/commitments.py)
+- a posted payout draws each payer's commitment down by its share (never below zero) and
   books the fund's share as Dr OUTCOME_COST (contract) / Cr PAYABLE (contract, provider)
-- terminate / complete:  releases what is left of FUND_COMMITTED
+- closing a contract (completed, or terminated and its run-off over) releases what is left
 All of a fund's accounts carry its fund_id. So capital = −FUND_CAPITAL, committed = Σ FUND_COMMITTED, paidOut = Σ the fund's
 OUTCOME_COST, available = capital − committed − paidOut.
 """
@@ -33,6 +35,8 @@ OUTCOME_COST = "OUTCOME_COST"
 OUTCOME_REVENUE = "OUTCOME_REVENUE"
 PAYABLE = "PAYABLE"
 RECEIVABLE = "RECEIVABLE"
+PAYER_COMMITTED = "PAYER_COMMITTED"
+PAYER_COMMITMENT_RESERVE = "PAYER_COMMITMENT_RESERVE"
 PENALTY_EXPENSE = "PENALTY_EXPENSE"
 PENALTY_INCOME = "PENALTY_INCOME"
 
@@ -40,6 +44,7 @@ NAMES = {
     FUND_CASH: "Fund cash", FUND_CAPITAL: "Paid-in capital", FUND_COMMITTED: "Committed to contract",
     FUND_COMMITMENT_RESERVE: "Commitments (contra)", CASH: "Cash", OUTCOME_COST: "Outcome payments",
     OUTCOME_REVENUE: "Outcome revenue", PAYABLE: "Owed to", RECEIVABLE: "Owed by",
+    PAYER_COMMITTED: "Committed to contract", PAYER_COMMITMENT_RESERVE: "Commitments (contra)",
     PENALTY_EXPENSE: "Penalties (vite) incurred", PENALTY_INCOME: "Penalties (vite) receivable",
 }
 

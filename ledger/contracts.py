@@ -1,7 +1,8 @@
 """Outcome contracts: creation with terms and metrics, the lifecycle, amendments, termination.
 
-Lifecycle: DRAFT → ACTIVE → (SUSPENDED ↔ ACTIVE) → COMPLETED | TERMINATED. Activation commits
-`maxValue` from the fund in the ledger; ending a contract releases what is left of it.
+Lifecycle: DRAFT → ACTIVE → (SUSPENDED ↔ ACTIVE) → COMPLETED | TERMINATED. Activation commits each
+payer's share of `maxValue` in the ledger (ledger/commitments.py); a terminated contract runs off
+until its last claim window closes; closing releases what is left.
 Terms are never edited: an amendment is a new version with an effective date.
 """
 from __future__ import annotations
@@ -12,18 +13,18 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from ledger import chart, journal
+from ledger import chart, commitments, journal
 from ledger import money as m
 from ledger.access import Actor, require_role
 from ledger.db import UnitOfWork
 from ledger.errors import Conflict, NotFound, ValidationError
 from ledger.funds import get_fund
 from ledger.models import (
-    AreaSupplement, ContractTerms, Metric, OutcomeContract, OutcomesFund, PayerShare, Transaction, utcnow,
+    AreaSupplement, ContractTerms, Metric, OutcomeContract, OutcomesFund, Party, PayerShare, Transaction, utcnow,
 )
-from ledger.models.contracts import DIRECTIONS, METRIC_KINDS
+from ledger.models.contracts import DEFAULT_CLAIM_WINDOW_DAYS, DIRECTIONS, METRIC_KINDS, PAYMENT_FREQUENCIES
 from ledger.parties import clean_text, get_party
 
 METRIC_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,59}")
@@ -54,6 +55,8 @@ class MetricSpec:
 class ShareSpec:
     party_id: int
     percent: Decimal
+    # the most this payer pays over the contract (PAYOUTS.md §8)
+    max_amount: m.Money | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,10 @@ def _validate_metric(spec: MetricSpec, currency: str, i: int) -> None:
                                   code="INVALID_PERCENT", field=[*where, "percent"])
 
 
-def _validate_terms(uow: UnitOfWork, terms: TermsSpec, *, currency: str, payers: set[int]) -> None:
+PAYER_ROLES = ("FUND", "MUNICIPALITY")
+
+
+def _validate_terms(uow: UnitOfWork, terms: TermsSpec, *, currency: str) -> None:
     _positive(terms.max_value, currency, ["maxValue"])
     _positive(terms.participant_cap, currency, ["participantCap"])
     if not terms.payer_shares:
@@ -131,9 +137,13 @@ def _validate_terms(uow: UnitOfWork, terms: TermsSpec, *, currency: str, payers:
         if share.party_id in seen:
             raise ValidationError("a payer is named twice", code="DUPLICATE_PAYER", field=[*where, "partyId"])
         seen.add(share.party_id)
-        if share.party_id not in payers:
-            raise ValidationError("payers are the fund's manager and the commissioning municipality",
+        payer = uow.session.get(Party, share.party_id)
+        if payer is None:
+            raise NotFound(f"party {share.party_id} does not exist", code="UNKNOWN_PARTY", field=[*where, "partyId"])
+        if payer.role not in PAYER_ROLES:
+            raise ValidationError("a payer is a fund or a public body (a municipality or a region)",
                                   code="INVALID_PAYER", field=[*where, "partyId"])
+        _positive(share.max_amount, currency, [*where, "maxAmount"])
         if share.percent <= 0 or share.percent != share.percent.quantize(Decimal("0.01")):
             raise ValidationError("a share is a positive percentage with at most two decimals",
                                   code="INVALID_PERCENT", field=[*where, "percent"])
@@ -150,6 +160,27 @@ def _validate_terms(uow: UnitOfWork, terms: TermsSpec, *, currency: str, payers:
         codes.add(spec.code)
 
 
+def _validate_schedule(start: date, end: date, frequency: str | None, service_end: date | None,
+                       outcomes_end: date | None, claim_window_days: int | None) -> None:
+    """start ≤ serviceEndDate ≤ outcomesEndDate ≤ endDate, a known frequency, a claim window of 0 days or more."""
+    if frequency is not None and frequency not in PAYMENT_FREQUENCIES:
+        raise ValidationError(f"a payment frequency is one of {', '.join(PAYMENT_FREQUENCIES)}", code="INVALID_SCHEDULE",
+                              field=["paymentFrequency"])
+    service = service_end or end
+    outcomes = outcomes_end or end
+    if not (start <= service <= end):
+        raise ValidationError("service ends within the contract's term", code="INVALID_SCHEDULE", field=["serviceEndDate"])
+    if outcomes < service:
+        raise ValidationError("outcomes are counted at least until service ends (outcomesEndDate ≥ serviceEndDate)",
+                              code="INVALID_SCHEDULE", field=["outcomesEndDate"])
+    if outcomes > end:
+        raise ValidationError("outcomes are counted within the contract's term (outcomesEndDate ≤ endDate)",
+                              code="INVALID_SCHEDULE", field=["outcomesEndDate"])
+    if claim_window_days is not None and not (0 <= claim_window_days <= 3650):
+        raise ValidationError("a claim window is between 0 and 3650 days", code="INVALID_SCHEDULE",
+                              field=["claimWindowDays"])
+
+
 def _write_terms(uow: UnitOfWork, contract: OutcomeContract, terms: TermsSpec, *, version: int,
                  effective_from: date, reason: str, actor: Actor) -> ContractTerms:
     s = uow.session
@@ -160,7 +191,8 @@ def _write_terms(uow: UnitOfWork, contract: OutcomeContract, terms: TermsSpec, *
     s.add(row)
     s.flush()
     for i, share in enumerate(terms.payer_shares):
-        s.add(PayerShare(terms_id=row.id, position=i, party_id=share.party_id, percent=share.percent))
+        s.add(PayerShare(terms_id=row.id, position=i, party_id=share.party_id, percent=share.percent,
+                         max_amount_minor=m.minor_units(share.max_amount) if share.max_amount else None))
     for i, spec in enumerate(terms.metrics):
         metric = Metric(
             terms_id=row.id, position=i, code=spec.code, name=spec.name.strip(), kind=spec.kind,
@@ -184,9 +216,14 @@ def _write_terms(uow: UnitOfWork, contract: OutcomeContract, terms: TermsSpec, *
 def create_contract(
     uow: UnitOfWork, *, actor: Actor, title: str, fund_id: int, municipality_id: int, provider_id: int,
     verifier_id: int | None, investor_id: int | None, policy_area: str, start_date: date, end_date: date,
-    terms: TermsSpec,
+    terms: TermsSpec, payment_frequency: str | None = None, service_end_date: date | None = None,
+    outcomes_end_date: date | None = None, claim_window_days: int | None = None,
 ) -> OutcomeContract:
-    """A DRAFT contract with its first terms version, effective from the start date."""
+    """A DRAFT contract with its first terms version, effective from the start date.
+
+    With a `payment_frequency` the contract gets a schedule (PAYOUTS.md §6); without one it keeps
+    free payout periods, as every contract made before schedules existed.
+    """
     require_role(actor, "FUND_MANAGER")
     title = clean_text(title, "title", max_len=300)
     policy_area = clean_text(policy_area, "policyArea", max_len=100)
@@ -199,11 +236,15 @@ def create_contract(
         get_party(uow, investor_id, role="INVESTOR", field="investorId")
     if end_date < start_date:
         raise ValidationError("the contract ends before it starts", code="INVALID_TERM", field=["endDate"])
-    _validate_terms(uow, terms, currency=fund.currency, payers={fund.manager_id, municipality_id})
+    _validate_schedule(start_date, end_date, payment_frequency, service_end_date, outcomes_end_date, claim_window_days)
+    _validate_terms(uow, terms, currency=fund.currency)
     contract = OutcomeContract(
         title=title, fund_id=fund.id, municipality_id=municipality_id, provider_id=provider_id,
         verifier_id=verifier_id, investor_id=investor_id, policy_area=policy_area, currency=fund.currency,
         start_date=start_date, end_date=end_date, status="DRAFT", created_by=actor.label,
+        payment_frequency=payment_frequency, service_end_date=service_end_date, outcomes_end_date=outcomes_end_date,
+        claim_window_days=claim_window_days if claim_window_days is not None else (
+            DEFAULT_CLAIM_WINDOW_DAYS if payment_frequency else None),
     )
     uow.session.add(contract)
     uow.session.flush()
@@ -245,25 +286,6 @@ def _transition(contract: OutcomeContract, allowed_from: Sequence[str], to: str)
                        field=["contractId"])
 
 
-def _commitment(uow: UnitOfWork, contract: OutcomeContract, fund: OutcomesFund):
-    committed = chart.account(uow, chart.FUND_COMMITTED, fund.manager_id, fund.currency,
-                              contract_id=contract.id, fund_id=fund.id)
-    reserve = chart.account(uow, chart.FUND_COMMITMENT_RESERVE, fund.manager_id, fund.currency, fund_id=fund.id)
-    return committed, reserve
-
-
-def _move_commitment(uow: UnitOfWork, actor: Actor, contract: OutcomeContract, fund: OutcomesFund, units: int,
-                     kind: str, description: str) -> Transaction | None:
-    """Commit (units > 0) or release (units < 0) fund capital for a contract."""
-    if units == 0:
-        return None
-    committed, reserve = _commitment(uow, contract, fund)
-    amount = m.from_minor(units, fund.currency)
-    return journal.post(uow, actor=actor.label, kind=kind, description=description,
-                        effective_date=utcnow().date(), contract_id=contract.id,
-                        postings=[journal.Posting(committed.id, amount), journal.Posting(reserve.id, -amount)])
-
-
 def _require_available(uow: UnitOfWork, fund: OutcomesFund, units: int) -> None:
     available = chart.fund_position(uow.session, fund.id).available
     if units > available:
@@ -273,26 +295,35 @@ def _require_available(uow: UnitOfWork, fund: OutcomesFund, units: int) -> None:
             field=["contractId"])
 
 
+def _recommit(uow: UnitOfWork, actor: Actor, contract: OutcomeContract, *, kind: str, description: str,
+              open_: bool | None = None) -> Transaction | None:
+    """Bring every payer's commitment to what the contract now needs (ledger/commitments.py)."""
+    fund = get_fund(uow, contract.fund_id)
+    terms = terms_in_force(uow.session, contract.id)
+    entries = commitments.legs(uow, contract, fund, terms, open_=open_)
+    growth = commitments.fund_delta(fund, entries)
+    if growth > 0:
+        _require_available(uow, fund, growth)
+    return commitments.post_adjustment(uow, actor=actor.label, contract=contract, entries=entries, kind=kind,
+                                       description=description, effective_date=utcnow().date())
+
+
 def activate_contract(uow: UnitOfWork, *, actor: Actor, contract_id: int) -> OutcomeContract:
-    """DRAFT → ACTIVE, committing the contract's maxValue from the fund's available capital."""
+    """DRAFT → ACTIVE: each payer commits its share of maxValue; the fund's share must be available."""
     require_role(actor, "FUND_MANAGER")
     journal.lock(uow)  # the availability check and the commitment are one step
     contract = get_contract(uow, contract_id, for_update=True)
     _transition(contract, ("DRAFT",), "ACTIVE")
-    fund = get_fund(uow, contract.fund_id)
-    terms = terms_in_force(uow.session, contract.id)
-    _require_available(uow, fund, terms.max_value_minor)
-    _move_commitment(uow, actor, contract, fund, terms.max_value_minor, "COMMITMENT",
-                     f"Commitment to contract {contract.id} ({contract.title})")
     contract.status = "ACTIVE"
     contract.activated_at = utcnow()
+    _recommit(uow, actor, contract, kind="COMMITMENT", description=f"Commitment to contract {contract.id} ({contract.title})")
     uow.session.flush()
     return contract
 
 
 def committed_minor(uow: UnitOfWork, contract: OutcomeContract, fund: OutcomesFund) -> int:
-    committed, _ = _commitment(uow, contract, fund)
-    return committed.balance_minor
+    """The fund's commitment to the contract now."""
+    return commitments.current(uow.session, contract.id).get(fund.manager_id, 0)
 
 
 def amend_contract(
@@ -302,7 +333,8 @@ def amend_contract(
 ) -> OutcomeContract:
     """A new terms version from `effective_date`; parts not given are carried over unchanged.
 
-    On an active contract a change of maxValue moves the fund's commitment by the difference.
+    On an active contract every payer's commitment moves to what the new terms need (a fund's
+    growth must be available); no cap may go below what was paid under it (BELOW_AMOUNT_PAID).
     """
     require_role(actor, "FUND_MANAGER")
     reason = clean_text(reason, "reason", max_len=2000)
@@ -318,29 +350,46 @@ def amend_contract(
     if effective_date < current.effective_from:
         raise ValidationError(f"the terms in force already run from {current.effective_from}",
                               code="EFFECTIVE_DATE_BEFORE_CURRENT", field=["effectiveDate"])
-    fund = get_fund(uow, contract.fund_id)
     spec = TermsSpec(
         max_value=max_value if max_value is not None else m.from_minor(current.max_value_minor, contract.currency),
         participant_cap=participant_cap if participant_cap is not None else (
             m.from_minor(current.participant_cap_minor, contract.currency) if current.participant_cap_minor else None),
         payer_shares=tuple(payer_shares) if payer_shares is not None else tuple(
-            ShareSpec(p.party_id, p.percent) for p in current.payer_shares),
+            ShareSpec(p.party_id, p.percent, m.from_minor(p.max_amount_minor, contract.currency)
+                      if p.max_amount_minor is not None else None) for p in current.payer_shares),
         metrics=tuple(metrics) if metrics is not None else tuple(_spec_of(x, contract.currency) for x in current.metrics),
     )
-    _validate_terms(uow, spec, currency=contract.currency, payers={fund.manager_id, contract.municipality_id})
+    _validate_terms(uow, spec, currency=contract.currency)
     version = max(t.version for t in terms_history(uow.session, contract.id)) + 1
-    new_max = m.minor_units(spec.max_value)
-    if contract.status != "DRAFT" and new_max != current.max_value_minor:
-        delta = new_max - current.max_value_minor
-        if delta > 0:
-            _require_available(uow, fund, delta)
-        elif committed_minor(uow, contract, fund) + delta < 0:
-            raise Conflict("maxValue cannot go below what has already been paid", code="MAX_VALUE_BELOW_PAID",
-                           field=["maxValue"])
-        _move_commitment(uow, actor, contract, fund, delta, "COMMITMENT_CHANGE",
-                         f"Amendment {version} of contract {contract.id}: maxValue changed: {reason}")
+    _refuse_below_paid(uow.session, contract, spec)
     _write_terms(uow, contract, spec, version=version, effective_from=effective_date, reason=reason, actor=actor)
+    if contract.status != "DRAFT":
+        _recommit(uow, actor, contract, kind="COMMITMENT_CHANGE",
+                  description=f"Amendment {version} of contract {contract.id}: commitments follow the new terms: {reason}")
     return contract
+
+
+def _refuse_below_paid(s, contract: OutcomeContract, spec: TermsSpec) -> None:
+    """BELOW_AMOUNT_PAID: no cap of an amendment may sit below what has been paid under it (PAYOUTS.md §7)."""
+    from ledger.models import PayoutCalculation, PayoutItem
+    paid = commitments.paid_by_payer(s, contract.id)
+    if m.minor_units(spec.max_value) < sum(paid.values()):
+        raise Conflict(f"{m.from_minor(sum(paid.values()), contract.currency).amount} has already been paid",
+                       code="BELOW_AMOUNT_PAID", field=["maxValue"])
+    for i, share in enumerate(spec.payer_shares):
+        if share.max_amount is not None and m.minor_units(share.max_amount) < paid.get(share.party_id, 0):
+            raise Conflict(f"this payer has already paid {m.from_minor(paid[share.party_id], contract.currency).amount}",
+                           code="BELOW_AMOUNT_PAID", field=["payerShares", str(i), "maxAmount"])
+    per_metric = dict(s.execute(
+        select(PayoutItem.metric_code, func.sum(PayoutItem.net_minor))
+        .join(PayoutCalculation, PayoutCalculation.id == PayoutItem.payout_id)
+        .where(PayoutCalculation.contract_id == contract.id, PayoutCalculation.status == "POSTED")
+        .group_by(PayoutItem.metric_code)).all())
+    for i, metric in enumerate(spec.metrics):
+        if metric.cap_total is not None and m.minor_units(metric.cap_total) < int(per_metric.get(metric.code) or 0):
+            raise Conflict(f"{metric.code} has already been paid "
+                           f"{m.from_minor(int(per_metric[metric.code]), contract.currency).amount}",
+                           code="BELOW_AMOUNT_PAID", field=["metrics", str(i), "capTotal"])
 
 
 def _spec_of(metric: Metric, currency: str) -> MetricSpec:
@@ -355,35 +404,108 @@ def _spec_of(metric: Metric, currency: str) -> MetricSpec:
     )
 
 
-def end_contract(uow: UnitOfWork, *, actor: Actor, contract: OutcomeContract, status: str, reason: str) -> OutcomeContract:
-    """End a contract (COMPLETED or TERMINATED) and release the fund's uncommitted remainder."""
-    fund = get_fund(uow, contract.fund_id)
-    remaining = committed_minor(uow, contract, fund) if contract.activated_at else 0
-    if remaining:
-        _move_commitment(uow, actor, contract, fund, -remaining, "COMMITMENT_RELEASE",
-                         f"Contract {contract.id} {status.lower()}: remaining commitment released: {reason}")
+def awaiting_approval(s, contract_id: int) -> int:
+    """How many payouts of the contract are calculated and not yet approved."""
+    from ledger.models import PayoutCalculation
+    return s.execute(select(func.count()).where(PayoutCalculation.contract_id == contract_id,
+                                                PayoutCalculation.status == "CALCULATED")).scalar_one()
+
+
+def closing_blocker(s, contract: OutcomeContract, today: date) -> tuple[str, str] | None:
+    """Why the contract cannot close today as (code, message), or None when it can.
+
+    A contract closes when the claim window of its last period has closed and no payout of it
+    is waiting for approval (PAYOUTS.md §6). Contracts without a schedule have no claim window.
+    """
+    from ledger import schedule
+    from ledger.models import LateClaimGrant
+    deadline = schedule.last_claim_deadline(contract)
+    if deadline is not None:  # a late claim granted keeps the contract open until it runs out
+        granted = s.execute(select(func.max(LateClaimGrant.until)).where(LateClaimGrant.contract_id == contract.id)).scalar()
+        deadline = max(deadline, granted) if granted else deadline
+    if deadline is not None and today <= deadline:
+        return "CLAIM_WINDOW_OPEN", f"claims for this contract can still be made until {deadline}"
+    if awaiting_approval(s, contract.id):
+        return "PAYOUT_AWAITING_APPROVAL", "a payout of this contract is waiting for approval"
+    return None
+
+
+def _close(uow: UnitOfWork, actor: Actor, contract: OutcomeContract, reason: str) -> None:
+    contract.closed_at = utcnow()
+    _recommit(uow, actor, contract, kind="COMMITMENT_RELEASE", open_=False,
+              description=f"Contract {contract.id} closed: remaining commitments released: {reason}")
+
+
+def end_contract(uow: UnitOfWork, *, actor: Actor, contract: OutcomeContract, status: str, reason: str,
+                 effective_on: date | None = None, today: date | None = None) -> OutcomeContract:
+    """End a contract: COMPLETED closes it; TERMINATED ends its schedule at `effective_on` (default today).
+
+    A terminated contract keeps its commitments through the run-off (outcomes achieved up to the
+    termination date stay payable within their claim windows) and closes, releasing what is left,
+    as soon as nothing more can be claimed — at once when no window is open and nothing awaits approval.
+    """
+    today = today or utcnow().date()
     contract.status = status
     contract.ended_at = utcnow()
     contract.end_reason = reason
+    if status == "TERMINATED":
+        contract.terminated_on = effective_on or min(today, contract.outcomes_end_date or contract.end_date)
+    if status == "COMPLETED" or contract.activated_at is None or closing_blocker(uow.session, contract, today) is None:
+        _close(uow, actor, contract, reason)
     uow.session.flush()
     return contract
 
 
-def terminate_contract(uow: UnitOfWork, *, actor: Actor, contract_id: int, reason: str) -> OutcomeContract:
-    """End a contract early; the fund's uncommitted remainder is released in the ledger."""
+def terminate_contract(uow: UnitOfWork, *, actor: Actor, contract_id: int, reason: str,
+                       effective_date: date | None = None, today: date | None = None) -> OutcomeContract:
+    """End a contract early on `effective_date` (default today): outcomes achieved up to then stay payable."""
     require_role(actor, "FUND_MANAGER")
     reason = clean_text(reason, "reason", max_len=2000)
     journal.lock(uow)
     contract = get_contract(uow, contract_id, for_update=True)
     _transition(contract, ("DRAFT", "ACTIVE", "SUSPENDED"), "TERMINATED")
-    return end_contract(uow, actor=actor, contract=contract, status="TERMINATED", reason=reason)
+    if effective_date is not None and not (
+            contract.start_date <= effective_date <= (contract.outcomes_end_date or contract.end_date)):
+        raise ValidationError("a termination takes effect within the contract's term", code="TERMS_OUTSIDE_CONTRACT",
+                              field=["effectiveDate"])
+    return end_contract(uow, actor=actor, contract=contract, status="TERMINATED", reason=reason,
+                        effective_on=effective_date, today=today)
 
 
-def complete_contract(uow: UnitOfWork, *, actor: Actor, contract_id: int, reason: str) -> OutcomeContract:
-    """Close a contract whose term is over; the remainder of its commitment is released."""
+def complete_contract(uow: UnitOfWork, *, actor: Actor, contract_id: int, reason: str,
+                      today: date | None = None) -> OutcomeContract:
+    """Close a contract whose last claim window is over; the remainder of the commitments is released."""
     require_role(actor, "FUND_MANAGER")
     reason = clean_text(reason, "reason", max_len=2000)
     journal.lock(uow)
     contract = get_contract(uow, contract_id, for_update=True)
     _transition(contract, ("ACTIVE", "SUSPENDED"), "COMPLETED")
+    blocker = closing_blocker(uow.session, contract, today or utcnow().date())
+    if blocker is not None:
+        raise Conflict(blocker[1], code=blocker[0], field=["contractId"])
     return end_contract(uow, actor=actor, contract=contract, status="COMPLETED", reason=reason)
+
+
+def close_due_contracts(uow: UnitOfWork, *, actor: Actor, today: date | None = None) -> list[OutcomeContract]:
+    """Close every contract whose run-off is over: ACTIVE past its last claim window → COMPLETED;
+    TERMINATED with its windows closed → closed. Each releases its remaining commitments.
+    Run daily (`utfall contracts close-due`)."""
+    require_role(actor, "FUND_MANAGER", "ADMIN")
+    journal.lock(uow)
+    today = today or utcnow().date()
+    closed = []
+    rows = uow.session.execute(select(OutcomeContract).where(
+        OutcomeContract.status.in_(("ACTIVE", "SUSPENDED", "TERMINATED")), OutcomeContract.closed_at.is_(None),
+        OutcomeContract.activated_at.is_not(None)).order_by(OutcomeContract.id).with_for_update()).scalars().all()
+    for contract in rows:
+        if contract.status != "TERMINATED" and contract.payment_frequency is None:
+            continue  # a contract without a schedule is completed by hand (completeContract)
+        if closing_blocker(uow.session, contract, today) is not None:
+            continue
+        if contract.status == "TERMINATED":
+            _close(uow, actor, contract, "run-off over")
+        else:
+            end_contract(uow, actor=actor, contract=contract, status="COMPLETED", reason="last claim window closed")
+        closed.append(contract)
+    uow.session.flush()
+    return closed

@@ -4,7 +4,9 @@ A national outcomes fund with 50 MSEK; three municipalities; a company, a non-pr
 municipality's in-house unit as providers; three contracts (school results on a rate card,
 care days avoided against a baseline, reconvictions against a comparison group); about 500
 participants; evidence submitted, verified and rejected; two paid periods with payments; one
-clawback; one sanction.
+clawback; one sanction. The school contract pays half-yearly with a run-off after service ends
+and three payers (the fund, Umeå and Region Västerbotten up to a cap); the care contract is
+scheduled half-yearly too; the Gävle contract (free periods, as before schedules) is terminated.
 """
 from __future__ import annotations
 
@@ -71,6 +73,7 @@ def _load(db: Database, *, today: date, secret: bytes, rng: random.Random) -> No
                  party("Gävle kommun, egen regi (Frivården Gävle)", "PROVIDER", None, "PUBLIC_IN_HOUSE")]
         verifier = party("Oberoende Utvärdering i Norden AB", "VERIFIER")
         investor = party("Sociala Utfallsinvesteringar i Sverige AB", "INVESTOR")
+        region = party("Region Västerbotten", "MUNICIPALITY")
         fund = funds.create_fund(uow, actor=fm, name=DEMO_FUND, manager_id=fund_party.id, currency="SEK")
         funds.deposit_capital(uow, actor=fm, fund_id=fund.id, amount=sek("50000000.00"), effective_date=START,
                               reference="Regleringsbrev 2025, anslag 1:4")
@@ -82,12 +85,15 @@ def _load(db: Database, *, today: date, secret: bytes, rng: random.Random) -> No
             uow, actor=fm, title="Fullständiga betyg i Umeå", fund_id=fund.id, municipality_id=munis[0].id,
             provider_id=provs[0].id, verifier_id=verifier.id, investor_id=None, policy_area="Skola",
             start_date=START, end_date=END, terms=TermsSpec(
-                max_value=sek("12000000.00"), participant_cap=sek("50000.00"), payer_shares=share(munis[0], 50),
+                max_value=sek("12000000.00"), participant_cap=sek("50000.00"),
+                payer_shares=(ShareSpec(fund_party.id, Decimal(40)), ShareSpec(munis[0].id, Decimal(40)),
+                              ShareSpec(region.id, Decimal(20), sek("1500000.00"))),
                 metrics=(MetricSpec("SCHOOL_PASS", "Godkänt i alla ämnen", "RATE_CARD", "HIGHER_IS_BETTER",
                                     sek("40000.00"), once_only=True, area_supplements=(("RURAL", Decimal(15)),)),
                          MetricSpec("ATTENDANCE", "Närvaro över 90 % en termin", "RATE_CARD", "HIGHER_IS_BETTER",
                                     sek("12500.00"), cap_per_participant=sek("25000.00"),
-                                    area_supplements=(("RURAL", Decimal(15)),)))))
+                                    area_supplements=(("RURAL", Decimal(15)),)))),
+            payment_frequency="HALF_YEARLY", service_end_date=date(2027, 6, 30))
         care = contracts.create_contract(
             uow, actor=fm, title="Färre vårddygn i Malmö", fund_id=fund.id, municipality_id=munis[1].id,
             provider_id=provs[1].id, verifier_id=verifier.id, investor_id=investor.id, policy_area="Missbruk och beroende",
@@ -96,7 +102,8 @@ def _load(db: Database, *, today: date, secret: bytes, rng: random.Random) -> No
                 metrics=(MetricSpec("CARE_DAYS", "Undvikna vårddygn", "BASELINE_IMPROVEMENT", "LOWER_IS_BETTER",
                                     sek("1850.00"), baseline=Decimal(3650), cap_per_period=sek("2000000.00"),
                                     baseline_source="Malmö stad, vårddygn 2022–2024",
-                                    baseline_method="Medelvärde per halvår för målgruppen"),)))
+                                    baseline_method="Medelvärde per halvår för målgruppen"),)),
+            payment_frequency="HALF_YEARLY")
         recon = contracts.create_contract(
             uow, actor=fm, title="Minskat återfall i brott i Gävle", fund_id=fund.id, municipality_id=munis[2].id,
             provider_id=provs[2].id, verifier_id=verifier.id, investor_id=None, policy_area="Kriminalvård",
@@ -143,7 +150,8 @@ def _load(db: Database, *, today: date, secret: bytes, rng: random.Random) -> No
                                                                   "application/pdf"),)))
                 for claim in claims:
                     try:
-                        e = ev.submit_evidence(uow, actor=actor, contract_id=school.id, claim=claim, today=today)
+                        e = ev.submit_evidence(uow, actor=actor, contract_id=school.id, claim=claim,
+                                               today=min(today, hi + timedelta(days=30)))
                     except ev.DomainError:
                         continue  # a second SCHOOL_PASS is refused as DUPLICATE_CLAIM, as in real life
                     if rng.random() < 0.08:
@@ -156,7 +164,7 @@ def _load(db: Database, *, today: date, secret: bytes, rng: random.Random) -> No
         for (lo, hi), observed in ((H1, "3100"), (H2, "2400")):
             ev.record_measurement(uow, actor=verify_actor, contract_id=care.id, metric_code="CARE_DAYS",
                                   period_start=lo, period_end=hi, observed_value=Decimal(observed),
-                                  comparison_value=None, cohort_size=None, today=today)
+                                  comparison_value=None, cohort_size=None, today=min(today, hi + timedelta(days=30)))
         for (lo, hi), observed in ((H1, "1.46"), (H2, "1.40")):
             ev.record_measurement(uow, actor=verify_actor, contract_id=recon.id, metric_code="RECONVICTIONS",
                                   period_start=lo, period_end=hi, observed_value=Decimal(observed),
@@ -197,6 +205,11 @@ def _load(db: Database, *, today: date, secret: bytes, rng: random.Random) -> No
         uow.commit()
     pay_period(H2)
     settle(date(2026, 2, 15))
+    # Gävle ends its contract from 30 June 2026: what was achieved before stays payable
+    with db.uow() as uow:
+        contracts.terminate_contract(uow, actor=fm, contract_id=recon.id, effective_date=min(today, date(2026, 6, 30)),
+                                     reason="Verksamheten tas över av Kriminalvården", today=today)
+        uow.commit()
     _impact_bond(db, fm, care, investor)
 
 

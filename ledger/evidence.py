@@ -14,12 +14,15 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
+from ledger import schedule
 from ledger.access import Actor, require_role
-from ledger.contracts import get_contract, terms_in_force
+from ledger.contracts import get_contract, terms_history, terms_in_force
 from ledger.db import UnitOfWork
 from ledger.errors import Conflict, DomainError, MultipleErrors, NotFound, PermissionDenied, ValidationError
 from ledger.identity import identity_hash, normalise
-from ledger.models import Evidence, EvidenceDocument, Measurement, Metric, OutcomeContract, Participant, utcnow
+from ledger.models import (
+    Evidence, EvidenceDocument, LateClaimGrant, Measurement, Metric, OutcomeContract, Participant, utcnow,
+)
 from ledger.parties import clean_text
 from ledger.reads import may_see_contract
 
@@ -57,6 +60,50 @@ def _own_contract(uow: UnitOfWork, actor: Actor, contract_id: int, *, party_fiel
     return contract
 
 
+def _require_claimable(contract: OutcomeContract) -> None:
+    """Claims are accepted while the contract is active, and through the run-off of a terminated one."""
+    if contract.status == "TERMINATED" and contract.closed_at is None:
+        return
+    _require_active(contract)
+
+
+@dataclass(frozen=True)
+class ClaimRules:
+    """What decides whether an outcome can still be claimed (PAYOUTS.md §6), loaded once per contract."""
+
+    last_day: date                          # the last day an outcome counts (outcomesEndDate, or the termination date)
+    periods: tuple[schedule.Period, ...]    # empty: the contract has no schedule and no claim windows
+    grants: tuple[tuple[int | None, str | None, date], ...]   # late claims: (participant, metric, until)
+
+    @classmethod
+    def load(cls, s, contract: OutcomeContract, today: date) -> "ClaimRules":
+        grants = () if contract.payment_frequency is None else tuple(s.execute(
+            select(LateClaimGrant.participant_id, LateClaimGrant.metric_code, LateClaimGrant.until)
+            .where(LateClaimGrant.contract_id == contract.id, LateClaimGrant.until >= today)).all())
+        return cls(schedule.outcomes_end(contract), schedule.of(contract), tuple(map(tuple, grants)))
+
+    def check(self, start: date, end: date, today: date, *, participant_id: int | None, metric_code: str,
+              field_name: str) -> None:
+        """An outcome dated after the last day that counts is refused; on a scheduled contract it must
+        fall in one scheduled period (a measurement wholly) and arrive by that period's claim
+        deadline, unless a fund manager granted a late claim that covers it."""
+        if end > self.last_day:
+            raise ValidationError(f"outcomes after {self.last_day} do not count for this contract", code="OUTSIDE_TERM",
+                                  field=[field_name])
+        if not self.periods:
+            return
+        period = next((p for p in self.periods if p.contains(start)), None)
+        if period is None or not period.contains(end):
+            raise ValidationError("the measured period must lie within one scheduled period (see Contract.schedule)",
+                                  code="MEASUREMENT_OUTSIDE_PERIOD", field=["periodStart"])
+        if today <= period.claim_deadline:
+            return
+        if not any((p is None or p == participant_id) and (m is None or m == metric_code) and today <= until
+                   for p, m, until in self.grants):
+            raise Conflict(f"the claim window for {period.start}..{period.end} closed on {period.claim_deadline}",
+                           code="CLAIM_WINDOW_CLOSED", field=[field_name])
+
+
 def _require_active(contract: OutcomeContract) -> None:
     if contract.status == "SUSPENDED":
         raise Conflict("the contract is suspended: nothing new until the suspension is lifted",
@@ -87,6 +134,9 @@ def enroll_participant(
     ref = clean_text(external_ref, "externalRef", max_len=100) if external_ref else None
     area = clean_text(area, "area", max_len=60) if area else None
     _within_term(contract, enrolled_on, today, "enrolledOn")
+    if enrolled_on > schedule.service_end(contract):
+        raise ValidationError(f"service ended on {schedule.service_end(contract)}: no new participants",
+                              code="ENROLMENT_CLOSED", field=["enrolledOn"])
     s = uow.session
     clash = select(Participant.id).where(Participant.contract_id == contract.id)
     if digest and s.execute(clash.where(Participant.identity_hash == digest)).first():
@@ -126,6 +176,9 @@ def _submit_one(uow: UnitOfWork, actor: Actor, contract: OutcomeContract, claim:
         if claim.achieved_on < participant.enrolled_on:
             raise ValidationError("the outcome is dated before the participant's enrolment", code="BEFORE_ENROLMENT",
                                   field=["achievedOn"])
+        ClaimRules.load(s, contract, today).check(claim.achieved_on, claim.achieved_on, today,
+                                                  participant_id=participant.id, metric_code=metric.code,
+                                                  field_name="achievedOn")
         if metric.once_only and s.execute(select(Evidence.id).where(
                 Evidence.participant_id == participant.id, Evidence.metric_code == metric.code,
                 Evidence.status.in_(("SUBMITTED", "VERIFIED")))).first():
@@ -139,6 +192,9 @@ def _submit_one(uow: UnitOfWork, actor: Actor, contract: OutcomeContract, claim:
             raise ValidationError("the period ends before it starts", code="INVALID_PERIOD", field=["periodEnd"])
         _within_term(contract, claim.period_end, today, "periodEnd")
         _within_term(contract, claim.period_start, today, "periodStart")
+        ClaimRules.load(s, contract, today).check(claim.period_start, claim.period_end, today,
+                                                  participant_id=participant.id, metric_code=metric.code,
+                                                  field_name="periodEnd")
     docs = []
     for i, d in enumerate(claim.documents):
         where = ["documents", str(i)]
@@ -164,7 +220,7 @@ def submit_evidence(uow: UnitOfWork, *, actor: Actor, contract_id: int, claim: C
     """A provider's claim that a participant achieved an outcome (or a value for a period)."""
     require_role(actor, "PROVIDER")
     contract = _own_contract(uow, actor, contract_id, party_field="provider_id")
-    _require_active(contract)
+    _require_claimable(contract)
     return _submit_one(uow, actor, contract, claim, today)
 
 
@@ -245,7 +301,8 @@ def record_measurement(
     """The verifier's measured result of a cohort metric (BASELINE_IMPROVEMENT or COMPARISON_THRESHOLD)."""
     require_role(actor, "VERIFIER")
     contract = _own_contract(uow, actor, contract_id, party_field="verifier_id")
-    if contract.status not in ("ACTIVE", "SUSPENDED", "COMPLETED"):
+    if contract.status not in ("ACTIVE", "SUSPENDED", "COMPLETED") and not (
+            contract.status == "TERMINATED" and contract.closed_at is None):
         raise Conflict(f"the contract is {contract.status}", code="CONTRACT_NOT_ACTIVE", field=["contractId"])
     if period_end < period_start:
         raise ValidationError("the period ends before it starts", code="INVALID_PERIOD", field=["periodEnd"])
@@ -255,6 +312,8 @@ def record_measurement(
     if metric.kind == "RATE_CARD":
         raise ValidationError("rate-card outcomes are claimed as evidence, not measured", code="MEASUREMENT_NOT_ALLOWED",
                               field=["metricCode"])
+    ClaimRules.load(uow.session, contract, today).check(period_start, period_end, today, participant_id=None,
+                                                        metric_code=metric.code, field_name="periodEnd")
     if observed_value < 0 or (comparison_value is not None and comparison_value < 0):
         raise ValidationError("measured values are not negative", code="INVALID_VALUE", field=["observedValue"])
     if metric.kind == "COMPARISON_THRESHOLD":
@@ -280,3 +339,27 @@ def record_measurement(
     uow.session.add(row)
     uow.session.flush()
     return row
+
+
+def grant_late_claim(uow: UnitOfWork, *, actor: Actor, contract_id: int, reason: str, until: date,
+                     participant_id: int | None = None, metric_code: str | None = None, today: date) -> LateClaimGrant:
+    """A fund manager opens a closed claim window until `until` (for one participant and/or metric, or all)."""
+    require_role(actor, "FUND_MANAGER")
+    reason = clean_text(reason, "reason", max_len=2000)
+    contract = get_contract(uow, contract_id, for_update=True)
+    if contract.status == "DRAFT" or contract.status == "COMPLETED" or contract.closed_at is not None:
+        raise Conflict(f"the contract is {contract.status.lower()} and closed: no more claims",
+                       code="LATE_CLAIM_NOT_ALLOWED", field=["contractId"])
+    if until < today:
+        raise ValidationError("a late claim deadline is today or later", code="INVALID_DATE", field=["until"])
+    if participant_id is not None and uow.session.execute(select(Participant.id).where(
+            Participant.id == participant_id, Participant.contract_id == contract.id)).first() is None:
+        raise NotFound("the participant is not in this contract", code="UNKNOWN_PARTICIPANT", field=["participantId"])
+    if metric_code is not None and metric_code not in {x.code for t in terms_history(uow.session, contract.id)
+                                                       for x in t.metrics}:
+        raise ValidationError(f"the contract has no metric {metric_code!r}", code="UNKNOWN_METRIC", field=["metricCode"])
+    grant = LateClaimGrant(contract_id=contract.id, participant_id=participant_id, metric_code=metric_code,
+                           reason=reason, until=until, granted_by=actor.label)
+    uow.session.add(grant)
+    uow.session.flush()
+    return grant

@@ -42,7 +42,7 @@ from ledger.audit import canonical_json
 from ledger.contracts import terms_history
 from ledger.db import UnitOfWork
 from ledger.errors import Conflict, DomainError, MultipleErrors, NotFound, ValidationError
-from ledger.evidence import SHA256, Claim, Document, _own_contract, _require_active, _within_term
+from ledger.evidence import SHA256, Claim, ClaimRules, Document, _own_contract, _require_claimable, _within_term
 from ledger.models import AuditEvent, Evidence, OutcomeContract, Participant, utcnow
 from ledger.parties import clean_text
 
@@ -360,13 +360,15 @@ class ContractRules:
     """
 
     def __init__(self, contract: OutcomeContract, participants: dict[int, date],
-                 terms: list[tuple[date, int, dict[str, MetricRule]]], taken: set[tuple[int, str]], today: date):
+                 terms: list[tuple[date, int, dict[str, MetricRule]]], taken: set[tuple[int, str]], today: date,
+                 claims: ClaimRules | None = None):
         # what _within_term reads of the contract, as plain attributes (ORM ones cost more)
         self.contract = _Term(contract.start_date, contract.end_date)
         self.start, self.end = contract.start_date, contract.end_date
         self.participants = participants
         self.today = today
         self.taken = taken  # (participant id, metric code) of SUBMITTED or VERIFIED once-only claims
+        self.claims = claims or ClaimRules(contract.end_date, (), ())  # claim windows (PAYOUTS.md §6)
         ordered = sorted(terms, key=lambda t: (t[0], t[1]))
         self._terms = [t[2] for t in ordered]
         self._from = [t[0] for t in ordered]
@@ -390,7 +392,7 @@ class ContractRules:
                 select(E.participant_id, E.metric_code).join(Participant.__table__, P.id == E.participant_id)
                 .where(P.contract_id == contract.id, E.metric_code.in_(once), E.status.in_(("SUBMITTED", "VERIFIED")))
             )))
-        return cls(contract, participants, terms, taken, today)
+        return cls(contract, participants, terms, taken, today, ClaimRules.load(s, contract, today))
 
     def metrics_on(self, day: date) -> dict[str, MetricRule]:
         """The metrics of the terms in force on `day` (`ledger.contracts.terms_in_force`)."""
@@ -421,6 +423,8 @@ class ContractRules:
             if claim.achieved_on < enrolled_on:
                 raise ValidationError("the outcome is dated before the participant's enrolment", code="BEFORE_ENROLMENT",
                                       field=["achievedOn"])
+            self.claims.check(claim.achieved_on, claim.achieved_on, today, participant_id=claim.participant_id,
+                              metric_code=metric.code, field_name="achievedOn")
             if metric.once_only and (claim.participant_id, metric.code) in self.taken:
                 raise Conflict(f"{metric.code} is paid once per participant and is already claimed",
                                code="DUPLICATE_CLAIM", field=["metricCode"])
@@ -432,6 +436,8 @@ class ContractRules:
                 raise ValidationError("the period ends before it starts", code="INVALID_PERIOD", field=["periodEnd"])
             _within_term(contract, claim.period_end, today, "periodEnd")
             _within_term(contract, claim.period_start, today, "periodStart")
+            self.claims.check(claim.period_start, claim.period_end, today, participant_id=claim.participant_id,
+                              metric_code=metric.code, field_name="periodEnd")
         docs = []
         for i, d in enumerate(claim.documents):
             if not SHA256.fullmatch(d.sha256 or ""):
@@ -635,7 +641,7 @@ def import_evidence(
     """
     require_role(actor, "PROVIDER")
     contract = _own_contract(uow, actor, contract_id, party_field="provider_id")
-    _require_active(contract)
+    _require_claimable(contract)
     if format not in FORMATS:
         raise ValidationError(f"the format is csv or jsonl, not {format!r}", code="INVALID_FORMAT", field=["format"])
     if batch_size < 1:

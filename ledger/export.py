@@ -54,6 +54,7 @@ CSV_COLUMNS = (
 
 BEANCOUNT_ROOTS = {
     chart.FUND_CASH: "Assets", chart.CASH: "Assets", chart.RECEIVABLE: "Assets", chart.FUND_COMMITTED: "Assets",
+    chart.PAYER_COMMITTED: "Assets", chart.PAYER_COMMITMENT_RESERVE: "Equity",
     chart.PAYABLE: "Liabilities",
     chart.FUND_CAPITAL: "Equity", chart.FUND_COMMITMENT_RESERVE: "Equity",
     chart.OUTCOME_REVENUE: "Income", chart.PENALTY_INCOME: "Income",

@@ -118,7 +118,7 @@ __all__ = [
     "RATE_CARD", "BASELINE_IMPROVEMENT", "COMPARISON_THRESHOLD", "METRIC_KINDS",
     "HIGHER_IS_BETTER", "LOWER_IS_BETTER", "DIRECTIONS", "OUTCOME", "CLAWBACK",
     "ONCE_ONLY", "METRIC_CAP_PER_PARTICIPANT", "PARTICIPANT_CAP", "METRIC_CAP_PER_PERIOD",
-    "METRIC_CAP_TOTAL", "MAX_VALUE", "CAP_ORDER", "CANONICAL_SCHEMA",
+    "METRIC_CAP_TOTAL", "MAX_VALUE", "PAYER_CAP", "CAP_ORDER", "payer_cap_total", "CANONICAL_SCHEMA",
     "MetricTerms", "PayerShare", "Terms", "EvidenceItem", "Measurement", "PaidBefore",
     "Clawback", "PayoutInputs", "PayoutLine", "PayoutItem", "MeasurementItem", "PayerAmount",
     "PayoutResult", "calculate", "validate", "canonical_inputs", "inputs_hash", "split_total",
@@ -141,7 +141,9 @@ PARTICIPANT_CAP = "PARTICIPANT_CAP"
 METRIC_CAP_PER_PERIOD = "METRIC_CAP_PER_PERIOD"
 METRIC_CAP_TOTAL = "METRIC_CAP_TOTAL"
 MAX_VALUE = "MAX_VALUE"
-CAP_ORDER = (ONCE_ONLY, METRIC_CAP_PER_PARTICIPANT, PARTICIPANT_CAP, METRIC_CAP_PER_PERIOD, METRIC_CAP_TOTAL, MAX_VALUE)
+PAYER_CAP = "PAYER_CAP"
+CAP_ORDER = (ONCE_ONLY, METRIC_CAP_PER_PARTICIPANT, PARTICIPANT_CAP, METRIC_CAP_PER_PERIOD, METRIC_CAP_TOTAL, MAX_VALUE,
+             PAYER_CAP)
 
 CANONICAL_SCHEMA = "utfall/payout-inputs/1"
 
@@ -193,10 +195,11 @@ class MetricTerms:
 
 @dataclass(frozen=True)
 class PayerShare:
-    """A payer's percentage of every payout (e.g. Decimal("50"))."""
+    """A payer's percentage of every payout (e.g. Decimal("50")), and the most it pays over the contract."""
 
     party_id: str
     percent: Decimal
+    max_amount: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,9 @@ class EvidenceItem:
     metric_code: str
     achieved_on: date
     area: str | None = None
+    # PAYOUTS.md §7: the item's price (unit price with the area supplement, rounded) under the terms
+    # version in force on achieved_on, when that is not the period's version; None: the period's terms
+    price: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -237,6 +243,8 @@ class Measurement:
     observed: Decimal
     comparison: Decimal | None = None
     cohort_size: int | None = None
+    # the metric's unit price under the version in force on period_end, when not the payout period's
+    unit_price: Decimal | None = None
 
 
 def _pairs(value: Any) -> tuple:
@@ -260,9 +268,13 @@ class PaidBefore:
     per_metric: tuple[tuple[str, Decimal], ...] = ()
     per_participant: tuple[tuple[int, Decimal], ...] = ()
     per_participant_metric: tuple[tuple[int, str, Decimal], ...] = ()
+    # what each payer has paid on the contract, for payers with a maxAmount (PAYER_CAP)
+    per_payer: tuple[tuple[str, Decimal], ...] = ()
+    # what earlier payouts of this same period paid per metric (supplementary payouts, §6)
+    per_metric_in_period: tuple[tuple[str, Decimal], ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("per_metric", "per_participant", "per_participant_metric"):
+        for name in ("per_metric", "per_participant", "per_participant_metric", "per_payer", "per_metric_in_period"):
             object.__setattr__(self, name, _pairs(getattr(self, name)))
 
     @classmethod
@@ -291,6 +303,8 @@ class Clawback:
     participant_id: int
     metric_code: str
     amount: Decimal
+    # the price at which the item was paid (shown on the CLAWBACK line); None in inputs recorded before
+    unit_price: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -511,7 +525,8 @@ def _terms(t: Terms) -> Terms:
         pct = _plain_number(s.percent, f"share of {party}", field_="payerShares")
         if pct < 0:
             raise _fail(f"share of {party} is negative", "SHARES_NOT_100", "payerShares")
-        shares.append(PayerShare(party, pct))
+        cap = _opt_money(s.max_amount, code, f"maximum amount of {party}", field_="payerShares")
+        shares.append(PayerShare(party, pct, cap))
     if sum((s.percent for s in shares), _ZERO) != _HUNDRED:
         raise _fail("payer shares must sum to exactly 100", "SHARES_NOT_100", "payerShares")
     metrics: dict[str, MetricTerms] = {}
@@ -540,7 +555,7 @@ def _paid_before(p: PaidBefore, code: str) -> PaidBefore:
                 )
             key = tuple(
                 _int_id(k, "participant id", field_="paidBefore") if t == "participant"
-                else _text(k, "metric code", field_="paidBefore")
+                else _text(k, "payer party id" if t == "payer" else "metric code", field_="paidBefore")
                 for k, t in zip(row[:-1], key_types)
             )
             if key in out:
@@ -557,6 +572,8 @@ def _paid_before(p: PaidBefore, code: str) -> PaidBefore:
         per_metric=tuple((k[0], v) for k, v in per_metric.items()),
         per_participant=tuple((k[0], v) for k, v in per_participant.items()),
         per_participant_metric=tuple((*k, v) for k, v in per_pair.items()),
+        per_payer=tuple((k[0], v) for k, v in rows("per_payer", ("payer",)).items()),
+        per_metric_in_period=tuple((k[0], v) for k, v in rows("per_metric_in_period", ("metric",)).items()),
     )
 
 
@@ -603,7 +620,7 @@ def _normalise(inputs: PayoutInputs) -> PayoutInputs:
                 )
             if e.area is not None:
                 _text(e.area, "area", field_=f)
-            norm_evidence.append(e)
+            norm_evidence.append(replace(e, price=_opt_money(e.price, code, f"price of evidence {e.evidence_id}", field_=f)))
 
         measurements = sorted(
             inputs.measurements, key=lambda m: _int_id(m.measurement_id, "measurement id", field_="measurements")
@@ -661,7 +678,8 @@ def _normalise(inputs: PayoutInputs) -> PayoutInputs:
                         f"measurement {m.measurement_id}: a relative improvement needs a positive comparison value",
                         "INVALID_COMPARISON", f,
                     )
-            norm_measurements.append(replace(m, observed=observed, comparison=comparison))
+            norm_measurements.append(replace(m, observed=observed, comparison=comparison, unit_price=_opt_money(
+                m.unit_price, code, f"unit price of measurement {m.measurement_id}", field_=f)))
         by_metric: dict[str, list[Measurement]] = defaultdict(list)
         for m in norm_measurements:
             by_metric[m.metric_code].append(m)
@@ -694,7 +712,8 @@ def _normalise(inputs: PayoutInputs) -> PayoutInputs:
             # A metric removed by an amendment can still be clawed back.
             _text(c.metric_code, "metric code", field_=f)
             amount = _money(c.amount, code, f"clawback of evidence {c.evidence_id}", field_=f)
-            norm_clawbacks.append(replace(c, amount=amount))
+            norm_clawbacks.append(replace(c, amount=amount, unit_price=_opt_money(
+                c.unit_price, code, f"price paid for evidence {c.evidence_id}", field_=f)))
         _check_clawbacks_were_paid(norm_clawbacks, paid)
 
         return PayoutInputs(
@@ -757,7 +776,11 @@ def _canonical(n: PayoutInputs) -> bytes:
             "currency": t.currency,
             "max_value": _plain(t.max_value),
             "participant_cap": opt(t.participant_cap),
-            "payer_shares": [{"party_id": s.party_id, "percent": _plain(s.percent)} for s in t.payer_shares],
+            # max_amount and per_payer appear only when used, so inputs recorded before payer caps
+            # existed read back to the same bytes
+            "payer_shares": [{"party_id": s.party_id, "percent": _plain(s.percent),
+                              **({} if s.max_amount is None else {"max_amount": _plain(s.max_amount)})}
+                             for s in t.payer_shares],
             "metrics": [
                 {
                     "code": m.code, "kind": m.kind, "direction": m.direction,
@@ -771,13 +794,15 @@ def _canonical(n: PayoutInputs) -> bytes:
         },
         "evidence": [
             {"evidence_id": e.evidence_id, "participant_id": e.participant_id, "metric_code": e.metric_code,
-             "achieved_on": e.achieved_on.isoformat(), "area": e.area}
+             "achieved_on": e.achieved_on.isoformat(), "area": e.area,
+             **({} if e.price is None else {"price": _plain(e.price)})}
             for e in n.evidence
         ],
         "measurements": [
             {"measurement_id": m.measurement_id, "metric_code": m.metric_code,
              "period_start": m.period_start.isoformat(), "period_end": m.period_end.isoformat(),
-             "observed": _plain(m.observed), "comparison": opt(m.comparison), "cohort_size": m.cohort_size}
+             "observed": _plain(m.observed), "comparison": opt(m.comparison), "cohort_size": m.cohort_size,
+             **({} if m.unit_price is None else {"unit_price": _plain(m.unit_price)})}
             for m in n.measurements
         ],
         "paid_before": {
@@ -785,10 +810,13 @@ def _canonical(n: PayoutInputs) -> bytes:
             "per_metric": [[k, _plain(v)] for k, v in p.per_metric],
             "per_participant": [[k, _plain(v)] for k, v in p.per_participant],
             "per_participant_metric": [[pid, code, _plain(v)] for pid, code, v in p.per_participant_metric],
+            **({"per_payer": [[k, _plain(v)] for k, v in p.per_payer]} if p.per_payer else {}),
+            **({"per_metric_in_period": [[k, _plain(v)] for k, v in p.per_metric_in_period]}
+               if p.per_metric_in_period else {}),
         },
         "clawbacks": [
             {"evidence_id": c.evidence_id, "participant_id": c.participant_id, "metric_code": c.metric_code,
-             "amount": _plain(c.amount)}
+             "amount": _plain(c.amount), **({} if c.unit_price is None else {"unit_price": _plain(c.unit_price)})}
             for c in n.clawbacks
         ],
     }
@@ -869,6 +897,35 @@ def split_total(total: Decimal, payer_shares: Iterable[PayerShare], currency: st
         )
 
 
+def payer_cap_total(total: Decimal, payer_shares: Iterable[PayerShare], paid: Mapping[str, Decimal],
+                    currency: str) -> Decimal:
+    """The largest amount, not above `total`, whose split gives no payer with a maxAmount more than its room.
+
+    room = maxAmount − what the payer has paid; the first bound is min over capped payers of
+    floor(room × 100 / percent) in minor units, then lowered one minor unit at a time while the
+    largest-remainder split still gives a payer one öre too many (at most a few steps).
+    A total of zero or less is never capped: it pays nobody anything.
+    """
+    shares = tuple(payer_shares)
+    capped = [s for s in shares if s.max_amount is not None and s.percent > 0]
+    if total <= 0 or not capped:
+        return total
+    with localcontext(_CTX):
+        exp = exponent(currency)
+        units = lambda d: int(d.scaleb(exp))  # noqa: E731  (amounts are already quantized)
+        room = {s.party_id: max(0, units(s.max_amount - paid.get(s.party_id, _ZERO))) for s in capped}
+        limit = min(units(total), *((room[s.party_id] * 100 / s.percent).to_integral_value(rounding="ROUND_FLOOR")
+                                    for s in capped))
+        limit = int(limit)
+        percents = [s.percent for s in shares]
+        while limit > 0:
+            parts = dict(zip((s.party_id for s in shares), split_largest_remainder(limit, percents)))
+            if all(parts[p] <= r for p, r in room.items()):
+                break
+            limit -= 1
+        return quantize(Decimal(limit).scaleb(-exp), currency) + 0
+
+
 def calculate(inputs: PayoutInputs) -> PayoutResult:
     """Calculate a payout: lines per metric, items per evidence, split per payer, inputs hash."""
     n = _normalise(inputs)
@@ -888,6 +945,7 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
     prior_metric: dict[str, Decimal] = defaultdict(Decimal, dict(paid.per_metric))
     prior_participant: dict[int, Decimal] = defaultdict(Decimal, dict(paid.per_participant))
     prior_pair: dict[tuple[int, str], Decimal] = defaultdict(Decimal, {(p, m): v for p, m, v in paid.per_participant_metric})
+    prior_in_period: dict[str, Decimal] = defaultdict(Decimal, dict(paid.per_metric_in_period))
     for c in n.clawbacks:
         prior_metric[c.metric_code] -= c.amount
         prior_participant[c.participant_id] -= c.amount
@@ -898,7 +956,7 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
     for e in n.evidence:
         metric = metrics[e.metric_code]
         supplement = dict(metric.area_supplements).get(e.area, _ZERO) if e.area is not None else _ZERO
-        gross = quantize(metric.unit_price * (1 + supplement / _HUNDRED), code) + 0
+        gross = e.price if e.price is not None else quantize(metric.unit_price * (1 + supplement / _HUNDRED), code) + 0
         item_parts[e.evidence_id] = _Part(
             (e.achieved_on, 0, e.evidence_id), e.evidence_id, e.metric_code, e.participant_id, gross, gross
         )
@@ -909,7 +967,8 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
         metric = metrics[m.metric_code]
         quantity, relative = _measured(m, metric)
         measured[m.measurement_id] = (quantity, relative)
-        gross = quantize(quantity * metric.unit_price, code) + 0
+        unit_price = m.unit_price if m.unit_price is not None else metric.unit_price
+        gross = quantize(quantity * unit_price, code) + 0
         measurement_parts[m.measurement_id] = _Part(
             (m.period_end, 1, m.measurement_id), m.measurement_id, m.metric_code, None, gross, gross
         )
@@ -943,12 +1002,18 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
     # (2) the metric's cap per period, (3) the metric's cap over the contract
     for mcode, parts in sorted(by_metric.items()):
         if metrics[mcode].cap_per_period is not None:
-            _apply_cap(parts, metrics[mcode].cap_per_period, METRIC_CAP_PER_PERIOD)
+            _apply_cap(parts, metrics[mcode].cap_per_period - prior_in_period[mcode], METRIC_CAP_PER_PERIOD)
     for mcode, parts in sorted(by_metric.items()):
         if metrics[mcode].cap_total is not None:
             _apply_cap(parts, metrics[mcode].cap_total - prior_metric[mcode], METRIC_CAP_TOTAL)
     # (4) the contract's maximum value
     _apply_cap(all_parts, terms.max_value - prior_total, MAX_VALUE)
+    # (5) PAYER_CAP (PAYOUTS.md §8): the largest total whose split keeps every capped payer within its room
+    clawed = sum((c.amount for c in n.clawbacks), _ZERO)
+    earned = sum((p.net for p in all_parts), _ZERO)
+    allowed = payer_cap_total(earned - clawed, terms.payer_shares, dict(paid.per_payer), code)
+    if allowed < earned - clawed:
+        _apply_cap(all_parts, allowed + clawed, PAYER_CAP)
 
     lines: list[PayoutLine] = []
     for mcode, parts in sorted(by_metric.items()):
@@ -960,14 +1025,17 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
         gross = sum((p.gross for p in parts), _ZERO)
         net = sum((p.net for p in parts), _ZERO)
         lines.append(PayoutLine(mcode, OUTCOME, quantity, metric.unit_price, gross, gross - net, net, _merge_caps(parts)))
-    claws: dict[str, list[Clawback]] = defaultdict(list)
+    # one CLAWBACK line per metric and price paid (PAYOUTS.md §7: the line shows the price at which
+    # the items were paid; inputs recorded before that have no price and show the metric's)
+    claws: dict[tuple[str, Decimal | None], list[Clawback]] = defaultdict(list)
     for c in n.clawbacks:
-        claws[c.metric_code].append(c)
-    for mcode, cs in claws.items():
+        claws[(c.metric_code, c.unit_price)].append(c)
+    for (mcode, paid_price), cs in claws.items():
         amount = -sum((c.amount for c in cs), _ZERO) + 0
-        unit_price = metrics[mcode].unit_price if mcode in metrics else quantize(_ZERO, code)
+        unit_price = paid_price if paid_price is not None else (
+            metrics[mcode].unit_price if mcode in metrics else quantize(_ZERO, code))
         lines.append(PayoutLine(mcode, CLAWBACK, Decimal(-len(cs)), unit_price, amount, quantize(_ZERO, code), amount))
-    lines.sort(key=lambda line: (line.metric_code, line.kind != OUTCOME))
+    lines.sort(key=lambda line: (line.metric_code, line.kind != OUTCOME, line.unit_price))
 
     items: list[PayoutItem] = []
     for e in n.evidence:
@@ -1018,7 +1086,8 @@ def inputs_from_canonical(data: bytes | str) -> PayoutInputs:
     terms = Terms(
         version=t["version"], currency=t["currency"], max_value=D(t["max_value"]),
         participant_cap=opt(t["participant_cap"]),
-        payer_shares=tuple(PayerShare(s["party_id"], D(s["percent"])) for s in t["payer_shares"]),
+        payer_shares=tuple(PayerShare(s["party_id"], D(s["percent"]), opt(s.get("max_amount")))
+                           for s in t["payer_shares"]),
         metrics=tuple(
             MetricTerms(code=x["code"], kind=x["kind"], direction=x["direction"], unit_price=D(x["unit_price"]),
                         baseline=opt(x["baseline"]), threshold=opt(x["threshold"]),
@@ -1032,13 +1101,16 @@ def inputs_from_canonical(data: bytes | str) -> PayoutInputs:
         contract_id=doc["contract_id"], period_start=date.fromisoformat(doc["period_start"]),
         period_end=date.fromisoformat(doc["period_end"]), terms=terms,
         evidence=tuple(EvidenceItem(e["evidence_id"], e["participant_id"], e["metric_code"],
-                                    date.fromisoformat(e["achieved_on"]), e["area"]) for e in doc["evidence"]),
+                                    date.fromisoformat(e["achieved_on"]), e["area"], opt(e.get("price")))
+                       for e in doc["evidence"]),
         measurements=tuple(Measurement(x["measurement_id"], x["metric_code"], date.fromisoformat(x["period_start"]),
                                        date.fromisoformat(x["period_end"]), D(x["observed"]), opt(x["comparison"]),
-                                       x["cohort_size"]) for x in doc["measurements"]),
+                                       x["cohort_size"], opt(x.get("unit_price"))) for x in doc["measurements"]),
         paid_before=PaidBefore(total=D(p["total"]), per_metric=[(k, D(v)) for k, v in p["per_metric"]],
                                per_participant=[(k, D(v)) for k, v in p["per_participant"]],
-                               per_participant_metric=[(a, b, D(v)) for a, b, v in p["per_participant_metric"]]),
-        clawbacks=tuple(Clawback(c["evidence_id"], c["participant_id"], c["metric_code"], D(c["amount"]))
-                        for c in doc["clawbacks"]),
+                               per_participant_metric=[(a, b, D(v)) for a, b, v in p["per_participant_metric"]],
+                               per_payer=[(k, D(v)) for k, v in p.get("per_payer", [])],
+                               per_metric_in_period=[(k, D(v)) for k, v in p.get("per_metric_in_period", [])]),
+        clawbacks=tuple(Clawback(c["evidence_id"], c["participant_id"], c["metric_code"], D(c["amount"]),
+                                 opt(c.get("unit_price"))) for c in doc["clawbacks"]),
     )

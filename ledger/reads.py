@@ -35,6 +35,11 @@ def visible_contracts(actor: Actor):
     column = {"MUNICIPALITY": C.municipality_id, "PROVIDER": C.provider_id, "VERIFIER": C.verifier_id}.get(actor.role)
     if column is None:
         return C.id.is_(None)
+    if actor.role == "MUNICIPALITY":
+        # a region or municipality that pays a share sees the contract as the commissioning one does
+        from ledger.models import ContractTerms as T, PayerShare as S
+        pays = exists(select(S.id).join(T, T.id == S.terms_id).where(T.contract_id == C.id, S.party_id == actor.party_id))
+        return or_(column == actor.party_id, pays)
     return column == actor.party_id
 
 

@@ -22,7 +22,7 @@ from api.graphql.parties import Party, load_party
 from api.graphql.proofs import RECEIPT_DESCRIPTION, Receipt, receipt_for
 from ledger import chart, contracts, funds, models, sanctions
 from ledger.errors import DomainError
-from ledger.reads import may_see_contract, visible_contracts, visible_funds
+from ledger.reads import visible_contracts, visible_funds
 
 
 @strawberry.enum
@@ -32,6 +32,35 @@ class ContractStatus(enum.Enum):
     SUSPENDED = "SUSPENDED"
     COMPLETED = "COMPLETED"
     TERMINATED = "TERMINATED"
+
+
+@strawberry.enum(description="How often a scheduled contract pays: one payout period per step, counted from startDate.")
+class PaymentFrequency(enum.Enum):
+    MONTHLY = "MONTHLY"
+    QUARTERLY = "QUARTERLY"
+    HALF_YEARLY = "HALF_YEARLY"
+    YEARLY = "YEARLY"
+
+
+@strawberry.type(description="One scheduled payout period and the last day its outcomes can be claimed.")
+class SchedulePeriod:
+    period_start: date = strawberry.field(description="First day of the period.")
+    period_end: date = strawberry.field(description="Last day of the period (the last period may be shorter).")
+    claim_deadline: date = strawberry.field(
+        description="Evidence and measurements for this period are accepted until this day (periodEnd + claimWindowDays).")
+
+
+@strawberry.type(description="What one payer has promised this contract, paid on it, and still holds committed.")
+class PayerCommitment:
+    party_id: strawberry.Private[int]
+    percent: Decimal = strawberry.field(description="The payer's share of every payout, in percent.")
+    max_amount: Money | None = strawberry.field(description="The most this payer pays over the contract, if capped.")
+    committed: Money = strawberry.field(description="Still committed: its share of maxValue (or its maxAmount) less what it paid; zero once the contract is closed.")
+    paid: Money = strawberry.field(description="Its shares of the payouts posted so far, net of clawbacks.")
+
+    @strawberry.field(description="The payer.")
+    async def party(self, info: Info) -> Party | None:
+        return await load_party(info, self.party_id)
 
 
 @strawberry.enum
@@ -97,6 +126,7 @@ class Metric:
 class PayerShare:
     party_id: strawberry.Private[int]
     percent: Decimal
+    max_amount: Money | None = strawberry.field(default=None, description="The most this payer pays over the contract (PAYER_CAP), if capped.")
 
     @strawberry.field
     async def party(self, info: Info) -> Party | None:
@@ -120,7 +150,8 @@ class ContractTerms:
         return cls(version=t.version, effective_from=t.effective_from, reason=t.reason,
                    max_value=Money.minor(t.max_value_minor, currency),
                    participant_cap=_money(t.participant_cap_minor, currency),
-                   payer_shares=[PayerShare(party_id=p.party_id, percent=p.percent) for p in t.payer_shares],
+                   payer_shares=[PayerShare(party_id=p.party_id, percent=p.percent,
+                                            max_amount=_money(p.max_amount_minor, currency)) for p in t.payer_shares],
                    metrics=[Metric.from_row(x, currency) for x in t.metrics], created_by=t.created_by,
                    created_at=t.created_at)
 
@@ -159,6 +190,36 @@ class OutcomeContract(Node):
     end_reason: str | None
     fund_id: strawberry.Private[int]
     party_ids: strawberry.Private[dict]
+    row: strawberry.Private[models.OutcomeContract]
+    payment_frequency: PaymentFrequency | None = strawberry.field(
+        description="How often it pays; null for a contract with free payout periods (made before schedules).")
+    service_end_date: date = strawberry.field(description="Delivery ends: no participant is enrolled after this day.")
+    outcomes_end_date: date = strawberry.field(description="The last day on which an outcome counts (the run-off ends).")
+    claim_window_days: int | None = strawberry.field(description="Days after a period's end during which it can still be claimed.")
+    terminated_on: date | None = strawberry.field(description="The day a termination took effect: nothing after it counts.")
+    closed_at: datetime | None = strawberry.field(
+        description="When the last claim window had closed and the remaining commitments were released.")
+
+    @strawberry.field(description="The scheduled payout periods with their claim deadlines; empty for free periods.")
+    def schedule(self) -> list[SchedulePeriod]:
+        from ledger import schedule
+        return [SchedulePeriod(period_start=p.start, period_end=p.end, claim_deadline=p.claim_deadline)
+                for p in schedule.of(self.row)]
+
+    @strawberry.field(description="Each payer's commitment to this contract and what it has paid, from the ledger.")
+    async def commitments(self, info: Info) -> list[PayerCommitment]:
+        from ledger import commitments as cm
+        terms = await self.terms(info)
+
+        def q(s):
+            return cm.current(s, self.pk), cm.paid_by_payer(s, self.pk)
+        held, paid = await ctx(info).db.read(q)
+        shares = {p.party_id: p for p in terms.payer_shares}
+        parties = list(shares) + sorted(set(held) - set(shares))
+        return [PayerCommitment(party_id=p, percent=shares[p].percent if p in shares else Decimal(0),
+                                max_amount=shares[p].max_amount if p in shares else None,
+                                committed=Money.minor(held.get(p, 0), self.currency),
+                                paid=Money.minor(paid.get(p, 0), self.currency)) for p in parties]
 
     @strawberry.field
     async def fund(self, info: Info) -> "Fund | None":
@@ -251,6 +312,9 @@ class OutcomeContract(Node):
         return cls(pk=x.id, title=x.title, status=ContractStatus(x.status), policy_area=x.policy_area,
                    currency=x.currency, start_date=x.start_date, end_date=x.end_date, created_at=x.created_at,
                    activated_at=x.activated_at, ended_at=x.ended_at, end_reason=x.end_reason, fund_id=x.fund_id,
+                   row=x, payment_frequency=PaymentFrequency(x.payment_frequency) if x.payment_frequency else None,
+                   service_end_date=x.service_end_date or x.end_date, outcomes_end_date=x.outcomes_end_date or x.end_date,
+                   claim_window_days=x.claim_window_days, terminated_on=x.terminated_on, closed_at=x.closed_at,
                    party_ids={"municipality": x.municipality_id, "provider": x.provider_id,
                               "verifier": x.verifier_id, "investor": x.investor_id})
 
@@ -326,10 +390,12 @@ async def load_contract(info: Info, contract_id: int) -> OutcomeContract | None:
     actor = require_actor(info)
 
     async def batch(keys: list[int]) -> list[OutcomeContract | None]:
-        rows = await c.db.read(lambda s: {x.id: x for x in s.execute(
-            select(models.OutcomeContract).where(models.OutcomeContract.id.in_(keys))).scalars()})
-        return [OutcomeContract.from_row(rows[k]) if k in rows and may_see_contract(actor, rows[k]) else None
-                for k in keys]
+        clause = visible_contracts(actor)  # the SQL form also lets a payer see the contracts it pays
+        stmt = select(models.OutcomeContract).where(models.OutcomeContract.id.in_(keys))
+        if clause is not None:
+            stmt = stmt.where(clause)
+        rows = await c.db.read(lambda s: {x.id: x for x in s.execute(stmt).scalars()})
+        return [OutcomeContract.from_row(rows[k]) if k in rows else None for k in keys]
     return await c.loader("contract", lambda: DataLoader(batch)).load(contract_id)
 
 
@@ -411,10 +477,13 @@ class MetricInput:
 class PayerShareInput:
     party_id: strawberry.ID
     percent: Decimal
+    max_amount: MoneyInput | None = strawberry.field(
+        default=None, description="The most this payer pays over the contract; its payouts stop there (PAYER_CAP).")
 
 
 def _shares(items: list[PayerShareInput]) -> tuple[contracts.ShareSpec, ...]:
-    return tuple(contracts.ShareSpec(from_global_id(s.party_id, "Party", field=f"payerShares.{i}.partyId"), s.percent)
+    return tuple(contracts.ShareSpec(from_global_id(s.party_id, "Party", field=f"payerShares.{i}.partyId"), s.percent,
+                                     s.max_amount.to_money(f"payerShares.{i}.maxAmount") if s.max_amount else None)
                  for i, s in enumerate(items))
 
 
@@ -468,6 +537,13 @@ class CreateContractInput:
     verifier_id: strawberry.ID | None = None
     investor_id: strawberry.ID | None = None
     participant_cap: MoneyInput | None = None
+    payment_frequency: PaymentFrequency | None = strawberry.field(
+        default=None, description="Gives the contract a payment schedule; leave out for free payout periods.")
+    service_end_date: date | None = strawberry.field(default=None, description="Delivery ends (default endDate).")
+    outcomes_end_date: date | None = strawberry.field(
+        default=None, description="The last day an outcome counts, on or after serviceEndDate (default endDate).")
+    claim_window_days: int | None = strawberry.field(
+        default=None, description="Days after each period's end to claim its outcomes (default 90).")
     idempotency_key: str | None = None
 
 
@@ -535,7 +611,35 @@ class EndContractInput:
 
 @strawberry.input
 class TerminateContractInput(EndContractInput):
-    pass
+    effective_date: date | None = strawberry.field(
+        default=None, description="The day the termination takes effect (default today): outcomes up to it stay payable.")
+
+
+@strawberry.input(description="Open a closed claim window of a contract until a new deadline.")
+class GrantLateClaimInput:
+    contract_id: strawberry.ID
+    reason: str = strawberry.field(description="Why the claim is late; kept in the audit trail.")
+    until: date = strawberry.field(description="The new deadline for claims this grant covers.")
+    participant_id: strawberry.ID | None = strawberry.field(default=None, description="Only this participant (default: all).")
+    metric_code: str | None = strawberry.field(default=None, description="Only this metric (default: all).")
+    idempotency_key: str | None = None
+
+
+@strawberry.type(description="A late claim granted by a fund manager.")
+class LateClaimGrant:
+    participant_id: strawberry.Private[int | None]
+    metric_code: str | None
+    reason: str
+    until: date
+    granted_by: str
+    granted_at: datetime
+
+
+@strawberry.type
+class GrantLateClaimPayload:
+    late_claim: LateClaimGrant | None
+    contract: OutcomeContract | None
+    user_errors: list[UserError]
 
 
 @strawberry.input
@@ -656,10 +760,14 @@ class ContractMutations:
                 provider_id=from_global_id(input.provider_id, "Party", field="providerId"),
                 verifier_id=_opt(input.verifier_id, "Party", "verifierId"),
                 investor_id=_opt(input.investor_id, "Party", "investorId"), policy_area=input.policy_area,
-                start_date=input.start_date, end_date=input.end_date, terms=terms))
+                start_date=input.start_date, end_date=input.end_date, terms=terms,
+                payment_frequency=input.payment_frequency.value if input.payment_frequency else None,
+                service_end_date=input.service_end_date, outcomes_end_date=input.outcomes_end_date,
+                claim_window_days=input.claim_window_days))
         return await mutate(info, CreateContractPayload, run, _contract_fields)
 
-    @strawberry.mutation(description="DRAFT → ACTIVE; commits maxValue from the fund (INSUFFICIENT_FUND_CAPITAL if short).")
+    @strawberry.mutation(description="DRAFT → ACTIVE; each payer commits its share of maxValue (or its maxAmount); the "
+                                     "fund's share must be available (INSUFFICIENT_FUND_CAPITAL if short).")
     async def activate_contract(self, info: Info, input: ActivateContractInput) -> ActivateContractPayload:
         def run(uow, actor):
             cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
@@ -679,13 +787,34 @@ class ContractMutations:
                 metrics=[x.to_spec(i) for i, x in enumerate(input.metrics)] if input.metrics is not None else None))
         return await mutate(info, AmendContractPayload, run, _contract_fields)
 
-    @strawberry.mutation(description="Ends the contract and releases the fund's uncommitted remainder.")
+    @strawberry.mutation(description="Ends the contract on effectiveDate: outcomes up to then stay payable within their "
+                                     "claim windows; the commitments are released when the last window has closed.")
     async def terminate_contract(self, info: Info, input: TerminateContractInput) -> TerminateContractPayload:
         def run(uow, actor):
             cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
             return audited(uow, actor, "terminateContract", input,
-                           lambda: contracts.terminate_contract(uow, actor=actor, contract_id=cid, reason=input.reason))
+                           lambda: contracts.terminate_contract(uow, actor=actor, contract_id=cid, reason=input.reason,
+                                                                effective_date=input.effective_date))
         return await mutate(info, TerminateContractPayload, run, _contract_fields)
+
+    @strawberry.mutation(description="A fund manager lets outcomes be claimed after their claim window closed, until a "
+                                     "new deadline (refused on a closed contract).")
+    async def grant_late_claim(self, info: Info, input: GrantLateClaimInput) -> GrantLateClaimPayload:
+        from ledger import evidence as ev
+        from ledger.models import utcnow
+
+        def run(uow, actor):
+            cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
+            pid = _opt(input.participant_id, "Participant", "participantId")
+            grant = audited(uow, actor, "grantLateClaim", input, lambda: ev.grant_late_claim(
+                uow, actor=actor, contract_id=cid, reason=input.reason, until=input.until, participant_id=pid,
+                metric_code=input.metric_code, today=utcnow().date()))
+            return grant, contracts.get_contract(uow, cid)
+        return await mutate(info, GrantLateClaimPayload, run, lambda r: {
+            "late_claim": LateClaimGrant(participant_id=r[0].participant_id, metric_code=r[0].metric_code,
+                                         reason=r[0].reason, until=r[0].until, granted_by=r[0].granted_by,
+                                         granted_at=r[0].granted_at),
+            "contract": OutcomeContract.from_row(r[1])})
 
     @strawberry.mutation(description="Closes a contract at the end of its term; releases what is left of the commitment.")
     async def complete_contract(self, info: Info, input: CompleteContractInput) -> CompleteContractPayload:

@@ -19,7 +19,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
-from api.graphql import audit, contracts, evidence, investments, ledger, parties, payouts, proofs, publishing, reports
+from api.graphql import audit, contracts, evidence, forecast, investments, ledger, parties, payouts, proofs, publishing, reports
 from api.graphql.limits import CostLimitRule
 from api.logs import redact
 from api.graphql.base import SCALAR_MAP, Node, ScalarError, UserErrorCode, ctx, split_global_id
@@ -72,7 +72,7 @@ class NodeQueries:
 Query = merge_types("Query", (NodeQueries, parties.PartyQueries, contracts.ContractQueries, evidence.EvidenceQueries,
                               payouts.PayoutQueries, reports.ReportQueries, investments.InvestmentQueries,
                               ledger.LedgerQueries, proofs.ProofQueries,
-                              audit.AuditQueries, publishing.PublishingQueries))
+                              audit.AuditQueries, publishing.PublishingQueries, forecast.ForecastQueries))
 Mutation = merge_types("Mutation", (parties.PartyMutations, contracts.ContractMutations,
                                     evidence.EvidenceMutations, payouts.PayoutMutations, investments.InvestmentMutations,
                                     ledger.LedgerMutations, publishing.PublishingMutations))

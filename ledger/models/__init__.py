@@ -5,7 +5,7 @@ from ledger.models.journal import GENESIS_HASH, Account, Entry, LedgerHead, Tran
 from ledger.models.merkle import MerkleNode
 from ledger.models.audit import AuditEvent, IdempotencyKey
 from ledger.models.funds import OutcomesFund
-from ledger.models.contracts import AreaSupplement, ContractTerms, Metric, OutcomeContract, PayerShare, Sanction
+from ledger.models.contracts import AreaSupplement, ContractTerms, LateClaimGrant, Metric, OutcomeContract, PayerShare, Sanction
 from ledger.models.evidence import Evidence, EvidenceDocument, Measurement, Participant
 from ledger.models.payouts import Payment, PayoutCalculation, PayoutItem, PayoutLine, PayoutShare
 from ledger.models.publishing import IndigoFieldStatus
@@ -16,7 +16,7 @@ from ledger.models.investments import (
 __all__ = [
     "Base", "UTCDateTime", "utcnow", "Party", "ApiToken", "Account", "Entry", "LedgerHead",
     "Transaction", "GENESIS_HASH", "MerkleNode", "AuditEvent", "IdempotencyKey", "OutcomesFund", "OutcomeContract",
-    "ContractTerms", "PayerShare", "Metric", "AreaSupplement", "Sanction", "Participant", "Evidence",
+    "ContractTerms", "LateClaimGrant", "PayerShare", "Metric", "AreaSupplement", "Sanction", "Participant", "Evidence",
     "EvidenceDocument", "Measurement", "PayoutCalculation", "PayoutLine", "PayoutItem", "PayoutShare", "Payment",
     "IndigoFieldStatus",
     "Investment", "Drawdown", "WaterfallDistribution", "DistributionLine", "DistributionReceipt", "InvestmentClosing",

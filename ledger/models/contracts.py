@@ -17,6 +17,8 @@ CONTRACT_STATUSES = ("DRAFT", "ACTIVE", "SUSPENDED", "COMPLETED", "TERMINATED")
 METRIC_KINDS = ("RATE_CARD", "BASELINE_IMPROVEMENT", "COMPARISON_THRESHOLD")
 DIRECTIONS = ("HIGHER_IS_BETTER", "LOWER_IS_BETTER")
 SANCTION_LEVELS = ("WARNING", "PENALTY", "SUSPENSION", "DEAUTHORISATION")
+PAYMENT_FREQUENCIES = ("MONTHLY", "QUARTERLY", "HALF_YEARLY", "YEARLY")
+DEFAULT_CLAIM_WINDOW_DAYS = 90
 
 
 class OutcomeContract(Base):
@@ -43,6 +45,16 @@ class OutcomeContract(Base):
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     end_reason: Mapped[str | None] = mapped_column(Text)
+    # The schedule (PAYOUTS.md §6). A contract without a frequency (every contract made before
+    # schedules existed) keeps free payout periods; the dates default to end_date.
+    payment_frequency: Mapped[str | None] = mapped_column(String(20))
+    service_end_date: Mapped[date | None] = mapped_column(Date)
+    outcomes_end_date: Mapped[date | None] = mapped_column(Date)
+    claim_window_days: Mapped[int | None] = mapped_column(Integer)
+    # the business date a termination takes effect: outcomes after it do not count
+    terminated_on: Mapped[date | None] = mapped_column(Date)
+    # when the run-off ended and the remaining commitments were released (COMPLETED, or closed after termination)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     terms: Mapped[list["ContractTerms"]] = relationship(order_by="ContractTerms.version", viewonly=True)
 
@@ -74,6 +86,8 @@ class PayerShare(Base):
     position: Mapped[int] = mapped_column(Integer)
     party_id: Mapped[int] = mapped_column(ForeignKey("parties.id"))
     percent: Mapped[Decimal] = mapped_column(DecimalText())
+    # the most this payer pays over the contract (PAYOUTS.md §8); None: no cap of its own
+    max_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Metric(Base):
@@ -129,3 +143,18 @@ class Sanction(Base):
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lifted_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class LateClaimGrant(Base):
+    """A fund manager's permission to claim after a claim window closed (PAYOUTS.md §6). Append-only."""
+
+    __tablename__ = "late_claim_grants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contract_id: Mapped[int] = mapped_column(ForeignKey("outcome_contracts.id"), index=True)
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"))
+    metric_code: Mapped[str | None] = mapped_column(String(60))
+    reason: Mapped[str] = mapped_column(Text)
+    until: Mapped[date] = mapped_column(Date)
+    granted_by: Mapped[str] = mapped_column(String(200))
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -61,6 +61,7 @@ def mutations_with_inputs(w) -> dict[str, dict]:
                            "reference": "r"},
         "distributeReceipts": {"contractId": c, "upTo": "2026-12-31"},
         "closeInvestments": {"contractId": c},
+        "grantLateClaim": {"contractId": c, "reason": "r", "until": "2099-01-01"},
     }
 
 

@@ -33,6 +33,7 @@ MUTATIONS = {
     "setIndigoFieldStatus": {"FUND_MANAGER"},
     "createInvestment": {"FUND_MANAGER"}, "recordDrawdown": {"FUND_MANAGER"}, "distributeReceipts": {"FUND_MANAGER"},
     "closeInvestments": {"FUND_MANAGER"},
+    "grantLateClaim": {"FUND_MANAGER"},
 }
 
 # each query field: a document, and who sees the Case A world's object through it
@@ -78,6 +79,8 @@ QUERIES = {
                        lambda d: d["inclusionProof"], MONEY_PARTIES - {"INVESTOR own"}),  # not the bond's
     "consistencyProof": ("{ consistencyProof(fromSize: 1) { proof } }", lambda d: d["consistencyProof"],
                          set(CALLERS) - {"no token"}),
+    "forecast": ("{ forecast { certain { amount } party { id } } }", lambda d: d["forecast"],
+                 MONEY_PARTIES - {"INVESTOR own"}),  # what payers may still pay: an investor pays nothing
 }
 
 

@@ -82,12 +82,13 @@ def test_a_fund_manager_sets_up_a_fund_and_runs_a_contract_through_its_life(api,
     assert c["metrics"][0]["areaSupplements"] == [{"area": "RURAL", "percent": "15"}]
     assert c["metrics"][3]["threshold"] == "0.10"
     act = api.ok(ACTIVATE, {"i": {"contractId": c["id"]}}, fm)["activateContract"]
-    assert act["contract"] == {"status": "ACTIVE", "committed": {"amount": "10000000.00"}}
+    # the fund commits its 50 % share of maxValue
+    assert act["contract"] == {"status": "ACTIVE", "committed": {"amount": "5000000.00"}}
     again = api.ok(ACTIVATE, {"i": {"contractId": c["id"]}}, fm)["activateContract"]
     assert again["userErrors"][0]["code"] == "INVALID_TRANSITION"
     f = api.ok(FUND, {"id": fund["id"]}, fm)["fund"]
     assert (f["capital"]["amount"], f["committed"]["amount"], f["available"]["amount"], f["paidOut"]["amount"]) == \
-        ("50000000.00", "10000000.00", "40000000.00", "0.00")
+        ("50000000.00", "5000000.00", "45000000.00", "0.00")
     # an amendment is a new version
     am = api.ok(AMEND, {"i": {"contractId": c["id"], "effectiveDate": "2026-07-01", "reason": "Fler deltagare",
                               "maxValue": {"amount": "12000000.00", "currency": "SEK"}}}, fm)["amendContract"]

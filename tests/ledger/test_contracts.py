@@ -33,9 +33,9 @@ def test_capital_commitment_and_release_are_read_from_the_ledger(db):
     assert position(db, fund) == chart.FundPosition(capital=5_000_000_000, committed=0, paid_out=0)
     # when a 10 MSEK contract is activated
     c = contract(db, FM, fund, manager, muni, prov, ver, activate=True)
-    # then 10 MSEK is committed and 40 MSEK available
+    # then the fund commits its 50 % share, 5 MSEK, and 45 MSEK stay available
     p = position(db, fund)
-    assert (p.committed, p.available) == (1_000_000_000, 4_000_000_000)
+    assert (p.committed, p.available) == (500_000_000, 4_500_000_000)
     # when it is terminated, the remainder is released
     with db.uow() as uow:
         contracts.terminate_contract(uow, actor=FM, contract_id=c.id, reason="Provider went bankrupt")
@@ -50,7 +50,7 @@ def test_capital_commitment_and_release_are_read_from_the_ledger(db):
 
 def test_activation_beyond_available_capital_is_refused_and_writes_nothing(db):
     fund, manager, muni, prov, ver = funded(db, FM, capital="1000000.00")
-    c = contract(db, FM, fund, manager, muni, prov, ver, max_value="1000000.01")
+    c = contract(db, FM, fund, manager, muni, prov, ver, max_value="2000000.02")  # the fund's 50 %: 1 000 000.01
     before = table_counts(db)
     with pytest.raises(DomainError) as err, db.uow() as uow:
         contracts.activate_contract(uow, actor=FM, contract_id=c.id)
@@ -159,18 +159,18 @@ def test_amendment_is_a_new_version_and_moves_the_commitment(db):
                                  reason="Utökad målgrupp", max_value=sek("11000000.00"),
                                  metrics=[rate_card(price="45000.00")])
         uow.commit()
-    # then both versions are readable and the commitment grew
+    # then both versions are readable and the fund's 50 % commitment grew
     with db.reading() as s:
         history = contracts.terms_history(s, c.id)
         assert [(t.version, t.effective_from) for t in history] == [(1, date(2026, 1, 1)), (2, date(2026, 7, 1))]
         assert history[0].metrics[0].unit_price_minor == 4_000_000 and history[1].metrics[0].unit_price_minor == 4_500_000
         assert contracts.terms_in_force(s, c.id, date(2026, 6, 30)).version == 1
         assert contracts.terms_in_force(s, c.id, date(2026, 7, 1)).version == 2
-    assert position(db, fund).committed == 1_100_000_000
+    assert position(db, fund).committed == 550_000_000
     # beyond what is available: refused
     with pytest.raises(DomainError) as err, db.uow() as uow:
         contracts.amend_contract(uow, actor=FM, contract_id=c.id, effective_date=date(2026, 8, 1), reason="more",
-                                 max_value=sek("13000000.00"))
+                                 max_value=sek("25000000.00"))
     assert err.value.code == "INSUFFICIENT_FUND_CAPITAL"
     for day, code in [(date(2030, 1, 1), "TERMS_OUTSIDE_CONTRACT"), (date(2026, 3, 1), "EFFECTIVE_DATE_BEFORE_CURRENT")]:
         with pytest.raises(DomainError) as err, db.uow() as uow:
@@ -308,12 +308,14 @@ class FundLifecycle(RuleBasedStateMachine):
             assert p.capital == p.committed + p.available + p.paid_out
             assert p.available >= 0 and p.committed >= 0
             assert cash == p.capital
-            # each live commitment equals its contract's maxValue; ended or draft ones hold nothing
+            # each live commitment is the fund's 50 % of its contract's maxValue; ended or draft ones hold nothing
             for cid in self.contracts:
                 c = contracts.get_contract(s, cid)
                 committed = s.execute(select(Account.balance_minor).where(
                     Account.contract_id == cid, Account.code == chart.FUND_COMMITTED)).scalar_one_or_none() or 0
-                expected = contracts.terms_in_force(s, cid).max_value_minor if c.status in ("ACTIVE", "SUSPENDED") else 0
+                live = c.status in ("ACTIVE", "SUSPENDED")
+                max_value = contracts.terms_in_force(s, cid).max_value_minor
+                expected = (max_value + 1) // 2 if live else 0  # the odd öre goes to the first-listed share
                 assert committed == expected
 
 

@@ -5,7 +5,7 @@ from datetime import date
 
 from sqlalchemy import func, select
 
-from ledger import chart, demo, journal
+from ledger import chart, commitments, contracts, demo, forecast, journal
 from ledger.models import OutcomesFund, Evidence, OutcomeContract, Participant, Party, Payment, PayoutCalculation, PayoutLine, Sanction
 
 
@@ -30,6 +30,15 @@ def test_the_demo_has_what_the_walkthrough_needs(db):
         position = chart.fund_position(s, fund_id)
         assert position.capital == 5_000_000_000 and position.paid_out > 0
         assert journal.verify(s).ok
+        # issue 12: schedules with a run-off, a three-payer contract and a terminated one
+        rows = {c.title: c for c in s.execute(select(OutcomeContract)).scalars()}
+        school = rows["Fullständiga betyg i Umeå"]
+        assert school.payment_frequency == "HALF_YEARLY" and school.service_end_date < school.end_date
+        assert len(contracts.terms_in_force(s, school.id).payer_shares) == 3
+        assert rows["Minskat återfall i brott i Gävle"].status == "TERMINATED"
+        assert all(v >= 0 for v in commitments.current(s, school.id).values())
+        lines = forecast.forecast(s, fund_id=fund_id, today=date(2026, 11, 23))
+        assert {x.contract_id for x in lines} == {school.id, rows["Färre vårddygn i Malmö"].id}
     # loading again adds no second fund, only fresh tokens
     before = journal.digest(db.read_session())
     again = demo.load(db, today=date(2026, 11, 23), secret=b"demo-test-secret-0123456789")

@@ -254,6 +254,7 @@ def test_account_names_are_valid_beancount_names_under_the_right_roots():
     roots = {chart.FUND_CASH: "Assets", chart.CASH: "Assets", chart.RECEIVABLE: "Assets",
              chart.FUND_COMMITTED: "Assets", chart.PAYABLE: "Liabilities", chart.FUND_CAPITAL: "Equity",
              chart.FUND_COMMITMENT_RESERVE: "Equity", chart.OUTCOME_REVENUE: "Income",
+             chart.PAYER_COMMITTED: "Assets", chart.PAYER_COMMITMENT_RESERVE: "Equity",
              chart.PENALTY_INCOME: "Income", chart.OUTCOME_COST: "Expenses", chart.PENALTY_EXPENSE: "Expenses"}
     assert set(roots) == set(chart.NAMES)
     valid = re.compile(r"^(Assets|Liabilities|Equity|Income|Expenses)(:[A-Z0-9][A-Za-z0-9-]*)+$")

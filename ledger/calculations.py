@@ -211,6 +211,12 @@ def approve_payout(uow: UnitOfWork, *, actor: Actor, payout_id: int) -> PayoutCa
     if posted_now != payout.posted_before:
         raise Conflict("another payout of this contract was posted since; calculate again", code="STALE_PAYOUT",
                        field=["payoutId"])
+    # What is approved must be what the database holds now: terms amended, evidence decided or
+    # invalidated, measurements corrected or payouts reversed since the calculation all change
+    # the inputs, and so their hash (PAYOUTS.md §9).
+    if payouts.inputs_hash(gather_inputs(s, contract, payout.period_start, payout.period_end)) != payout.inputs_hash:
+        raise Conflict("the terms, evidence, measurements or amounts paid before changed since this payout was "
+                       "calculated; calculate it again", code="STALE_PAYOUT", field=["payoutId"])
     cur = contract.currency
     fund = get_fund(uow, contract.fund_id)
     provider = contract.provider_id

@@ -15,6 +15,7 @@ from api.graphql.base import (
 )
 from api.graphql.parties import Party, load_party
 from ledger import journal, models
+from ledger.corrections import reversals
 from ledger.errors import DomainError, NotFound
 from ledger.reads import may_see_account, visible_accounts, visible_transactions
 
@@ -287,11 +288,12 @@ class LedgerQueries:
 
 @strawberry.type
 class LedgerMutations:
-    @strawberry.mutation(description="Post a new transaction that reverses an earlier one, with a reason.")
+    @strawberry.mutation(description="Post a new transaction that reverses an earlier one, with a reason. "
+                                     "Reversing a payout's transaction makes the payout REVERSED: what it paid is payable again.")
     async def reverse_transaction(self, info: Info, input: ReverseTransactionInput) -> ReverseTransactionPayload:
         def run(uow, actor):
             seq = from_global_id(input.transaction_id, "LedgerTransaction", field="transactionId")
-            return audited(uow, actor, "reverseTransaction", input, lambda: journal.reverse_transaction(
-                uow, actor=actor, sequence=seq, reason=input.reason, effective_date=input.effective_date))
+            return audited(uow, actor, "reverseTransaction", input, lambda: reversals.reverse_transaction(
+                uow, actor=actor, transaction_id=seq, reason=input.reason, effective_date=input.effective_date))
         return await mutate(info, ReverseTransactionPayload, run,
                             lambda t: {"transaction": LedgerTransaction.from_row(t)})

@@ -32,12 +32,15 @@ class PayoutStatus(enum.Enum):
     APPROVED = "APPROVED"
     POSTED = "POSTED"
     SUPERSEDED = "SUPERSEDED"
+    REVERSED = strawberry.enum_value("REVERSED", description="Its ledger transaction was reversed: what it paid is "
+                                                             "payable again in a new payout of the period.")
 
 
 @strawberry.type
 class PayoutLine:
     metric_code: str
-    kind: str = strawberry.field(description="OUTCOME, or CLAWBACK for what an invalidated item gives back.")
+    kind: str = strawberry.field(description="OUTCOME; CLAWBACK for what an invalidated item gives back; ADJUSTMENT for "
+                                             "a paid measurement corrected or voided (the new amount less what was paid).")
     quantity: Decimal
     unit_price: Money
     gross: Money

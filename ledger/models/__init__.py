@@ -7,10 +7,12 @@ from ledger.models.funds import OutcomesFund
 from ledger.models.contracts import AreaSupplement, ContractTerms, Metric, OutcomeContract, PayerShare, Sanction
 from ledger.models.evidence import Evidence, EvidenceDocument, Measurement, Participant
 from ledger.models.payouts import Payment, PayoutCalculation, PayoutItem, PayoutLine, PayoutShare
+from ledger.models.corrections import ChangeRequest, Dispute
 
 __all__ = [
     "Base", "UTCDateTime", "utcnow", "Party", "ApiToken", "Account", "Entry", "LedgerHead",
     "Transaction", "GENESIS_HASH", "AuditEvent", "IdempotencyKey", "OutcomesFund", "OutcomeContract",
     "ContractTerms", "PayerShare", "Metric", "AreaSupplement", "Sanction", "Participant", "Evidence",
     "EvidenceDocument", "Measurement", "PayoutCalculation", "PayoutLine", "PayoutItem", "PayoutShare", "Payment",
+    "ChangeRequest", "Dispute",
 ]

@@ -43,6 +43,8 @@ class OutcomeContract(Base):
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     end_reason: Mapped[str | None] = mapped_column(Text)
+    # how many days the provider has to dispute a decision (and a fund manager to resolve it)
+    dispute_window_days: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
 
     terms: Mapped[list["ContractTerms"]] = relationship(order_by="ContractTerms.version", viewonly=True)
 

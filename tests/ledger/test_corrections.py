@@ -116,3 +116,84 @@ def test_any_change_to_the_inputs_after_calculation_makes_approval_stale(db, two
 def test_an_unchanged_payout_is_approved(db, two_passes):
     p = calc(db, two_passes)
     assert approve(db, p).status == "POSTED"
+
+
+# --- 2. reversal --------------------------------------------------------------------------------
+
+def reverse(db, sequence, actor=FM, reason="Fel period"):
+    from ledger.corrections import reversals
+    with db.uow() as uow:
+        tx = reversals.reverse_transaction(uow, actor=actor, transaction_id=sequence, reason=reason)
+        uow.commit()
+    return tx
+
+
+def test_reversing_a_payouts_transaction_makes_it_reversed_and_its_items_payable_again(db, two_passes):
+    from ledger import chart, journal, settlement
+    w = two_passes
+    with db.reading() as s:
+        before = chart.fund_position(s, w["fund"].id)
+    posted = approve(db, calc(db, w))
+    # when its transaction is reversed
+    reverse(db, posted.transaction_sequence)
+    # then the payout is REVERSED, nothing is owed, and the fund's commitment is whole again
+    with db.reading() as s:
+        assert calculations.get_payout(s, posted.id).status == "REVERSED"
+        assert settlement.obligations(s, contract_id=w["contract"].id) == []
+        assert chart.fund_position(s, w["fund"].id) == before
+        assert journal.verify(s).ok
+    # and a new payout of the period pays the same items again
+    again = calc(db, w)
+    assert again.total_minor == 8_000_000
+    assert approve(db, again).status == "POSTED"
+    with db.reading() as s:
+        owed = {(o.debtor_id, o.creditor_id): o.outstanding_minor
+                for o in settlement.obligations(s, contract_id=w["contract"].id)}
+        assert owed == {(w["manager"].id, w["prov"].id): 4_000_000, (w["muni"].id, w["prov"].id): 4_000_000}
+        pos = chart.fund_position(s, w["fund"].id)
+        assert (pos.committed, pos.paid_out) == (before.committed - 4_000_000, 4_000_000)
+
+
+def test_a_calculation_made_before_a_reversal_is_stale(db, two_passes):
+    w = two_passes
+    posted = approve(db, calc(db, w))
+    pending = calc(db, w, period=(date(2026, 7, 1), date(2026, 12, 31)))
+    reverse(db, posted.transaction_sequence)
+    refused(db, "STALE_PAYOUT", lambda uow: calculations.approve_payout(uow, actor=FM2, payout_id=pending.id))
+
+
+def test_a_clawback_reversed_is_due_again(db, two_passes):
+    w = two_passes
+    approve(db, calc(db, w))
+    with db.uow() as uow:
+        ev.invalidate_evidence(uow, actor=w["verifier"], evidence_id=w["items"][0].id, reason="Fel elev")
+        uow.commit()
+    claw = approve(db, calc(db, w, period=(date(2026, 7, 1), date(2026, 12, 31))))
+    assert claw.total_minor == -4_000_000
+    reverse(db, claw.transaction_sequence)
+    again = calc(db, w, period=(date(2026, 7, 1), date(2026, 12, 31)))
+    assert [(x.kind, x.net_minor) for x in again.lines] == [("CLAWBACK", -4_000_000)]
+
+
+def test_the_migration_marks_payouts_whose_transaction_was_reversed(db, two_passes):
+    # given a payout whose transaction was reversed before payouts could be REVERSED (the bare journal)
+    import importlib.util
+    import pathlib
+    from ledger import journal
+    posted = approve(db, calc(db, two_passes))
+    with db.uow() as uow:
+        journal.reverse(uow, actor="old code", sequence=posted.transaction_sequence, reason="före 0013a")
+        uow.commit()
+    with db.reading() as s:
+        assert calculations.get_payout(s, posted.id).status == "POSTED"
+    path = next(pathlib.Path("migrations/versions").glob("*_0013a_*.py"))
+    spec = importlib.util.spec_from_file_location("migration_0013a", path)
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    # when the migration's data step runs
+    with db.uow() as uow:
+        migration.mark_reversed_payouts(uow.session.connection())
+        uow.commit()
+    # then
+    with db.reading() as s:
+        assert calculations.get_payout(s, posted.id).status == "REVERSED"

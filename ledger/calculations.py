@@ -3,7 +3,7 @@ result; approve (four eyes) and post to the ledger; recompute from the recorded 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from sqlalchemy import and_, exists, func, insert, select
@@ -64,9 +64,11 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
     used = exists().where(PayoutItem.measurement_id == Measurement.id, PayoutItem.payout_id.in_(posted))
     measurements = s.execute(
         select(Measurement).where(Measurement.contract_id == contract.id, Measurement.period_start >= period_start,
-                                  Measurement.period_end <= period_end, ~used)
+                                  Measurement.period_end <= period_end, Measurement.status == "CURRENT", ~used)
     ).scalars().all()
     measured_codes = {x.code for x in terms.metrics if x.kind != "RATE_CARD"}
+    adjustments = measurement_adjustments(s, contract.id, period_start, period_end, measured_codes)
+    adjusted = {a.current.measurement_id for a in adjustments if a.current is not None}
     mine = PayoutItem.payout_id.in_(posted)
     per_metric = s.execute(select(PayoutItem.metric_code, func.sum(PayoutItem.net_minor)).where(mine)
                            .group_by(PayoutItem.metric_code)).all()
@@ -95,13 +97,49 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
                        for e in evidence),
         measurements=tuple(payouts.Measurement(x.id, x.metric_code, x.period_start, x.period_end, x.observed_value,
                                                x.comparison_value, x.cohort_size)
-                           for x in measurements if x.metric_code in measured_codes),
+                           for x in measurements if x.metric_code in measured_codes and x.id not in adjusted),
         paid_before=payouts.PaidBefore(
             total=amount(total), per_metric=[(c, amount(v)) for c, v in per_metric],
             per_participant=[(p, amount(v)) for p, v in per_participant],
             per_participant_metric=[(p, c, amount(v)) for p, c, v in per_pair]),
         clawbacks=tuple(payouts.Clawback(eid, pid, code, amount(v)) for eid, pid, code, v in claw_rows if v > 0),
+        adjustments=tuple(replace(a, paid=amount(a.paid)) for a in adjustments),
     )
+
+
+def measurement_adjustments(s: Session, contract_id: int, period_start: date, period_end: date,
+                            measured_codes: set[str]) -> list[payouts.MeasurementAdjustment]:
+    """Paid measurements of the period since corrected or voided, not yet adjusted (PAYOUTS.md §9).
+
+    A measurement is paid when a posted payout has an OUTCOME item for it, and adjusted when a
+    posted payout has its ADJUSTMENT item. Its replacement is the end of its version chain:
+    the current version (paid in the adjustment), or none if the chain ends voided. `paid`
+    is in minor units here.
+    """
+    posted = _posted(contract_id)
+    item = lambda kind: exists().where(PayoutItem.measurement_id == Measurement.id, PayoutItem.kind == kind,  # noqa: E731
+                                       PayoutItem.payout_id.in_(posted))
+    rows = s.execute(
+        select(Measurement).where(Measurement.contract_id == contract_id, Measurement.status != "CURRENT",
+                                  Measurement.period_start >= period_start, Measurement.period_end <= period_end,
+                                  item("OUTCOME"), ~item("ADJUSTMENT")).order_by(Measurement.id)
+    ).scalars().all()
+    if not rows:
+        return []
+    paid = dict(s.execute(select(PayoutItem.measurement_id, func.sum(PayoutItem.net_minor)).where(
+        PayoutItem.measurement_id.in_([r.id for r in rows]), PayoutItem.kind == "OUTCOME",
+        PayoutItem.payout_id.in_(posted)).group_by(PayoutItem.measurement_id)).all())
+    out = []
+    for row in rows:
+        current = row
+        while current.superseded_by_id is not None:
+            current = s.get(Measurement, current.superseded_by_id)
+        version = None
+        if current.status == "CURRENT" and current.metric_code in measured_codes:
+            version = payouts.Measurement(current.id, current.metric_code, current.period_start, current.period_end,
+                                          current.observed_value, current.comparison_value, current.cohort_size)
+        out.append(payouts.MeasurementAdjustment(row.id, row.metric_code, paid.get(row.id, 0), version))
+    return out
 
 
 def _check_payable(contract: OutcomeContract, period_start: date, period_end: date) -> None:
@@ -171,6 +209,9 @@ def _record_result(s: Session, payout: PayoutCalculation, result: payouts.Payout
     rows += [dict(payout_id=payout.id, kind="OUTCOME", evidence_id=None, measurement_id=x.measurement_id,
                   participant_id=None, metric_code=x.metric_code, gross_minor=minor(x.gross),
                   capped_minor=minor(x.capped), net_minor=minor(x.net)) for x in result.measurement_items]
+    rows += [dict(payout_id=payout.id, kind="ADJUSTMENT", evidence_id=None, measurement_id=x.measurement_id,
+                  participant_id=None, metric_code=x.metric_code, gross_minor=minor(x.gross),
+                  capped_minor=minor(x.capped), net_minor=minor(x.net)) for x in result.adjustment_items]
     s.flush()
     for start in range(0, len(rows), 10_000):
         s.execute(insert(PayoutItem.__table__), rows[start:start + 10_000])

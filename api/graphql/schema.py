@@ -15,7 +15,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
-from api.graphql import audit, contracts, evidence, ledger, parties, payouts, reports
+from api.graphql import audit, contracts, corrections, evidence, ledger, parties, payouts, reports
 from api.graphql.limits import CostLimitRule
 from api.graphql.base import SCALAR_MAP, Node, UserErrorCode, ctx, split_global_id
 from ledger import models
@@ -68,7 +68,7 @@ Query = merge_types("Query", (NodeQueries, parties.PartyQueries, contracts.Contr
                               audit.AuditQueries))
 Mutation = merge_types("Mutation", (parties.PartyMutations, contracts.ContractMutations,
                                     evidence.EvidenceMutations, payouts.PayoutMutations,
-                                    ledger.LedgerMutations))
+                                    ledger.LedgerMutations, corrections.CorrectionMutations))
 
 
 def _unexpected(error: GraphQLError) -> bool:

@@ -53,8 +53,14 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
     terms = terms_in_force(s, contract.id, period_end)
     posted = _posted(contract.id)
     rate_codes = [x.code for x in terms.metrics if x.kind == "RATE_CARD"]
-    paid_item = exists().where(PayoutItem.evidence_id == Evidence.id, PayoutItem.kind == "OUTCOME",
-                               PayoutItem.payout_id.in_(posted))
+    # an item is paid while its posted payments outnumber its posted clawbacks: an item clawed
+    # back and then reinstated (a dispute upheld) is payable again
+    def items_of(kind):
+        x = aliased(PayoutItem)
+        return (select(func.count()).select_from(x).where(x.evidence_id == Evidence.id, x.kind == kind,
+                                                          x.payout_id.in_(posted))
+                .correlate(Evidence).scalar_subquery())
+    paid_item = items_of("OUTCOME") > items_of("CLAWBACK")
     evidence = s.execute(
         select(Evidence.id, Evidence.participant_id, Evidence.metric_code, Evidence.achieved_on, Participant.area)
         .join(Participant, Participant.id == Evidence.participant_id)
@@ -79,14 +85,11 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
                          .where(mine, PayoutItem.participant_id.is_not(None))
                          .group_by(PayoutItem.participant_id, PayoutItem.metric_code)).all()
     total = s.execute(select(func.coalesce(func.sum(PayoutItem.net_minor), 0)).where(mine)).scalar_one()
-    # clawbacks: invalidated evidence that a posted payout paid for and none has clawed back yet
-    clawed = aliased(PayoutItem)
+    # clawbacks: invalidated evidence that is paid (see paid_item), for its net paid amount
     claw_rows = s.execute(
         select(Evidence.id, Evidence.participant_id, Evidence.metric_code, func.sum(PayoutItem.net_minor))
-        .join(PayoutItem, and_(PayoutItem.evidence_id == Evidence.id, PayoutItem.kind == "OUTCOME", mine))
-        .where(Evidence.contract_id == contract.id, Evidence.status == "INVALIDATED",
-               ~exists().where(clawed.evidence_id == Evidence.id, clawed.kind == "CLAWBACK",
-                               clawed.payout_id.in_(posted)))
+        .join(PayoutItem, and_(PayoutItem.evidence_id == Evidence.id, mine))
+        .where(Evidence.contract_id == contract.id, Evidence.status == "INVALIDATED", paid_item)
         .group_by(Evidence.id, Evidence.participant_id, Evidence.metric_code)
     ).all()
     amount = lambda units: m.from_minor(int(units), cur).amount  # noqa: E731

@@ -184,7 +184,7 @@ def _write_terms(uow: UnitOfWork, contract: OutcomeContract, terms: TermsSpec, *
 def create_contract(
     uow: UnitOfWork, *, actor: Actor, title: str, fund_id: int, municipality_id: int, provider_id: int,
     verifier_id: int | None, investor_id: int | None, policy_area: str, start_date: date, end_date: date,
-    terms: TermsSpec,
+    terms: TermsSpec, dispute_window_days: int = 30,
 ) -> OutcomeContract:
     """A DRAFT contract with its first terms version, effective from the start date."""
     require_role(actor, "FUND_MANAGER")
@@ -200,7 +200,8 @@ def create_contract(
     if end_date < start_date:
         raise ValidationError("the contract ends before it starts", code="INVALID_TERM", field=["endDate"])
     _validate_terms(uow, terms, currency=fund.currency, payers={fund.manager_id, municipality_id})
-    contract = OutcomeContract(
+    from ledger.corrections.disputes import check_window  # here: disputes imports this module
+    contract = OutcomeContract(dispute_window_days=check_window(dispute_window_days),
         title=title, fund_id=fund.id, municipality_id=municipality_id, provider_id=provider_id,
         verifier_id=verifier_id, investor_id=investor_id, policy_area=policy_area, currency=fund.currency,
         start_date=start_date, end_date=end_date, status="DRAFT", created_by=actor.label,

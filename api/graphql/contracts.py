@@ -158,6 +158,9 @@ class OutcomeContract(Node):
     end_reason: str | None
     fund_id: strawberry.Private[int]
     party_ids: strawberry.Private[dict]
+    dispute_window_days: int = strawberry.field(default=30, description=(
+        "Days the provider has to dispute a rejection, an invalidation or a payout, counted from the decision; "
+        "the fund has as many days from the opening to resolve the dispute."))
 
     @strawberry.field
     async def fund(self, info: Info) -> "Fund | None":
@@ -251,7 +254,8 @@ class OutcomeContract(Node):
                    currency=x.currency, start_date=x.start_date, end_date=x.end_date, created_at=x.created_at,
                    activated_at=x.activated_at, ended_at=x.ended_at, end_reason=x.end_reason, fund_id=x.fund_id,
                    party_ids={"municipality": x.municipality_id, "provider": x.provider_id,
-                              "verifier": x.verifier_id, "investor": x.investor_id})
+                              "verifier": x.verifier_id, "investor": x.investor_id},
+                   dispute_window_days=x.dispute_window_days)
 
 
 @strawberry.type
@@ -261,6 +265,9 @@ class Fund(Node):
     currency: str
     created_at: datetime
     manager_id: strawberry.Private[int]
+    dual_control: bool = strawberry.field(default=False, description=(
+        "Four eyes on corrections: reversals, amendments, terminations, penalties and deauthorisations become "
+        "change requests that a second fund manager approves."))
 
     @strawberry.field
     async def manager(self, info: Info) -> Party | None:
@@ -299,7 +306,8 @@ class Fund(Node):
 
     @classmethod
     def from_row(cls, f: models.OutcomesFund) -> "Fund":
-        return cls(pk=f.id, name=f.name, currency=f.currency, created_at=f.created_at, manager_id=f.manager_id)
+        return cls(pk=f.id, name=f.name, currency=f.currency, created_at=f.created_at, manager_id=f.manager_id,
+                   dual_control=f.dual_control)
 
 
 async def load_terms(info: Info, contract_id: int) -> list[ContractTerms]:
@@ -422,6 +430,9 @@ class CreateFundInput:
     name: str
     manager_id: strawberry.ID
     currency: str
+    dual_control: bool = strawberry.field(default=True, description=(
+        "Whether reversals, amendments, terminations, penalties and deauthorisations need a second fund manager's "
+        "approval (on unless false)."))
     idempotency_key: str | None = None
 
 
@@ -462,6 +473,8 @@ class CreateContractInput:
     verifier_id: strawberry.ID | None = None
     investor_id: strawberry.ID | None = None
     participant_cap: MoneyInput | None = None
+    dispute_window_days: int | None = strawberry.field(default=None, description=(
+        "Days the provider has to dispute a decision (default 30)."))
     idempotency_key: str | None = None
 
 
@@ -621,7 +634,8 @@ class ContractMutations:
         def run(uow, actor):
             manager = from_global_id(input.manager_id, "Party", field="managerId")
             return audited(uow, actor, "createFund", input, lambda: funds.create_fund(
-                uow, actor=actor, name=input.name, manager_id=manager, currency=input.currency))
+                uow, actor=actor, name=input.name, manager_id=manager, currency=input.currency,
+                dual_control=input.dual_control))
         return await mutate(info, CreateFundPayload, run, lambda f: {"fund": Fund.from_row(f)})
 
     @strawberry.mutation
@@ -650,7 +664,8 @@ class ContractMutations:
                 provider_id=from_global_id(input.provider_id, "Party", field="providerId"),
                 verifier_id=_opt(input.verifier_id, "Party", "verifierId"),
                 investor_id=_opt(input.investor_id, "Party", "investorId"), policy_area=input.policy_area,
-                start_date=input.start_date, end_date=input.end_date, terms=terms))
+                start_date=input.start_date, end_date=input.end_date, terms=terms,
+                dispute_window_days=30 if input.dispute_window_days is None else input.dispute_window_days))
         return await mutate(info, CreateContractPayload, run, _contract_fields)
 
     @strawberry.mutation(description="DRAFT → ACTIVE; commits maxValue from the fund (INSUFFICIENT_FUND_CAPITAL if short).")

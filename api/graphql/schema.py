@@ -43,6 +43,8 @@ async def _resolve_node(info: Info, type_name: str, pk: int):
         return await payouts.load_payout(info, pk)
     if type_name == "Fund":
         return await contracts.load_fund(info, pk)
+    if type_name == "Dispute":
+        return await corrections.load_dispute(info, pk)
     if type_name == "ApiToken" and actor.role == "ADMIN":
         row = await ctx(info).db.read(lambda s: s.get(models.ApiToken, pk))
         return parties.ApiToken.from_row(row) if row else None
@@ -65,10 +67,11 @@ class NodeQueries:
 Query = merge_types("Query", (NodeQueries, parties.PartyQueries, contracts.ContractQueries, evidence.EvidenceQueries,
                               payouts.PayoutQueries, reports.ReportQueries,
                               ledger.LedgerQueries,
-                              audit.AuditQueries))
+                              audit.AuditQueries, corrections.DisputeQueries))
 Mutation = merge_types("Mutation", (parties.PartyMutations, contracts.ContractMutations,
                                     evidence.EvidenceMutations, payouts.PayoutMutations,
-                                    ledger.LedgerMutations, corrections.CorrectionMutations))
+                                    ledger.LedgerMutations, corrections.CorrectionMutations,
+                                    corrections.DisputeMutations))
 
 
 def _unexpected(error: GraphQLError) -> bool:
@@ -116,7 +119,8 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
                                                ledger.LedgerTransaction, audit.AuditEvent,
                                                contracts.Fund, contracts.OutcomeContract, contracts.Sanction,
                                                evidence.Participant, evidence.Evidence, evidence.Measurement,
-                                               payouts.Payout, payouts.Payment, UserErrorCode],
+                                               payouts.Payout, payouts.Payment, corrections.Dispute,
+                                               UserErrorCode],
         config=StrawberryConfig(scalar_map=SCALAR_MAP), extensions=extensions,
     )
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from api.graphql.base import to_global_id
+from tests.factories import party
+from tests.ledger.test_corrections import reject_new_claim, two_passes  # noqa: F401  (fixtures)
 from tests.ledger.test_measurement_corrections import case_b, pay, record  # noqa: F401  (fixtures)
 
 CORRECT = """mutation($i: CorrectMeasurementInput!) { correctMeasurement(input: $i) {
@@ -36,3 +38,42 @@ def test_a_verifier_corrects_then_voids_a_measurement_and_the_old_versions_stay(
     listed = api.ok(MEASUREMENTS, {"c": to_global_id("OutcomeContract", w["contract"].id)}, verifier)
     assert [(m["status"], m["observedValue"], m["supersededBy"]) for m in listed["contract"]["measurements"]] == [
         ("SUPERSEDED", "3100", done["measurement"]["id"]), ("VOIDED", "3000", None)]
+
+
+OPEN = """mutation($i: OpenDisputeInput!) { openDispute(input: $i) {
+  dispute { id status deadline overdue subjectStatus subject { __typename ... on Evidence { status } } }
+  userErrors { field code } } }"""
+RESOLVE = """mutation($i: ResolveDisputeInput!) { resolveDispute(input: $i) {
+  dispute { status resolvedBy subject { ... on Evidence { status } } } userErrors { field code } } }"""
+DISPUTES = """query($c: ID, $s: DisputeStatus, $o: Boolean) { disputes(contractId: $c, status: $s, overdue: $o) {
+  nodes { id status overdue } } }"""
+
+
+def test_a_provider_disputes_a_rejection_and_a_second_fund_manager_upholds_it(api, db, two_passes):
+    w = two_passes
+    rejected = reject_new_claim(db, w)
+    provider = api.token("PROVIDER", name="pia", party_id=w["prov"].id)
+    other = api.token("PROVIDER", name="olle", party_id=party(db, role="PROVIDER").id)
+    fm = api.token("FUND_MANAGER", name="gustav")
+    subject = to_global_id("Evidence", rejected.id)
+    # another provider cannot dispute it (as if it did not exist)
+    theirs = api.ok(OPEN, {"i": {"subjectId": subject, "reason": "r"}}, other)["openDispute"]
+    assert theirs["userErrors"] == [{"field": ["subjectId"], "code": "UNKNOWN_EVIDENCE"}]
+    opened = api.ok(OPEN, {"i": {"subjectId": subject, "reason": "Intyget finns"}}, provider)["openDispute"]
+    d = opened["dispute"]
+    assert (d["status"], d["overdue"], d["subjectStatus"], d["subject"]) == (
+        "OPEN", False, "REJECTED", {"__typename": "Evidence", "status": "REJECTED"})
+    twice = api.ok(OPEN, {"i": {"subjectId": subject, "reason": "igen"}}, provider)["openDispute"]
+    assert twice["userErrors"][0]["code"] == "ALREADY_DISPUTED"
+    # listed for the provider and the fund manager, not for another provider
+    assert [x["id"] for x in api.ok(DISPUTES, {"s": "OPEN"}, provider)["disputes"]["nodes"]] == [d["id"]]
+    assert api.ok(DISPUTES, {}, other)["disputes"]["nodes"] == []
+    assert api.ok(DISPUTES, {"o": True}, fm)["disputes"]["nodes"] == []
+    # a fund manager upholds it: the item is VERIFIED again
+    done = api.ok(RESOLVE, {"i": {"disputeId": d["id"], "outcome": "UPHELD", "reason": "Intyget godtas"}},
+                  fm)["resolveDispute"]
+    assert done["dispute"]["status"] == "UPHELD" and done["dispute"]["subject"] == {"status": "VERIFIED"}
+    # both steps are in the audit trail
+    ops = [e["operation"] for e in api.ok("{ auditEvents(first: 100) { nodes { operation } } }", None,
+                                          api.token("AUDITOR"))["auditEvents"]["nodes"]]
+    assert "openDispute" in ops and "resolveDispute" in ops

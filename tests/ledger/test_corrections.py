@@ -197,3 +197,130 @@ def test_the_migration_marks_payouts_whose_transaction_was_reversed(db, two_pass
     # then
     with db.reading() as s:
         assert calculations.get_payout(s, posted.id).status == "REVERSED"
+
+
+# --- 4. disputes --------------------------------------------------------------------------------
+
+def dispute(db, w, subject_type, subject_id, today=TODAY, reason="Eleven klarade provet"):
+    from ledger.corrections import disputes
+    with db.uow() as uow:
+        d = disputes.open_dispute(uow, actor=w["provider"], subject_type=subject_type, subject_id=subject_id,
+                                  reason=reason, today=today)
+        uow.commit()
+    return d
+
+
+def resolve(db, d, outcome, actor=FM2, reason="Bedömt"):
+    from ledger.corrections import disputes
+    with db.uow() as uow:
+        d = disputes.resolve_dispute(uow, actor=actor, dispute_id=d.id, outcome=outcome, reason=reason)
+        uow.commit()
+    return d
+
+
+def reject_new_claim(db, w, day=5):
+    with db.uow() as uow:
+        person = ev.enroll_participant(uow, actor=w["provider"], secret=SECRET, contract_id=w["contract"].id,
+                                       personal_identity_number=None, external_ref=f"R{day}", area=None,
+                                       enrolled_on=date(2026, 1, 10), today=TODAY)
+        e = ev.submit_evidence(uow, actor=w["provider"], contract_id=w["contract"].id, today=TODAY,
+                               claim=ev.Claim(person.id, "SCHOOL_PASS", achieved_on=date(2026, 4, day)))
+        ev.reject_evidence(uow, actor=w["verifier"], evidence_id=e.id, reason="Intyget saknas")
+        uow.commit()
+    return e
+
+
+def test_an_upheld_dispute_of_a_rejection_is_paid_in_the_next_payout_of_its_period(db, two_passes):
+    w = two_passes
+    approve(db, calc(db, w))
+    rejected = reject_new_claim(db, w)
+    # when the provider disputes the rejection and a fund manager upholds it
+    d = dispute(db, w, "EVIDENCE", rejected.id)
+    assert (d.status, d.subject_status) == ("OPEN", "REJECTED")
+    done = resolve(db, d, "UPHELD")
+    assert done.status == "UPHELD" and done.resolved_by.startswith("gustav")
+    # then the item is VERIFIED and the next payout of H1 pays it
+    supplementary = calc(db, w)
+    assert supplementary.total_minor == 4_000_000
+    assert approve(db, supplementary).status == "POSTED"
+
+
+def test_an_invalidation_upheld_after_its_clawback_is_paid_again(db, two_passes):
+    w = two_passes
+    approve(db, calc(db, w))
+    with db.uow() as uow:
+        ev.invalidate_evidence(uow, actor=FM, evidence_id=w["items"][0].id, reason="Fel elev")
+        uow.commit()
+    approve(db, calc(db, w, period=(date(2026, 7, 1), date(2026, 12, 31))))  # the clawback
+    d = dispute(db, w, "EVIDENCE", w["items"][0].id)
+    # frida invalidated it: she may not resolve the dispute; gustav may
+    refused(db, "OWN_DECISION", lambda uow: __import__("ledger.corrections.disputes", fromlist=["x"]).resolve_dispute(
+        uow, actor=FM, dispute_id=d.id, outcome="UPHELD", reason="r"))
+    resolve(db, d, "UPHELD")
+    assert calc(db, w).total_minor == 4_000_000
+
+
+def test_a_dismissed_dispute_changes_nothing_and_a_payout_can_be_disputed(db, two_passes):
+    w = two_passes
+    posted = approve(db, calc(db, w))
+    rejected = reject_new_claim(db, w)
+    resolve(db, dispute(db, w, "EVIDENCE", rejected.id), "DISMISSED")
+    assert calc(db, w).total_minor == 0
+    d = dispute(db, w, "PAYOUT", posted.id, reason="Fel andel")
+    # frida calculated the payout, gustav approved it: neither may resolve; a third fund manager may
+    from ledger.corrections import disputes
+    for who in (FM, FM2):
+        refused(db, "OWN_DECISION", lambda uow, who=who: disputes.resolve_dispute(
+            uow, actor=who, dispute_id=d.id, outcome="DISMISSED", reason="r"))
+    assert resolve(db, d, "DISMISSED", actor=Actor("hanna", "FUND_MANAGER")).status == "DISMISSED"
+
+
+def test_bad_disputes_are_refused_with_a_code_and_write_nothing(db, two_passes):
+    from ledger.corrections import disputes
+    w = two_passes
+    rejected = reject_new_claim(db, w)
+    verified = w["items"][0]
+    other = Actor("olle", "PROVIDER", __import__("tests.factories", fromlist=["party"]).party(db, role="PROVIDER").id)
+
+    def open_(subject_id, actor=w["provider"], kind="EVIDENCE", today=TODAY):
+        return lambda uow: disputes.open_dispute(uow, actor=actor, subject_type=kind, subject_id=subject_id,
+                                                 reason="r", today=today)
+    refused(db, "NOT_DISPUTABLE", open_(verified.id))
+    refused(db, "UNKNOWN_EVIDENCE", open_(rejected.id, actor=other))   # another provider's: as if missing
+    refused(db, "UNKNOWN_PAYOUT", open_(999_999, kind="PAYOUT"))
+    refused(db, "PERMISSION_DENIED", open_(rejected.id, actor=FM))
+    # the window is 30 days from the decision
+    decided = rejected.decided_at.date()
+    refused(db, "DISPUTE_WINDOW_CLOSED", open_(rejected.id, today=decided + __import__("datetime").timedelta(days=31)))
+    d = dispute(db, w, "EVIDENCE", rejected.id, today=decided + __import__("datetime").timedelta(days=30))
+    refused(db, "ALREADY_DISPUTED", open_(rejected.id))
+    resolve(db, d, "DISMISSED")
+    refused(db, "ALREADY_DECIDED", lambda uow: disputes.resolve_dispute(uow, actor=FM2, dispute_id=d.id,
+                                                                        outcome="UPHELD", reason="r"))
+    refused(db, "ALREADY_DISPUTED", open_(rejected.id))
+
+
+def test_the_database_allows_one_dispute_per_subject(db, two_passes):
+    from sqlalchemy.exc import IntegrityError
+    from ledger.models import Dispute
+    w = two_passes
+    d = dispute(db, w, "EVIDENCE", reject_new_claim(db, w).id)
+    with pytest.raises(IntegrityError), db.uow() as uow:
+        uow.session.add(Dispute(contract_id=d.contract_id, subject_type="EVIDENCE", subject_id=d.subject_id,
+                                evidence_id=d.evidence_id, status="OPEN", reason="again", opened_by="x",
+                                deadline=d.deadline, subject_status="REJECTED"))
+        uow.session.flush()
+
+
+def test_a_contract_sets_its_dispute_window(db):
+    fund, manager, muni, prov, ver = funded(db, FM)
+    c = contract(db, FM, fund, manager, muni, prov, ver)
+    assert c.dispute_window_days == 30
+    from ledger.contracts import TermsSpec
+    with pytest.raises(DomainError) as err, db.uow() as uow:
+        contracts.create_contract(uow, actor=FM, title="T", fund_id=fund.id, municipality_id=muni.id,
+                                  provider_id=prov.id, verifier_id=None, investor_id=None, policy_area="p",
+                                  start_date=date(2026, 1, 1), end_date=date(2026, 12, 31), dispute_window_days=0,
+                                  terms=TermsSpec(sek("1.00"), None, (ShareSpec(muni.id, Decimal(100)),),
+                                                  (rate_card(),)))
+    assert err.value.code == "INVALID_DISPUTE_WINDOW"

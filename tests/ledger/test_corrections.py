@@ -324,3 +324,113 @@ def test_a_contract_sets_its_dispute_window(db):
                                   terms=TermsSpec(sek("1.00"), None, (ShareSpec(muni.id, Decimal(100)),),
                                                   (rate_card(),)))
     assert err.value.code == "INVALID_DISPUTE_WINDOW"
+
+
+# --- 5. dual control ----------------------------------------------------------------------------
+
+def dual(db, w, on=True):
+    from ledger.models import OutcomesFund
+    with db.uow() as uow:
+        uow.session.get(OutcomesFund, w["fund"].id).dual_control = on
+        uow.commit()
+
+
+def test_under_dual_control_an_amendment_waits_for_a_second_fund_manager(db, two_passes):
+    from ledger.corrections import change_requests as cr
+    from ledger.contracts import terms_history
+    w = two_passes
+    dual(db, w)
+    # when frida amends the contract
+    with db.uow() as uow:
+        request = cr.submit(uow, actor=FM, kind="AMEND_CONTRACT", contract_id=w["contract"].id,
+                            effective_date=date(2026, 7, 1), reason="Nytt pris",
+                            metrics=(rate_card("SCHOOL_PASS", "45000.00"),))
+        uow.commit()
+    # then nothing changes yet: a PENDING request
+    assert (request.kind, request.status, request.requested_by) == ("AMEND_CONTRACT", "PENDING", "frida")
+    with db.reading() as s:
+        assert len(terms_history(s, w["contract"].id)) == 1
+    # frida cannot approve her own request
+    refused(db, "FOUR_EYES_REQUIRED", lambda uow: cr.approve_change_request(uow, actor=FM,
+                                                                            change_request_id=request.id))
+    # gustav approves it: the amendment is made as asked
+    with db.uow() as uow:
+        done = cr.approve_change_request(uow, actor=FM2, change_request_id=request.id)
+        uow.commit()
+    assert done.status == "APPROVED" and done.result_type == "OutcomeContract"
+    with db.reading() as s:
+        terms = terms_history(s, w["contract"].id)
+        assert [(t.version, t.effective_from, t.metrics[0].unit_price_minor) for t in terms] == [
+            (1, date(2026, 1, 1), 4_000_000), (2, date(2026, 7, 1), 4_500_000)]
+    refused(db, "ALREADY_DECIDED", lambda uow: cr.approve_change_request(uow, actor=FM2, change_request_id=request.id))
+
+
+def test_under_dual_control_reversal_termination_and_penalty_are_requests(db, two_passes):
+    from ledger import sanctions
+    from ledger.corrections import change_requests as cr
+    from ledger.models import ChangeRequest
+    w = two_passes
+    dual(db, w)
+    posted = approve(db, calc(db, w))
+    with db.uow() as uow:
+        reversal = cr.submit(uow, actor=FM, kind="REVERSE_TRANSACTION", transaction_id=posted.transaction_sequence,
+                             reason="Fel period")
+        penalty = cr.submit(uow, actor=FM, kind="ISSUE_SANCTION", contract_id=w["contract"].id, level="PENALTY",
+                            reason="Sen rapport", penalty=sek("25000.00"))
+        warning = cr.submit(uow, actor=FM, kind="ISSUE_SANCTION", contract_id=w["contract"].id, level="WARNING",
+                            reason="Påminnelse", penalty=None)
+        ending = cr.submit(uow, actor=FM, kind="TERMINATE_CONTRACT", contract_id=w["contract"].id, reason="Konkurs")
+        uow.commit()
+    assert [type(x).__name__ for x in (reversal, penalty, warning, ending)] == [
+        "ChangeRequest", "ChangeRequest", "Sanction", "ChangeRequest"]
+    # a request that would fail is refused at once, and writes nothing
+    refused(db, "PENALTY_REQUIRED", lambda uow: cr.submit(uow, actor=FM, kind="ISSUE_SANCTION",
+                                                          contract_id=w["contract"].id, level="PENALTY", reason="r",
+                                                          penalty=None))
+    # rejected: nothing happens; approved: the reversal is posted and the payout REVERSED
+    with db.uow() as uow:
+        cr.reject_change_request(uow, actor=FM2, change_request_id=ending.id, reason="Inte nu")
+        cr.approve_change_request(uow, actor=FM2, change_request_id=reversal.id)
+        cr.approve_change_request(uow, actor=FM2, change_request_id=penalty.id)
+        uow.commit()
+    with db.reading() as s:
+        assert calculations.get_payout(s, posted.id).status == "REVERSED"
+        assert contracts.get_contract(s, w["contract"].id).status == "ACTIVE"
+        statuses = dict(s.execute(__import__("sqlalchemy").select(ChangeRequest.id, ChangeRequest.status)).all())
+        assert statuses == {reversal.id: "APPROVED", penalty.id: "APPROVED", ending.id: "REJECTED"}
+        assert [x.level for x in s.execute(__import__("sqlalchemy").select(sanctions.Sanction)).scalars()] == [
+            "WARNING", "PENALTY"]
+
+
+def test_without_dual_control_the_change_is_made_at_once(db, two_passes):
+    from ledger.corrections import change_requests as cr
+    w = two_passes
+    dual(db, w, on=False)
+    with db.uow() as uow:
+        done = cr.submit(uow, actor=FM, kind="TERMINATE_CONTRACT", contract_id=w["contract"].id, reason="Konkurs")
+        uow.commit()
+    assert type(done).__name__ == "OutcomeContract" and done.status == "TERMINATED"
+
+
+def test_an_approval_that_no_longer_applies_writes_nothing(db, two_passes):
+    from ledger.corrections import change_requests as cr
+    w = two_passes
+    dual(db, w)
+    with db.uow() as uow:
+        first = cr.submit(uow, actor=FM, kind="TERMINATE_CONTRACT", contract_id=w["contract"].id, reason="A")
+        second = cr.submit(uow, actor=FM, kind="TERMINATE_CONTRACT", contract_id=w["contract"].id, reason="B")
+        uow.commit()
+    with db.uow() as uow:
+        cr.approve_change_request(uow, actor=FM2, change_request_id=first.id)
+        uow.commit()
+    refused(db, "INVALID_TRANSITION", lambda uow: cr.approve_change_request(uow, actor=FM2,
+                                                                            change_request_id=second.id))
+
+
+def test_new_funds_have_dual_control_and_funds_made_before_it_do_not(db):
+    from sqlalchemy import inspect
+    fund, *_ = funded(db, FM)
+    assert fund.dual_control is True
+    # the column's default, which the migration gave the funds that existed: off
+    default = next(c for c in inspect(db.bind).get_columns("outcome_funds") if c["name"] == "dual_control")["default"]
+    assert default is not None and ("false" in str(default).lower() or str(default).strip("'") == "0")

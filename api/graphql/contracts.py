@@ -15,11 +15,13 @@ from api.graphql.base import (
     Connection, Money, MoneyInput, Node, UserError, audited, child_page, connection, ctx, load_rows, decode_cursor, from_global_id,
     mutate, page_size, query_error, require_actor,
 )
+from api.graphql.change_requests import CHANGE_REQUEST_FIELD, ChangeRequest, is_request, request_fields
 from api.graphql.evidence import Evidence, EvidenceStatus, Measurement, Participant
 from api.graphql.ledger import LedgerTransaction
 from api.graphql.payouts import Obligation, Payout, PayoutStatus, obligations_of_contract
 from api.graphql.parties import Party, load_party
 from ledger import chart, contracts, funds, models, sanctions
+from ledger.corrections import change_requests
 from ledger.errors import DomainError
 from ledger.reads import may_see_contract, visible_contracts, visible_funds
 
@@ -497,12 +499,12 @@ class ActivateContractPayload(ContractPayload):
 
 @strawberry.type
 class AmendContractPayload(ContractPayload):
-    pass
+    change_request: ChangeRequest | None = CHANGE_REQUEST_FIELD
 
 
 @strawberry.type
 class TerminateContractPayload(ContractPayload):
-    pass
+    change_request: ChangeRequest | None = CHANGE_REQUEST_FIELD
 
 
 @strawberry.type
@@ -573,7 +575,7 @@ class SanctionPayload:
 
 @strawberry.type
 class IssueSanctionPayload(SanctionPayload):
-    pass
+    change_request: ChangeRequest | None = CHANGE_REQUEST_FIELD
 
 
 @strawberry.type
@@ -587,6 +589,11 @@ def _opt(gid, type_name: str, field: str) -> int | None:
 
 def _contract_fields(x: models.OutcomeContract) -> dict:
     return {"contract": OutcomeContract.from_row(x)}
+
+
+def _controlled_contract_fields(x) -> dict:
+    """The contract, or under dual control the change request (and a null contract)."""
+    return request_fields(x) if is_request(x) else {**_contract_fields(x), "change_request": None}
 
 
 @strawberry.type
@@ -680,21 +687,22 @@ class ContractMutations:
     async def amend_contract(self, info: Info, input: AmendContractInput) -> AmendContractPayload:
         def run(uow, actor):
             cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
-            return audited(uow, actor, "amendContract", input, lambda: contracts.amend_contract(
-                uow, actor=actor, contract_id=cid, effective_date=input.effective_date, reason=input.reason,
+            return audited(uow, actor, "amendContract", input, lambda: change_requests.submit(
+                uow, actor=actor, kind="AMEND_CONTRACT", contract_id=cid, effective_date=input.effective_date,
+                reason=input.reason,
                 max_value=input.max_value.to_money("maxValue") if input.max_value else None,
                 participant_cap=input.participant_cap.to_money("participantCap") if input.participant_cap else None,
                 payer_shares=_shares(input.payer_shares) if input.payer_shares is not None else None,
                 metrics=[x.to_spec(i) for i, x in enumerate(input.metrics)] if input.metrics is not None else None))
-        return await mutate(info, AmendContractPayload, run, _contract_fields)
+        return await mutate(info, AmendContractPayload, run, _controlled_contract_fields)
 
     @strawberry.mutation(description="Ends the contract and releases the fund's uncommitted remainder.")
     async def terminate_contract(self, info: Info, input: TerminateContractInput) -> TerminateContractPayload:
         def run(uow, actor):
             cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
-            return audited(uow, actor, "terminateContract", input,
-                           lambda: contracts.terminate_contract(uow, actor=actor, contract_id=cid, reason=input.reason))
-        return await mutate(info, TerminateContractPayload, run, _contract_fields)
+            return audited(uow, actor, "terminateContract", input, lambda: change_requests.submit(
+                uow, actor=actor, kind="TERMINATE_CONTRACT", contract_id=cid, reason=input.reason))
+        return await mutate(info, TerminateContractPayload, run, _controlled_contract_fields)
 
     @strawberry.mutation(description="Closes a contract at the end of its term; releases what is left of the commitment.")
     async def complete_contract(self, info: Info, input: CompleteContractInput) -> CompleteContractPayload:
@@ -708,12 +716,13 @@ class ContractMutations:
     async def issue_sanction(self, info: Info, input: IssueSanctionInput) -> IssueSanctionPayload:
         def run(uow, actor):
             cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
-            sanction = audited(uow, actor, "issueSanction", input, lambda: sanctions.issue_sanction(
-                uow, actor=actor, contract_id=cid, level=input.level.value, reason=input.reason,
+            sanction = audited(uow, actor, "issueSanction", input, lambda: change_requests.submit(
+                uow, actor=actor, kind="ISSUE_SANCTION", contract_id=cid, level=input.level.value, reason=input.reason,
                 penalty=input.penalty.to_money("penalty") if input.penalty else None))
             return sanction, contracts.get_contract(uow, cid)
-        return await mutate(info, IssueSanctionPayload, run, lambda r: {
-            "sanction": Sanction.from_row(r[0], r[1].currency), "contract": OutcomeContract.from_row(r[1])})
+        return await mutate(info, IssueSanctionPayload, run, lambda r: request_fields(r[0]) if is_request(r[0]) else {
+            "sanction": Sanction.from_row(r[0], r[1].currency), "contract": OutcomeContract.from_row(r[1]),
+            "change_request": None})
 
     @strawberry.mutation(description="SUSPENDED → ACTIVE.")
     async def lift_suspension(self, info: Info, input: LiftSuspensionInput) -> LiftSuspensionPayload:

@@ -13,9 +13,10 @@ from api.graphql.base import (
     Connection, Money, Node, UserError, audited, aware, connection, ctx, decode_cursor, from_global_id,
     mutate, page_size, query_error, require_actor,
 )
+from api.graphql.change_requests import CHANGE_REQUEST_FIELD, ChangeRequest, is_request, request_fields
 from api.graphql.parties import Party, load_party
 from ledger import journal, models
-from ledger.corrections import reversals
+from ledger.corrections import change_requests
 from ledger.errors import DomainError, NotFound
 from ledger.reads import may_see_account, visible_accounts, visible_transactions
 
@@ -177,6 +178,7 @@ class ReverseTransactionInput:
 class ReverseTransactionPayload:
     transaction: LedgerTransaction | None
     user_errors: list[UserError]
+    change_request: ChangeRequest | None = CHANGE_REQUEST_FIELD
 
 
 @strawberry.type
@@ -293,7 +295,8 @@ class LedgerMutations:
     async def reverse_transaction(self, info: Info, input: ReverseTransactionInput) -> ReverseTransactionPayload:
         def run(uow, actor):
             seq = from_global_id(input.transaction_id, "LedgerTransaction", field="transactionId")
-            return audited(uow, actor, "reverseTransaction", input, lambda: reversals.reverse_transaction(
-                uow, actor=actor, transaction_id=seq, reason=input.reason, effective_date=input.effective_date))
-        return await mutate(info, ReverseTransactionPayload, run,
-                            lambda t: {"transaction": LedgerTransaction.from_row(t)})
+            return audited(uow, actor, "reverseTransaction", input, lambda: change_requests.submit(
+                uow, actor=actor, kind="REVERSE_TRANSACTION", transaction_id=seq, reason=input.reason,
+                effective_date=input.effective_date))
+        return await mutate(info, ReverseTransactionPayload, run, lambda t: request_fields(t) if is_request(t) else
+                            {"transaction": LedgerTransaction.from_row(t), "change_request": None})

@@ -15,7 +15,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
-from api.graphql import audit, contracts, corrections, evidence, ledger, parties, payouts, reports
+from api.graphql import audit, change_requests, contracts, corrections, evidence, ledger, parties, payouts, reports
 from api.graphql.limits import CostLimitRule
 from api.graphql.base import SCALAR_MAP, Node, UserErrorCode, ctx, split_global_id
 from ledger import models
@@ -45,6 +45,9 @@ async def _resolve_node(info: Info, type_name: str, pk: int):
         return await contracts.load_fund(info, pk)
     if type_name == "Dispute":
         return await corrections.load_dispute(info, pk)
+    if type_name == "ChangeRequest" and actor.sees_everything:
+        row = await ctx(info).db.read(lambda s: s.get(models.ChangeRequest, pk))
+        return change_requests.ChangeRequest.from_row(row) if row else None
     if type_name == "ApiToken" and actor.role == "ADMIN":
         row = await ctx(info).db.read(lambda s: s.get(models.ApiToken, pk))
         return parties.ApiToken.from_row(row) if row else None
@@ -67,11 +70,12 @@ class NodeQueries:
 Query = merge_types("Query", (NodeQueries, parties.PartyQueries, contracts.ContractQueries, evidence.EvidenceQueries,
                               payouts.PayoutQueries, reports.ReportQueries,
                               ledger.LedgerQueries,
-                              audit.AuditQueries, corrections.DisputeQueries))
+                              audit.AuditQueries, corrections.DisputeQueries,
+                              change_requests.ChangeRequestQueries))
 Mutation = merge_types("Mutation", (parties.PartyMutations, contracts.ContractMutations,
                                     evidence.EvidenceMutations, payouts.PayoutMutations,
                                     ledger.LedgerMutations, corrections.CorrectionMutations,
-                                    corrections.DisputeMutations))
+                                    corrections.DisputeMutations, change_requests.ChangeRequestMutations))
 
 
 def _unexpected(error: GraphQLError) -> bool:
@@ -120,6 +124,7 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
                                                contracts.Fund, contracts.OutcomeContract, contracts.Sanction,
                                                evidence.Participant, evidence.Evidence, evidence.Measurement,
                                                payouts.Payout, payouts.Payment, corrections.Dispute,
+                                               change_requests.ChangeRequest,
                                                UserErrorCode],
         config=StrawberryConfig(scalar_map=SCALAR_MAP), extensions=extensions,
     )

@@ -54,6 +54,12 @@ def mutations_with_inputs(w) -> dict[str, dict]:
         "recordPayment": {"debtorId": muni, "creditorId": prov, "contractId": c, "amount": money,
                           "paidOn": "2026-07-01", "reference": "r"},
         "reverseTransaction": {"transactionId": G("LedgerTransaction", 1), "reason": "r"},
+        "correctMeasurement": {"measurementId": G("Measurement", 999_999), "observedValue": "1", "reason": "r"},
+        "voidMeasurement": {"measurementId": G("Measurement", 999_999), "reason": "r"},
+        "openDispute": {"subjectId": e, "reason": "r"},
+        "resolveDispute": {"disputeId": G("Dispute", 999_999), "outcome": "DISMISSED", "reason": "r"},
+        "approveChangeRequest": {"changeRequestId": G("ChangeRequest", 999_999)},
+        "rejectChangeRequest": {"changeRequestId": G("ChangeRequest", 999_999), "reason": "r"},
     }
 
 

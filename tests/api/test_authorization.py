@@ -29,6 +29,11 @@ MUTATIONS = {
     "invalidateEvidence": {"VERIFIER own", "FUND_MANAGER"}, "recordMeasurement": {"VERIFIER own"},
     "calculatePayout": {"FUND_MANAGER"}, "approvePayout": {"FUND_MANAGER"},
     "recordPayment": {"FUND_MANAGER", "MUNICIPALITY own"}, "reverseTransaction": {"FUND_MANAGER"},
+    # the Case A world has no measurement: any verifier passes the role check and meets an unknown one
+    # (another verifier's measurement answering as unknown is in tests/ledger/test_measurement_corrections.py)
+    "correctMeasurement": {"VERIFIER own", "VERIFIER other"}, "voidMeasurement": {"VERIFIER own", "VERIFIER other"},
+    "openDispute": {"PROVIDER own"}, "resolveDispute": {"FUND_MANAGER"},
+    "approveChangeRequest": {"FUND_MANAGER"}, "rejectChangeRequest": {"FUND_MANAGER"},
 }
 
 # each query field: a document, and who sees the Case A world's object through it
@@ -60,6 +65,10 @@ QUERIES = {
     "evaluationReport": ("{ evaluationReport { byContract { label } } }", lambda d: d["evaluationReport"]["byContract"],
                          set(CALLERS)),
     "auditEvents": ("{ auditEvents { nodes { id } } }", lambda d: d["auditEvents"]["nodes"], ALL_SEEING),
+    # lists that are empty in the Case A world: answered (scoped) for every token
+    "disputes": ("{ disputes { nodes { id } } }", lambda d: d["disputes"] is not None, set(CALLERS) - {"no token"}),
+    "changeRequests": ("{ changeRequests { nodes { id } } }", lambda d: d["changeRequests"] is not None,
+                       set(CALLERS) - {"no token"}),
 }
 
 

@@ -77,3 +77,65 @@ def test_a_provider_disputes_a_rejection_and_a_second_fund_manager_upholds_it(ap
     ops = [e["operation"] for e in api.ok("{ auditEvents(first: 100) { nodes { operation } } }", None,
                                           api.token("AUDITOR"))["auditEvents"]["nodes"]]
     assert "openDispute" in ops and "resolveDispute" in ops
+
+
+AMEND = """mutation($i: AmendContractInput!) { amendContract(input: $i) {
+  contract { id } changeRequest { id kind status requestedBy } userErrors { field code } } }"""
+REVERSE = """mutation($i: ReverseTransactionInput!) { reverseTransaction(input: $i) {
+  transaction { sequence } changeRequest { id kind status } userErrors { code } } }"""
+APPROVE_CR = """mutation($i: ApproveChangeRequestInput!) { approveChangeRequest(input: $i) {
+  changeRequest { status decidedBy resultId } userErrors { field code } } }"""
+REJECT_CR = """mutation($i: RejectChangeRequestInput!) { rejectChangeRequest(input: $i) {
+  changeRequest { status decisionReason } userErrors { code } } }"""
+FUND = """query($f: ID!) { node(id: $f) { ... on Fund { dualControl } } }"""
+
+
+def test_under_dual_control_corrections_wait_for_a_second_fund_manager(api, db, two_passes):
+    from tests.ledger.test_corrections import approve, calc
+    w = two_passes
+    frida, gustav = api.token("FUND_MANAGER", name="frida"), api.token("FUND_MANAGER", name="gustav")
+    assert api.ok(FUND, {"f": to_global_id("Fund", w["fund"].id)}, frida)["node"] == {"dualControl": True}
+    cid = to_global_id("OutcomeContract", w["contract"].id)
+    # an amendment becomes a pending change request, and the contract field is null
+    asked = api.ok(AMEND, {"i": {"contractId": cid, "effectiveDate": "2026-07-01", "reason": "Ny takgräns",
+                                 "maxValue": {"amount": "9000000.00", "currency": "SEK"}}}, frida)["amendContract"]
+    assert asked["contract"] is None and asked["userErrors"] == []
+    request = asked["changeRequest"]
+    assert (request["kind"], request["status"], request["requestedBy"]) == ("AMEND_CONTRACT", "PENDING", "frida")
+    # bad input is refused at once
+    bad = api.ok(AMEND, {"i": {"contractId": cid, "effectiveDate": "2030-01-01", "reason": "r"}}, frida)["amendContract"]
+    assert bad["userErrors"][0]["code"] == "TERMS_OUTSIDE_CONTRACT" and bad["changeRequest"] is None
+    # frida may not approve her own request; gustav does, and the amendment is made
+    own = api.ok(APPROVE_CR, {"i": {"changeRequestId": request["id"]}}, frida)["approveChangeRequest"]
+    assert own["userErrors"] == [{"field": ["changeRequestId"], "code": "FOUR_EYES_REQUIRED"}]
+    done = api.ok(APPROVE_CR, {"i": {"changeRequestId": request["id"]}}, gustav)["approveChangeRequest"]
+    assert done["changeRequest"]["status"] == "APPROVED" and done["changeRequest"]["resultId"] == cid
+    terms = api.ok("query($c: ID!) { contract(id: $c) { termsHistory { maxValue { amount } } } }", {"c": cid}, gustav)
+    assert [t["maxValue"]["amount"] for t in terms["contract"]["termsHistory"]] == ["10000000.00", "9000000.00"]
+    # a payout's reversal too; rejected, nothing is reversed
+    posted = approve(db, calc(db, w))
+    tx = to_global_id("LedgerTransaction", posted.transaction_sequence)
+    rev = api.ok(REVERSE, {"i": {"transactionId": tx, "reason": "Fel period"}}, frida)["reverseTransaction"]
+    assert rev["transaction"] is None and rev["changeRequest"]["kind"] == "REVERSE_TRANSACTION"
+    no = api.ok(REJECT_CR, {"i": {"changeRequestId": rev["changeRequest"]["id"], "reason": "Perioden stämmer"}},
+                gustav)["rejectChangeRequest"]
+    assert no["changeRequest"] == {"status": "REJECTED", "decisionReason": "Perioden stämmer"}
+    listed = api.ok("{ changeRequests { nodes { kind status } } }", None, api.token("AUDITOR"))["changeRequests"]
+    assert listed["nodes"] == [{"kind": "AMEND_CONTRACT", "status": "APPROVED"},
+                               {"kind": "REVERSE_TRANSACTION", "status": "REJECTED"}]
+    payouts = api.ok("query($c: ID!) { contract(id: $c) { payouts { nodes { status } } } }", {"c": cid}, gustav)
+    assert payouts["contract"]["payouts"]["nodes"] == [{"status": "POSTED"}]
+
+
+def test_a_fund_created_without_dual_control_works_as_before(api, db):
+    from tests.factories import party as make_party
+    manager = make_party(db, role="FUND")
+    fm = api.token("FUND_MANAGER")
+    made = api.ok("""mutation($i: CreateFundInput!) { createFund(input: $i) { fund { dualControl } } }""",
+                  {"i": {"name": "F", "managerId": to_global_id("Party", manager.id), "currency": "SEK",
+                         "dualControl": False}}, fm)["createFund"]
+    assert made["fund"] == {"dualControl": False}
+    default = api.ok("""mutation($i: CreateFundInput!) { createFund(input: $i) { fund { dualControl } } }""",
+                     {"i": {"name": "G", "managerId": to_global_id("Party", manager.id), "currency": "SEK"}},
+                     fm)["createFund"]
+    assert default["fund"] == {"dualControl": True}

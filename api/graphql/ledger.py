@@ -181,12 +181,19 @@ class ReverseTransactionPayload:
     change_request: ChangeRequest | None = CHANGE_REQUEST_FIELD
 
 
+EFFECTIVE_ON = strawberry.argument(description=(
+    "The business date: count only transactions effective on or before it. With asOf: what the ledger held at "
+    "that moment about the position on that day."))
+
+
 @strawberry.type
 class LedgerQueries:
-    @strawberry.field(description="Accounts with their balance now, or as of a time (asOf) for a consistent past position.")
+    @strawberry.field(description="Accounts with their balance now, or as of a time (asOf) for a consistent past "
+                                  "position; with effectiveOn, the balance on that business date.")
     async def ledger_accounts(self, info: Info, party_id: strawberry.ID | None = None,
                               contract_id: strawberry.ID | None = None,
-                              as_of: datetime | None = None) -> list[LedgerAccount]:
+                              as_of: datetime | None = None,
+                              effective_on: Annotated[date | None, EFFECTIVE_ON] = None) -> list[LedgerAccount]:
         actor = require_actor(info)
         try:
             party = _opt_id(party_id, "Party", "partyId")
@@ -205,13 +212,13 @@ class LedgerQueries:
             if clause is not None:
                 stmt = stmt.where(clause)
             rows = s.execute(stmt.limit(1000)).scalars().all()
-            if at is None:
+            if at is None and effective_on is None:
                 return [LedgerAccount.from_row(a) for a in rows]
-            upto = journal.sequence_at(s, at)
+            upto = journal.sequence_at(s, at) if at is not None else None
             out = []
             for a in rows:
                 acc = LedgerAccount.from_row(a)
-                acc.balance_minor = journal.balance_minor(s, a, as_of_sequence=upto)
+                acc.balance_minor = journal.balance_minor(s, a, as_of_sequence=upto, effective_on=effective_on)
                 out.append(acc)
             return out
         return await ctx(info).db.read(q)
@@ -253,9 +260,11 @@ class LedgerQueries:
                               LedgerTransaction.from_row)
         return await ctx(info).db.read(q)
 
-    @strawberry.field(description="An account's balance now, as of a time, or as of a sequence number.")
+    @strawberry.field(description="An account's balance now, as of a time, or as of a sequence number; with "
+                                  "effectiveOn, the balance on that business date as the ledger held it then.")
     async def balance(self, info: Info, account_id: strawberry.ID, as_of: datetime | None = None,
-                      as_of_sequence: int | None = None) -> Money:
+                      as_of_sequence: int | None = None,
+                      effective_on: Annotated[date | None, EFFECTIVE_ON] = None) -> Money:
         actor = require_actor(info)
         try:
             pk = from_global_id(account_id, "LedgerAccount", field="accountId")
@@ -267,7 +276,7 @@ class LedgerQueries:
             acc = s.get(models.Account, pk)
             if acc is None or not may_see_account(actor, acc):
                 raise NotFound("no such account", code="UNKNOWN_ACCOUNT", field=["accountId"])
-            return Money.of(journal.balance(s, pk, as_of=at, as_of_sequence=as_of_sequence))
+            return Money.of(journal.balance(s, pk, as_of=at, as_of_sequence=as_of_sequence, effective_on=effective_on))
         try:
             return await ctx(info).db.read(q)
         except DomainError as err:

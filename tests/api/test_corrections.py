@@ -139,3 +139,21 @@ def test_a_fund_created_without_dual_control_works_as_before(api, db):
                      {"i": {"name": "G", "managerId": to_global_id("Party", manager.id), "currency": "SEK"}},
                      fm)["createFund"]
     assert default["fund"] == {"dualControl": True}
+
+
+def test_what_was_owed_on_a_business_date(api, db, two_passes):
+    from tests.ledger.test_corrections import approve, calc
+    w = two_passes
+    approve(db, calc(db, w))
+    auditor = api.token("AUDITOR")
+    doc = """query($c: ID, $e: Date) { obligations(contractId: $c, effectiveOn: $e) { outstanding { amount } } }"""
+    cid = to_global_id("OutcomeContract", w["contract"].id)
+    assert len(api.ok(doc, {"c": cid, "e": "2026-12-31"}, auditor)["obligations"]) == 2
+    assert api.ok(doc, {"c": cid, "e": "2026-06-29"}, auditor)["obligations"] == []
+    accounts = api.ok("""query($c: ID, $e: Date) { ledgerAccounts(contractId: $c, effectiveOn: $e) { id code balance { amount } } }""",
+                      {"c": cid, "e": "2026-06-29"}, auditor)["ledgerAccounts"]
+    payable = [a for a in accounts if a["code"] == "PAYABLE"]
+    assert payable and all(a["balance"]["amount"] == "0.00" for a in payable)
+    balances = {a["id"]: api.ok("""query($a: ID!, $e: Date) { balance(accountId: $a, effectiveOn: $e) { amount } }""",
+                                {"a": a["id"], "e": "2026-06-30"}, auditor)["balance"]["amount"] for a in payable}
+    assert sorted(balances.values())[:2] == ["-40000.00", "-40000.00"]

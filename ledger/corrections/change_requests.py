@@ -25,7 +25,7 @@ from ledger.audit import result_ref
 from ledger.contracts import MetricSpec, ShareSpec, get_contract
 from ledger.corrections import reversals
 from ledger.db import UnitOfWork
-from ledger.errors import Conflict, NotFound, ValidationError
+from ledger.errors import Conflict, NotFound
 from ledger.models import ChangeRequest, OutcomesFund, Transaction, utcnow
 from ledger.parties import clean_text
 
@@ -158,8 +158,3 @@ def reject_change_request(uow: UnitOfWork, *, actor: Actor, change_request_id: i
     uow.session.flush()
     return request
 
-
-def validate_kind(kind: str) -> str:
-    if kind not in USE_CASES:
-        raise ValidationError(f"unknown change request kind {kind!r}", code="INVALID_INPUT", field=["kind"])
-    return kind

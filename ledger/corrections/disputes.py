@@ -18,7 +18,7 @@ from ledger.access import Actor, require_role
 from ledger.contracts import get_contract
 from ledger.db import UnitOfWork
 from ledger.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from ledger.models import Dispute, Evidence, OutcomeContract, PayoutCalculation, utcnow
+from ledger.models import Dispute, Evidence, PayoutCalculation, utcnow
 from ledger.parties import clean_text
 
 DISPUTABLE_EVIDENCE = ("REJECTED", "INVALIDATED")
@@ -135,6 +135,3 @@ def resolve_dispute(uow: UnitOfWork, *, actor: Actor, dispute_id: int, outcome: 
 def is_overdue(dispute: Dispute, today: date) -> bool:
     return dispute.status == "OPEN" and today > dispute.deadline
 
-
-def contract_of(uow_or_session, dispute: Dispute) -> OutcomeContract:
-    return get_contract(uow_or_session, dispute.contract_id)

@@ -24,6 +24,10 @@ H1 = (date(2026, 1, 1), date(2026, 6, 30))
 
 @pytest.fixture
 def two_passes(db):
+    return two_passes_world(db)
+
+
+def two_passes_world(db):
     """A contract paying 40 000.00 per school pass, 50/50, with two verified passes in H1 2026."""
     fund, manager, muni, prov, ver = funded(db, FM)
     c = contract(db, FM, fund, manager, muni, prov, ver, activate=True, metrics=(rate_card("SCHOOL_PASS", "40000.00"),))
@@ -434,3 +438,33 @@ def test_new_funds_have_dual_control_and_funds_made_before_it_do_not(db):
     # the column's default, which the migration gave the funds that existed: off
     default = next(c for c in inspect(db.bind).get_columns("outcome_funds") if c["name"] == "dual_control")["default"]
     assert default is not None and ("false" in str(default).lower() or str(default).strip("'") == "0")
+
+
+def test_eight_disputes_of_one_decision_at_once_make_one(fresh_engine):
+    import threading
+    from ledger.corrections import disputes
+    from ledger.db import Database
+    db = Database(fresh_engine)
+    w = two_passes_world(db)
+    rejected = reject_new_claim(db, w)
+    barrier, outcomes = threading.Barrier(8), []
+
+    def attempt():
+        barrier.wait()
+        try:
+            with db.uow() as uow:
+                disputes.open_dispute(uow, actor=w["provider"], subject_type="EVIDENCE", subject_id=rejected.id,
+                                      reason="Intyget finns", today=TODAY)
+                uow.commit()
+            outcomes.append("OK")
+        except DomainError as err:
+            outcomes.append(err.code)
+        except Exception as err:  # noqa: BLE001 - the test reports any unexpected failure
+            outcomes.append(f"unexpected {type(err).__name__}: {err}")
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["ALREADY_DISPUTED"] * 7 + ["OK"], outcomes

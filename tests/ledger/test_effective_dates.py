@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from ledger import journal, settlement
 from tests.factories import accounts, post
-from tests.ledger.test_corrections import FM, H1, approve, calc, two_passes  # noqa: F401  (fixture)
+from tests.ledger.test_corrections import H1, approve, calc, two_passes  # noqa: F401  (fixture)
 
 
 def test_a_payout_effective_30_june_is_owed_on_31_december(db, two_passes):

@@ -3,7 +3,7 @@ result; approve (four eyes) and post to the ledger; recompute from the recorded 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from sqlalchemy import and_, exists, func, insert, select
@@ -94,8 +94,14 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
     terms = terms_in_force(s, contract.id, period_end)
     posted = _posted(contract.id)
     rate_codes = [x.code for x in terms.metrics if x.kind == "RATE_CARD"]
-    paid_item = exists().where(PayoutItem.evidence_id == Evidence.id, PayoutItem.kind == "OUTCOME",
-                               PayoutItem.payout_id.in_(posted))
+    # an item is paid while its posted payments outnumber its posted clawbacks: an item clawed
+    # back and then reinstated (a dispute upheld) is payable again
+    def items_of(kind):
+        x = aliased(PayoutItem)
+        return (select(func.count()).select_from(x).where(x.evidence_id == Evidence.id, x.kind == kind,
+                                                          x.payout_id.in_(posted))
+                .correlate(Evidence).scalar_subquery())
+    paid_item = items_of("OUTCOME") > items_of("CLAWBACK")
     last_day = period_end if contract.terminated_on is None else min(period_end, contract.terminated_on)
     evidence = s.execute(
         select(Evidence.id, Evidence.participant_id, Evidence.metric_code, Evidence.achieved_on, Participant.area)
@@ -106,9 +112,11 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
     used = exists().where(PayoutItem.measurement_id == Measurement.id, PayoutItem.payout_id.in_(posted))
     measurements = s.execute(
         select(Measurement).where(Measurement.contract_id == contract.id, Measurement.period_start >= period_start,
-                                  Measurement.period_end <= last_day, ~used)
+                                  Measurement.period_end <= last_day, Measurement.status == "CURRENT", ~used)
     ).scalars().all()
     measured_codes = {x.code for x in terms.metrics if x.kind != "RATE_CARD"}
+    adjustments = measurement_adjustments(s, contract.id, period_start, period_end, measured_codes)
+    adjusted = {a.current.measurement_id for a in adjustments if a.current is not None}
     mine = PayoutItem.payout_id.in_(posted)
     per_metric = s.execute(select(PayoutItem.metric_code, func.sum(PayoutItem.net_minor)).where(mine)
                            .group_by(PayoutItem.metric_code)).all()
@@ -126,15 +134,12 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
     in_period = s.execute(select(PayoutItem.metric_code, func.sum(PayoutItem.net_minor))
                           .where(same_period, PayoutItem.kind == "OUTCOME")
                           .group_by(PayoutItem.metric_code)).all()
-    # clawbacks: invalidated evidence that a posted payout paid for and none has clawed back yet
-    clawed = aliased(PayoutItem)
+    # clawbacks: invalidated evidence that is paid (see paid_item), for its net paid amount, at the price paid
     claw_rows = s.execute(
         select(Evidence.id, Evidence.participant_id, Evidence.metric_code, func.sum(PayoutItem.net_minor),
                Evidence.achieved_on)
-        .join(PayoutItem, and_(PayoutItem.evidence_id == Evidence.id, PayoutItem.kind == "OUTCOME", mine))
-        .where(Evidence.contract_id == contract.id, Evidence.status == "INVALIDATED",
-               ~exists().where(clawed.evidence_id == Evidence.id, clawed.kind == "CLAWBACK",
-                               clawed.payout_id.in_(posted)))
+        .join(PayoutItem, and_(PayoutItem.evidence_id == Evidence.id, mine))
+        .where(Evidence.contract_id == contract.id, Evidence.status == "INVALIDATED", paid_item)
         .group_by(Evidence.id, Evidence.participant_id, Evidence.metric_code, Evidence.achieved_on)
     ).all()
     amount = lambda units: m.from_minor(int(units), cur).amount  # noqa: E731
@@ -154,7 +159,7 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
         measurements=tuple(payouts.Measurement(x.id, x.metric_code, x.period_start, x.period_end, x.observed_value,
                                                x.comparison_value, x.cohort_size,
                                                priced.unit(x.metric_code, x.period_end))
-                           for x in measurements if x.metric_code in measured_codes),
+                           for x in measurements if x.metric_code in measured_codes and x.id not in adjusted),
         paid_before=payouts.PaidBefore(
             total=amount(total), per_metric=[(c, amount(v)) for c, v in per_metric],
             per_participant=[(p, amount(v)) for p, v in per_participant],
@@ -162,7 +167,43 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
             per_metric_in_period=[(c, amount(v)) for c, v in in_period]),
         clawbacks=tuple(payouts.Clawback(eid, pid, code, amount(v), priced.paid_unit(code, on))
                         for eid, pid, code, v, on in claw_rows if v > 0),
+        adjustments=tuple(replace(a, paid=amount(a.paid)) for a in adjustments),
     )
+
+
+def measurement_adjustments(s: Session, contract_id: int, period_start: date, period_end: date,
+                            measured_codes: set[str]) -> list[payouts.MeasurementAdjustment]:
+    """Paid measurements of the period since corrected or voided, not yet adjusted (PAYOUTS.md §9).
+
+    A measurement is paid when a posted payout has an OUTCOME item for it, and adjusted when a
+    posted payout has its ADJUSTMENT item. Its replacement is the end of its version chain:
+    the current version (paid in the adjustment), or none if the chain ends voided. `paid`
+    is in minor units here.
+    """
+    posted = _posted(contract_id)
+    item = lambda kind: exists().where(PayoutItem.measurement_id == Measurement.id, PayoutItem.kind == kind,  # noqa: E731
+                                       PayoutItem.payout_id.in_(posted))
+    rows = s.execute(
+        select(Measurement).where(Measurement.contract_id == contract_id, Measurement.status != "CURRENT",
+                                  Measurement.period_start >= period_start, Measurement.period_end <= period_end,
+                                  item("OUTCOME"), ~item("ADJUSTMENT")).order_by(Measurement.id)
+    ).scalars().all()
+    if not rows:
+        return []
+    paid = dict(s.execute(select(PayoutItem.measurement_id, func.sum(PayoutItem.net_minor)).where(
+        PayoutItem.measurement_id.in_([r.id for r in rows]), PayoutItem.kind == "OUTCOME",
+        PayoutItem.payout_id.in_(posted)).group_by(PayoutItem.measurement_id)).all())
+    out = []
+    for row in rows:
+        current = row
+        while current.superseded_by_id is not None:
+            current = s.get(Measurement, current.superseded_by_id)
+        version = None
+        if current.status == "CURRENT" and current.metric_code in measured_codes:
+            version = payouts.Measurement(current.id, current.metric_code, current.period_start, current.period_end,
+                                          current.observed_value, current.comparison_value, current.cohort_size)
+        out.append(payouts.MeasurementAdjustment(row.id, row.metric_code, paid.get(row.id, 0), version))
+    return out
 
 
 def _check_payable(contract: OutcomeContract, period_start: date, period_end: date) -> None:
@@ -251,6 +292,9 @@ def _record_result(s: Session, payout: PayoutCalculation, result: payouts.Payout
     rows += [dict(payout_id=payout.id, kind="OUTCOME", evidence_id=None, measurement_id=x.measurement_id,
                   participant_id=None, metric_code=x.metric_code, gross_minor=minor(x.gross),
                   capped_minor=minor(x.capped), net_minor=minor(x.net)) for x in result.measurement_items]
+    rows += [dict(payout_id=payout.id, kind="ADJUSTMENT", evidence_id=None, measurement_id=x.measurement_id,
+                  participant_id=None, metric_code=x.metric_code, gross_minor=minor(x.gross),
+                  capped_minor=minor(x.capped), net_minor=minor(x.net)) for x in result.adjustment_items]
     s.flush()
     for start in range(0, len(rows), 10_000):
         s.execute(insert(PayoutItem.__table__), rows[start:start + 10_000])
@@ -291,6 +335,12 @@ def approve_payout(uow: UnitOfWork, *, actor: Actor, payout_id: int) -> PayoutCa
     if posted_now != payout.posted_before:
         raise Conflict("another payout of this contract was posted since; calculate again", code="STALE_PAYOUT",
                        field=["payoutId"])
+    # What is approved must be what the database holds now: terms amended, evidence decided or
+    # invalidated, measurements corrected or payouts reversed since the calculation all change
+    # the inputs, and so their hash (PAYOUTS.md §9).
+    if payouts.inputs_hash(gather_inputs(s, contract, payout.period_start, payout.period_end)) != payout.inputs_hash:
+        raise Conflict("the terms, evidence, measurements or amounts paid before changed since this payout was "
+                       "calculated; calculate it again", code="STALE_PAYOUT", field=["payoutId"])
     cur = contract.currency
     fund = get_fund(uow, contract.fund_id)
     provider = contract.provider_id

@@ -217,7 +217,7 @@ def create_contract(
     uow: UnitOfWork, *, actor: Actor, title: str, fund_id: int, municipality_id: int, provider_id: int,
     verifier_id: int | None, investor_id: int | None, policy_area: str, start_date: date, end_date: date,
     terms: TermsSpec, payment_frequency: str | None = None, service_end_date: date | None = None,
-    outcomes_end_date: date | None = None, claim_window_days: int | None = None,
+    outcomes_end_date: date | None = None, claim_window_days: int | None = None, dispute_window_days: int = 30,
 ) -> OutcomeContract:
     """A DRAFT contract with its first terms version, effective from the start date.
 
@@ -238,7 +238,8 @@ def create_contract(
         raise ValidationError("the contract ends before it starts", code="INVALID_TERM", field=["endDate"])
     _validate_schedule(start_date, end_date, payment_frequency, service_end_date, outcomes_end_date, claim_window_days)
     _validate_terms(uow, terms, currency=fund.currency)
-    contract = OutcomeContract(
+    from ledger.corrections.disputes import check_window  # here: disputes imports this module
+    contract = OutcomeContract(dispute_window_days=check_window(dispute_window_days),
         title=title, fund_id=fund.id, municipality_id=municipality_id, provider_id=provider_id,
         verifier_id=verifier_id, investor_id=investor_id, policy_area=policy_area, currency=fund.currency,
         start_date=start_date, end_date=end_date, status="DRAFT", created_by=actor.label,

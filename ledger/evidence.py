@@ -13,6 +13,7 @@ from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ledger import schedule
 from ledger.access import Actor, require_role
@@ -314,6 +315,39 @@ def record_measurement(
                               field=["metricCode"])
     ClaimRules.load(uow.session, contract, today).check(period_start, period_end, today, participant_id=None,
                                                         metric_code=metric.code, field_name="periodEnd")
+    check_measured_values(metric, observed_value, comparison_value, cohort_size)
+    get_contract(uow, contract.id, for_update=True)  # one measurement at a time per contract: no overlap by race
+    overlap = uow.session.execute(select(Measurement.id).where(
+        Measurement.contract_id == contract.id, Measurement.metric_code == metric.code, Measurement.status == "CURRENT",
+        Measurement.period_start <= period_end, Measurement.period_end >= period_start)).first()
+    if overlap:
+        raise Conflict("a measurement of this metric already covers part of the period", code="OVERLAPPING_MEASUREMENT",
+                       field=["periodStart"])
+    row = Measurement(contract_id=contract.id, metric_code=metric.code, period_start=period_start, period_end=period_end,
+                      observed_value=observed_value, comparison_value=comparison_value, cohort_size=cohort_size,
+                      recorded_by=actor.label)
+    insert_current_measurement(uow, row)
+    return row
+
+
+def insert_current_measurement(uow: UnitOfWork, row: Measurement) -> None:
+    """Insert a CURRENT measurement; the database refuses one that overlaps another current one.
+
+    The check before it gives the usual answer; this catches the request that raced past it
+    (PostgreSQL's exclusion constraint makes the second writer wait for the first, then fail).
+    """
+    try:
+        with uow.session.begin_nested():
+            uow.session.add(row)
+            uow.session.flush()
+    except IntegrityError:
+        raise Conflict("a measurement of this metric already covers part of the period",
+                       code="OVERLAPPING_MEASUREMENT", field=["periodStart"]) from None
+
+
+def check_measured_values(metric: Metric, observed_value: Decimal, comparison_value: Decimal | None,
+                          cohort_size: int | None) -> None:
+    """The values of a cohort measurement make sense for its metric (recorded or corrected)."""
     if observed_value < 0 or (comparison_value is not None and comparison_value < 0):
         raise ValidationError("measured values are not negative", code="INVALID_VALUE", field=["observedValue"])
     if metric.kind == "COMPARISON_THRESHOLD":
@@ -326,19 +360,6 @@ def record_measurement(
         if (comparison_value if comparison_value is not None else metric.baseline) == 0:
             raise ValidationError("the comparison value must not be zero", code="INVALID_VALUE",
                                   field=["comparisonValue"])
-    get_contract(uow, contract.id, for_update=True)  # one measurement at a time per contract: no overlap by race
-    overlap = uow.session.execute(select(Measurement.id).where(
-        Measurement.contract_id == contract.id, Measurement.metric_code == metric.code,
-        Measurement.period_start <= period_end, Measurement.period_end >= period_start)).first()
-    if overlap:
-        raise Conflict("a measurement of this metric already covers part of the period", code="OVERLAPPING_MEASUREMENT",
-                       field=["periodStart"])
-    row = Measurement(contract_id=contract.id, metric_code=metric.code, period_start=period_start, period_end=period_end,
-                      observed_value=observed_value, comparison_value=comparison_value, cohort_size=cohort_size,
-                      recorded_by=actor.label)
-    uow.session.add(row)
-    uow.session.flush()
-    return row
 
 
 def grant_late_claim(uow: UnitOfWork, *, actor: Actor, contract_id: int, reason: str, until: date,

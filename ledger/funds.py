@@ -12,13 +12,14 @@ from ledger.models import OutcomesFund, Transaction
 from ledger.parties import clean_text, get_party
 
 
-def create_fund(uow: UnitOfWork, *, actor: Actor, name: str, manager_id: int, currency: str) -> OutcomesFund:
-    """A fund managed by a FUND party, holding money in one currency."""
+def create_fund(uow: UnitOfWork, *, actor: Actor, name: str, manager_id: int, currency: str,
+                dual_control: bool = True) -> OutcomesFund:
+    """A fund managed by a FUND party, holding money in one currency; dual control on unless turned off."""
     require_role(actor, "FUND_MANAGER")
     name = clean_text(name, "name")
     m.currency(currency)
     get_party(uow, manager_id, role="FUND", field="managerId")
-    fund = OutcomesFund(name=name, manager_id=manager_id, currency=currency)
+    fund = OutcomesFund(name=name, manager_id=manager_id, currency=currency, dual_control=bool(dual_control))
     uow.session.add(fund)
     uow.session.flush()
     return fund

@@ -396,8 +396,25 @@ def sequence_at(s: Session, at: datetime) -> int:
     return found or 0
 
 
-def balance_minor(s: Session, account: Account, *, as_of: datetime | None = None, as_of_sequence: int | None = None) -> int:
-    """An account's balance now (one row) or as of a time or sequence (one indexed lookup)."""
+def balance_minor(s: Session, account: Account, *, as_of: datetime | None = None, as_of_sequence: int | None = None,
+                  effective_on: date | None = None) -> int:
+    """An account's balance now (one row) or as of a time or sequence (one indexed lookup).
+
+    With `effective_on`, the balance on that business date: the entries whose transaction's
+    effective date is on or before it, among those recorded up to the time or sequence
+    ("what did we know then about the position on that day"). That sums the account's
+    entries up to the limit (through the account's index), so it grows with the account's
+    own history, not with the ledger's.
+    """
+    if effective_on is not None:
+        limit = account.last_sequence if as_of_sequence is None else as_of_sequence
+        if as_of is not None:
+            limit = min(limit, sequence_at(s, as_of))
+        return s.execute(
+            select(func.coalesce(func.sum(Entry.amount_minor), 0))
+            .join(Transaction, Transaction.sequence == Entry.sequence)
+            .where(Entry.account_id == account.id, Entry.sequence <= limit, Transaction.effective_date <= effective_on)
+        ).scalar_one()
     if as_of is None and as_of_sequence is None:
         return account.balance_minor
     limit = as_of_sequence if as_of_sequence is not None else sequence_at(s, as_of)
@@ -412,13 +429,15 @@ def balance_minor(s: Session, account: Account, *, as_of: datetime | None = None
     return found or 0
 
 
-def balance(s: Session, account_id: int, *, as_of: datetime | None = None, as_of_sequence: int | None = None) -> m.Money:
+def balance(s: Session, account_id: int, *, as_of: datetime | None = None, as_of_sequence: int | None = None,
+            effective_on: date | None = None) -> m.Money:
     acc = s.get(Account, account_id)
     if acc is None:
         raise NotFound(f"account {account_id} does not exist", code="UNKNOWN_ACCOUNT", field=["accountId"])
     if as_of_sequence is not None and as_of_sequence < 0:
         raise ValidationError("asOfSequence must not be negative", code="INVALID_SEQUENCE", field=["asOfSequence"])
-    return m.from_minor(balance_minor(s, acc, as_of=as_of, as_of_sequence=as_of_sequence), acc.currency)
+    return m.from_minor(balance_minor(s, acc, as_of=as_of, as_of_sequence=as_of_sequence, effective_on=effective_on),
+                        acc.currency)
 
 
 # --- verification ---------------------------------------------------------------------------

@@ -63,6 +63,13 @@ clawbacks of one metric make one CLAWBACK line with ``quantity = −(number of i
 ``gross = net = −sum``, ``capped = 0``. The payout total is the sum of line nets and may
 be negative; its split then gives negative shares that sum exactly to it.
 
+Adjustments (PAYOUTS.md §9): a paid measurement since corrected or voided gives one
+ADJUSTMENT line per metric: its current version's amount (capped like any outcome, with the
+replaced payment freed from "paid before" as a clawback's is) less what was paid for it;
+``quantity`` is the current versions' quantity (0 when voided). The replaced measurement
+gets an adjustment item of minus what it was paid. Inputs carry ``adjustments`` in the
+canonical form only when there are any, so earlier recorded inputs hash as before.
+
 Split: the payer shares (in the order given, which decides ties) split the total in minor
 units by the largest-remainder method (`ledger.money.split_largest_remainder`).
 
@@ -122,7 +129,7 @@ __all__ = [
     "MetricTerms", "PayerShare", "Terms", "EvidenceItem", "Measurement", "PaidBefore",
     "Clawback", "PayoutInputs", "PayoutLine", "PayoutItem", "MeasurementItem", "PayerAmount",
     "PayoutResult", "calculate", "validate", "canonical_inputs", "inputs_hash", "split_total",
-    "inputs_from_canonical",
+    "inputs_from_canonical", "ADJUSTMENT", "MeasurementAdjustment",
 ]
 
 RATE_CARD = "RATE_CARD"
@@ -134,6 +141,7 @@ LOWER_IS_BETTER = "LOWER_IS_BETTER"
 DIRECTIONS = (HIGHER_IS_BETTER, LOWER_IS_BETTER)
 OUTCOME = "OUTCOME"
 CLAWBACK = "CLAWBACK"
+ADJUSTMENT = "ADJUSTMENT"
 
 ONCE_ONLY = "ONCE_ONLY"
 METRIC_CAP_PER_PARTICIPANT = "METRIC_CAP_PER_PARTICIPANT"
@@ -308,6 +316,23 @@ class Clawback:
 
 
 @dataclass(frozen=True)
+class MeasurementAdjustment:
+    """A paid measurement since corrected or voided (PAYOUTS.md §9).
+
+    `paid` (>= 0) is what was paid for the replaced measurement; `current` its corrected
+    version, or None when it was voided. The payout carries one ADJUSTMENT line per metric:
+    the current version's amount, under the caps like any outcome, less what was paid (so
+    negative is a clawback). Like a clawback, the payment it replaces no longer counts as
+    paid before for the caps.
+    """
+
+    replaced_id: int
+    metric_code: str
+    paid: Decimal
+    current: Measurement | None = None
+
+
+@dataclass(frozen=True)
 class PayoutInputs:
     """Everything a payout depends on; recorded so the payout can be recomputed."""
 
@@ -319,11 +344,13 @@ class PayoutInputs:
     measurements: tuple[Measurement, ...] = ()
     paid_before: PaidBefore = field(default_factory=PaidBefore)
     clawbacks: tuple[Clawback, ...] = ()
+    adjustments: tuple[MeasurementAdjustment, ...] = ()
 
     def __post_init__(self) -> None:
         _tuple(self, "evidence")
         _tuple(self, "measurements")
         _tuple(self, "clawbacks")
+        _tuple(self, "adjustments")
 
 
 # ---------------------------------------------------------------------------------------
@@ -395,6 +422,9 @@ class PayoutResult:
     shares: tuple[PayerAmount, ...]
     total: Decimal
     inputs_hash: str
+    # what each replaced measurement gives back (negative); the current versions' earnings
+    # are in measurement_items
+    adjustment_items: tuple[MeasurementItem, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------
@@ -720,7 +750,48 @@ def _normalise(inputs: PayoutInputs) -> PayoutInputs:
             contract_id=inputs.contract_id, period_start=start, period_end=end, terms=terms,
             evidence=tuple(norm_evidence), measurements=tuple(norm_measurements),
             paid_before=paid, clawbacks=tuple(norm_clawbacks),
+            adjustments=_adjustments(inputs.adjustments, start, end, metrics, code,
+                                     {m.measurement_id for m in norm_measurements}),
         )
+
+
+def _adjustments(adjustments: Iterable[MeasurementAdjustment], start: date, end: date,
+                 metrics: Mapping[str, MetricTerms], code: str, measured_ids: set[int]) -> tuple:
+    """Validate measurement adjustments; sorted by the replaced measurement's id."""
+    out = []
+    seen: set[int] = set()
+    for a in sorted(adjustments, key=lambda a: _int_id(a.replaced_id, "measurement id", field_="adjustments")):
+        f = f"adjustments.{a.replaced_id}"
+        if a.replaced_id in seen or a.replaced_id in measured_ids:
+            raise _fail(f"measurement {a.replaced_id} is adjusted twice", "DUPLICATE_MEASUREMENT", f)
+        seen.add(a.replaced_id)
+        _text(a.metric_code, "metric code", field_=f)
+        paid = _money(a.paid, code, f"amount paid for measurement {a.replaced_id}", field_=f)
+        current = a.current
+        if current is not None:
+            cid = _int_id(current.measurement_id, "measurement id", field_=f)
+            if cid in measured_ids or cid in seen:
+                raise _fail(f"measurement {cid} is given twice", "DUPLICATE_MEASUREMENT", f)
+            seen.add(cid)
+            metric = metrics.get(current.metric_code)
+            if current.metric_code != a.metric_code or metric is None or metric.kind == RATE_CARD:
+                raise _fail(f"measurement {cid} is not a measured metric of the terms", "UNKNOWN_METRIC", f)
+            m_start = _date(current.period_start, "measurement period start", field_=f)
+            m_end = _date(current.period_end, "measurement period end", field_=f)
+            if not (start <= m_start <= m_end <= end):
+                raise _fail(f"measurement {cid} is not within the period", "MEASUREMENT_OUTSIDE_PERIOD", f)
+            observed = _plain_number(current.observed, f"measurement {cid} observed value", field_=f)
+            comparison = _opt_plain(current.comparison, f"measurement {cid} comparison value", field_=f)
+            if metric.kind == COMPARISON_THRESHOLD:
+                against = comparison if comparison is not None else metric.baseline
+                cohort = current.cohort_size
+                if isinstance(cohort, bool) or not isinstance(cohort, int) or cohort < 0:
+                    raise _fail(f"measurement {cid} has no valid cohort size", "MISSING_COHORT_SIZE", f)
+                if against is None or against <= 0:
+                    raise _fail(f"measurement {cid} needs a positive comparison value", "INVALID_COMPARISON", f)
+            current = replace(current, observed=observed, comparison=comparison)
+        out.append(MeasurementAdjustment(a.replaced_id, a.metric_code, paid, current))
+    return tuple(out)
 
 
 def _check_clawbacks_were_paid(clawbacks: list[Clawback], paid: PaidBefore) -> None:
@@ -820,6 +891,16 @@ def _canonical(n: PayoutInputs) -> bytes:
             for c in n.clawbacks
         ],
     }
+    if n.adjustments:  # left out when empty, so inputs recorded before adjustments existed hash as they did
+        doc["adjustments"] = [
+            {"replaced_id": a.replaced_id, "metric_code": a.metric_code, "paid": _plain(a.paid),
+             "current": None if a.current is None else {
+                 "measurement_id": a.current.measurement_id, "metric_code": a.current.metric_code,
+                 "period_start": a.current.period_start.isoformat(), "period_end": a.current.period_end.isoformat(),
+                 "observed": _plain(a.current.observed), "comparison": opt(a.current.comparison),
+                 "cohort_size": a.current.cohort_size}}
+            for a in n.adjustments
+        ]
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
@@ -950,6 +1031,10 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
         prior_metric[c.metric_code] -= c.amount
         prior_participant[c.participant_id] -= c.amount
         prior_pair[(c.participant_id, c.metric_code)] -= c.amount
+    # a corrected or voided measurement's payment is replaced, like a clawback's
+    for a in n.adjustments:
+        prior_total -= a.paid
+        prior_metric[a.metric_code] -= a.paid
 
     # Evidence ranks before a measurement on the same date (0 < 1); see the module docstring.
     item_parts: dict[int, _Part] = {}
@@ -973,7 +1058,18 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
             (m.period_end, 1, m.measurement_id), m.measurement_id, m.metric_code, None, gross, gross
         )
 
-    all_parts = [*item_parts.values(), *measurement_parts.values()]
+    adjustment_parts: dict[int, _Part] = {}
+    for a in n.adjustments:
+        if a.current is not None:
+            m = a.current
+            quantity, relative = _measured(m, metrics[m.metric_code])
+            measured[m.measurement_id] = (quantity, relative)
+            gross = quantize(quantity * metrics[m.metric_code].unit_price, code) + 0
+            adjustment_parts[m.measurement_id] = _Part(
+                (m.period_end, 1, m.measurement_id), m.measurement_id, m.metric_code, None, gross, gross
+            )
+
+    all_parts = [*item_parts.values(), *measurement_parts.values(), *adjustment_parts.values()]
     by_pair: dict[tuple[int, str], list[_Part]] = defaultdict(list)
     by_participant: dict[int, list[_Part]] = defaultdict(list)
     by_metric: dict[str, list[_Part]] = defaultdict(list)
@@ -1017,6 +1113,9 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
 
     lines: list[PayoutLine] = []
     for mcode, parts in sorted(by_metric.items()):
+        parts = [p for p in parts if not (p.ref in adjustment_parts and p is adjustment_parts[p.ref])]
+        if not parts:
+            continue
         metric = metrics[mcode]
         if metric.kind == RATE_CARD:
             quantity = Decimal(len(parts))
@@ -1035,6 +1134,17 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
         unit_price = paid_price if paid_price is not None else (
             metrics[mcode].unit_price if mcode in metrics else quantize(_ZERO, code))
         lines.append(PayoutLine(mcode, CLAWBACK, Decimal(-len(cs)), unit_price, amount, quantize(_ZERO, code), amount))
+    paid_for: dict[str, Decimal] = defaultdict(Decimal)
+    for a in n.adjustments:
+        paid_for[a.metric_code] += a.paid
+    for mcode in sorted(paid_for):
+        parts = [adjustment_parts[a.current.measurement_id] for a in n.adjustments
+                 if a.metric_code == mcode and a.current is not None]
+        unit_price = metrics[mcode].unit_price if mcode in metrics else quantize(_ZERO, code)
+        gross = sum((p.gross for p in parts), _ZERO)
+        net = sum((p.net for p in parts), _ZERO)
+        lines.append(PayoutLine(mcode, ADJUSTMENT, sum((measured[p.ref][0] for p in parts), _ZERO), unit_price,
+                                gross - paid_for[mcode] + 0, gross - net, net - paid_for[mcode] + 0, _merge_caps(parts)))
     lines.sort(key=lambda line: (line.metric_code, line.kind != OUTCOME, line.unit_price))
 
     items: list[PayoutItem] = []
@@ -1052,7 +1162,16 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
                         part.gross, part.gross - part.net, part.net, _merge_caps([part]))
         for m in n.measurements
         for part in [measurement_parts[m.measurement_id]]
+    ) + tuple(
+        MeasurementItem(a.current.measurement_id, a.metric_code, measured[a.current.measurement_id][0],
+                        measured[a.current.measurement_id][1], part.gross, part.gross - part.net, part.net,
+                        _merge_caps([part]))
+        for a in n.adjustments if a.current is not None
+        for part in [adjustment_parts[a.current.measurement_id]]
     )
+    zero = quantize(_ZERO, code)
+    adjustment_items = tuple(MeasurementItem(a.replaced_id, a.metric_code, _ZERO, None, -a.paid + 0, zero, -a.paid + 0)
+                             for a in n.adjustments)
 
     total = quantize(sum((line.net for line in lines), _ZERO), code) + 0
     return PayoutResult(
@@ -1060,7 +1179,7 @@ def _calculate(n: PayoutInputs) -> PayoutResult:
         terms_version=terms.version, currency=code,
         lines=tuple(lines), items=tuple(items), measurement_items=measurement_items,
         shares=split_total(total, terms.payer_shares, code), total=total,
-        inputs_hash=hashlib.sha256(_canonical(n)).hexdigest(),
+        inputs_hash=hashlib.sha256(_canonical(n)).hexdigest(), adjustment_items=adjustment_items,
     )
 
 
@@ -1113,4 +1232,10 @@ def inputs_from_canonical(data: bytes | str) -> PayoutInputs:
                                per_metric_in_period=[(k, D(v)) for k, v in p.get("per_metric_in_period", [])]),
         clawbacks=tuple(Clawback(c["evidence_id"], c["participant_id"], c["metric_code"], D(c["amount"]),
                                  opt(c.get("unit_price"))) for c in doc["clawbacks"]),
+        adjustments=tuple(
+            MeasurementAdjustment(a["replaced_id"], a["metric_code"], D(a["paid"]), None if a["current"] is None else
+                                  Measurement(x["measurement_id"], x["metric_code"], date.fromisoformat(x["period_start"]),
+                                              date.fromisoformat(x["period_end"]), D(x["observed"]),
+                                              opt(x["comparison"]), x["cohort_size"]))
+            for a in doc.get("adjustments", ()) for x in [a["current"]]),
     )

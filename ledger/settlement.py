@@ -72,8 +72,8 @@ def end_of(day: date) -> datetime:
 
 def obligations(s: Session, *, debtor_id: int | None = None, creditor_id: int | None = None,
                 contract_id: int | None = None, as_of: datetime | None = None,
-                scope=None, contract_ids: list[int] | None = None) -> list[Obligation]:
-    """Who owes whom on which contract, now or as of a time; only non-zero obligations."""
+                scope=None, contract_ids: list[int] | None = None, effective_on: date | None = None) -> list[Obligation]:
+    """Who owes whom on which contract, now or as of a time (and on a business date); only non-zero ones."""
     stmt = select(Account).where(Account.code == chart.PAYABLE).order_by(Account.id)
     if debtor_id is not None:
         stmt = stmt.where(Account.party_id == debtor_id)
@@ -87,7 +87,7 @@ def obligations(s: Session, *, debtor_id: int | None = None, creditor_id: int | 
         stmt = stmt.where(scope)
     out = []
     for acc in s.execute(stmt).scalars():
-        owed = -journal.balance_minor(s, acc, as_of=as_of)
+        owed = -journal.balance_minor(s, acc, as_of=as_of, effective_on=effective_on)
         if owed:
             out.append(Obligation(acc.party_id, acc.counterparty_id, acc.contract_id, acc.currency, owed))
     return out

@@ -379,7 +379,7 @@ async def mutate(info: Info, payload_cls: type, fn: Callable[[UnitOfWork, Actor]
         fields = await ctx(info).db.write(lambda uow: to_fields(fn(uow, actor)))
     except DomainError as err:
         return payload_cls(**empty, user_errors=user_errors(err))
-    return payload_cls(**fields, user_errors=[])
+    return payload_cls(**{**empty, **fields}, user_errors=[])  # a field not given (a pending change request's) is null
 
 
 # --- batched loading (no N+1) -----------------------------------------------------------------

@@ -15,12 +15,14 @@ from api.graphql.base import (
     Connection, Money, MoneyInput, Node, UserError, audited, child_page, connection, ctx, load_rows, decode_cursor, from_global_id,
     mutate, page_size, query_error, require_actor,
 )
+from api.graphql.change_requests import CHANGE_REQUEST_FIELD, ChangeRequest, is_request, request_fields
 from api.graphql.evidence import Evidence, EvidenceStatus, Measurement, Participant
 from api.graphql.ledger import LedgerTransaction
 from api.graphql.payouts import Obligation, Payout, PayoutStatus, obligations_of_contract
 from api.graphql.parties import Party, load_party
 from api.graphql.proofs import RECEIPT_DESCRIPTION, Receipt, receipt_for
 from ledger import chart, contracts, funds, models, sanctions
+from ledger.corrections import change_requests
 from ledger.errors import DomainError
 from ledger.reads import visible_contracts, visible_funds
 
@@ -191,6 +193,9 @@ class OutcomeContract(Node):
     fund_id: strawberry.Private[int]
     party_ids: strawberry.Private[dict]
     row: strawberry.Private[models.OutcomeContract]
+    dispute_window_days: int = strawberry.field(default=30, description=(
+        "Days the provider has to dispute a rejection, an invalidation or a payout, counted from the decision; "
+        "the fund has as many days from the opening to resolve the dispute."))
     payment_frequency: PaymentFrequency | None = strawberry.field(
         description="How often it pays; null for a contract with free payout periods (made before schedules).")
     service_end_date: date = strawberry.field(description="Delivery ends: no participant is enrolled after this day.")
@@ -316,7 +321,8 @@ class OutcomeContract(Node):
                    service_end_date=x.service_end_date or x.end_date, outcomes_end_date=x.outcomes_end_date or x.end_date,
                    claim_window_days=x.claim_window_days, terminated_on=x.terminated_on, closed_at=x.closed_at,
                    party_ids={"municipality": x.municipality_id, "provider": x.provider_id,
-                              "verifier": x.verifier_id, "investor": x.investor_id})
+                              "verifier": x.verifier_id, "investor": x.investor_id},
+                   dispute_window_days=x.dispute_window_days)
 
 
 @strawberry.type
@@ -326,6 +332,9 @@ class Fund(Node):
     currency: str
     created_at: datetime
     manager_id: strawberry.Private[int]
+    dual_control: bool = strawberry.field(default=False, description=(
+        "Four eyes on corrections: reversals, amendments, terminations, penalties and deauthorisations become "
+        "change requests that a second fund manager approves."))
 
     @strawberry.field
     async def manager(self, info: Info) -> Party | None:
@@ -364,7 +373,8 @@ class Fund(Node):
 
     @classmethod
     def from_row(cls, f: models.OutcomesFund) -> "Fund":
-        return cls(pk=f.id, name=f.name, currency=f.currency, created_at=f.created_at, manager_id=f.manager_id)
+        return cls(pk=f.id, name=f.name, currency=f.currency, created_at=f.created_at, manager_id=f.manager_id,
+                   dual_control=f.dual_control)
 
 
 async def load_terms(info: Info, contract_id: int) -> list[ContractTerms]:
@@ -492,6 +502,9 @@ class CreateFundInput:
     name: str
     manager_id: strawberry.ID
     currency: str
+    dual_control: bool = strawberry.field(default=True, description=(
+        "Whether reversals, amendments, terminations, penalties and deauthorisations need a second fund manager's "
+        "approval (on unless false)."))
     idempotency_key: str | None = None
 
 
@@ -544,6 +557,8 @@ class CreateContractInput:
         default=None, description="The last day an outcome counts, on or after serviceEndDate (default endDate).")
     claim_window_days: int | None = strawberry.field(
         default=None, description="Days after each period's end to claim its outcomes (default 90).")
+    dispute_window_days: int | None = strawberry.field(default=None, description=(
+        "Days the provider has to dispute a decision (default 30)."))
     idempotency_key: str | None = None
 
 
@@ -566,12 +581,12 @@ class ActivateContractPayload(ContractPayload):
 
 @strawberry.type
 class AmendContractPayload(ContractPayload):
-    pass
+    change_request: ChangeRequest | None = CHANGE_REQUEST_FIELD
 
 
 @strawberry.type
 class TerminateContractPayload(ContractPayload):
-    pass
+    change_request: ChangeRequest | None = CHANGE_REQUEST_FIELD
 
 
 @strawberry.type
@@ -670,7 +685,7 @@ class SanctionPayload:
 
 @strawberry.type
 class IssueSanctionPayload(SanctionPayload):
-    pass
+    change_request: ChangeRequest | None = CHANGE_REQUEST_FIELD
 
 
 @strawberry.type
@@ -684,6 +699,11 @@ def _opt(gid, type_name: str, field: str) -> int | None:
 
 def _contract_fields(x: models.OutcomeContract) -> dict:
     return {"contract": OutcomeContract.from_row(x)}
+
+
+def _controlled_contract_fields(x) -> dict:
+    """The contract, or under dual control the change request (and a null contract)."""
+    return request_fields(x) if is_request(x) else {**_contract_fields(x), "change_request": None}
 
 
 @strawberry.type
@@ -731,7 +751,8 @@ class ContractMutations:
         def run(uow, actor):
             manager = from_global_id(input.manager_id, "Party", field="managerId")
             return audited(uow, actor, "createFund", input, lambda: funds.create_fund(
-                uow, actor=actor, name=input.name, manager_id=manager, currency=input.currency))
+                uow, actor=actor, name=input.name, manager_id=manager, currency=input.currency,
+                dual_control=input.dual_control))
         return await mutate(info, CreateFundPayload, run, lambda f: {"fund": Fund.from_row(f)})
 
     @strawberry.mutation
@@ -763,7 +784,8 @@ class ContractMutations:
                 start_date=input.start_date, end_date=input.end_date, terms=terms,
                 payment_frequency=input.payment_frequency.value if input.payment_frequency else None,
                 service_end_date=input.service_end_date, outcomes_end_date=input.outcomes_end_date,
-                claim_window_days=input.claim_window_days))
+                claim_window_days=input.claim_window_days,
+                dispute_window_days=30 if input.dispute_window_days is None else input.dispute_window_days))
         return await mutate(info, CreateContractPayload, run, _contract_fields)
 
     @strawberry.mutation(description="DRAFT → ACTIVE; each payer commits its share of maxValue (or its maxAmount); the "
@@ -779,23 +801,24 @@ class ContractMutations:
     async def amend_contract(self, info: Info, input: AmendContractInput) -> AmendContractPayload:
         def run(uow, actor):
             cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
-            return audited(uow, actor, "amendContract", input, lambda: contracts.amend_contract(
-                uow, actor=actor, contract_id=cid, effective_date=input.effective_date, reason=input.reason,
+            return audited(uow, actor, "amendContract", input, lambda: change_requests.submit(
+                uow, actor=actor, kind="AMEND_CONTRACT", contract_id=cid, effective_date=input.effective_date,
+                reason=input.reason,
                 max_value=input.max_value.to_money("maxValue") if input.max_value else None,
                 participant_cap=input.participant_cap.to_money("participantCap") if input.participant_cap else None,
                 payer_shares=_shares(input.payer_shares) if input.payer_shares is not None else None,
                 metrics=[x.to_spec(i) for i, x in enumerate(input.metrics)] if input.metrics is not None else None))
-        return await mutate(info, AmendContractPayload, run, _contract_fields)
+        return await mutate(info, AmendContractPayload, run, _controlled_contract_fields)
 
     @strawberry.mutation(description="Ends the contract on effectiveDate: outcomes up to then stay payable within their "
                                      "claim windows; the commitments are released when the last window has closed.")
     async def terminate_contract(self, info: Info, input: TerminateContractInput) -> TerminateContractPayload:
         def run(uow, actor):
             cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
-            return audited(uow, actor, "terminateContract", input,
-                           lambda: contracts.terminate_contract(uow, actor=actor, contract_id=cid, reason=input.reason,
-                                                                effective_date=input.effective_date))
-        return await mutate(info, TerminateContractPayload, run, _contract_fields)
+            return audited(uow, actor, "terminateContract", input, lambda: change_requests.submit(
+                uow, actor=actor, kind="TERMINATE_CONTRACT", contract_id=cid, reason=input.reason,
+                effective_date=input.effective_date))
+        return await mutate(info, TerminateContractPayload, run, _controlled_contract_fields)
 
     @strawberry.mutation(description="A fund manager lets outcomes be claimed after their claim window closed, until a "
                                      "new deadline (refused on a closed contract).")
@@ -828,12 +851,13 @@ class ContractMutations:
     async def issue_sanction(self, info: Info, input: IssueSanctionInput) -> IssueSanctionPayload:
         def run(uow, actor):
             cid = from_global_id(input.contract_id, "OutcomeContract", field="contractId")
-            sanction = audited(uow, actor, "issueSanction", input, lambda: sanctions.issue_sanction(
-                uow, actor=actor, contract_id=cid, level=input.level.value, reason=input.reason,
+            sanction = audited(uow, actor, "issueSanction", input, lambda: change_requests.submit(
+                uow, actor=actor, kind="ISSUE_SANCTION", contract_id=cid, level=input.level.value, reason=input.reason,
                 penalty=input.penalty.to_money("penalty") if input.penalty else None))
             return sanction, contracts.get_contract(uow, cid)
-        return await mutate(info, IssueSanctionPayload, run, lambda r: {
-            "sanction": Sanction.from_row(r[0], r[1].currency), "contract": OutcomeContract.from_row(r[1])})
+        return await mutate(info, IssueSanctionPayload, run, lambda r: request_fields(r[0]) if is_request(r[0]) else {
+            "sanction": Sanction.from_row(r[0], r[1].currency), "contract": OutcomeContract.from_row(r[1]),
+            "change_request": None})
 
     @strawberry.mutation(description="SUSPENDED → ACTIVE.")
     async def lift_suspension(self, info: Info, input: LiftSuspensionInput) -> LiftSuspensionPayload:

@@ -12,7 +12,7 @@ from strawberry.types import Info
 
 from api.graphql.base import (
     Connection, Node, UserError, audited, connection, ctx, decode_cursor, from_global_id, mutate, page_size,
-    query_error, require_actor,
+    query_error, require_actor, to_global_id,
 )
 from ledger import evidence as uc
 from ledger import models
@@ -98,12 +98,23 @@ class Measurement(Node):
     cohort_size: int | None
     recorded_by: str
     recorded_at: datetime
+    status: str = strawberry.field(description="CURRENT (the version that counts), SUPERSEDED by a correction, or VOIDED.")
+    superseded_by_pk: strawberry.Private[int | None] = None
+    correction_reason: str | None = strawberry.field(default=None, description="Why this version corrected the one before.")
+    voided_by: str | None = None
+    void_reason: str | None = strawberry.field(default=None, description="Why this measurement was voided.")
+
+    @strawberry.field(description="The corrected version that replaced this one, if any.")
+    def superseded_by(self) -> strawberry.ID | None:
+        return None if self.superseded_by_pk is None else strawberry.ID(to_global_id("Measurement", self.superseded_by_pk))
 
     @classmethod
     def from_row(cls, x: models.Measurement) -> "Measurement":
         return cls(pk=x.id, metric_code=x.metric_code, period_start=x.period_start, period_end=x.period_end,
                    observed_value=x.observed_value, comparison_value=x.comparison_value, cohort_size=x.cohort_size,
-                   recorded_by=x.recorded_by, recorded_at=x.recorded_at)
+                   recorded_by=x.recorded_by, recorded_at=x.recorded_at, status=x.status,
+                   superseded_by_pk=x.superseded_by_id, correction_reason=x.correction_reason,
+                   voided_by=x.voided_by, void_reason=x.void_reason)
 
 
 def _scoped(info: Info, stmt, contract_column):

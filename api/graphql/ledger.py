@@ -14,9 +14,11 @@ from api.graphql.base import (
     Connection, Money, Node, UserError, audited, aware, connection, ctx, decode_cursor, from_global_id,
     mutate, page_size, query_error, require_actor,
 )
+from api.graphql.change_requests import CHANGE_REQUEST_FIELD, ChangeRequest, is_request, request_fields
 from api.graphql.parties import Party, load_party
 from api.graphql.proofs import RECEIPT_DESCRIPTION, Receipt, SignedTreeHeadInput, receipt_for
 from ledger import journal, models, proofs
+from ledger.corrections import change_requests
 from ledger.errors import DomainError, NotFound
 from ledger.reads import may_see_account, visible_accounts, visible_transactions
 
@@ -195,14 +197,22 @@ class ReverseTransactionPayload:
     @strawberry.field(description=RECEIPT_DESCRIPTION)
     async def receipt(self, info: Info) -> Receipt | None:
         return await receipt_for(info, self.posted_sequence)
+    change_request: ChangeRequest | None = CHANGE_REQUEST_FIELD
+
+
+EFFECTIVE_ON = strawberry.argument(description=(
+    "The business date: count only transactions effective on or before it. With asOf: what the ledger held at "
+    "that moment about the position on that day."))
 
 
 @strawberry.type
 class LedgerQueries:
-    @strawberry.field(description="Accounts with their balance now, or as of a time (asOf) for a consistent past position.")
+    @strawberry.field(description="Accounts with their balance now, or as of a time (asOf) for a consistent past "
+                                  "position; with effectiveOn, the balance on that business date.")
     async def ledger_accounts(self, info: Info, party_id: strawberry.ID | None = None,
                               contract_id: strawberry.ID | None = None,
-                              as_of: datetime | None = None) -> list[LedgerAccount]:
+                              as_of: datetime | None = None,
+                              effective_on: Annotated[date | None, EFFECTIVE_ON] = None) -> list[LedgerAccount]:
         actor = require_actor(info)
         try:
             party = _opt_id(party_id, "Party", "partyId")
@@ -221,13 +231,13 @@ class LedgerQueries:
             if clause is not None:
                 stmt = stmt.where(clause)
             rows = s.execute(stmt.limit(1000)).scalars().all()
-            if at is None:
+            if at is None and effective_on is None:
                 return [LedgerAccount.from_row(a) for a in rows]
-            upto = journal.sequence_at(s, at)
+            upto = journal.sequence_at(s, at) if at is not None else None
             out = []
             for a in rows:
                 acc = LedgerAccount.from_row(a)
-                acc.balance_minor = journal.balance_minor(s, a, as_of_sequence=upto)
+                acc.balance_minor = journal.balance_minor(s, a, as_of_sequence=upto, effective_on=effective_on)
                 out.append(acc)
             return out
         return await ctx(info).db.read(q)
@@ -269,9 +279,11 @@ class LedgerQueries:
                               LedgerTransaction.from_row)
         return await ctx(info).db.read(q)
 
-    @strawberry.field(description="An account's balance now, as of a time, or as of a sequence number.")
+    @strawberry.field(description="An account's balance now, as of a time, or as of a sequence number; with "
+                                  "effectiveOn, the balance on that business date as the ledger held it then.")
     async def balance(self, info: Info, account_id: strawberry.ID, as_of: datetime | None = None,
-                      as_of_sequence: int | None = None) -> Money:
+                      as_of_sequence: int | None = None,
+                      effective_on: Annotated[date | None, EFFECTIVE_ON] = None) -> Money:
         actor = require_actor(info)
         try:
             pk = from_global_id(account_id, "LedgerAccount", field="accountId")
@@ -283,7 +295,7 @@ class LedgerQueries:
             acc = s.get(models.Account, pk)
             if acc is None or not may_see_account(actor, acc):
                 raise NotFound("no such account", code="UNKNOWN_ACCOUNT", field=["accountId"])
-            return Money.of(journal.balance(s, pk, as_of=at, as_of_sequence=as_of_sequence))
+            return Money.of(journal.balance(s, pk, as_of=at, as_of_sequence=as_of_sequence, effective_on=effective_on))
         try:
             return await ctx(info).db.read(q)
         except DomainError as err:
@@ -327,11 +339,14 @@ class LedgerQueries:
 
 @strawberry.type
 class LedgerMutations:
-    @strawberry.mutation(description="Post a new transaction that reverses an earlier one, with a reason.")
+    @strawberry.mutation(description="Post a new transaction that reverses an earlier one, with a reason. "
+                                     "Reversing a payout's transaction makes the payout REVERSED: what it paid is payable again.")
     async def reverse_transaction(self, info: Info, input: ReverseTransactionInput) -> ReverseTransactionPayload:
         def run(uow, actor):
             seq = from_global_id(input.transaction_id, "LedgerTransaction", field="transactionId")
-            return audited(uow, actor, "reverseTransaction", input, lambda: journal.reverse_transaction(
-                uow, actor=actor, sequence=seq, reason=input.reason, effective_date=input.effective_date))
-        return await mutate(info, ReverseTransactionPayload, run,
-                            lambda t: {"transaction": LedgerTransaction.from_row(t), "posted_sequence": t.sequence})
+            return audited(uow, actor, "reverseTransaction", input, lambda: change_requests.submit(
+                uow, actor=actor, kind="REVERSE_TRANSACTION", transaction_id=seq, reason=input.reason,
+                effective_date=input.effective_date))
+        return await mutate(info, ReverseTransactionPayload, run, lambda t: request_fields(t) if is_request(t) else
+                            {"transaction": LedgerTransaction.from_row(t), "change_request": None,
+                             "posted_sequence": t.sequence})

@@ -33,12 +33,15 @@ class PayoutStatus(enum.Enum):
     APPROVED = "APPROVED"
     POSTED = "POSTED"
     SUPERSEDED = "SUPERSEDED"
+    REVERSED = strawberry.enum_value("REVERSED", description="Its ledger transaction was reversed: what it paid is "
+                                                             "payable again in a new payout of the period.")
 
 
 @strawberry.type
 class PayoutLine:
     metric_code: str
-    kind: str = strawberry.field(description="OUTCOME, or CLAWBACK for what an invalidated item gives back.")
+    kind: str = strawberry.field(description="OUTCOME; CLAWBACK for what an invalidated item gives back; ADJUSTMENT for "
+                                             "a paid measurement corrected or voided (the new amount less what was paid).")
     quantity: Decimal
     unit_price: Money
     gross: Money
@@ -254,13 +257,14 @@ async def load_payout(info: Info, pk: int) -> Payout | None:
 
 
 async def obligation_list(info: Info, *, debtor_id: int | None = None, creditor_id: int | None = None,
-                          contract_id: int | None = None, as_of: date | None = None) -> list[Obligation]:
+                          contract_id: int | None = None, as_of: date | None = None,
+                          effective_on: date | None = None) -> list[Obligation]:
     actor = require_actor(info)
     at = settlement.end_of(as_of) if as_of else None
 
     def q(s):
         rows = settlement.obligations(s, debtor_id=debtor_id, creditor_id=creditor_id, contract_id=contract_id,
-                                      as_of=at, scope=visible_accounts(actor))
+                                      as_of=at, scope=visible_accounts(actor), effective_on=effective_on)
         return [Obligation(debtor_id=o.debtor_id, creditor_id=o.creditor_id, contract_pk=o.contract_id,
                            outstanding=Money.minor(o.outstanding_minor, o.currency)) for o in rows]
     return await ctx(info).db.read(q)
@@ -362,14 +366,19 @@ class PayoutQueries:
         except DomainError as err:
             raise query_error(err) from None
 
-    @strawberry.field(description="Who owes whom on which contract, now or at the end of a date; only non-zero.")
+    @strawberry.field(description="Who owes whom on which contract, now or as recorded at the end of a date (asOf), "
+                                  "on a business date (effectiveOn); only non-zero.")
     async def obligations(self, info: Info, debtor_id: strawberry.ID | None = None,
                           creditor_id: strawberry.ID | None = None, contract_id: strawberry.ID | None = None,
-                          as_of: date | None = None) -> list[Obligation]:
+                          as_of: date | None = None,
+                          effective_on: Annotated[date | None, strawberry.argument(description=(
+                              "The business date: what was owed on that day, counting transactions effective on "
+                              "or before it."))] = None) -> list[Obligation]:
         try:
             return await obligation_list(info, debtor_id=_id(debtor_id, "Party", "debtorId"),
                                          creditor_id=_id(creditor_id, "Party", "creditorId"),
-                                         contract_id=_id(contract_id, "OutcomeContract", "contractId"), as_of=as_of)
+                                         contract_id=_id(contract_id, "OutcomeContract", "contractId"), as_of=as_of,
+                                         effective_on=effective_on)
         except DomainError as err:
             raise query_error(err) from None
 

@@ -19,7 +19,8 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
-from api.graphql import audit, contracts, evidence, forecast, investments, ledger, parties, payouts, proofs, publishing, reports
+from api.graphql import (audit, change_requests, contracts, corrections, evidence, forecast, investments, ledger,
+                         parties, payouts, proofs, publishing, reports)
 from api.graphql.limits import CostLimitRule
 from api.logs import redact
 from api.graphql.base import SCALAR_MAP, Node, ScalarError, UserErrorCode, ctx, split_global_id
@@ -50,6 +51,11 @@ async def _resolve_node(info: Info, type_name: str, pk: int):
         return await contracts.load_fund(info, pk)
     if type_name in investments.NODE_LOADERS:
         return await investments.NODE_LOADERS[type_name](info, pk)
+    if type_name == "Dispute":
+        return await corrections.load_dispute(info, pk)
+    if type_name == "ChangeRequest" and actor.sees_everything:
+        row = await ctx(info).db.read(lambda s: s.get(models.ChangeRequest, pk))
+        return change_requests.ChangeRequest.from_row(row) if row else None
     if type_name == "ApiToken" and actor.role == "ADMIN":
         row = await ctx(info).db.read(lambda s: s.get(models.ApiToken, pk))
         return parties.ApiToken.from_row(row) if row else None
@@ -72,10 +78,13 @@ class NodeQueries:
 Query = merge_types("Query", (NodeQueries, parties.PartyQueries, contracts.ContractQueries, evidence.EvidenceQueries,
                               payouts.PayoutQueries, reports.ReportQueries, investments.InvestmentQueries,
                               ledger.LedgerQueries, proofs.ProofQueries,
-                              audit.AuditQueries, publishing.PublishingQueries, forecast.ForecastQueries))
+                              audit.AuditQueries, publishing.PublishingQueries, forecast.ForecastQueries,
+                              corrections.DisputeQueries, change_requests.ChangeRequestQueries))
 Mutation = merge_types("Mutation", (parties.PartyMutations, contracts.ContractMutations,
                                     evidence.EvidenceMutations, payouts.PayoutMutations, investments.InvestmentMutations,
-                                    ledger.LedgerMutations, publishing.PublishingMutations))
+                                    ledger.LedgerMutations, publishing.PublishingMutations,
+                                    corrections.CorrectionMutations, corrections.DisputeMutations,
+                                    change_requests.ChangeRequestMutations))
 
 
 def _unexpected(error: GraphQLError) -> bool:
@@ -190,7 +199,8 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
                                                contracts.Fund, contracts.OutcomeContract, contracts.Sanction,
                                                evidence.Participant, evidence.Evidence, evidence.Measurement,
                                                payouts.Payout, payouts.Payment, UserErrorCode,
-                                               investments.Investment, investments.Drawdown, investments.Distribution],
+                                               investments.Investment, investments.Drawdown, investments.Distribution,
+                                               corrections.Dispute, change_requests.ChangeRequest],
         config=StrawberryConfig(scalar_map=SCALAR_MAP), extensions=extensions,
     )
 

@@ -12,6 +12,7 @@ from ledger.models.publishing import IndigoFieldStatus
 from ledger.models.investments import (
     DistributionLine, DistributionReceipt, Drawdown, Investment, InvestmentClosing, WaterfallDistribution,
 )
+from ledger.models.corrections import ChangeRequest, Dispute
 
 __all__ = [
     "Base", "UTCDateTime", "utcnow", "Party", "ApiToken", "Account", "Entry", "LedgerHead",
@@ -20,4 +21,5 @@ __all__ = [
     "EvidenceDocument", "Measurement", "PayoutCalculation", "PayoutLine", "PayoutItem", "PayoutShare", "Payment",
     "IndigoFieldStatus",
     "Investment", "Drawdown", "WaterfallDistribution", "DistributionLine", "DistributionReceipt", "InvestmentClosing",
+    "ChangeRequest", "Dispute",
 ]

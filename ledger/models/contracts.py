@@ -55,6 +55,8 @@ class OutcomeContract(Base):
     terminated_on: Mapped[date | None] = mapped_column(Date)
     # when the run-off ended and the remaining commitments were released (COMPLETED, or closed after termination)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # how many days the provider has to dispute a decision (and a fund manager to resolve it)
+    dispute_window_days: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
 
     terms: Mapped[list["ContractTerms"]] = relationship(order_by="ContractTerms.version", viewonly=True)
 

@@ -81,11 +81,23 @@ class EvidenceDocument(Base):
     media_type: Mapped[str] = mapped_column(String(100))
 
 
+MEASUREMENT_STATUSES = ("CURRENT", "SUPERSEDED", "VOIDED")
+
+
 class Measurement(Base):
-    """A verifier's measured result of a cohort metric for a period."""
+    """A verifier's measured result of a cohort metric for a period.
+
+    Never edited in substance: a correction is a new CURRENT version and the old one becomes
+    SUPERSEDED (pointing at its successor); a voided one stays, VOIDED. Two CURRENT
+    measurements of one metric never overlap: the database refuses it (an exclusion
+    constraint on PostgreSQL, triggers on SQLite; see migration 0013a).
+    """
 
     __tablename__ = "measurements"
-    __table_args__ = (CheckConstraint("period_end >= period_start", name="period"),)
+    __table_args__ = (
+        CheckConstraint("period_end >= period_start", name="period"),
+        CheckConstraint(_in("status", MEASUREMENT_STATUSES), name="status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     contract_id: Mapped[int] = mapped_column(ForeignKey("outcome_contracts.id"), index=True)
@@ -97,3 +109,10 @@ class Measurement(Base):
     cohort_size: Mapped[int | None] = mapped_column(Integer)
     recorded_by: Mapped[str] = mapped_column(String(200))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    status: Mapped[str] = mapped_column(String(20), default="CURRENT", server_default="CURRENT")
+    superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("measurements.id"))
+    # why this version was recorded (a correction) or why it was voided, by whom and when
+    correction_reason: Mapped[str | None] = mapped_column(Text)
+    voided_by: Mapped[str | None] = mapped_column(String(200))
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    void_reason: Mapped[str | None] = mapped_column(Text)

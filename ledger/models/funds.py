@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import Boolean, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ledger.models.base import Base, UTCDateTime, utcnow
@@ -21,3 +21,6 @@ class OutcomesFund(Base):
     manager_id: Mapped[int] = mapped_column(ForeignKey("parties.id"), index=True)
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # four eyes on reversals, amendments, terminations and heavy sanctions: on for new funds;
+    # funds made before it existed keep working as they did (false)
+    dual_control: Mapped[bool] = mapped_column(Boolean, default=True, server_default=false())

@@ -2,7 +2,7 @@
 
 A calculation records the canonical bytes of its inputs, so anyone can recompute it. Its
 lines, items and shares are append-only; only its status moves
-(CALCULATED → POSTED, or SUPERSEDED).
+(CALCULATED → POSTED → REVERSED, or SUPERSEDED).
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ledger.models.base import Base, DecimalText, UTCDateTime, utcnow
 from ledger.models.parties import _in
 
-PAYOUT_STATUSES = ("CALCULATED", "APPROVED", "POSTED", "SUPERSEDED")
+# REVERSED: its ledger transaction was reversed; what it paid counts as unpaid again
+PAYOUT_STATUSES = ("CALCULATED", "APPROVED", "POSTED", "SUPERSEDED", "REVERSED")
 
 
 class PayoutCalculation(Base):

@@ -4,7 +4,7 @@ Every new table is append-only. api_tokens' role check gains INVESTOR (on SQLite
 recreated by batch mode: it has no triggers to lose, and its rows are copied as they are).
 
 Revision ID: 0015a
-Revises: 0004
+Revises: 0013a
 Create Date: 2026-11-29 22:10:00
 """
 from alembic import op
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision = '0015a'
-down_revision = '0004'
+down_revision = '0013a'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """INDIGO field statuses: which parts of a contract's INDIGO export a fund manager made private (append-only).
 
 Revision ID: 0016a
-Revises: 0004
+Revises: 0015a
 Create Date: 2026-11-29 22:30:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0016a'
-down_revision = '0004'
+down_revision = '0015a'
 branch_labels = None
 depends_on = None
 

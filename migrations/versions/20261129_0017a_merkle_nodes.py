@@ -1,7 +1,7 @@
 """The journal's Merkle tree: stored perfect-subtree hashes (append-only), backfilled.
 
 Revision ID: 0017a
-Revises: 0004
+Revises: 0016a
 Create Date: 2026-11-29 22:10:00
 
 Node (level, position), level >= 1, is MTH of the 2**level transactions from sequence
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 
 revision = '0017a'
-down_revision = '0004'
+down_revision = '0016a'
 branch_labels = None
 depends_on = None
 

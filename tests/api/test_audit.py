@@ -62,6 +62,12 @@ def mutations_with_inputs(w) -> dict[str, dict]:
         "distributeReceipts": {"contractId": c, "upTo": "2026-12-31"},
         "closeInvestments": {"contractId": c},
         "grantLateClaim": {"contractId": c, "reason": "r", "until": "2099-01-01"},
+        "correctMeasurement": {"measurementId": G("Measurement", 999_999), "observedValue": "1", "reason": "r"},
+        "voidMeasurement": {"measurementId": G("Measurement", 999_999), "reason": "r"},
+        "openDispute": {"subjectId": e, "reason": "r"},
+        "resolveDispute": {"disputeId": G("Dispute", 999_999), "outcome": "DISMISSED", "reason": "r"},
+        "approveChangeRequest": {"changeRequestId": G("ChangeRequest", 999_999)},
+        "rejectChangeRequest": {"changeRequestId": G("ChangeRequest", 999_999), "reason": "r"},
     }
 
 

@@ -34,6 +34,11 @@ MUTATIONS = {
     "createInvestment": {"FUND_MANAGER"}, "recordDrawdown": {"FUND_MANAGER"}, "distributeReceipts": {"FUND_MANAGER"},
     "closeInvestments": {"FUND_MANAGER"},
     "grantLateClaim": {"FUND_MANAGER"},
+    # the Case A world has no measurement: any verifier passes the role check and meets an unknown one
+    # (another verifier's measurement answering as unknown is in tests/ledger/test_measurement_corrections.py)
+    "correctMeasurement": {"VERIFIER own", "VERIFIER other"}, "voidMeasurement": {"VERIFIER own", "VERIFIER other"},
+    "openDispute": {"PROVIDER own"}, "resolveDispute": {"FUND_MANAGER"},
+    "approveChangeRequest": {"FUND_MANAGER"}, "rejectChangeRequest": {"FUND_MANAGER"},
 }
 
 # each query field: a document, and who sees the Case A world's object through it
@@ -81,6 +86,10 @@ QUERIES = {
                          set(CALLERS) - {"no token"}),
     "forecast": ("{ forecast { certain { amount } party { id } } }", lambda d: d["forecast"],
                  MONEY_PARTIES - {"INVESTOR own"}),  # what payers may still pay: an investor pays nothing
+    # lists that are empty in the Case A world: answered (scoped) for every token
+    "disputes": ("{ disputes { nodes { id } } }", lambda d: d["disputes"] is not None, set(CALLERS) - {"no token"}),
+    "changeRequests": ("{ changeRequests { nodes { id } } }", lambda d: d["changeRequests"] is not None,
+                       set(CALLERS) - {"no token"}),
 }
 
 

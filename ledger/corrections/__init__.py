@@ -1,0 +1,2 @@
+"""Corrections you can trust (PAYOUTS.md §9): reversals, measurement versions, disputes and
+change requests under dual control."""

@@ -154,15 +154,16 @@ class TransactionFacts:
 
 @dataclass(frozen=True)
 class PaymentPlanFacts:
-    """A scheduled period (issue 12's contract schedule), when the contract has one."""
+    """A scheduled period of the contract's payment schedule, when the contract has one."""
 
     period_start: date
     period_end: date
+    claim_deadline: date | None = None  # claims for the period are accepted until this day
 
 
 @dataclass(frozen=True)
 class InvestmentFacts:
-    """An investment in the contract (issue 15's investments), when there are any."""
+    """An investment in the contract (an impact bond's), when there are any."""
 
     id: int
     investor_id: int
@@ -211,7 +212,8 @@ class ProjectFacts:
     investments: tuple[InvestmentFacts, ...] = ()
     # path → PUBLIC | PRIVATE, as the fund manager set it (setIndigoFieldStatus)
     field_status: Mapping[str, str] = field(default_factory=dict)
-    # items under an open dispute (issue 13): (list path, item key), e.g. ("outcome_payments", "payout:7")
+    # items under an open dispute: (list path, item key), e.g. ("outcome_payments", "payout:7") or
+    # ("results", result_key(...)) for a result a disputed evidence item may change
     disputed: frozenset[tuple[str, str]] = frozenset()
 
 
@@ -231,6 +233,11 @@ def fund_id(fund_pk: int) -> str:
 
 def plan_id(p: PaymentPlanFacts) -> str:
     return f"PLAN-{p.period_start.isoformat()}"
+
+
+def result_key(metric_code: str, period_start: date) -> str:
+    """A result's key in ProjectFacts.disputed: one metric in one paid period."""
+    return f"{metric_code}:{period_start.isoformat()}"
 
 
 # --- building blocks ----------------------------------------------------------------------------
@@ -386,6 +393,8 @@ def _project_data(f: ProjectFacts) -> dict:
         "results": [_result(f, r) for r in f.results if r.metric_code in metric_codes],
         "outcome_payment_plans": [{
             "id": _v(plan_id(p)), "period": {"start_date": _v(_day(p.period_start)), "end_date": _v(_day(p.period_end))},
+            **({"notes": f"Claims for the period are accepted until {_day(p.claim_deadline)}"}
+               if p.claim_deadline else {}),
             "status": "PUBLIC",
         } for p in f.payment_plans],
         "outcome_payments": [{
@@ -415,6 +424,7 @@ def _project_data(f: ProjectFacts) -> dict:
             **({"maximum_potential_return": _v(_num(i.return_cap_percent))} if i.return_cap_percent is not None
                else {}),
             "investment_type": _v("Debt"),
+            "notes": f"{_money_text(i.drawn, cur)} drawn",
             "status": "PUBLIC",
         } for i in f.investments],
     }
@@ -440,7 +450,7 @@ def _result(f: ProjectFacts, r: ResultFacts) -> dict:
         "result_type": _v("Interim"),
         "period": {"start_date": _v(_day(r.period_start)), "end_date": _v(_day(r.period_end))},
         "number_engaged_in_impact_bond": _v(r.engaged),
-        "status": "PUBLIC",
+        "status": "DISPUTED" if ("results", result_key(r.metric_code, r.period_start)) in f.disputed else "PUBLIC",
     }
     if r.positive is not None:
         item["number_with_positive_social_outcomes"] = _v(r.positive)

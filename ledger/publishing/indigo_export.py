@@ -7,9 +7,8 @@ Who may export:
   the contract (its municipality, provider and verifier) for their own contract. Anyone else
   is told the contract does not exist, exactly as for a missing one.
 
-Extension points for work not yet on this branch (each takes the facts when they exist):
-`payment_plans_of` (issue 12's schedule), `investments_of` (issue 15's investments),
-`disputed_of` (issue 13's open disputes), `payer_max_amounts_of` (issue 12's payer maxAmount).
+Payment plans come from the contract's schedule, payers' maxima from the commitments, DISPUTED
+items from open disputes and investments with their drawdowns from the impact bond tables.
 """
 from __future__ import annotations
 
@@ -19,6 +18,7 @@ from decimal import Decimal
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
+from ledger import commitments, schedule
 from ledger import money as m
 from ledger.access import Actor, require_role
 from ledger.chart import fund_position
@@ -26,7 +26,7 @@ from ledger.contracts import get_contract, terms_in_force
 from ledger.db import UnitOfWork
 from ledger.errors import NotFound, ValidationError
 from ledger.models import (
-    IndigoFieldStatus, Measurement, OutcomeContract, OutcomesFund, Participant, Party, Payment, PayoutCalculation,
+    Dispute, Drawdown, Evidence, IndigoFieldStatus, Investment, Measurement, OutcomeContract, OutcomesFund, Participant, Party, Payment, PayoutCalculation,
     PayoutItem, PayoutLine, PayoutShare,
 )
 from ledger.models.publishing import FIELD_STATUSES
@@ -34,26 +34,64 @@ from ledger.publishing import indigo
 from ledger.publishing.evaluation import PUBLISHED
 
 
-# --- extension points: facts other branches add ------------------------------------------------
+# --- facts from the schedule, the commitments, disputes and investments -----------------------
 
 def payment_plans_of(s: Session, contract: OutcomeContract) -> tuple[indigo.PaymentPlanFacts, ...]:
-    """The contract's scheduled periods (issue 12: Contract.schedule); none until that lands."""
-    return ()
+    """The contract's scheduled periods (ledger.schedule); none for a contract without a payment frequency."""
+    return tuple(indigo.PaymentPlanFacts(p.start, p.end, p.claim_deadline) for p in schedule.of(contract))
 
 
 def investments_of(s: Session, contract: OutcomeContract) -> tuple[indigo.InvestmentFacts, ...]:
-    """The contract's investments and drawdowns (issue 15); none until that lands."""
-    return ()
+    """The contract's investments with their drawdowns, oldest first."""
+    rows = list(s.execute(select(Investment).where(Investment.contract_id == contract.id)
+                          .order_by(Investment.id)).scalars())
+    if not rows:
+        return ()
+    drawn: dict[int, list[tuple]] = defaultdict(list)
+    for d in s.execute(select(Drawdown).where(Drawdown.investment_id.in_([i.id for i in rows]))
+                       .order_by(Drawdown.paid_on, Drawdown.id)).scalars():
+        drawn[d.investment_id].append((d.paid_on, m.from_minor(d.amount_minor, d.currency).amount))
+    # return_cap is a fraction of the principal drawn ("0.20"); INDIGO's maximum_potential_return is a percentage
+    return tuple(indigo.InvestmentFacts(
+        i.id, i.investor_id, m.from_minor(i.principal_minor, i.currency).amount,
+        sum((a for _, a in drawn[i.id]), Decimal(0)), i.return_cap * 100, tuple(drawn[i.id])) for i in rows)
 
 
 def disputed_of(s: Session, contract: OutcomeContract) -> frozenset[tuple[str, str]]:
-    """Items under an open dispute, as ("outcome_payments", "payout:<id>") (issue 13); none until then."""
-    return frozenset()
+    """What an open dispute puts in question.
+
+    A disputed payout: its outcome payments, ("outcome_payments", "payout:<id>"). A disputed
+    evidence item (rejected or invalidated, so in no payout) is not an item of the export, but
+    upholding it changes the figures of the period it falls in: the result of its metric for each
+    posted payout period containing it, ("results", "<metric>:<period start>"), is DISPUTED.
+    A resolved dispute (UPHELD or DISMISSED) marks nothing.
+    """
+    out: set[tuple[str, str]] = set()
+    evidence = []
+    for d in s.execute(select(Dispute).where(Dispute.contract_id == contract.id, Dispute.status == "OPEN")).scalars():
+        if d.payout_id is not None:
+            out.add(("outcome_payments", f"payout:{d.payout_id}"))
+        elif d.evidence_id is not None:
+            evidence.append(s.get(Evidence, d.evidence_id))
+    if evidence:
+        periods = s.execute(select(PayoutCalculation.period_start, PayoutCalculation.period_end).where(
+            PayoutCalculation.contract_id == contract.id, PayoutCalculation.status == "POSTED")).all()
+        for ev in evidence:
+            # a rate-card claim has its day; a measured claim its period (its end decides, as for payouts)
+            day = ev.achieved_on or ev.period_end
+            for start, end in periods:
+                if day is not None and start <= day <= end:
+                    out.add(("results", indigo.result_key(ev.metric_code, start)))
+    return frozenset(out)
 
 
 def payer_max_amounts_of(s: Session, contract: OutcomeContract) -> dict[int, Decimal]:
-    """Each payer's maxAmount (issue 12), by party id; none until that lands."""
-    return {}
+    """The most each payer with a maxAmount can pay, by party id: its commitment target
+    (ledger.commitments.targets: its share of maxValue, or its maxAmount if lower)."""
+    terms = terms_in_force(s, contract.id)
+    targets = commitments.targets(terms)
+    return {p.party_id: m.from_minor(targets[p.party_id], contract.currency).amount
+            for p in terms.payer_shares if p.max_amount_minor is not None}
 
 
 # --- reading the facts --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from ledger.errors import DomainError
 from ledger.models import OutcomeContract
 from ledger.publishing import indigo, indigo_export
 from tests.indigo_schema import assert_valid_export
+from tests.ledger.test_calculations import case_a  # noqa: F401  (a fixture)
 
 FM = Actor("frida", "FUND_MANAGER")
 SECRET = b"test-secret-for-hmac-0123456789"
@@ -132,7 +133,7 @@ def test_private_export_is_for_the_contracts_parties_and_the_all_seeing(db):
 
 
 def test_payment_plans_investments_and_disputes_map_when_other_parts_supply_them(db):
-    # given: a demo contract's facts, plus what issues 12, 13 and 15 will supply
+    # given: a demo contract's facts, plus hand-made plans, an investment and a dispute (the pure mapping)
     demo.load(db, today=TODAY, secret=SECRET)
     school = contracts_by_title(db)["Fullständiga betyg i Umeå"]
     with db.reading() as s:
@@ -181,3 +182,120 @@ def test_small_cohorts_are_left_out_of_the_public_export():
     assert full["project"]["data"]["results"][0]["number_with_positive_social_outcomes"] == {"value": 2}
     assert public["project"]["data"]["purpose_and_classifications"]["policy_sector"] == \
         {"value": "Employment and training"}
+
+
+# --- the facts from the schedule, the commitments, disputes and investments, on a real database ---
+
+def test_a_scheduled_contracts_payment_plans_are_its_schedule_and_its_payouts_refer_to_them(db):
+    from tests.ledger.test_contract_schedule import claim, enrol, pay, scheduled
+    # given: a half-yearly contract over 2025–2026 with H1 2025 paid
+    w = scheduled(db, frequency="HALF_YEARLY", start=date(2025, 1, 1), end=date(2026, 12, 31), window=60)
+    claim(db, w, enrol(db, w, "P1"), date(2025, 3, 1), today=date(2025, 4, 1))
+    pay(db, w, date(2025, 1, 1), date(2025, 6, 30))
+    # when
+    private, public = export(db, w["contract"].id, public=False), export(db, w["contract"].id, public=True)
+    # then: one plan per scheduled period, with its claim deadline, and each payment names its plan
+    assert_valid_export(private)
+    assert_valid_export(public)
+    plans = private["project"]["data"]["outcome_payment_plans"]
+    assert [(p["id"]["value"], p["period"]["end_date"]["value"]) for p in plans] == [
+        ("PLAN-2025-01-01", "2025-06-30"), ("PLAN-2025-07-01", "2025-12-31"),
+        ("PLAN-2026-01-01", "2026-06-30"), ("PLAN-2026-07-01", "2026-12-31")]
+    assert plans[0]["notes"] == "Claims for the period are accepted until 2025-08-29"
+    payments = public["project"]["data"]["outcome_payments"]
+    assert payments and {p["outcome_payment_plan_id"]["value"] for p in payments} == {"PLAN-2025-01-01"}
+    # a plan marked private goes, and no public payment points at it
+    with db.uow() as uow:
+        indigo_export.set_field_status(uow, actor=FM, contract_id=w["contract"].id, path="outcome_payment_plans",
+                                       status="PRIVATE")
+        uow.commit()
+    public = export(db, w["contract"].id, public=True)
+    assert_valid_export(public)
+    assert "outcome_payment_plans" not in public["project"]["data"]
+    assert all("outcome_payment_plan_id" not in p for p in public["project"]["data"]["outcome_payments"])
+
+
+def test_a_payer_with_a_max_amount_commits_at_most_that(db):
+    from ledger.contracts import ShareSpec
+    from tests.factories import contract, funded, party, sek
+    # given: the fund pays 20 %, the municipality 50 % and a region 30 % of 10 MSEK, but at most 2 MSEK
+    fund, manager, muni, prov, ver = funded(db, FM)
+    region = party(db, role="MUNICIPALITY", name="Region Västerbotten")
+    c = contract(db, FM, fund, manager, muni, prov, ver, activate=True, max_value="10000000.00", shares=(
+        ShareSpec(manager.id, Decimal(20)), ShareSpec(muni.id, Decimal(50)),
+        ShareSpec(region.id, Decimal(30), sek("2000000.00"))))
+    # when
+    for public in (True, False):
+        doc = export(db, c.id, public=public, actor=None if public else FM)
+        # then: the region's commitment is its maxAmount, not its 3 MSEK share; the others their shares
+        assert_valid_export(doc)
+        committed = {x["organisation_id"]["value"]: x["maximum_potential_outcome_payment"]["amount"]["value"]
+                     for x in doc["project"]["data"]["outcome_payment_commitments"]}
+        assert committed == {indigo.organisation_id(manager.id): 2_000_000, indigo.organisation_id(muni.id): 5_000_000,
+                             indigo.organisation_id(region.id): 2_000_000}
+
+
+def test_an_open_dispute_marks_what_it_questions_disputed_until_it_is_resolved(db):
+    from tests.ledger.test_corrections import approve, calc, dispute, reject_new_claim, resolve, two_passes_world
+    # given: H1 2026 paid, then a rejected claim of April 2026
+    w = two_passes_world(db)
+    posted = approve(db, calc(db, w))
+    rejected = reject_new_claim(db, w)
+    cid = w["contract"].id
+    # when the provider disputes the payout and the rejection
+    on_payout, on_claim = dispute(db, w, "PAYOUT", posted.id), dispute(db, w, "EVIDENCE", rejected.id)
+    # then: the payout's outcome payments are DISPUTED, in the public export too, and so is the
+    # H1 result the rejected claim would change if upheld
+    for public in (True, False):
+        doc = export(db, cid, public=public)
+        assert_valid_export(doc)
+        data = doc["project"]["data"]
+        assert {(p["notes"], p["status"]) for p in data["outcome_payments"]} == {(f"payout:{posted.id}", "DISPUTED")}
+        assert [(r["period"]["start_date"]["value"], r["status"]) for r in data["results"]] == \
+            [("2026-01-01", "DISPUTED")]
+    # a fund manager marking the list PUBLIC does not hide an open dispute; PRIVATE still leaves it out
+    with db.uow() as uow:
+        indigo_export.set_field_status(uow, actor=FM, contract_id=cid, path="outcome_payments", status="PUBLIC")
+        uow.commit()
+    assert {p["status"] for p in export(db, cid, public=True)["project"]["data"]["outcome_payments"]} == {"DISPUTED"}
+    # when both disputes are resolved: nothing is disputed any more
+    resolve(db, on_payout, "DISMISSED", actor=Actor("hanna", "FUND_MANAGER"))
+    resolve(db, on_claim, "DISMISSED")
+    data = export(db, cid, public=False)["project"]["data"]
+    assert {p["status"] for p in data["outcome_payments"]} == {"PUBLIC"}
+    assert {r["status"] for r in data["results"]} == {"PUBLIC"}
+
+
+def test_a_contracts_investments_and_drawdowns_export_with_their_investor(db, case_a):
+    from tests.ledger.test_calculations import approve, calc
+    from tests.ledger.test_investments import make_bond
+    # given: Case A with a senior 50 000 (20 % cap) and a subordinate 25 000 (50 % cap), drawn in three drawdowns
+    w = make_bond(db, dict(case_a))
+    approve(db, calc(db, w))
+    cid, investor = w["contract"].id, indigo.organisation_id(w["investor"].id)
+    # when
+    private, public = export(db, cid, public=False), export(db, cid, public=True)
+    # then
+    for doc in (private, public):
+        assert_valid_export(doc)
+        data = doc["project"]["data"]
+        assert [(i["id"], i["organisation_id"]["value"], i["investment_commitment"]["amount"]["exact"]["value"],
+                 i["maximum_potential_return"]["value"]) for i in data["investments"]] == [
+            (f"INVESTMENT-{w['a'].id}", investor, 50000, 20), (f"INVESTMENT-{w['b'].id}", investor, 25000, 50)]
+        drawdowns = [(t["investment_id"]["value"], t["date"]["value"], t["money"]["amount"]["value"])
+                     for t in data["transactions"] if "investment_id" in t]
+        assert drawdowns == [(f"INVESTMENT-{w['a'].id}", "2026-01-15", 50000),
+                             (f"INVESTMENT-{w['b'].id}", "2026-01-15", 10000),
+                             (f"INVESTMENT-{w['b'].id}", "2026-02-15", 15000)]
+        assert investor in {o["id"] for o in doc["organisations"]}
+    # when the fund manager marks the investments private: the public export has neither them,
+    # their drawdowns nor the investor; the private export keeps them
+    with db.uow() as uow:
+        indigo_export.set_field_status(uow, actor=FM, contract_id=cid, path="investments", status="PRIVATE")
+        uow.commit()
+    public = export(db, cid, public=True, actor=None)
+    assert_valid_export(public)
+    assert "investments" not in public["project"]["data"]
+    assert all("investment_id" not in t for t in public["project"]["data"].get("transactions", []))
+    assert investor not in {o["id"] for o in public["organisations"]}
+    assert len(export(db, cid, public=False)["project"]["data"]["investments"]) == 2

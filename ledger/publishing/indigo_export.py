@@ -26,8 +26,8 @@ from ledger.contracts import get_contract, terms_in_force
 from ledger.db import UnitOfWork
 from ledger.errors import NotFound, ValidationError
 from ledger.models import (
-    Dispute, Drawdown, Evidence, IndigoFieldStatus, Investment, Measurement, OutcomeContract, OutcomesFund, Participant, Party, Payment, PayoutCalculation,
-    PayoutItem, PayoutLine, PayoutShare,
+    Dispute, Drawdown, Evidence, IndigoFieldStatus, Investment, Measurement, OutcomeContract, OutcomesFund,
+    Participant, Party, Payment, PayoutCalculation, PayoutItem, PayoutLine, PayoutShare,
 )
 from ledger.models.publishing import FIELD_STATUSES
 from ledger.publishing import indigo

@@ -130,10 +130,16 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
     # what the period's earlier payouts paid per metric: every per-period cap counts it
     same_period = PayoutItem.payout_id.in_(posted.where(PayoutCalculation.period_start == period_start,
                                                         PayoutCalculation.period_end == period_end))
-    # (outcomes only: a clawback in it gave back another period's money)
-    in_period = s.execute(select(PayoutItem.metric_code, func.sum(PayoutItem.net_minor))
-                          .where(same_period, PayoutItem.kind == "OUTCOME")
-                          .group_by(PayoutItem.metric_code)).all()
+    # (outcomes and adjustments only: a clawback in it gave back another period's money), less what
+    # was paid for measurements this payout adjusts: their adjustment line replaces that money, so
+    # the cap must not count it twice
+    replaced: dict[str, int] = {}
+    for a in adjustments:
+        replaced[a.metric_code] = replaced.get(a.metric_code, 0) + a.paid
+    in_period = [(code, v - replaced.get(code, 0)) for code, v in s.execute(
+        select(PayoutItem.metric_code, func.sum(PayoutItem.net_minor))
+        .where(same_period, PayoutItem.kind.in_(("OUTCOME", "ADJUSTMENT")))
+        .group_by(PayoutItem.metric_code)).all()]
     # clawbacks: invalidated evidence that is paid (see paid_item), for its net paid amount, at the price paid
     claw_rows = s.execute(
         select(Evidence.id, Evidence.participant_id, Evidence.metric_code, func.sum(PayoutItem.net_minor),

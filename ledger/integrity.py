@@ -40,6 +40,8 @@ UNIQUE: dict[tuple[str, frozenset[str]], tuple[str, str, list[str] | None]] = {
         ("INVESTMENTS_CLOSED", "the contract's investments are closed", ["contractId"]),
     ("distribution_receipts", frozenset({"payment_id"})):
         ("CONFLICT", "these receipts were distributed by another request at the same time; read again", None),
+    ("disputes", frozenset({"subject_type", "subject_id"})):
+        ("ALREADY_DISPUTED", "this decision has already been disputed", ["subjectId"]),
     ("ledger_accounts", frozenset({"key"})):
         ("CONFLICT", "another request opened the same ledger account at the same time; try again", None),
 }

@@ -67,15 +67,18 @@ def rate_card(code: str = "SCHOOL_PASS", price: str = "40000.00", **kw):
                       unit_price=sek(price), **kw)
 
 
-def funded(db, fm, *, capital: str = "50000000.00"):
-    """A FUND party with a SEK fund holding `capital`, a municipality, a provider and a verifier."""
+def funded(db, fm, *, capital: str = "50000000.00", dual_control: bool = False):
+    """A FUND party with a SEK fund holding `capital`, a municipality, a provider and a verifier.
+
+    Dual control is off unless asked for, so one fund manager can run a test's whole story."""
     from ledger import funds
     manager = party(db, role="FUND", name="Statens utfallsfond")
     muni = party(db, role="MUNICIPALITY", name="Umeå kommun")
     prov = party(db, role="PROVIDER", name="Skolframgång AB")
     ver = party(db, role="VERIFIER", name="Oberoende utvärdering AB")
     with db.uow() as uow:
-        fund = funds.create_fund(uow, actor=fm, name="Utfallsfonden", manager_id=manager.id, currency="SEK")
+        fund = funds.create_fund(uow, actor=fm, name="Utfallsfonden", manager_id=manager.id, currency="SEK",
+                                 dual_control=dual_control)
         if capital:
             funds.deposit_capital(uow, actor=fm, fund_id=fund.id, amount=sek(capital), effective_date=date(2026, 1, 1),
                                   reference="Anslag 2026")

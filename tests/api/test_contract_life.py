@@ -22,7 +22,7 @@ def world(api):
     fm = api.token("FUND_MANAGER", "Frida")
     ids = setup_parties(api, fm)
     ids["region"] = api.ok(PARTY, {"i": {"name": "Region Västerbotten", "role": "MUNICIPALITY"}}, fm)["createParty"]["party"]["id"]
-    fund = api.ok(CREATE_FUND, {"i": {"name": "Utfallsfonden", "managerId": ids["fund"], "currency": "SEK"}}, fm)["createFund"]["fund"]
+    fund = api.ok(CREATE_FUND, {"i": {"name": "Utfallsfonden", "managerId": ids["fund"], "currency": "SEK", "dualControl": False}}, fm)["createFund"]["fund"]
     api.ok(DEPOSIT, {"i": {"fundId": fund["id"], "amount": {"amount": "50000000.00", "currency": "SEK"},
                            "effectiveDate": "2026-01-01", "reference": "Anslag"}}, fm)
     inp = contract_input(ids, fund["id"], paymentFrequency="QUARTERLY", serviceEndDate="2027-12-31",

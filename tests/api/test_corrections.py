@@ -93,6 +93,12 @@ FUND = """query($f: ID!) { node(id: $f) { ... on Fund { dualControl } } }"""
 def test_under_dual_control_corrections_wait_for_a_second_fund_manager(api, db, two_passes):
     from tests.ledger.test_corrections import approve, calc
     w = two_passes
+    # given a fund under dual control (the default for a fund created now; the fixture's is made without it)
+    from sqlalchemy import update
+    from ledger.models import OutcomesFund
+    with db.uow() as uow:
+        uow.session.execute(update(OutcomesFund).where(OutcomesFund.id == w["fund"].id).values(dual_control=True))
+        uow.commit()
     frida, gustav = api.token("FUND_MANAGER", name="frida"), api.token("FUND_MANAGER", name="gustav")
     assert api.ok(FUND, {"f": to_global_id("Fund", w["fund"].id)}, frida)["node"] == {"dualControl": True}
     cid = to_global_id("OutcomeContract", w["contract"].id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -287,3 +288,71 @@ def test_the_upload_page_has_a_form_and_a_strict_content_security_policy(api):
     assert "script-src 'sha256-" in csp and "connect-src 'self'" in csp and "unsafe" not in csp
     for marker in ('id="token"', 'id="contract"', 'type="file"', "<button"):
         assert marker in r.text
+
+
+# --- the README's examples ------------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_section() -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("## Uploading documents and evidence files")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def curl_commands(section: str) -> list[list[str]]:
+    import shlex
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", section, re.S):
+        for command in block.replace("\\\n", " ").splitlines():
+            command = command.split("  #")[0].strip()
+            if command.startswith("curl "):
+                commands.append(shlex.split(command))
+    return commands
+
+
+def as_request(argv: list[str], files: dict[str, bytes], values: dict[str, str]) -> tuple[str, str, dict, bytes | None]:
+    """A curl command line as (method, path, headers, body), with $VARIABLES filled in."""
+    method, headers, body, url = "GET", {}, None, None
+    args = iter(argv[1:])
+    for arg in args:
+        if arg == "-X":
+            method = next(args)
+        elif arg == "-H":
+            name, _, value = next(args).partition(": ")
+            headers[name] = value
+        elif arg == "--data-binary":
+            body = files[next(args).lstrip("@")]
+            method = "POST" if method == "GET" else method
+        elif arg == "-o":
+            next(args)
+        elif arg.startswith("http"):
+            url = arg
+        else:
+            assert arg.startswith("-"), arg
+    for name, value in values.items():
+        url = url.replace(f"${name}", value)
+        headers = {k: v.replace(f"${name}", value) for k, v in headers.items()}
+    return method, url.split("8000", 1)[1], headers, body
+
+
+def test_the_readme_upload_examples_work_as_written(api, db, site):
+    commands = curl_commands(readme_section())
+    assert len(commands) == 3
+    juni = csv_file(site, (0, "ATTENDANCE", "2026-06-01"), (1, "ATTENDANCE", "2026-06-02"))
+    values = {"TOKEN": site["prov"], "SHA": PDF_SHA}
+    answers = []
+    for argv in commands:
+        method, path, headers, body = as_request(argv, {"intyg.pdf": PDF, "juni.csv": juni}, values)
+        path = path.replace("/contracts/1/", f"/contracts/{site['contract'].id}/")
+        answers.append(api.client.request(method, path, headers=headers, content=body))
+    put_answer, get_answer, import_answer = answers
+    assert put_answer.status_code == 201 and get_answer.content == PDF
+    assert import_answer.status_code == 201 and import_answer.json()["imported"] == 2
+    # and the GraphQL example, as the role it names
+    graphql = re.search(r"<!-- role: PROVIDER -->\n```graphql\n(.*?)```", readme_section(), re.S).group(1)
+    submit(api, site, PDF_SHA)
+    nodes = api.ok(graphql, token=site["prov"])["evidence"]["nodes"]
+    assert {"sha256": PDF_SHA, "filename": "närvaro.pdf", "mediaType": "application/pdf", "uploaded": True,
+            "url": f"/documents/{PDF_SHA}"} in [d for n in nodes for d in n["documents"]]

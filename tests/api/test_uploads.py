@@ -148,7 +148,7 @@ def test_naming_someone_elses_document_does_not_let_you_download_it(api, db, sit
 
 def test_evidence_may_name_a_document_not_uploaded_yet(api, site):
     evidence = submit(api, site, "c" * 64)
-    assert evidence["documents"][0]["uploaded"] is False
+    assert (evidence["documents"][0]["uploaded"], evidence["documents"][0]["url"]) == (False, None)
 
 
 def test_a_document_upload_row_can_never_change(api, db, site, backend):
@@ -356,3 +356,15 @@ def test_the_readme_upload_examples_work_as_written(api, db, site):
     nodes = api.ok(graphql, token=site["prov"])["evidence"]["nodes"]
     assert {"sha256": PDF_SHA, "filename": "närvaro.pdf", "mediaType": "application/pdf", "uploaded": True,
             "url": f"/documents/{PDF_SHA}"} in [d for n in nodes for d in n["documents"]]
+
+
+def test_the_document_store_and_limits_come_from_the_environment():
+    from ledger.config import ConfigError, load
+    base = {"UTFALL_ENV": "development"}
+    assert load({**base, "DATABASE_URL": "sqlite:////srv/utfall/utfall.db"}).document_dir == "/srv/utfall/documents"
+    assert load({**base, "DATABASE_URL": "postgresql+psycopg://u@h/db"}).document_dir == "documents"
+    given = load({**base, "UTFALL_DOCUMENT_DIR": "/data/docs", "UTFALL_DOCUMENT_MAX_BYTES": "5000",
+                  "UTFALL_IMPORT_MAX_BYTES": "9000"})
+    assert (given.document_dir, given.document_max_bytes, given.import_max_bytes) == ("/data/docs", 5000, 9000)
+    with pytest.raises(ConfigError, match="UTFALL_DOCUMENT_MAX_BYTES"):
+        load({**base, "UTFALL_DOCUMENT_MAX_BYTES": "20MB"})

@@ -57,6 +57,7 @@ def service(url: str, where: str, port: int):
     """The service in a process of its own, its log in a file under `where` (a pipe nobody
     reads would fill up and block it)."""
     env = {**os.environ, "DATABASE_URL": url, "UTFALL_ENV": "development", "UTFALL_SECRET": SECRET,
+           "UTFALL_KEY_DIR": where,  # the development signing key, not in the working directory
            "UTFALL_DOCUMENT_DIR": os.path.join(where, "documents"), "UTFALL_IMPORT_MAX_BYTES": str(2**31)}
     with open(os.path.join(where, "server.log"), "wb") as server_log:
         proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api.asgi:create", "--host", "127.0.0.1",
@@ -106,7 +107,8 @@ def run_backend(name: str, n: int, runs: int, log=_stderr) -> list[dict]:
                 uow.commit()
             log(f"  {name}: {n:,} rows (CSV {os.path.getsize(path) / 2**20:.1f} MiB)")
             port = _free_port()
-            cli_env = {**os.environ, "DATABASE_URL": b.url, "UTFALL_ENV": "development", "UTFALL_SECRET": SECRET}
+            cli_env = {**os.environ, "DATABASE_URL": b.url, "UTFALL_ENV": "development", "UTFALL_SECRET": SECRET,
+                       "UTFALL_KEY_DIR": where}
 
             def check(imported: int, what: str) -> None:
                 if imported != n:

@@ -1,4 +1,5 @@
-"""The HTTP app: GraphQL at /graphql (GraphiQL in development), /healthz, /readyz and /results."""
+"""The HTTP app: GraphQL at /graphql (GraphiQL in development), /healthz, /readyz, /results and uploads
+(/documents, /contracts/{id}/evidence-imports, /upload: api/uploads.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -26,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 from strawberry.asgi import GraphQL
 from strawberry.types.unset import UNSET
 
-from api import finance_exports, results_page
+from api import finance_exports, results_page, uploads
 from api.graphql.base import Context, RequestDB
 from api.graphql.schema import build_schema
 from api.logs import IDENTITY_NUMBER
@@ -292,8 +293,8 @@ class BodyLimit:
         self.limit = limit
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+        if scope["type"] != "http" or uploads.OWN_BODY_LIMIT.match(scope.get("path", "")):
+            return await self.app(scope, receive, send)  # uploads stream to disk under their own limits
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await self._too_large(scope, receive, send)
@@ -460,6 +461,7 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
         Route("/ledger/public-key", public_key),
         *results_page.routes(),
         *finance_exports.routes(),
+        *uploads.routes(),
     ]
     if not settings.production:
         # GraphiQL's assets; production has no GraphiQL, so nothing to serve

@@ -14,7 +14,11 @@ ENVIRONMENT = """environment:
   DATABASE_URL   the database (default: sqlite:///utfall.db in the working directory)
   UTFALL_ENV     development or production (default production)
   UTFALL_SECRET  the key for hashing identity numbers; needed only by commands that may see one
-                 (serve, demo, evidence import) unless UTFALL_ENV=development"""
+                 (serve, demo, evidence import) unless UTFALL_ENV=development
+  UTFALL_DOCUMENT_DIR        serve: where uploaded documents are stored (default: documents beside
+                             the SQLite file, else in the working directory)
+  UTFALL_DOCUMENT_MAX_BYTES  serve: the largest document upload (default 20 MiB)
+  UTFALL_IMPORT_MAX_BYTES    serve: the largest evidence file imported over HTTP (default 512 MiB)"""
 
 
 def redact_url(url: str) -> str:

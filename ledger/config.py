@@ -20,6 +20,11 @@ class Settings:
     # generated one, made on first use when `generate_signing_key`
     signing_key: str | None = None
     generate_signing_key: bool = False
+    # uploaded evidence documents, stored by their SHA-256 (UTFALL_DOCUMENT_DIR; default:
+    # `documents` beside a SQLite database file, else in the working directory)
+    document_dir: str = "documents"
+    document_max_bytes: int = 20 * 1024 * 1024  # one uploaded document (UTFALL_DOCUMENT_MAX_BYTES)
+    import_max_bytes: int = 512 * 1024 * 1024  # one evidence file imported over HTTP (UTFALL_IMPORT_MAX_BYTES)
 
     @property
     def production(self) -> bool:
@@ -54,4 +59,25 @@ def load(environ: dict | None = None, *, require_secret: bool = True) -> Setting
         from ledger.signing import development_key_path
         signing_key, generate = str(development_key_path(url, env)), True
     return Settings(database_url=url, env=mode, secret=secret_bytes, signing_key=signing_key,
-                    generate_signing_key=generate)
+                    generate_signing_key=generate, document_dir=env.get("UTFALL_DOCUMENT_DIR") or default_document_dir(url),
+                    document_max_bytes=_byte_count(env, "UTFALL_DOCUMENT_MAX_BYTES", 20 * 1024 * 1024),
+                    import_max_bytes=_byte_count(env, "UTFALL_IMPORT_MAX_BYTES", 512 * 1024 * 1024))
+
+
+def default_document_dir(database_url: str) -> str:
+    """`documents` beside a SQLite database file (so the two are found, and backed up, together);
+    otherwise `documents` in the working directory."""
+    from pathlib import Path
+    prefix = "sqlite:///"
+    if database_url.startswith(prefix) and ":memory:" not in database_url and len(database_url) > len(prefix):
+        return str(Path(database_url[len(prefix):]).parent / "documents")
+    return "documents"
+
+
+def _byte_count(env, name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name} must be a whole number of bytes, at least 1, not {raw!r}")
+    return int(raw)

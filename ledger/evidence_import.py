@@ -28,7 +28,7 @@ import json
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
@@ -108,6 +108,8 @@ class ImportResult:
     documents: int  # document rows written
     first_id: int | None = None
     last_id: int | None = None
+    audit_event_id: int | None = None  # the "importEvidence" audit event that records it
+    replayed: bool = False  # a retry under the same idempotency key: the first import's counts
 
 
 class ImportFileError(ValidationError):
@@ -724,15 +726,48 @@ def import_evidence(
     if not writing:
         raise ImportRejected(bad, ImportResult(file_name, sha, format, n_rows, 0, n_bad, 0))
     result = ImportResult(file_name, sha, format, n_rows, imported, n_bad, n_docs, first_id, last_id)
-    uow.session.add(AuditEvent(
+    event = AuditEvent(
         actor=actor.name, role=actor.role, party_id=actor.party_id, operation="importEvidence",
         input=canonical_json({"contractId": cid, "file": Path(file_name).name, "sha256": sha, "format": format,
                               "skipBad": skip_bad, "rows": n_rows, "imported": imported, "rejected": n_bad,
                               "documents": n_docs}),
         result_type="EvidenceImport", result_id=f"{first_id}-{last_id}" if imported else None,
-    ))
+    )
+    uow.session.add(event)
     uow.session.flush()
-    return result
+    return replace(result, audit_event_id=event.id)
+
+
+def check_may_import(uow_or_session, *, actor: Actor | None, contract_id: int) -> None:
+    """What `import_evidence` checks before reading a row: the caller is the contract's
+    provider (UNKNOWN_CONTRACT for a contract it may not see) and the contract takes claims.
+    Lets a server refuse a file before receiving it."""
+    require_role(actor, "PROVIDER")
+    _require_claimable(_own_contract(uow_or_session, actor, contract_id, party_field="provider_id"))
+
+
+def import_evidence_once(uow: UnitOfWork, *, idempotency_key: str | None, file_sha256: str, **kw) -> ImportResult:
+    """`import_evidence`, once per idempotency key: a retry with the same key and the same file
+    (by its SHA-256, with the same options) gets the first import's counts (`replayed`) and
+    imports nothing; the key with another file is IDEMPOTENCY_KEY_REUSED. A refused import
+    keeps no key (it rolled back), so a retry checks the file again."""
+    if idempotency_key is None:
+        return import_evidence(uow, **kw)
+    from ledger.audit import run_mutation
+    params = {"contractId": kw["contract_id"], "sha256": file_sha256, "format": kw["format"],
+              "skipBad": kw.get("skip_bad", False)}
+    return run_mutation(uow, actor=kw["actor"], operation="importEvidenceFile", params=params,
+                        idempotency_key=idempotency_key, action=lambda: import_evidence(uow, **kw),
+                        ref=lambda r: ("AuditEvent", str(r.audit_event_id)), load=_earlier_import)
+
+
+def _earlier_import(uow: UnitOfWork, _type: str, audit_event_id: str) -> ImportResult:
+    event = uow.session.get(AuditEvent, int(audit_event_id))
+    given = json.loads(event.input)
+    first, _, last = (event.result_id or "").partition("-")
+    return ImportResult(given["file"], given["sha256"], given["format"], given["rows"], given["imported"],
+                        given["rejected"], given["documents"], int(first) if first else None,
+                        int(last) if last else None, event.id, replayed=True)
 
 
 # --- reject files ---------------------------------------------------------------------------

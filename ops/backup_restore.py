@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Back up an Utfall PostgreSQL database, restore it, and prove the ledger came through unchanged.
 
-    python -m ops.backup_restore backup SOURCE_URL DUMP_FILE
-    python -m ops.backup_restore restore DUMP_FILE TARGET [--server URL] [--sequence N --hash H]
-    python -m ops.backup_restore verify-restore SOURCE_URL DUMP_FILE TARGET
+    python -m ops.backup_restore backup SOURCE_URL DUMP_FILE [--documents DIR]
+    python -m ops.backup_restore restore DUMP_FILE TARGET [--server URL] [--sequence N --hash H] [--documents DIR]
+    python -m ops.backup_restore verify-restore SOURCE_URL DUMP_FILE TARGET [--documents DIR --restore-documents DIR]
     python -m ops.backup_restore verify URL --sequence N --hash H
 
 (`python ops/backup_restore.py ...` works too when Utfall is installed.)
@@ -24,6 +24,14 @@ verify-restore  backup, then restore into TARGET on the source's server, then ve
                 the digest taken before the dump, and check the restored database has the same
                 append-only triggers as the source.
 verify          only the verification step, on any database (e.g. a copy someone restored by hand).
+
+Uploaded evidence documents live outside the database, in the document store (a directory,
+UTFALL_DOCUMENT_DIR). `backup --documents DIR` (default: $UTFALL_DOCUMENT_DIR) archives it
+after the dump as DUMP_FILE.documents.tar, its checksum in the digest file; a file is stored
+before its upload row commits, so every upload in the dump has its bytes in the archive. A
+backup of a database with uploads and no document store is refused. `restore --documents DIR`
+unpacks the archive into DIR (new or empty: nothing is overwritten), checks every file's
+SHA-256 against its name, and fails unless every upload row of the restored database has its file.
 
 URLs are SQLAlchemy's (`postgresql+psycopg://user:password@host:5432/db`) or libpq's
 (`postgresql://...`). TARGET is a database name or a full URL; a bare name lives on --server
@@ -47,6 +55,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -250,9 +259,89 @@ def sidecar(dump: Path) -> Path:
     return dump.with_name(dump.name + ".digest.json")
 
 
-def backup(source: URL, dump: Path) -> Digest:
+# --- the document store ---------------------------------------------------------------------
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def documents_archive(dump: Path) -> Path:
+    return dump.with_name(dump.name + ".documents.tar")
+
+
+def uploaded_documents(url: URL) -> set[str]:
+    """The SHA-256 of every uploaded document the database records (none before revision 0018c)."""
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            try:
+                return set(conn.execute(text("SELECT DISTINCT sha256 FROM document_uploads")).scalars())
+            except DBAPIError:
+                return set()
+    finally:
+        engine.dispose()
+
+
+def backup_documents(folder: Path, dump: Path) -> dict:
+    """Archive the document store's files (`ab/abc…`; not `incoming/`) next to the dump."""
+    if not folder.is_dir():
+        raise ToolError(f"the document store {folder} is not a directory")
+    archive = documents_archive(dump)
+    if archive.exists():
+        raise ToolError(f"{archive} exists; a backup never overwrites one")
+    partial = archive.with_name(archive.name + ".partial")
+    count = 0
+    try:
+        with tarfile.open(partial, "w") as tar:
+            for path in sorted(folder.glob("??/*")):
+                if path.is_file() and _SHA256.fullmatch(path.name) and path.parent.name == path.name[:2]:
+                    tar.add(path, arcname=f"{path.parent.name}/{path.name}", recursive=False)
+                    count += 1
+        os.replace(partial, archive)
+    finally:
+        partial.unlink(missing_ok=True)
+    checksum = sha256_file(archive)
+    say(f"documents: {archive} ({count} files, sha256 {checksum})")
+    return {"documentsFile": archive.name, "documentsCount": count, "documentsSha256": checksum}
+
+
+def restore_documents(dump: Path, folder: Path, meta: dict | None) -> set[str]:
+    """Unpack the archive into `folder` (new or empty), each file checked against its name."""
+    archive = documents_archive(dump)
+    if not archive.is_file():
+        raise ToolError(f"{archive} is not a file: this backup has no documents")
+    if meta is not None and meta.get("documentsSha256") and sha256_file(archive) != meta["documentsSha256"]:
+        raise Failed(f"{archive} is not the archive that was written: its sha256 differs from {sidecar(dump).name}")
+    if folder.exists() and any(folder.iterdir()):
+        raise ToolError(f"{folder} is not empty; a restore never overwrites documents")
+    found = set()
+    with tarfile.open(archive, "r") as tar:
+        for member in tar:
+            head, _, name = member.name.partition("/")
+            if not member.isfile() or not _SHA256.fullmatch(name) or head != name[:2]:
+                raise Failed(f"{archive} holds {member.name!r}, which is not a stored document")
+            data = tar.extractfile(member).read()
+            if hashlib.sha256(data).hexdigest() != name:
+                raise Failed(f"document {name} in {archive} does not have that SHA-256")
+            (folder / head).mkdir(parents=True, exist_ok=True)
+            (folder / head / name).write_bytes(data)
+            found.add(name)
+    say(f"documents: {len(found)} files restored into {folder}, each matching its SHA-256")
+    return found
+
+
+def check_documents(target: URL, folder: Path) -> None:
+    missing = sorted(sha for sha in uploaded_documents(target) if not (folder / sha[:2] / sha).is_file())
+    if missing:
+        raise Failed(f"{len(missing)} uploaded documents are not in {folder}, e.g. {missing[0]}")
+    say(f"every uploaded document of the restored database is in {folder}")
+
+
+def backup(source: URL, dump: Path, documents: Path | None = None) -> Digest:
     if dump.exists():
         raise ToolError(f"{dump} exists; a backup never overwrites one")
+    if documents is None and uploaded_documents(source):
+        raise ToolError("the database records uploaded documents: give --documents DIR (the document store, "
+                        "UTFALL_DOCUMENT_DIR) so they are backed up too")
     digest = take_digest(source)
     taken_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     say(f"ledger digest of {redact(source)}: sequence {digest.sequence} hash {digest.hash}")
@@ -266,9 +355,12 @@ def backup(source: URL, dump: Path) -> Digest:
     finally:
         partial.unlink(missing_ok=True)
     size, checksum = dump.stat().st_size, sha256_file(dump)
+    # after the dump: every upload row in it has its file by now (files are stored before rows commit)
+    archived = backup_documents(documents, dump) if documents is not None else {}
     sidecar(dump).write_text(json.dumps({
         "sequence": digest.sequence, "hash": digest.hash, "takenAt": taken_at,
         "source": redact(source.set(password=None)), "dumpFile": dump.name, "dumpBytes": size, "dumpSha256": checksum,
+        **archived,
     }, indent=2) + "\n", encoding="utf-8")
     say(f"dump: {dump} ({size} bytes, sha256 {checksum})")
     say(f"digest kept in {sidecar(dump)}")
@@ -286,10 +378,15 @@ def read_sidecar(dump: Path) -> dict | None:
 
 
 def restore(dump: Path, target: URL, digest: Digest | None, *, maintenance_db: str | None = None,
-            expected_triggers: set[tuple[str, str]] | None = None) -> None:
+            expected_triggers: set[tuple[str, str]] | None = None, documents: Path | None = None) -> None:
     if not dump.is_file():
         raise ToolError(f"{dump} is not a file")
     meta = read_sidecar(dump)
+    if documents is None and meta is not None and meta.get("documentsFile"):
+        raise ToolError(f"this backup holds {meta.get('documentsCount', 'the')} uploaded documents: give --documents DIR "
+                        "(a new or empty directory) to restore them")
+    if documents is not None:
+        restore_documents(dump, documents, meta)
     size = dump.stat().st_size
     say(f"dump: {dump} ({size} bytes)")
     if meta is not None and meta.get("dumpSha256"):
@@ -326,6 +423,8 @@ def restore(dump: Path, target: URL, digest: Digest | None, *, maintenance_db: s
     say(f"restored into {redact(target)}")
     try:
         verify_restored(target, digest, expected_triggers)
+        if documents is not None:
+            check_documents(target, documents)
     except Failed:
         print(f"the restored database {name} is left in place for inspection; drop it when done", file=sys.stderr)
         raise
@@ -348,14 +447,19 @@ def _digest_args(args) -> Digest | None:
     return Digest(args.sequence, args.hash)
 
 
+def _folder(raw: str | None) -> Path | None:
+    return Path(raw) if raw else None
+
+
 def cmd_backup(args) -> None:
-    backup(pg_url(args.source), Path(args.dump))
+    backup(pg_url(args.source), Path(args.dump), _folder(args.documents or os.environ.get("UTFALL_DOCUMENT_DIR")))
 
 
 def cmd_restore(args) -> None:
     server = pg_url(args.server) if args.server else None
     restore(Path(args.dump), target_url(args.target, server), _digest_args(args),
-            maintenance_db=server.database if server is not None and "://" not in args.target else None)
+            maintenance_db=server.database if server is not None and "://" not in args.target else None,
+            documents=_folder(args.documents))
 
 
 def cmd_verify_restore(args) -> None:
@@ -365,9 +469,11 @@ def cmd_verify_restore(args) -> None:
         raise ToolError("the target must be another database than the source")
     dump = Path(args.dump)
     expected = {key for key, on in triggers_of(source).items() if on}
-    digest = backup(source, dump)
+    if (args.documents is None) != (args.restore_documents is None):
+        raise ToolError("--documents and --restore-documents go together")
+    digest = backup(source, dump, _folder(args.documents))
     restore(dump, target, digest, maintenance_db=None if "://" in args.target else source.database,
-            expected_triggers=expected)
+            expected_triggers=expected, documents=_folder(args.restore_documents))
 
 
 def cmd_verify(args) -> None:
@@ -386,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("backup", help="digest, then pg_dump -Fc")
     b.add_argument("source", help="the database to back up (URL)")
     b.add_argument("dump", help="the dump file to write (must not exist)")
+    b.add_argument("--documents", metavar="DIR",
+                   help="the document store to archive as DUMP.documents.tar (default: $UTFALL_DOCUMENT_DIR)")
     b.set_defaults(func=cmd_backup)
 
     r = sub.add_parser("restore", help="createdb + pg_restore, then verify against the digest")
@@ -394,12 +502,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--server", help="URL of the server to restore on (default: libpq's PG* environment)")
     r.add_argument("--sequence", type=int, help="the digest's sequence (default: from DUMP.digest.json)")
     r.add_argument("--hash", help="the digest's hash (default: from DUMP.digest.json)")
+    r.add_argument("--documents", metavar="DIR", help="a new or empty directory to restore the documents into")
     r.set_defaults(func=cmd_restore)
 
     vr = sub.add_parser("verify-restore", help="backup, restore into a new database, verify against the digest")
     vr.add_argument("source")
     vr.add_argument("dump")
     vr.add_argument("target", help="a new database's name (on the source's server) or URL")
+    vr.add_argument("--documents", metavar="DIR", help="the source's document store")
+    vr.add_argument("--restore-documents", metavar="DIR", help="a new or empty directory to restore the documents into")
     vr.set_defaults(func=cmd_verify_restore)
 
     v = sub.add_parser("verify", help="verify a database against a digest and check its append-only triggers")

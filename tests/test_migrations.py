@@ -12,7 +12,7 @@ APPEND_ONLY = ("ledger_transactions", "ledger_entries", "audit_events",
                "payout_lines", "payout_items", "payout_shares", "payments", "merkle_nodes",
                "indigo_field_statuses",
                "investments", "investment_drawdowns", "distributions", "distribution_lines",
-               "distribution_receipts", "investment_closings")
+               "distribution_receipts", "investment_closings", "document_uploads")
 
 
 def test_alembic_head_matches_the_orm(engine):

@@ -43,11 +43,19 @@ class Participant(Node):
         return cls(pk=p.id, external_ref=p.external_ref, area=p.area, enrolled_on=p.enrolled_on, enrolled_by=p.enrolled_by)
 
 
-@strawberry.type
+@strawberry.type(description="A document behind an evidence item, named by the SHA-256 of its bytes.")
 class Document:
     sha256: str
     filename: str
     media_type: str
+    uploaded: bool = strawberry.field(description=(
+        "Whether the provider that submitted the evidence has uploaded the document's bytes "
+        "(PUT /documents/{sha256}); until then the evidence names the document but it cannot be downloaded."))
+
+    @strawberry.field(description=(
+        "Where to download the document (GET with your bearer token), once it is uploaded; null until then."))
+    def url(self) -> str | None:
+        return f"/documents/{self.sha256}" if self.uploaded else None
 
 
 @strawberry.type
@@ -81,7 +89,8 @@ class Evidence(Node):
         return cls(pk=e.id, contract_pk=e.contract_id, participant=Participant.from_row(e.participant), metric_code=e.metric_code,
                    status=EvidenceStatus(e.status), achieved_on=e.achieved_on, period_start=e.period_start,
                    period_end=e.period_end, value=e.value,
-                   documents=[Document(sha256=d.sha256, filename=d.filename, media_type=d.media_type) for d in e.documents],
+                   documents=[Document(sha256=d.sha256, filename=d.filename, media_type=d.media_type, uploaded=d.uploaded)
+                              for d in e.documents],
                    submitted_by=e.submitted_by, submitted_at=e.submitted_at, decided_by=e.decided_by,
                    decided_at=e.decided_at, decision_note=e.decision_note, invalidated_by=e.invalidated_by,
                    invalidated_at=e.invalidated_at, invalidation_reason=e.invalidation_reason)

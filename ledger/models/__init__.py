@@ -6,7 +6,7 @@ from ledger.models.merkle import MerkleNode
 from ledger.models.audit import AuditEvent, IdempotencyKey
 from ledger.models.funds import OutcomesFund
 from ledger.models.contracts import AreaSupplement, ContractTerms, LateClaimGrant, Metric, OutcomeContract, PayerShare, Sanction
-from ledger.models.evidence import Evidence, EvidenceDocument, Measurement, Participant
+from ledger.models.evidence import DocumentUpload, Evidence, EvidenceDocument, Measurement, Participant
 from ledger.models.payouts import Payment, PayoutCalculation, PayoutItem, PayoutLine, PayoutShare
 from ledger.models.publishing import IndigoFieldStatus
 from ledger.models.investments import (
@@ -18,7 +18,7 @@ __all__ = [
     "Base", "UTCDateTime", "utcnow", "Party", "ApiToken", "Account", "Entry", "LedgerHead",
     "Transaction", "GENESIS_HASH", "MerkleNode", "AuditEvent", "IdempotencyKey", "OutcomesFund", "OutcomeContract",
     "ContractTerms", "LateClaimGrant", "PayerShare", "Metric", "AreaSupplement", "Sanction", "Participant", "Evidence",
-    "EvidenceDocument", "Measurement", "PayoutCalculation", "PayoutLine", "PayoutItem", "PayoutShare", "Payment",
+    "DocumentUpload", "EvidenceDocument", "Measurement", "PayoutCalculation", "PayoutLine", "PayoutItem", "PayoutShare", "Payment",
     "IndigoFieldStatus",
     "Investment", "Drawdown", "WaterfallDistribution", "DistributionLine", "DistributionReceipt", "InvestmentClosing",
     "ChangeRequest", "Dispute",

@@ -8,8 +8,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import (
+    BigInteger, CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, and_, exists, select,
+)
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from ledger.models.base import Base, DecimalText, UTCDateTime, utcnow
 from ledger.models.parties import _in
@@ -71,14 +73,43 @@ class Evidence(Base):
     participant: Mapped["Participant"] = relationship(lazy="selectin", viewonly=True)
 
 
+class DocumentUpload(Base):
+    """A party uploaded the bytes with this SHA-256 (stored once, by hash, in the document store).
+
+    Never changed or deleted (database triggers refuse it, revision 0018c): a party uploading
+    the same bytes again finds its row; another party uploading them gets a row of its own.
+    """
+
+    __tablename__ = "document_uploads"
+    __table_args__ = (
+        UniqueConstraint("sha256", "party_id", name="sha256_party"),
+        CheckConstraint("size_bytes >= 0", name="size_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    party_id: Mapped[int] = mapped_column(ForeignKey("parties.id"))
+    media_type: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    uploaded_by: Mapped[str] = mapped_column(String(200))
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class EvidenceDocument(Base):
     __tablename__ = "evidence_documents"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     evidence_id: Mapped[int] = mapped_column(ForeignKey("evidence.id"), index=True)
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)  # who may download a document (api/uploads.py)
     filename: Mapped[str] = mapped_column(String(255))
     media_type: Mapped[str] = mapped_column(String(100))
+    # the evidence's submitting party uploaded these bytes: only then can they be downloaded
+    # through the evidence (loaded with the documents' own SELECT, no query per document)
+    uploaded: Mapped[bool] = column_property(exists(select(DocumentUpload.id).where(and_(
+        DocumentUpload.sha256 == sha256,
+        DocumentUpload.party_id == select(Evidence.submitted_party_id).where(Evidence.id == evidence_id)
+        .correlate_except(Evidence).scalar_subquery(),
+    ))))
 
 
 MEASUREMENT_STATUSES = ("CURRENT", "SUPERSEDED", "VOIDED")

@@ -1,9 +1,9 @@
 """Every benchmark in one command, and one table.
 
     python -m ops.bench [--quick] [--backend sqlite|postgresql|both]
-                        [--only ledger,import,payout,http,waterfall,merkle,load] [--json PATH]
+                        [--only ledger,import,upload,payout,http,waterfall,merkle,load] [--json PATH]
 
-Runs the ledger, bulk-import, payout, HTTP, waterfall, Merkle tree and load benchmarks one after
+Runs the ledger, bulk-import, evidence-upload (HTTP vs CLI), payout, HTTP, waterfall, Merkle tree and load benchmarks one after
 another and prints one table: operation, backend, size, median (min–max), and the ratio to the
 bare-database reference each benchmark measured in the same run; the load scenarios (bursts,
 slow bodies) print their own table after it, and any 5xx, timeout or unlogged request there
@@ -19,10 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from ops.bench import evidence_import, http, ledger, load, merkle, payout, waterfall
+from ops.bench import evidence_import, evidence_upload, http, ledger, load, merkle, payout, waterfall
 
-SUITES = {"ledger": ledger, "import": evidence_import, "payout": payout, "http": http, "waterfall": waterfall,
-          "merkle": merkle, "load": load}
+SUITES = {"ledger": ledger, "import": evidence_import, "upload": evidence_upload, "payout": payout, "http": http,
+          "waterfall": waterfall, "merkle": merkle, "load": load}
 
 
 def _fmt(value: float, unit: str) -> str:

@@ -246,3 +246,76 @@ def test_nothing_is_overwritten(source, backup, tmp_path):
 def test_sqlite_is_not_backed_up_this_way(tmp_path):
     done = run("backup", f"sqlite:///{tmp_path / 'utfall.db'}", str(tmp_path / "x.dump"))
     assert done.returncode == 2 and "not PostgreSQL" in done.stderr
+
+
+@pytest.fixture
+def with_documents(tmp_path):
+    """A migrated database with two uploaded documents, and its document store."""
+    if "postgresql" not in BACKENDS:
+        pytest.skip("UTFALL_TEST_BACKENDS leaves PostgreSQL out")
+    require_postgres()
+    import hashlib
+    from ledger import documents
+    from ledger.access import Actor
+    from tests.factories import party
+    name = create_pg_database("utfall_ops_docs")
+    url = pg_url(name)
+    engine = make_engine(url)
+    try:
+        schema.upgrade(url)
+        db = Database(engine)
+        provider = Actor("pia", "PROVIDER", party(db, role="PROVIDER", name="Skolframgång AB").id)
+        store = documents.DocumentStore(tmp_path / "documents")
+        shas = []
+        for body in (b"%PDF-1.4 one", b"%PDF-1.4 two"):
+            sha = hashlib.sha256(body).hexdigest()
+            fd, temporary = store.incoming()
+            os.write(fd, body)
+            os.close(fd)
+            store.keep(temporary, sha)
+            with db.uow() as uow:
+                documents.record_upload(uow, actor=provider, sha256=sha, media_type="application/pdf",
+                                        size_bytes=len(body))
+                uow.commit()
+            shas.append(sha)
+        yield url, store.root, shas
+    finally:
+        engine.dispose()
+        drop_pg_database(name)
+
+
+def test_uploaded_documents_are_backed_up_and_restored_with_the_database(with_documents, databases, tmp_path):
+    url, store, shas = with_documents
+    target = new_name("docs")
+    databases.append(target)
+    dump, restored = tmp_path / "utfall.dump", tmp_path / "restored-documents"
+    # a backup that would leave the documents behind is refused
+    done = run("backup", url, str(tmp_path / "no-docs.dump"))
+    assert done.returncode == 2 and "--documents" in done.stderr
+    # when
+    done = run("verify-restore", url, str(dump), target, "--documents", str(store),
+               "--restore-documents", str(restored))
+    # then
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 files restored" in done.stdout and "every uploaded document" in done.stdout
+    for sha in shas:
+        assert (restored / sha[:2] / sha).read_bytes() == (store / sha[:2] / sha).read_bytes()
+    kept = json.loads((tmp_path / "utfall.dump.digest.json").read_text())
+    assert kept["documentsCount"] == 2 and kept["documentsFile"] == "utfall.dump.documents.tar"
+    # a restore without a place for the documents is refused; into a non-empty one too
+    again = new_name("docs2")
+    assert (r := run("restore", str(dump), restored_url(url, again))).returncode == 2 and "--documents" in r.stderr
+    r = run("restore", str(dump), restored_url(url, again), "--documents", str(restored))
+    assert r.returncode == 2 and "not empty" in r.stderr
+
+
+def test_a_changed_document_archive_is_refused(with_documents, databases, tmp_path):
+    url, store, _ = with_documents
+    dump = tmp_path / "utfall.dump"
+    assert run("backup", url, str(dump), "--documents", str(store)).returncode == 0
+    archive = tmp_path / "utfall.dump.documents.tar"
+    archive.write_bytes(archive.read_bytes().replace(b"%PDF-1.4 one", b"%PDF-1.4 0ne"))
+    target = new_name("tampered")
+    databases.append(target)
+    done = run("restore", str(dump), restored_url(url, target), "--documents", str(tmp_path / "out"))
+    assert done.returncode == 1 and "documents.tar is not the archive" in done.stderr

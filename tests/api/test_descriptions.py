@@ -5,7 +5,8 @@ from graphql import build_ast_schema, build_client_schema, get_introspection_que
 from strawberry.printer import print_schema
 
 from api.graphql.manual import CATALOGUE, elements
-from api.graphql.schema import build_schema, schema
+from api.graphql.manual.mutations import ANY_MUTATION, CODES
+from api.graphql.schema import schema
 
 SDL = Path(__file__).resolve().parents[2] / "schemas" / "schema.graphql"
 
@@ -31,11 +32,10 @@ def test_every_catalogue_entry_names_an_element_and_is_not_shadowed_by_an_inline
     assert not empty, "empty catalogue entries:\n" + "\n".join(empty)
 
 
-def test_graphiql_reads_the_descriptions_by_introspection():
-    # the query GraphiQL sends to fill its documentation pane
-    result = build_schema().execute_sync(get_introspection_query(descriptions=True, input_value_deprecation=True))
-    assert result.errors is None, result.errors
-    seen = _descriptions(build_client_schema(result.data))
+def test_graphiql_reads_the_descriptions_by_introspection(api):
+    # the query GraphiQL sends to fill its documentation pane, over HTTP as a fund manager
+    query = get_introspection_query(descriptions=True, input_value_deprecation=True)
+    seen = _descriptions(build_client_schema(api.ok(query, token=api.token("FUND_MANAGER"))))
     assert seen == _descriptions(schema._schema)
     assert "egen regi" in seen["Ownership.PUBLIC_IN_HOUSE"]
     assert "vite" in seen["SanctionLevel.PENALTY"]
@@ -47,3 +47,11 @@ def test_the_exported_sdl_carries_the_descriptions():
     assert _descriptions(printed) == _descriptions(schema._schema)
     exported = build_ast_schema(parse(SDL.read_text(encoding="utf-8")))
     assert _descriptions(exported) == _descriptions(schema._schema), "run `utfall schema export`"
+
+
+def test_the_codes_each_payload_lists_are_codes_of_its_mutation():
+    codes = set(schema._schema.type_map["UserErrorCode"].values)
+    mutation = schema._schema.mutation_type.fields
+    unknown = [f"{m}: {c}" for m, cs in CODES.items() for c in cs if c not in codes] + \
+              [c for c in ANY_MUTATION if c not in codes] + [f"{m}: no such mutation" for m in CODES if m not in mutation]
+    assert not unknown, "\n".join(unknown)

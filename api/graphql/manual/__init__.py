@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from graphql import (GraphQLEnumType, GraphQLInputObjectType, GraphQLInterfaceType, GraphQLObjectType,
                      GraphQLSchema)
 
-from api.graphql.manual import (contracts, conventions, evidence, error_codes, investments, ledger, parties,
-                                payouts, reports)
+from api.graphql.manual import (contracts, conventions, error_codes, evidence, investments, ledger, mutations,
+                                parties, payouts, reports)
 
 CATALOGUE: dict[str, str] = {}
-for _area in (parties, contracts, evidence, payouts, investments, ledger, reports, error_codes):
+for _area in (parties, contracts, evidence, payouts, investments, ledger, reports, mutations, error_codes):
     _overlap = CATALOGUE.keys() & _area.DESCRIPTIONS.keys()
     assert not _overlap, f"described twice: {sorted(_overlap)}"
     CATALOGUE.update(_area.DESCRIPTIONS)

@@ -121,6 +121,18 @@ DESCRIPTIONS = {
                     "COMPARISON_THRESHOLD a threshold, and a baseline unless comparison values are recorded. "
                     "Caps are optional, in the fund's currency."),
     "MetricKind": "How a metric turns results into money (PAYOUTS.md §1).",
+    "MetricInput.baseline": ("The value without the intervention, in the metric's own unit (e.g. \"3650\" care days "
+                             "per period): required for BASELINE_IMPROVEMENT; for COMPARISON_THRESHOLD the comparison "
+                             "rate when no comparison value is recorded. Leave out for a rate card."),
+    "MetricInput.baselineSource": "Where the baseline comes from, e.g. \"Socialstyrelsen, 2019–2023 average\"; optional.",
+    "MetricInput.baselineMethod": "How the baseline was set, e.g. a historical average or a matched comparison group; optional.",
+    "MetricInput.threshold": ("For COMPARISON_THRESHOLD (required there), the least relative improvement that pays, "
+                              "as a fraction: \"0.10\" is 10 %. Leave out for other kinds."),
+    "MetricInput.capPerParticipant": "The most one participant can earn from this metric over the contract; leave out for no cap.",
+    "MetricInput.capPerPeriod": "The most this metric can pay for one payout period; leave out for no cap.",
+    "MetricInput.capTotal": "The most this metric can pay over the whole contract; leave out for no cap.",
+    "MetricInput.onceOnly": "True to pay a participant for this outcome at most once over the contract (RATE_CARD only, ONCE_ONLY_NOT_ALLOWED otherwise).",
+    "MetricInput.areaSupplements": "Extra percentages on the price per area, e.g. [{area: \"GLESBYGD\", percent: \"15.00\"}]; none by default.",
     "MetricKind.RATE_CARD": "A fixed price each time a participant achieves the outcome, e.g. 26 weeks in work; paid per verified evidence item.",
     "MetricKind.BASELINE_IMPROVEMENT": "A price per unit of improvement of a measured quantity over the baseline (e.g. care days avoided); never negative.",
     "MetricKind.COMPARISON_THRESHOLD": ("Pays only when the cohort's relative improvement over a comparison group or "

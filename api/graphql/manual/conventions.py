@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from graphql import GraphQLSchema, get_named_type
 
+from api.graphql.base import DEFAULT_PAGE, MAX_PAGE
+
 # Input fields (and a few output types) that mean exactly what the same-named field of
 # another type means: the text is taken from there.
 MIRRORS = {
@@ -23,9 +25,9 @@ MIRRORS = {
 }
 
 PAGING_ARGUMENTS = {
-    "first": "How many items to return from the start (or from `after`), 0 to 100; default 50.",
+    "first": f"How many items to return from the start (or from `after`), 0 to {MAX_PAGE}; default {DEFAULT_PAGE}.",
     "after": "Return the items after this cursor: pass the previous page's `pageInfo.endCursor`.",
-    "last": "How many items to return from the end (or before `before`), 0 to 100.",
+    "last": f"How many items to return from the end (or before `before`), 0 to {MAX_PAGE}.",
     "before": "Return the items before this cursor: pass the next page's `pageInfo.startCursor`.",
 }
 

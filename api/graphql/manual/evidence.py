@@ -46,8 +46,8 @@ DESCRIPTIONS = {
     "Document.filename": "The file's name, e.g. \"anstallningsbevis.pdf\".",
     "Document.mediaType": "The file's media type, e.g. \"application/pdf\".",
     "DocumentInput": "A document behind a claim: the SHA-256 of its bytes, its file name and media type.",
-    "Query.evidence": ("Evidence items, oldest first: all for fund managers, admins and auditors; a provider's or "
-                       "verifier's own contracts for them."),
+    "Query.evidence": ("Evidence items, oldest first: all for fund managers, admins and auditors; those of a party's own "
+                       "contracts for the others."),
     "Query.evidence(contractId:)": "Only this contract's evidence.",
     "Query.evidence(status:)": "Only evidence in this status, e.g. SUBMITTED for what waits for a verifier.",
     "Mutation.submitEvidence": ("Claim that a participant achieved an outcome (PROVIDER, on its own ACTIVE "
@@ -112,7 +112,6 @@ DESCRIPTIONS = {
     "CorrectMeasurementInput.observedValue": "The corrected measured value.",
     "CorrectMeasurementInput.comparisonValue": "The corrected comparison value; leave out to use the metric's baseline.",
     "CorrectMeasurementInput.cohortSize": "The corrected cohort size.",
-    "CorrectMeasurementPayload": "What `correctMeasurement` answers: the new version on success with an empty `userErrors`.",
     "VoidMeasurementInput.measurementId": "The CURRENT measurement to void.",
     "VoidMeasurementInput.reason": "Why it is voided.",
     "VoidMeasurementPayload.measurement": "The measurement, now VOIDED; null when userErrors is not empty.",

@@ -6,7 +6,6 @@ DESCRIPTIONS = {
     "CreateInvestmentPayload.investment": "The new investment, nothing drawn yet; null when userErrors is not empty.",
     "RecordDrawdownPayload.drawdown": "The drawdown, posted to the ledger; null when userErrors is not empty.",
     "DistributeReceiptsPayload.distribution": "The distribution with its lines in waterfall order; null when userErrors is not empty.",
-    "CloseInvestmentsPayload": "What `closeInvestments` answers: the closed investments with their loss, with an empty `userErrors`, on success.",
     "DistributionLine": "What one step of the waterfall paid to one investment, or the residual left with the provider.",
     "DistributionLineKind.PRINCIPAL": "Repays principal drawn.",
     "DistributionLineKind.RETURN": "The return on top of principal, up to the investment's returnCap.",

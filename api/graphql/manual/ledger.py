@@ -4,9 +4,12 @@ DESCRIPTIONS = {
     "LedgerAccount": ("An account of the double-entry ledger, owned by one party (and where it matters for one "
                       "contract, fund and counterparty). Obligations are PAYABLE accounts of the debtor mirrored "
                       "by RECEIVABLE accounts of the creditor."),
-    "LedgerAccount.code": ("What the account records: FUND_CASH, FUND_CAPITAL, FUND_COMMITTED, "
-                           "FUND_COMMITMENT_RESERVE, PAYER_COMMITTED, PAYER_COMMITMENT_RESERVE, CASH, OUTCOME_COST, "
-                           "OUTCOME_REVENUE, PAYABLE, RECEIVABLE, PENALTY_EXPENSE or PENALTY_INCOME (vite)."),
+    "LedgerAccount.code": ("What the account records. Funds and payers: FUND_CASH, FUND_CAPITAL, FUND_COMMITTED, "
+                           "FUND_COMMITMENT_RESERVE, PAYER_COMMITTED, PAYER_COMMITMENT_RESERVE, OUTCOME_COST; "
+                           "providers: OUTCOME_REVENUE; obligations: PAYABLE, RECEIVABLE; penalties (vite): "
+                           "PENALTY_EXPENSE, PENALTY_INCOME; impact bonds: INVESTMENT, PREFINANCE, "
+                           "INVESTMENT_RETURN, INVESTOR_RETURN_COST, INVESTMENT_LOSS, PREFINANCE_WRITTEN_OFF; "
+                           "and CASH."),
     "LedgerAccount.name": "The account's name in words, e.g. \"Owed to\" or \"Penalties (vite) receivable\".",
     "LedgerAccount.currency": "The account's currency; all its entries are in it.",
     "LedgerAccount.closedAt": "When the account was closed; null while open. A closed account takes no entries (ACCOUNT_CLOSED).",

@@ -18,9 +18,6 @@ DESCRIPTIONS = {
     "PageInfo.endCursor": "The cursor of the last item of this page, to pass as `after`; null for an empty page.",
     "Query": ("Everything you can read. Most fields need a bearer token and answer only with what its role and "
               "party may see; `publicResults` and `evaluationReport` also answer without one."),
-    "Mutation": ("Everything you can change. Each mutation takes one `input` (with an optional idempotencyKey for "
-                 "safe retries), runs in one database transaction, is written to the audit trail, and answers "
-                 "with its result or with `userErrors`."),
     "Query.node(id:)": "The global ID of any object, as returned in its `id` field.",
 
     # --- parties --------------------------------------------------------------------------
@@ -55,7 +52,7 @@ DESCRIPTIONS = {
     "Viewer": "Who the calling token belongs to.",
     "Viewer.name": "The token's name, as given when it was created.",
     "Viewer.role": "The token's role, which decides what it may see and do.",
-    "Viewer.party": "The party the token is bound to; null for ADMIN, FUND_MANAGER and AUDITOR tokens.",
+    "Viewer.party": "The party the token acts for; null when it is not bound to one (e.g. most ADMIN, FUND_MANAGER and AUDITOR tokens).",
     "Query.viewer": "The calling token: its name, role and party. Null without a token.",
     "Query.parties": "Every registered organisation, oldest first (any token).",
     "Query.parties(role:)": "Only parties of this role.",
@@ -67,7 +64,7 @@ DESCRIPTIONS = {
     "ApiToken.expiresAt": "After this moment the token is refused; null if it never expires.",
     "ApiToken.revokedAt": "When the token was revoked; null while it is valid.",
     "ApiToken.lastUsedAt": "When the token was last used; null if never.",
-    "ApiToken.party": "The party the token acts for; null for ADMIN, FUND_MANAGER and AUDITOR tokens.",
+    "ApiToken.party": "The party the token acts for; null when it is not bound to one.",
     "Mutation.createParty": ("Register an organisation (ADMIN, FUND_MANAGER). A provider must give its ownership "
                              "form, other parties none (OWNERSHIP_REQUIRED, OWNERSHIP_NOT_ALLOWED); an organisation "
                              "number is checked (INVALID_ORG_NUMBER) and unique (DUPLICATE_ORG_NUMBER)."),
@@ -81,7 +78,7 @@ DESCRIPTIONS = {
                                 "that role (PARTY_REQUIRED, WRONG_PARTY_ROLE)."),
     "CreateApiTokenInput.name": "Who or what will use the token, e.g. \"Kommunen ekonomi\".",
     "CreateApiTokenInput.role": "What the token may do.",
-    "CreateApiTokenInput.partyId": "The party the token acts for: required for party-bound roles, not allowed for the others.",
+    "CreateApiTokenInput.partyId": "The party the token acts for: required for MUNICIPALITY, PROVIDER, VERIFIER and INVESTOR tokens (a party of that role), optional for the others.",
     "CreateApiTokenInput.expiresAt": "When the token stops working (with an offset); leave out for no expiry.",
     "CreateApiTokenPayload.apiToken": "The token's record (without the secret); null when userErrors is not empty.",
     "Mutation.revokeApiToken": "Revoke a token at once (ADMIN): every later request with it is UNAUTHENTICATED.",

@@ -4,7 +4,7 @@ DESCRIPTIONS = {
     "Payout": ("What a contract pays for one period: calculated from the verified evidence and measurements under "
                "the terms in force, line by line per metric with caps and clawbacks, split between the payers. "
                "Deterministic: its inputs and their SHA-256 are recorded, so anyone can recompute it."),
-    "Payout.status": "CALCULATED → APPROVED → POSTED, or SUPERSEDED by a recalculation, or REVERSED.",
+    "Payout.status": "CALCULATED, then POSTED when a second fund manager approves it; SUPERSEDED by a recalculation; REVERSED if its ledger transaction is reversed.",
     "Payout.periodStart": "The first day of the period paid for.",
     "Payout.periodEnd": "The last day of the period; the terms in force on it set the per-period caps.",
     "Payout.termsVersion": "The terms version in force on periodEnd.",
@@ -21,7 +21,7 @@ DESCRIPTIONS = {
     "Recomputed": "The payout engine run again on the recorded inputs, compared figure by figure with what was stored.",
     "PayoutStatus": "Where a payout is in its life.",
     "PayoutStatus.CALCULATED": "Calculated and waiting for a second fund manager's approval; nothing is owed yet.",
-    "PayoutStatus.APPROVED": "Approved by a second fund manager (four eyes); it is posted at once.",
+    "PayoutStatus.APPROVED": "Approved by a second fund manager (four eyes). Approval posts the payout at once, so payouts show POSTED rather than this.",
     "PayoutStatus.POSTED": "Posted to the ledger: the payers now owe the provider their shares.",
     "PayoutStatus.SUPERSEDED": "Replaced by a newer calculation of the same period before approval; never paid.",
     "PayoutLine": "What one metric earned (or gave back) in a payout, before and after caps.",
@@ -41,7 +41,7 @@ DESCRIPTIONS = {
     "Query.payouts(status:)": "Only payouts in this status, e.g. CALCULATED for those waiting for approval.",
     "Query.payout": "One payout with its lines, shares and inputs; null if it does not exist or is not yours to see.",
     "Query.payout(id:)": "The payout's global ID.",
-    "CalculatePayoutInput.contractId": "The ACTIVE (or ended, within its claim windows) contract to pay.",
+    "CalculatePayoutInput.contractId": "The contract to pay: ACTIVE, or ended for its periods up to the end; not a DRAFT or a SUSPENDED one.",
     "CalculatePayoutInput.periodStart": "The first day of the period: a scheduled period exactly (PERIOD_NOT_IN_SCHEDULE otherwise); see the contract's schedule.",
     "CalculatePayoutInput.periodEnd": "The last day of the period (both days count).",
     "CalculatePayoutPayload.payout": "The new CALCULATED payout, to be approved by another fund manager; null when userErrors is not empty.",

@@ -48,7 +48,7 @@ DESCRIPTIONS = {
     "OutcomeContract.verifier": "The independent verifier who decides on evidence and records measurements; null if none.",
     "OutcomeContract.investor": "The investor that pre-finances the provider (an impact bond); null if none.",
     "OutcomeContract.sanctions": "Every sanction issued on the contract, oldest first.",
-    "OutcomeContract.evidence": "The providers' claims of outcomes, oldest first.",
+    "OutcomeContract.evidence": "The provider's claims of outcomes under this contract, oldest first.",
     "OutcomeContract.evidence(status:)": "Only evidence in this status.",
     "OutcomeContract.measurements": "Every measurement recorded for the contract's measured metrics, with corrected and voided versions.",
     "OutcomeContract.payouts": "The contract's payout calculations, oldest first.",

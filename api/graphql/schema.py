@@ -22,6 +22,7 @@ from strawberry.types import Info
 from api.graphql import (audit, change_requests, contracts, corrections, evidence, forecast, investments, ledger,
                          parties, payouts, proofs, publishing, reports)
 from api.graphql.limits import CostLimitRule
+from api.graphql.manual import describe
 from api.logs import redact
 from api.graphql.base import SCALAR_MAP, Node, ScalarError, UserErrorCode, ctx, split_global_id
 from ledger import models
@@ -193,7 +194,7 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
     if production:
         from strawberry.extensions import DisableIntrospection
         extensions.append(DisableIntrospection)
-    return UtfallSchema(
+    built = UtfallSchema(
         query=Query, mutation=Mutation, types=[parties.Party, parties.ApiToken, ledger.LedgerAccount,
                                                ledger.LedgerTransaction, audit.AuditEvent,
                                                contracts.Fund, contracts.OutcomeContract, contracts.Sanction,
@@ -203,6 +204,8 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
                                                corrections.Dispute, change_requests.ChangeRequest],
         config=StrawberryConfig(scalar_map=SCALAR_MAP), extensions=extensions,
     )
+    describe(built._schema)  # the manual: GraphiQL's documentation pane and the exported SDL read these
+    return built
 
 
 schema = build_schema()

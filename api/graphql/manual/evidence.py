@@ -1,0 +1,138 @@
+"""The manual: participants, evidence of outcomes, measurements, disputes."""
+
+DESCRIPTIONS = {
+    # --- participants ---------------------------------------------------------------------
+    "Participant.externalRef": "The provider's own reference for the person (e.g. a case number), unique in the contract; null if not given.",
+    "Participant.area": "Where the participant lives, as used for area supplements, e.g. \"GLESBYGD\" (sparsely populated); null if none.",
+    "Participant.enrolledOn": "The day the participant joined the cohort; outcomes before it do not count (BEFORE_ENROLMENT).",
+    "Participant.enrolledBy": "Who enrolled the participant.",
+    "EnrollParticipantInput.contractId": "An ACTIVE contract of yours, before its serviceEndDate (ENROLMENT_CLOSED after).",
+    "EnrollParticipantInput.enrolledOn": "The day the participant joined; not in the future (DATE_IN_FUTURE).",
+    "EnrollParticipantInput.personalIdentityNumber": ("The Swedish personal identity number (personnummer). It is "
+                                                      "only used to compute a keyed hash, which recognises the same "
+                                                      "person again; the number itself is never stored or logged."),
+    "EnrollParticipantInput.externalRef": "Your own reference for the person. Give it, the identity number, or both (IDENTITY_REQUIRED).",
+    "EnrollParticipantInput.area": "The participant's area for area supplements, spelled as in the metrics' supplements, e.g. \"GLESBYGD\".",
+    "EnrollParticipantPayload.participant": "The new participant; null when userErrors is not empty (DUPLICATE_PARTICIPANT if already enrolled).",
+
+    # --- evidence -------------------------------------------------------------------------
+    "Evidence": ("A provider's claim that a participant achieved an outcome (or a value over a period), with "
+                 "its documents. It is paid once an independent verifier has VERIFIED it; if later INVALIDATED, what was paid for it "
+                 "is clawed back."),
+    "Evidence.participant": "Who achieved the outcome.",
+    "Evidence.metricCode": "The metric claimed, as in the contract's terms.",
+    "Evidence.status": "SUBMITTED, VERIFIED, REJECTED or INVALIDATED.",
+    "Evidence.achievedOn": "The day the outcome was achieved; it decides the payout period and the terms version that prices it.",
+    "Evidence.periodStart": "For a value over a period, its first day; null for a dated outcome.",
+    "Evidence.periodEnd": "For a value over a period, its last day; null for a dated outcome.",
+    "Evidence.value": "For a value over a period, the value in the metric's unit; null for a dated outcome.",
+    "Evidence.documents": "The documents behind the claim, referenced by their SHA-256.",
+    "Evidence.submittedBy": "Who submitted the claim.",
+    "Evidence.submittedAt": "When it was submitted.",
+    "Evidence.decidedBy": "The verifier who verified or rejected it; null while SUBMITTED.",
+    "Evidence.decidedAt": "When it was verified or rejected; null while SUBMITTED.",
+    "Evidence.decisionNote": "The verifier's note, or the reason for a rejection; null if none.",
+    "Evidence.invalidatedBy": "Who invalidated it; null unless INVALIDATED.",
+    "Evidence.invalidatedAt": "When it was invalidated; null unless INVALIDATED.",
+    "Evidence.invalidationReason": "Why it was invalidated; null unless INVALIDATED.",
+    "Evidence.contract": "The contract the claim is under.",
+    "EvidenceStatus": "Where a claim is: SUBMITTED → VERIFIED or REJECTED; a VERIFIED claim can later be INVALIDATED.",
+    "EvidenceStatus.SUBMITTED": "Claimed by the provider, waiting for the verifier.",
+    "EvidenceStatus.VERIFIED": "Checked and accepted by the verifier: paid in the next payout of its period.",
+    "EvidenceStatus.REJECTED": "Not accepted by the verifier; never paid (the provider may dispute it).",
+    "EvidenceStatus.INVALIDATED": "Found wrong after verification: what was paid for it is clawed back in the next payout.",
+    "Document.sha256": "The SHA-256 of the file's bytes, 64 lower-case hexadecimal digits: anyone holding the file can check it.",
+    "Document.filename": "The file's name, e.g. \"anstallningsbevis.pdf\".",
+    "Document.mediaType": "The file's media type, e.g. \"application/pdf\".",
+    "DocumentInput": "A document behind a claim: the SHA-256 of its bytes, its file name and media type.",
+    "Query.evidence": ("Evidence items, oldest first: all for fund managers, admins and auditors; those of a party's own "
+                       "contracts for the others."),
+    "Query.evidence(contractId:)": "Only this contract's evidence.",
+    "Query.evidence(status:)": "Only evidence in this status, e.g. SUBMITTED for what waits for a verifier.",
+    "Mutation.submitEvidence": ("Claim that a participant achieved an outcome (PROVIDER, on its own ACTIVE "
+                                "contract). Refused when the claim window has closed (CLAIM_WINDOW_CLOSED), for a "
+                                "once-only outcome already claimed (DUPLICATE_CLAIM), or before enrolment "
+                                "(BEFORE_ENROLMENT)."),
+    "SubmitEvidenceInput": ("One claim: a dated outcome (`achievedOn`) for a rate-card metric, or a value over a "
+                            "period (`periodStart`, `periodEnd`, `value`)."),
+    "SubmitEvidenceInput.contractId": "Your ACTIVE contract.",
+    "SubmitEvidenceInput.participantId": "The participant, enrolled in that contract.",
+    "SubmitEvidenceInput.metricCode": "The metric claimed, as in the contract's terms (UNKNOWN_METRIC otherwise).",
+    "SubmitEvidenceInput.achievedOn": "The day the outcome was achieved; within the contract's outcome period, not in the future.",
+    "SubmitEvidenceInput.periodStart": "For a value over a period: its first day.",
+    "SubmitEvidenceInput.periodEnd": "For a value over a period: its last day.",
+    "SubmitEvidenceInput.value": "For a value over a period: the value in the metric's unit, as a decimal string.",
+    "SubmitEvidenceInput.documents": "The documents behind the claim, by SHA-256; upload or keep the files so the verifier can check them.",
+    "SubmitEvidencePayload.evidence": "The new SUBMITTED claim; null when userErrors is not empty.",
+    "SubmitEvidenceBatchInput.contractId": "Your ACTIVE contract; every item is for it.",
+    "SubmitEvidenceBatchInput.items": "The claims, at most 1 000 (BATCH_TOO_LARGE); all are accepted or none.",
+    "SubmitEvidenceBatchPayload.evidence": "The new claims in the order given; null when any item failed (see userErrors, whose field starts with the item's index).",
+    "EvidenceItemInput": "One claim of a batch; the same fields as submitEvidence without the contract.",
+    "Mutation.verifyEvidence": ("The contract's verifier accepts a SUBMITTED claim (VERIFIER): it is paid in the next "
+                                "payout of its period. A submitter can never decide on its own claim "
+                                "(SELF_VERIFICATION); a decided claim is ALREADY_DECIDED."),
+    "VerifyEvidenceInput.evidenceId": "The SUBMITTED evidence item.",
+    "VerifyEvidenceInput.note": "An optional note on what was checked.",
+    "VerifyEvidencePayload.evidence": "The claim, now VERIFIED; null when userErrors is not empty.",
+    "Mutation.rejectEvidence": "The contract's verifier refuses a SUBMITTED claim with a reason (VERIFIER); it is never paid, and the provider may dispute it.",
+    "RejectEvidenceInput.evidenceId": "The SUBMITTED evidence item.",
+    "RejectEvidenceInput.reason": "Why it is refused; the provider sees it.",
+    "RejectEvidencePayload.evidence": "The claim, now REJECTED; null when userErrors is not empty.",
+    "InvalidateEvidenceInput.evidenceId": "A VERIFIED evidence item (NOT_VERIFIED otherwise).",
+    "InvalidateEvidenceInput.reason": "Why it turned out wrong; the provider sees it.",
+    "InvalidateEvidencePayload.evidence": "The claim, now INVALIDATED; null when userErrors is not empty.",
+    "Mutation.invalidateEvidence(input:)": "The verified item and why it is wrong (VERIFIER, FUND_MANAGER).",
+
+    # --- measurements ---------------------------------------------------------------------
+    "Measurement": ("A measured result of a cohort for one period (BASELINE_IMPROVEMENT and COMPARISON_THRESHOLD "
+                    "metrics), recorded by the verifier. A correction makes a new version; old ones are kept."),
+    "Measurement.metricCode": "The measured metric.",
+    "Measurement.periodStart": "The first day the measurement covers.",
+    "Measurement.periodEnd": "The last day it covers; it decides the terms version that prices it.",
+    "Measurement.observedValue": "What was measured for the cohort, in the metric's unit (e.g. 3100 care days, or 1.40 events per person).",
+    "Measurement.comparisonValue": "The comparison group's value in the same unit; null to use the metric's baseline.",
+    "Measurement.cohortSize": "How many participants the measurement covers; needed for COMPARISON_THRESHOLD.",
+    "Measurement.recordedBy": "The verifier who recorded this version.",
+    "Measurement.recordedAt": "When this version was recorded.",
+    "Measurement.voidedBy": "Who voided it; null unless VOIDED.",
+    "Mutation.recordMeasurement": ("The contract's verifier records a cohort's measured result for a period "
+                                   "(VERIFIER). One current measurement per metric and period "
+                                   "(OVERLAPPING_MEASUREMENT); comparison metrics need cohortSize, and a "
+                                   "comparison value when they have no baseline."),
+    "RecordMeasurementInput.contractId": "The contract you verify.",
+    "RecordMeasurementInput.metricCode": "A BASELINE_IMPROVEMENT or COMPARISON_THRESHOLD metric of the contract (MEASUREMENT_NOT_ALLOWED for a rate card).",
+    "RecordMeasurementInput.periodStart": "The first day measured; the period lies within one scheduled payout period.",
+    "RecordMeasurementInput.periodEnd": "The last day measured.",
+    "RecordMeasurementInput.observedValue": "The cohort's measured value in the metric's unit, as a decimal string; not negative.",
+    "RecordMeasurementInput.comparisonValue": "The comparison group's value (COMPARISON_THRESHOLD); leave out to use the metric's baseline.",
+    "RecordMeasurementInput.cohortSize": "Participants measured; required for COMPARISON_THRESHOLD (COHORT_SIZE_REQUIRED).",
+    "RecordMeasurementPayload.measurement": "The new CURRENT measurement; null when userErrors is not empty.",
+    "CorrectMeasurementInput.measurementId": "The CURRENT measurement to correct (MEASUREMENT_NOT_CURRENT otherwise).",
+    "CorrectMeasurementInput.observedValue": "The corrected measured value.",
+    "CorrectMeasurementInput.comparisonValue": "The corrected comparison value; leave out to use the metric's baseline.",
+    "CorrectMeasurementInput.cohortSize": "The corrected cohort size.",
+    "VoidMeasurementInput.measurementId": "The CURRENT measurement to void.",
+    "VoidMeasurementInput.reason": "Why it is voided.",
+    "VoidMeasurementPayload.measurement": "The measurement, now VOIDED; null when userErrors is not empty.",
+
+    # --- disputes -------------------------------------------------------------------------
+    "Dispute.status": "OPEN until resolved, then UPHELD or DISMISSED.",
+    "Dispute.openedBy": "The provider's user who opened it.",
+    "Dispute.openedAt": "When it was opened.",
+    "Dispute.resolvedBy": "The fund manager who resolved it; null while OPEN.",
+    "Dispute.resolvedAt": "When it was resolved; null while OPEN.",
+    "Dispute.resolutionReason": "Why it was upheld or dismissed; null while OPEN.",
+    "Dispute.contract": "The contract of the disputed decision.",
+    "DisputeStatus.OPEN": "Waiting for a fund manager's resolution.",
+    "DisputeStatus.UPHELD": "The provider was right; the decision was undone.",
+    "DisputeStatus.DISMISSED": "The decision stands.",
+    "OpenDisputeInput.reason": "The provider's grounds.",
+    "OpenDisputePayload.dispute": "The new OPEN dispute; null when userErrors is not empty.",
+    "ResolveDisputeInput.disputeId": "The OPEN dispute.",
+    "ResolveDisputeInput.outcome": "UPHELD or DISMISSED.",
+    "ResolveDisputeInput.reason": "Why; the provider sees it.",
+    "ResolveDisputePayload.dispute": "The dispute, now UPHELD or DISMISSED; null when userErrors is not empty.",
+    "Query.disputes(contractId:)": "Only this contract's disputes.",
+    "Query.disputes(status:)": "Only disputes in this status.",
+    "Query.disputes(overdue:)": "True: only OPEN disputes past their deadline.",
+}

@@ -169,7 +169,6 @@ def measure_proofs(ledgers: dict[int, Ledger], runs: int, calls: int, log: Log) 
 
 def measure_postings(lg: Ledger, size: int, runs: int, postings: int, log: Log) -> list[dict]:
     ids = setup_accounts(lg, 20)
-    lg.create_bench_tables(ids)  # the ledger benchmark's housekeeping between runs expects them
     rng = random.Random("utfall-merkle-postings")
     debit, credit = m.money("1.00", "SEK"), m.money("-1.00", "SEK")
     original = tree.append_leaf

@@ -20,6 +20,9 @@ class Settings:
     # generated one, made on first use when `generate_signing_key`
     signing_key: str | None = None
     generate_signing_key: bool = False
+    # UTFALL_GROUP_COMMIT=1: PostgreSQL units of work of this process commit in batches through
+    # one writer thread (ledger.db.GroupCommit; ops/SCALING.md says when it pays)
+    group_commit: bool = False
 
     @property
     def production(self) -> bool:
@@ -53,5 +56,8 @@ def load(environ: dict | None = None, *, require_secret: bool = True) -> Setting
     if signing_key is None and mode == "development":
         from ledger.signing import development_key_path
         signing_key, generate = str(development_key_path(url, env)), True
+    group_commit = env.get("UTFALL_GROUP_COMMIT", "0")
+    if group_commit not in ("0", "1"):
+        raise ConfigError(f"UTFALL_GROUP_COMMIT must be 0 or 1, not {group_commit!r}")
     return Settings(database_url=url, env=mode, secret=secret_bytes, signing_key=signing_key,
-                    generate_signing_key=generate)
+                    generate_signing_key=generate, group_commit=group_commit == "1")

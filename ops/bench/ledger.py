@@ -65,6 +65,7 @@ import random
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -666,12 +667,93 @@ def statements_per_posting(lg: Ledger, a: int, b: int) -> list[str]:
     return seen
 
 
+GROUP = "ledger, group commit"
+GROUP_PROCESSES = 2
+GROUP_MULTI = f"ledger, group commit, {GROUP_PROCESSES} processes"
+LEDGER_VARIANTS = ("ledger", GROUP, GROUP_MULTI)
+
+
+def posting_work(a: int, b: int):
+    """The unit of work of one benchmark posting, for `Database.write`."""
+    return lambda uow: journal.post(uow, actor="bench", kind="BENCH", description="benchmark posting",
+                                    effective_date=datetime.now(timezone.utc).date(),
+                                    postings=[journal.Posting(a, DEBIT), journal.Posting(b, CREDIT)])
+
+
+def posting_worker(spec: dict) -> None:
+    """A posting process of the multi-process variant: `clients` threads posting through this
+    process's own group commit writer, started together on "go" from stdin (connecting and a
+    warm-up posting are off the clock); prints how many it posted and in how long."""
+    db = Database(make_engine(spec["url"], pool_size=spec["clients"] + 2, max_overflow=0), group_commit=True)
+    ids = spec["ids"]
+    db.write(posting_work(ids[0], ids[1]))  # warm-up: the writer, its connection, prepared statements
+    print("ready", flush=True)
+    sys.stdin.readline()
+    stop = time.perf_counter() + spec["seconds"]
+    done = [0] * spec["clients"]
+
+    def work(i: int) -> None:
+        rng = random.Random(f"{spec['seed']}-{i}")
+        while time.perf_counter() < stop:
+            db.write(posting_work(*rng.sample(ids, 2)))
+            done[i] += 1
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(spec["clients"])]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(json.dumps({"postings": sum(done), "seconds": time.perf_counter() - t0}), flush=True)
+    db.group_commit.close()
+
+
+def rate_in_processes(lg: Ledger, ids: Sequence[int], clients: int, processes: int, seconds: float,
+                      seed: str) -> float:
+    """Postings/s of `clients` split over `processes` worker processes, each with its own writer."""
+    log_dir = tempfile.mkdtemp(prefix="utfall_bench_workers_")
+    procs = []
+    try:
+        for n in range(processes):
+            spec = {"url": lg.url, "ids": list(ids), "clients": max(1, clients // processes), "seconds": seconds,
+                    "seed": f"{seed}-{n}"}
+            # each worker's stderr goes to a file: a pipe nobody reads would block it
+            err = open(os.path.join(log_dir, f"worker-{n}.log"), "wb")
+            procs.append((subprocess.Popen([sys.executable, "-m", "ops.bench.ledger", "--posting-worker",
+                                            json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           stderr=err, text=True), err))
+        for proc, _ in procs:
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"a posting worker failed; see {log_dir}")
+        for proc, _ in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        figures = [json.loads(proc.stdout.readline()) for proc, _ in procs]
+        for proc, _ in procs:
+            proc.wait(60)
+        shutil.rmtree(log_dir, ignore_errors=True)
+        return sum(f["postings"] for f in figures) / max(f["seconds"] for f in figures)
+    finally:
+        for proc, err in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            err.close()
+
+
 def measure_postings(lg: Ledger, bare: BareJournal, cfg: Config, size: int, ids: Sequence[int], log: Log,
                      pgledger: PgLedgerReference | None = None) -> list[dict]:
     """The ledger's postings/s beside the bare references and pgledger, at 1, 8 and 32 clients
-    (SQLite: 1; it has one writer), every variant interleaved round by round."""
+    (SQLite: 1; it has one writer), every variant interleaved round by round. On PostgreSQL the
+    ledger is measured three ways: one commit per posting; through the group commit of this
+    process; and with the clients split over 2 processes, each with its own group commit."""
+    grouped = Database(lg.engine, group_commit=True) if lg.name == "postgresql" else None
+
     def ledger_client(rng):
         return (lambda: ledger_posting(lg.db, *rng.sample(ids, 2))), (lambda: None)
+
+    def group_client(rng):
+        return (lambda: grouped.write(posting_work(*rng.sample(ids, 2)))), (lambda: None)
 
     def bare_client(kw):
         def open_(rng):
@@ -687,20 +769,27 @@ def measure_postings(lg: Ledger, bare: BareJournal, cfg: Config, size: int, ids:
             pgledger.transfer(conn, a, b, Decimal(rng.randint(1, 10_000)) / 100)
         return op, conn.close
 
-    openers = {"ledger": ledger_client, **{name: bare_client(kw) for name, kw in BARE_VARIANTS.items()}}
+    openers = {"ledger": ledger_client}
+    if grouped is not None:
+        openers[GROUP] = group_client
+    openers.update({name: bare_client(kw) for name, kw in BARE_VARIANTS.items()})
     if pgledger is not None:
         openers[PGLEDGER] = pgledger_client
     client_counts = cfg.clients if lg.name == "postgresql" else (1,)
     variants: dict[tuple[str, int], Callable[[], float]] = {}
     for clients in client_counts:
         for name, open_ in openers.items():
-            if clients == max(client_counts) > 8 and name not in ("ledger", *MOST_CLIENTS_REFERENCES):
+            if clients == max(client_counts) > 8 and name not in (*LEDGER_VARIANTS, *MOST_CLIENTS_REFERENCES):
                 continue
             # default arguments pin this iteration's values into the closure
             variants[(name, clients)] = (lambda open_=open_, clients=clients, name=name:
                                          rate(open_, clients, cfg.seconds, f"{name}-{clients}"))
+        if grouped is not None and clients >= GROUP_PROCESSES:
+            variants[(GROUP_MULTI, clients)] = (lambda clients=clients: rate_in_processes(
+                lg, ids, clients, GROUP_PROCESSES, cfg.seconds, f"multi-{clients}"))
     for name, clients in variants:  # warm-up: pools, prepared statements, caches
-        rate(openers[name], clients, min(1.0, cfg.seconds), f"warm-{name}")
+        if name in openers:
+            rate(openers[name], clients, min(1.0, cfg.seconds), f"warm-{name}")
     statements = statements_per_posting(lg, *ids[:2])
 
     def before() -> None:
@@ -713,15 +802,24 @@ def measure_postings(lg: Ledger, bare: BareJournal, cfg: Config, size: int, ids:
 
     pre_ping = bool(getattr(lg.engine.pool, "_pre_ping", False))  # one more round trip per checkout
     log(f"  {lg.name}: postings, {len(variants)} variants × {cfg.runs} runs of {cfg.seconds:g} s")
-    runs = interleaved(variants, cfg.runs, before=before)
+    try:
+        runs = interleaved(variants, cfg.runs, before=before)
+    finally:
+        if grouped is not None:
+            grouped.group_commit.close()
     out = []
+    references = [name for name in openers if name not in LEDGER_VARIANTS]
     for clients in client_counts:
-        op = f"post, {clients} client{'s' if clients > 1 else ''}"
-        for ref in openers:
-            if ref != "ledger" and (ref, clients) in variants:
-                out.append(result(op, lg.name, size, "/s", runs[("ledger", clients)], ref, runs[(ref, clients)],
-                                  clients=clients, statements_per_posting=statements, pool_pre_ping=pre_ping,
-                                  seconds=cfg.seconds))
+        plural = "s" if clients > 1 else ""
+        for variant in LEDGER_VARIANTS:
+            if (variant, clients) not in variants:
+                continue
+            op = f"post, {clients} client{plural}" + variant.removeprefix("ledger")
+            for ref in references:
+                if (ref, clients) in variants and (variant == "ledger" or ref in MOST_CLIENTS_REFERENCES):
+                    out.append(result(op, lg.name, size, "/s", runs[(variant, clients)], ref, runs[(ref, clients)],
+                                      clients=clients, variant=variant, statements_per_posting=statements,
+                                      pool_pre_ping=pre_ping, seconds=cfg.seconds))
     return out
 
 
@@ -906,30 +1004,29 @@ def table(results: Sequence[dict]) -> str:
                             "Merkle siblings)." if r["backend"] == "postgresql" else "."))
     scaling = posting_scaling(results)
     if scaling:
-        lines.append("Postings/s by clients (more clients must never be slower than fewer): " + "; ".join(scaling))
+        lines.append("Postings/s by clients (more clients must never be slower than fewer):")
+        lines.extend("  " + line for line in scaling)
     lines.append("Load generator and database share this machine's cores "
                  f"({os.cpu_count()}); figures move 10–50 % between runs, ratios much less.")
     return "\n".join(lines)
 
 
 def posting_scaling(results: Sequence[dict]) -> list[str]:
-    """Per backend: the ledger's and pgledger's median postings/s at each client count, and the ratio."""
+    """Per backend and way of posting: median postings/s at each client count, and its ratio to
+    pgledger's in the same rounds."""
     out = []
     for backend in dict.fromkeys(r["backend"] for r in results):
-        rows = [r for r in results if r["backend"] == backend and r.get("clients")
-                and r["reference"]["operation"] in (PGLEDGER, "bare posting-shaped")]
-        by_clients: dict[int, dict] = {}
-        for r in rows:
-            if r["reference"]["operation"] == PGLEDGER or r["clients"] not in by_clients:
-                by_clients[r["clients"]] = r
-        parts = []
-        for clients, r in sorted(by_clients.items()):
-            text = f"{clients}: {_fmt(r['median'], '/s')}"
-            if r["reference"]["operation"] == PGLEDGER:
-                text += f" (pgledger {_fmt(r['reference']['median'], '/s')}, {r['ratio']:.2f}×)"
-            parts.append(text)
-        if parts:
-            out.append(f"{backend} " + ", ".join(parts))
+        rows = [r for r in results if r["backend"] == backend and r.get("clients")]
+        pgledger = {r["clients"]: r["reference"]["median"] for r in rows if r["reference"]["operation"] == PGLEDGER}
+        if pgledger:
+            out.append(f"{backend} pgledger " + ", ".join(f"{c}: {_fmt(v, '/s')}" for c, v in sorted(pgledger.items())))
+        for variant in dict.fromkeys(r.get("variant", "ledger") for r in rows):
+            figures = {r["clients"]: r for r in rows if r.get("variant", "ledger") == variant}
+            parts = []
+            for clients, r in sorted(figures.items()):
+                ratio = f" ({r['median'] / pgledger[clients]:.2f}× pgledger)" if clients in pgledger else ""
+                parts.append(f"{clients}: {_fmt(r['median'], '/s')}{ratio}")
+            out.append(f"{backend} {variant} " + ", ".join(parts))
     return out
 
 
@@ -961,7 +1058,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="posting clients on PostgreSQL (default 1,8,32)")
     p.add_argument("--postings-only", action="store_true", help="only the posting runs, on the largest size")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--posting-worker", help=argparse.SUPPRESS)  # a process of the multi-process variant
     args = p.parse_args(argv)
+    if args.posting_worker:
+        posting_worker(json.loads(args.posting_worker))
+        return 0
     backends = BACKENDS if args.backend == "both" else (args.backend,)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()

@@ -1,6 +1,7 @@
 """A posting that was acknowledged survives the process being killed (kill -9) mid-work.
 
-A separate process posts from several threads and prints each posting's sequence only once its
+A separate process posts from several threads (each its own unit of work, or through the group
+commit's writer in batches) and prints each posting's sequence only once its
 unit of work has committed (what a caller is answered with); the test kills it with SIGKILL
 while postings are in flight, then reads the database: every acknowledged posting is there with
 its description, the sequence has no gap, the chain verifies and every balance is the sum of its
@@ -16,6 +17,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from ledger import journal
@@ -31,41 +33,43 @@ from datetime import date
 from ledger import journal, money as m
 from ledger.db import Database, make_engine
 
-url, ids = sys.argv[1], [int(x) for x in sys.argv[2].split(",")]
-db = Database(make_engine(url))
+url, ids, grouped = sys.argv[1], [int(x) for x in sys.argv[2].split(",")], sys.argv[3] == "1"
+db = Database(make_engine(url), group_commit=grouped)
 out = threading.Lock()
 
 def worker(n):
     i = 0
     while True:
         a, b = ids[(n + i) % len(ids)], ids[(n + i + 1) % len(ids)]
-        with db.uow() as uow:
-            tx = journal.post(uow, actor=f"w{n}", kind="TEST", description=f"{n}/{i}", effective_date=date(2026, 1, 1),
-                              postings=[journal.Posting(a, m.money("1.00", "SEK")),
-                                        journal.Posting(b, m.money("-1.00", "SEK"))])
-            uow.commit()
+        tx = db.write(lambda uow: journal.post(
+            uow, actor=f"w{n}", kind="TEST", description=f"{n}/{i}", effective_date=date(2026, 1, 1),
+            postings=[journal.Posting(a, m.money("1.00", "SEK")), journal.Posting(b, m.money("-1.00", "SEK"))]))
         with out:  # acknowledged: the caller would now be told its posting is in the ledger
             sys.stdout.write(f"ACK {tx.sequence} {n}/{i}\\n")
             sys.stdout.flush()
         i += 1
 
-for n in range(4):
+for n in range(8):
     threading.Thread(target=worker, args=(n,), daemon=True).start()
 threading.Event().wait()
 """
 
 
-def test_a_kill_9_mid_posting_loses_nothing_that_was_acknowledged(fresh_engine):
-    # given a process posting from 4 threads
+@pytest.mark.parametrize("group_commit", [False, True], ids=["one commit each", "group commit"])
+def test_a_kill_9_mid_posting_loses_nothing_that_was_acknowledged(fresh_engine, group_commit):
+    # given a process posting from 8 threads, each posting its own unit of work or all of them
+    # in batches through the group commit's writer (PostgreSQL only)
+    if group_commit and fresh_engine.dialect.name != "postgresql":
+        pytest.skip("group commit is for PostgreSQL")
     db = Database(fresh_engine)
     ids = [a.id for a in accounts(db, 3)]
     url = fresh_engine.url.render_as_string(hide_password=False)
-    proc = subprocess.Popen([sys.executable, "-c", POSTER, url, ",".join(map(str, ids))], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-c", POSTER, url, ",".join(map(str, ids)), "1" if group_commit else "0"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     acknowledged: dict[int, str] = {}
     try:
-        # when it is killed once it has acknowledged 150 postings, with more in flight
+        # when it is killed once it has acknowledged 150 postings, with more in flight (a batch)
         for line in proc.stdout:
             _, sequence, description = line.split()
             acknowledged[int(sequence)] = description

@@ -11,6 +11,21 @@ writer lock). While it holds that lock no other posting can read the head, so:
 - account running balances are read and written under the same lock: no lost update.
 The lock is released by the commit, so the price is one posting at a time per database.
 
+The posting path's concurrency design (ops/SCALING.md, "What serialises")
+-----------------------------------------------------------------------
+- Fewer round trips under the lock: on PostgreSQL a posting sends the head lock and the account
+  read in one pipelined round trip and every write in one more (`_PipelinedStatements`); the
+  commit is the unit of work's. PostgreSQL still runs them one by one in order, each with its
+  own READ COMMITTED snapshot, so the accounts are read after the lock is granted.
+- Group commit (`ledger.db.GroupCommit`, UTFALL_GROUP_COMMIT=1): units of work of one process
+  run one after another in one database transaction, a savepoint each, and commit together;
+  the head lock is taken once and one flush serves the batch. `post` needs nothing special for
+  it: within the batch's transaction each posting locks (re-enters) the head and reads the head
+  its predecessor wrote, so the sequence stays gap-free and the chain linear, and a caller
+  rolled back to its savepoint takes its posting, head move and balances with it.
+- Several processes: each has its own writer today, and their batches take turns at the
+  head lock; how they should share one writer is in ops/SCALING.md.
+
 Canonical bytes (what the hash covers)
 --------------------------------------
 `hash = hex(SHA-256(UTF-8(previous_hash_hex + canonical_json)))` where `canonical_json` is

@@ -16,7 +16,10 @@ reads on all sizes are interleaved in the same rounds:
 
 1. Postings per second: one `journal.post` of two entries per unit of work, committed, each
    client repeating it for `--seconds` (10 s; 1 s with --quick); 1 client, and on PostgreSQL
-   also 8 and 32 threads. References, measured in the same rounds:
+   also 8 and 32 threads. On PostgreSQL the ledger is measured three ways: one commit per
+   posting (the default path); through the group commit (`ledger.db.GroupCommit`) of this
+   process; and with the clients split over 2 worker processes, each with its own group
+   commit (`--posting-worker`, started off the clock). References, in the same rounds:
    - `pgledger transfer` (PostgreSQL): pgledger (../shared/reference/pgledger, or
      UTFALL_PGLEDGER), a pure-PostgreSQL ledger without a chain, loaded into a database of
      its own and driven as its README says it was measured (one autocommit

@@ -33,16 +33,17 @@ def _fmt(value: float, unit: str) -> str:
 
 def table(results: list[dict]) -> str:
     """One line per figure: what, where, how big, the median with min–max, and the ratio to its reference."""
-    head = f"{'operation':<52} {'backend':<10} {'size':>9} {'median':>16} {'min–max':>22} {'reference':>16} {'ratio':>8}"
+    head = f"{'operation':<52} {'backend':<10} {'size':>9} {'median':>16} {'min–max':>22} {'reference':<44} {'ratio':>8}"
     lines = [head, "-" * len(head)]
     for r in results:
         unit = r.get("unit", "")
         ref = r.get("reference") or {}
         spread = f"{_fmt(r['min'], unit)}–{_fmt(r['max'], unit).split(' ')[0]}" if "min" in r else ""
-        reference = _fmt(ref["median"], unit) if ref.get("median") is not None else ""
+        # the reference's figure and what it is (strawberry from memory, pgledger, bare SQL …)
+        reference = f"{_fmt(ref['median'], unit)} {ref.get('operation', '')}"[:44] if ref.get("median") is not None else ""
         ratio = f"{r['ratio']:.2f}×" if r.get("ratio") is not None else ""
         lines.append(f"{str(r['operation'])[:52]:<52} {r['backend']:<10} {r.get('size', ''):>9} "
-                     f"{_fmt(r['median'], unit):>16} {spread:>22} {reference:>16} {ratio:>8}")
+                     f"{_fmt(r['median'], unit):>16} {spread:>22} {reference:<44} {ratio:>8}")
     lines.append("ratio = figure ÷ its bare reference measured in the same run (for a rate, below 1 is slower; "
                  "for a time, above 1 is slower).")
     if any(r.get("benchmark") == "http" for r in results):

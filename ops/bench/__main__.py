@@ -38,7 +38,7 @@ def table(results: list[dict]) -> str:
     for r in results:
         unit = r.get("unit", "")
         ref = r.get("reference") or {}
-        spread = f"{_fmt(r['min'], unit)}–{_fmt(r['max'], unit).split(' ')[0]}" if "min" in r else ""
+        spread = f"{_fmt(r['min'], unit)}–{_fmt(r['max'], unit).rsplit(' ', 1)[0]}" if "min" in r else ""
         # the reference's figure and what it is (strawberry from memory, pgledger, bare SQL …)
         reference = f"{_fmt(ref['median'], unit)} {ref.get('operation', '')}"[:44] if ref.get("median") is not None else ""
         ratio = f"{r['ratio']:.2f}×" if r.get("ratio") is not None else ""

@@ -414,7 +414,11 @@ def pool_options(url: str, workers: int) -> dict:
 def create_app(settings: Settings, db: Database | None = None, *, workers: int = 8,
                body_timeout: float = BODY_TIMEOUT) -> Starlette:
     """The ASGI app for `settings`; tests pass their own `db`."""
-    db = db or Database(make_engine(settings.database_url, **pool_options(settings.database_url, workers)))
+    if db is None:
+        options = pool_options(settings.database_url, workers)
+        if settings.group_commit and "pool_size" in options:
+            options["pool_size"] += 1  # the writer's own connection, never waiting behind the slots
+        db = Database(make_engine(settings.database_url, **options), group_commit=settings.group_commit)
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="utfall-db")
     gate = DbGate(workers)
     schema = build_schema(production=settings.production)

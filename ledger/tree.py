@@ -1,7 +1,7 @@
 """The journal's Merkle tree in the database: nodes written as postings append, proofs read back.
 
-`append_leaf` runs inside `journal.post`, under the chain head lock and in the posting's own
-database transaction: the nodes a transaction completes commit or roll back with it, and
+`completed_nodes` runs inside `journal.post`, under the chain head lock, and the posting inserts
+the rows it returns in its own database transaction: the nodes a transaction completes commit or roll back with it, and
 postings are serialised, so the nodes never race. Appending leaf i writes nothing when i
 is even (the leaf's hash is derived from the transaction row), and otherwise one INSERT of
 the nodes it completes, after reading at most log2(i) left siblings (one SELECT, only when
@@ -82,13 +82,21 @@ def lookup(conn: Connection, wanted: Sequence[merkle.Node]) -> dict[merkle.Node,
 
 def append_leaf(conn: Connection, *, sequence: int, chain_hash: str, previous_chain_hash: str) -> None:
     """Store the nodes that transaction `sequence` completes (call under the head lock)."""
+    rows = completed_nodes(conn, sequence=sequence, chain_hash=chain_hash, previous_chain_hash=previous_chain_hash)
+    if rows:
+        conn.execute(_INSERT_NODES, rows)
+
+
+def completed_nodes(conn: Connection, *, sequence: int, chain_hash: str, previous_chain_hash: str) -> list[dict]:
+    """The node rows (level, position, hash) that transaction `sequence` completes, for the caller
+    to insert in its own transaction (call under the head lock)."""
     index = sequence - 1
     if not index & 1:
-        return
+        return []
     wanted = merkle.left_siblings_for(index)
     siblings = lookup(conn, wanted) if wanted else {}
     nodes = merkle.append(index, _leaf(chain_hash), _leaf(previous_chain_hash), siblings)
-    conn.execute(_INSERT_NODES, [{"level": level, "position": pos, "hash": h.hex()} for (level, pos), h in nodes])
+    return [{"level": level, "position": pos, "hash": h.hex()} for (level, pos), h in nodes]
 
 
 def root(conn: Connection, size: int) -> bytes:

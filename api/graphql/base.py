@@ -281,10 +281,8 @@ class RequestDB:
             self._reset()
             for attempt in (1, 2):
                 try:
-                    with self.db.uow() as uow:
-                        result = fn(uow)
-                        uow.commit()
-                        return result
+                    # one unit of work, committed; through the group commit when it is on
+                    return self.db.write(fn)
                 except IdempotencyRace:
                     if attempt == 2:
                         raise

@@ -3,14 +3,20 @@
     python -m ops.bench.http [--quick] [--backend sqlite|postgresql|both] [--json PATH]
 
 The server is `utfall serve` (uvicorn, one worker) in its own process on 127.0.0.1, with the
-demo loaded; the load generator is a second process (stdlib http.client, keep-alive
-connections in threads) sending the same authenticated query for a fixed time. The query reads
-one contract with 100 evidence items, their participants and documents. The reference, in the
-same run with the same generator: a bare Starlette endpoint (uvicorn, one worker) returning the
-same JSON bytes, i.e. the HTTP floor without GraphQL or the database.
+demo loaded; it reads one contract with 100 evidence items, their participants and documents,
+for the same authenticated query, sent for a fixed time (10 s a run; 3 s with --quick).
 
-Server and load generator share this machine's 2 cores: figures say so, and the ratio is the
-number to compare between runs.
+The reference, in the same run with the same load: strawberry serving the same response shape
+from memory (ops/bench/strawberry_reference.py: the same fields and values, strawberry's ASGI
+app with the same parser and validation caches, uvicorn with one worker — the service's process
+model), so the ratio says what the database, authentication and the service's resolvers cost.
+A bare Starlette endpoint returning the same bytes is printed beside it as the HTTP floor.
+
+Load comes from `wrk` when it is installed (2 threads, 8 connections), else from a Python client
+in its own process (keep-alive connections in threads): never from threads in the server's
+process. Every server writes its log to a file, never to a pipe nobody reads (a full pipe blocks
+the server). Server and load generator share this machine's 2 cores: figures say so, and the
+ratio is the number to compare between runs.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import shutil
 import tempfile
 import threading
 import time
@@ -52,10 +59,10 @@ def _wait(port: int, timeout: float = 30.0) -> None:
 
 
 @contextmanager
-def _process(args: list[str], env: dict, port: int):
+def _process(args: list[str], env: dict, port: int, log_path: Path):
     # the server's log goes to a file: a pipe nobody reads fills up and then blocks the server
-    with tempfile.TemporaryFile() as server_log:
-        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=server_log)
+    with open(log_path, "ab") as server_log:
+        proc = subprocess.Popen(args, env=env, stdout=server_log, stderr=subprocess.STDOUT)
         try:
             _wait(port)
             yield proc
@@ -65,6 +72,68 @@ def _process(args: list[str], env: dict, port: int):
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
+
+
+WRK = shutil.which("wrk")
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.body = [==[%s]==]
+%s
+"""
+
+
+def _wrk(url: str, body: bytes, headers: dict, seconds: float, connections: int, tmp: Path) -> dict:
+    """Load from wrk (C, its own process): requests/s, p50 and p99 from its latency distribution."""
+    script = tmp / "wrk-post.lua"
+    header_lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
+    script.write_text(WRK_SCRIPT % (body.decode(), header_lines), encoding="utf-8")
+    threads = min(2, connections)
+    out = subprocess.run([WRK, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+                          "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed: {out.stderr.strip()[-2000:]}")
+    return parse_wrk(out.stdout)
+
+
+def _ms(text: str) -> float:
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0), ("m", 60_000.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text) * 1000.0
+
+
+def parse_wrk(text: str) -> dict:
+    """The figures of one `wrk --latency` report."""
+    rps = p50 = p99 = None
+    requests = errors = 0
+    failures = []
+    for line in text.splitlines():
+        words = line.split()
+        if line.startswith("Requests/sec:"):
+            rps = float(words[1])
+        elif len(words) == 2 and words[0] == "50.000%":
+            p50 = _ms(words[1])
+        elif len(words) == 2 and words[0] == "99.000%":
+            p99 = _ms(words[1])
+        elif len(words) == 2 and words[0] in ("50%", "99%"):
+            if words[0] == "50%":
+                p50 = _ms(words[1])
+            else:
+                p99 = _ms(words[1])
+        elif "requests in" in line:
+            requests = int(words[0])
+        elif line.strip().startswith("Non-2xx or 3xx responses:"):
+            errors += int(words[-1])
+            failures.append(line.strip())
+        elif line.strip().startswith("Socket errors:"):  # connect N, read N, write N, timeout N
+            counts = [int(w.strip(",")) for w in words if w.strip(",").isdigit()]
+            if sum(counts):
+                errors += sum(counts)
+                failures.append(line.strip())
+    if rps is None or p50 is None or p99 is None:
+        raise RuntimeError(f"could not read wrk's report: {text[-2000:]}")
+    return {"requests": requests, "errors": errors, "failures": failures, "rps": rps, "p50_ms": p50, "p99_ms": p99,
+            "generator": "wrk"}
 
 
 def load(url: str, body: bytes, headers: dict, seconds: float, connections: int) -> dict:
@@ -175,60 +244,105 @@ def _database(backend: str, tmp: Path):
     return url, drop, auditor, contract_id
 
 
-def run(quick: bool = False, backends=BACKENDS, log=lambda m: print(m, file=sys.stderr)) -> list[dict]:
-    """Measure GraphQL over HTTP on each backend beside the bare Starlette reference."""
+def _generate(url: str, body: bytes, headers: dict, seconds: float, connections: int, tmp: Path) -> dict:
+    """One timed load: wrk when installed, else the Python client in its own process."""
+    if WRK:
+        return _wrk(url, body, headers, seconds, connections, tmp)
+    return {**_load_in_subprocess(url, body, headers, seconds, connections), "generator": "python client"}
+
+
+def run(quick: bool = False, backends=BACKENDS, log=lambda m: print(m, file=sys.stderr, flush=True)) -> list[dict]:
+    """Measure GraphQL over HTTP on each backend beside strawberry from memory (and bare Starlette)."""
     from api.graphql.base import to_global_id
     seconds, rounds, connections = (3.0, 3, 8) if quick else (10.0, 3, 8)
     out = []
     for backend in backends:
-        with tempfile.TemporaryDirectory() as tmp:
-            url, drop, token, contract_id = _database(backend, Path(tmp))
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            url, drop, token, contract_id = _database(backend, tmp)
             try:
                 body = json.dumps({"query": QUERY, "variables": {"c": to_global_id("OutcomeContract", contract_id)}}).encode()
                 headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-                port, bare_port = _free_port(), _free_port()
+                port, straw_port, bare_port = _free_port(), _free_port(), _free_port()
                 env = {**os.environ, "DATABASE_URL": url, "UTFALL_ENV": "production",
                        "UTFALL_SECRET": "bench-secret-0123456789"}
-                with _process([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], env, port):
-                    sample = _load_in_subprocess(f"http://127.0.0.1:{port}/graphql", body, headers, 1.0, 1)
-                    payload = Path(tmp) / "payload.json"
+                targets = {"service": f"http://127.0.0.1:{port}/graphql",
+                           "strawberry": f"http://127.0.0.1:{straw_port}/graphql",
+                           "starlette": f"http://127.0.0.1:{bare_port}/graphql"}
+                with _process([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], env, port,
+                              tmp / "service.log"):
+                    # one checked request: a 200 with data and no errors (wrk only counts statuses)
+                    sample = _load_in_subprocess(targets["service"], body, headers, 1.0, 1)
+                    payload = tmp / "payload.json"
                     import http.client
                     c = http.client.HTTPConnection("127.0.0.1", port)
                     c.request("POST", "/graphql", body=body, headers=headers)
                     payload.write_bytes(c.getresponse().read())
                     c.close()
-                    with _process([sys.executable, "-c", BARE_APP, str(payload), str(bare_port)], env, bare_port):
-                        runs, refs = [], []
-                        for _ in range(rounds):  # interleaved: service, bare, service, bare ...
-                            runs.append(_load_in_subprocess(f"http://127.0.0.1:{port}/graphql", body, headers, seconds, connections))
-                            refs.append(_load_in_subprocess(f"http://127.0.0.1:{bare_port}/graphql", body, headers, seconds, connections))
+                    with _process([sys.executable, "-m", "ops.bench.strawberry_reference", str(payload), str(straw_port)],
+                                  env, straw_port, tmp / "strawberry.log"), \
+                         _process([sys.executable, "-c", BARE_APP, str(payload), str(bare_port)], env, bare_port,
+                                  tmp / "starlette.log"):
+                        same = _same_response(targets["strawberry"], body, headers, payload.read_bytes())
+                        figures: dict[str, list[dict]] = {k: [] for k in targets}
+                        for r in range(rounds):  # interleaved, odd rounds reversed
+                            for name in targets if r % 2 == 0 else reversed(targets):
+                                figures[name].append(_generate(targets[name], body, headers, seconds, connections, tmp))
                 med = lambda xs, k: statistics.median(x[k] for x in xs)  # noqa: E731
-                result = {
-                    "benchmark": "http", "operation": f"GraphQL contract + 100 evidence, {connections} connections",
-                    "backend": backend, "size": payload.stat().st_size, "unit": "req/s", "higher_is_better": True,
-                    "median": med(runs, "rps"), "min": min(r["rps"] for r in runs), "max": max(r["rps"] for r in runs),
-                    "p50_ms": med(runs, "p50_ms"), "p99_ms": med(runs, "p99_ms"),
-                    "errors": sum(r["errors"] for r in runs) + sample["errors"],
-                    "failures": [f for r in runs for f in r["failures"]][:3],
-                    "reference": {"operation": "bare Starlette, same JSON bytes", "median": med(refs, "rps"),
-                                  "p50_ms": med(refs, "p50_ms"), "p99_ms": med(refs, "p99_ms")},
-                    "note": "server and load generator share the machine's 2 cores",
-                }
-                result["ratio"] = result["median"] / result["reference"]["median"]
-                log(f"  {backend}: {result['median']:.0f} req/s (p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms)"
-                    f" vs bare {result['reference']['median']:.0f} req/s; errors {result['errors']} {result['failures']}")
-                out.append(result)
+                runs = figures["service"]
+                generator = runs[0]["generator"]
+                references = {"strawberry": "strawberry from memory, same response",
+                              "starlette": "bare Starlette, same JSON bytes"}
+                for ref, label in references.items():
+                    refs = figures[ref]
+                    result = {
+                        "benchmark": "http", "operation": f"GraphQL contract + 100 evidence, {connections} conns",
+                        "backend": backend, "size": payload.stat().st_size, "unit": "req/s", "higher_is_better": True,
+                        "median": med(runs, "rps"), "min": min(r["rps"] for r in runs), "max": max(r["rps"] for r in runs),
+                        "p50_ms": med(runs, "p50_ms"), "p99_ms": med(runs, "p99_ms"),
+                        "errors": sum(r["errors"] for r in runs) + sample["errors"],
+                        "failures": [f for r in runs for f in r["failures"]][:3],
+                        "reference": {"operation": label, "median": med(refs, "rps"), "min": min(x["rps"] for x in refs),
+                                      "max": max(x["rps"] for x in refs), "p50_ms": med(refs, "p50_ms"),
+                                      "p99_ms": med(refs, "p99_ms"), "errors": sum(x["errors"] for x in refs)},
+                        "generator": generator, "seconds": seconds, "rounds": rounds,
+                        "reference_same_response": same if ref == "strawberry" else True,
+                        "note": "server and load generator share the machine's 2 cores",
+                    }
+                    result["ratio"] = result["median"] / result["reference"]["median"]
+                    log(f"  {backend}: {result['median']:.0f} req/s (p50 {result['p50_ms']:.1f} ms, "
+                        f"p99 {result['p99_ms']:.1f} ms) vs {label} {result['reference']['median']:.0f} req/s "
+                        f"({generator}); errors {result['errors']} {result['failures']}")
+                    out.append(result)
             finally:
                 drop()
     return out
 
 
+def _same_response(url: str, body: bytes, headers: dict, expected: bytes) -> bool:
+    """Whether the reference answers with the same JSON as the service did (values and order)."""
+    import http.client
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    c = http.client.HTTPConnection(parts.hostname, parts.port)
+    try:
+        c.request("POST", parts.path, body=body, headers=headers)
+        return json.loads(c.getresponse().read()) == json.loads(expected)
+    finally:
+        c.close()
+
+
 def table(results) -> str:
-    lines = [f"{'operation':<48} {'backend':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'bare req/s':>11} {'ratio':>7}"]
+    lines = [f"{'operation':<44} {'backend':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'reference':<40} "
+             f"{'ref req/s':>9} {'ratio':>7}"]
     for r in results:
-        lines.append(f"{r['operation']:<48} {r['backend']:<10} {r['median']:>8.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-                     f"{r['reference']['median']:>11.0f} {r['ratio']:>7.2f}")
-    lines.append("Server and load generator (a second process, on loopback) share the machine's 2 cores.")
+        lines.append(f"{r['operation']:<44} {r['backend']:<10} {r['median']:>8.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+                     f"{r['reference']['operation']:<40} {r['reference']['median']:>9.0f} {r['ratio']:>7.2f}")
+    generators = sorted({r.get("generator", "?") for r in results})
+    lines.append(f"Load from {', '.join(generators)} (its own process, loopback); it shares the machine's 2 cores "
+                 "with the server.")
+    if any(not r.get("reference_same_response", True) for r in results):
+        lines.append("WARNING: the strawberry reference's response differs from the service's.")
     return "\n".join(lines)
 
 
@@ -245,7 +359,7 @@ def main(argv=None) -> int:
         return 0
     backends = BACKENDS if args.backend == "both" else (args.backend,)
     results = run(args.quick, backends)
-    print(table(results))
+    print(table(results), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     return 0

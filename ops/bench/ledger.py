@@ -1,7 +1,8 @@
 """Ledger benchmark: postings per second, balance-read latency as the ledger grows, verification.
 
     python -m ops.bench.ledger [--quick] [--backend sqlite|postgresql|both]
-                               [--sizes 10000,100000,1000000] [--runs N] [--json PATH]
+                               [--sizes 10000,100000,1000000] [--runs N] [--seconds S]
+                               [--clients 1,8,32] [--postings-only] [--json PATH]
 
 This is a measurement, not a timed test: it prints figures and asserts nothing about speed
 (it does insist that the ledger it filled still verifies). Every figure is printed beside a
@@ -13,16 +14,27 @@ Per backend, one freshly migrated ledger per size (SQLite: files in a temporary 
 PostgreSQL: schemas in a fresh database `utfall_bench_<pid>`, dropped at the end), so that
 reads on all sizes are interleaved in the same rounds:
 
-1. Postings per second: one `journal.post` of two entries per unit of work, committed; one
-   client, and on PostgreSQL also 8 threads. References, all through the raw driver:
-   - `bare insert`: a transaction inserting two entry-like rows, nothing else;
-   - `bare chained`: the same serialised on a head row locked FOR UPDATE (on SQLite the
+1. Postings per second: one `journal.post` of two entries per unit of work, committed, each
+   client repeating it for `--seconds` (10 s; 1 s with --quick); 1 client, and on PostgreSQL
+   also 8 and 32 threads. On PostgreSQL the ledger is measured three ways: one commit per
+   posting (the default path); through the group commit (`ledger.db.GroupCommit`) of this
+   process; and with the clients split over 2 worker processes, each with its own group
+   commit (`--posting-worker`, started off the clock). References, in the same rounds:
+   - `pgledger transfer` (PostgreSQL): pgledger (../shared/reference/pgledger, or
+     UTFALL_PGLEDGER), a pure-PostgreSQL ledger without a chain, loaded into a database of
+     its own and driven as its README says it was measured (one autocommit
+     `pgledger_create_transfer` per transfer between random accounts);
+   - through the raw driver, on a second freshly migrated ledger, so into tables with the
+     journal's own keys, indexes, constraints and append-only triggers:
+     `bare insert`: a transaction inserting a transaction row and its two entries, nothing else;
+     `bare chained`: the same serialised on the head row locked FOR UPDATE (on SQLite the
      writer lock of BEGIN IMMEDIATE) whose sha256 hash is advanced;
-   - `bare posting-shaped`: chained, plus a transaction row and reading and rewriting the
-     two account rows' running balances: the 7 statements a posting cannot do without,
-     minus the ORM.
-   The gaps between the three references and the ledger say where postings/s goes: the
-   commit, the chain lock, the balances, or the client (ORM and driver in Python).
+     `bare posting-shaped`: chained, plus reading and rewriting the two account rows'
+     running balances: the 7 statements a posting cannot do without, minus the ORM.
+   The gaps between the references and the ledger say where postings/s goes: the commit,
+   the chain lock, the balances, or the client (ORM and driver in Python). At 32 clients only
+   `bare posting-shaped` and pgledger are measured. The postings/s at each client count are
+   printed under the table: more clients must never be slower than fewer.
 2. Latency of a balance read in its own read session: current (`journal.balance`), as of a
    sequence in the middle of the ledger (`as_of_sequence=`) and as of that transaction's
    time (`as_of=`), on a ledger of each of `--sizes` entries. Reference: a bare `SELECT` of one
@@ -40,19 +52,23 @@ SQLite), and the head and account rows are updated to match, so the filled ledge
 Method (BENCHMARKS.md, "Measuring on this machine"): each variant gets an unmeasured
 warm-up, then variants are interleaved round by round (A B C, C B A, ...) and each figure
 is the median of the runs with min–max. Before every write run PostgreSQL gets
-`VACUUM ANALYZE` of the tables postings update and a `CHECKPOINT` (autovacuum is off on this
-machine), SQLite a WAL checkpoint. The load generator and the database share the same cores.
+`VACUUM ANALYZE` of the tables postings update (the ledger's, the bare references' and
+pgledger's accounts) and a `CHECKPOINT` (autovacuum is off on this machine), SQLite a WAL
+checkpoint. The clients are threads of this process; the load generator and the database
+share the same cores. `--postings-only` measures only the postings, on the largest size.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import random
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -61,6 +77,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from urllib.parse import quote
 
 import psycopg
@@ -72,27 +89,30 @@ from ledger.db import Database, make_engine
 from ledger.models import Account, Entry, LedgerHead, Party, Transaction
 
 PG_ADMIN = os.environ.get("UTFALL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+# pgledger's SQL, the posting benchmark's outside reference (its README says how it was measured)
+PGLEDGER_DIR = os.environ.get("UTFALL_PGLEDGER", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared",
+                                                                "reference", "pgledger"))
 BACKENDS = ("sqlite", "postgresql")
 CURRENCY = "SEK"
 
 
 @dataclass(frozen=True)
 class Config:
-    """How much to measure; `QUICK` fits in about two minutes for both backends."""
+    """How much to measure; `QUICK` fits in a few minutes for both backends."""
 
     sizes: tuple[int, ...]  # ledger sizes in entries (two per transaction)
     runs: int  # measured runs per variant for postings and reads
-    postings: int  # postings per run, split over the clients
+    seconds: float  # length of one measured posting run (BENCHMARKS.md: at least 10 s)
     reads: int  # balance reads per run
     verify_runs: int  # verification of the largest ledger is the longest step
     accounts: int = 1000
-    clients: int = 8
+    clients: tuple[int, ...] = (1, 8, 32)  # concurrent posting clients on PostgreSQL
     read_accounts: int = 50
 
 
 MIN_SIZE = 1000  # below this too few accounts move after the middle to exercise as-of reads
-FULL = Config(sizes=(10_000, 100_000, 1_000_000), runs=5, postings=1000, reads=500, verify_runs=3)
-QUICK = Config(sizes=(10_000, 100_000), runs=3, postings=200, reads=200, verify_runs=3)
+FULL = Config(sizes=(10_000, 100_000, 1_000_000), runs=5, seconds=10.0, reads=500, verify_runs=3)
+QUICK = Config(sizes=(10_000, 100_000), runs=3, seconds=1.0, reads=200, verify_runs=3)
 
 Log = Callable[[str], None]
 
@@ -103,24 +123,6 @@ def _stderr(msg: str) -> None:
 
 # --- backends -------------------------------------------------------------------------------
 
-BENCH_TABLES_PG = """
-CREATE TABLE bench_entries (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, account_id integer NOT NULL,
-    currency varchar(3) NOT NULL, amount_minor bigint NOT NULL, balance_after_minor bigint NOT NULL);
-CREATE TABLE bench_chain_entries (
-    sequence bigint NOT NULL, line integer NOT NULL, account_id integer NOT NULL,
-    currency varchar(3) NOT NULL, amount_minor bigint NOT NULL, balance_after_minor bigint NOT NULL,
-    PRIMARY KEY (sequence, line));
-CREATE TABLE bench_head (id integer PRIMARY KEY, sequence bigint NOT NULL, hash varchar(64) NOT NULL);
-CREATE TABLE bench_transactions (
-    sequence bigint PRIMARY KEY, posted_at timestamp with time zone NOT NULL, description text NOT NULL,
-    previous_hash varchar(64) NOT NULL, hash varchar(64) NOT NULL);
-CREATE TABLE bench_accounts (id integer PRIMARY KEY, balance_minor bigint NOT NULL, last_sequence bigint NOT NULL);
-"""
-# SQLite: INTEGER PRIMARY KEY is the rowid, its cheapest equivalent of an identity column.
-BENCH_TABLES_SQLITE = BENCH_TABLES_PG.replace("bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "INTEGER PRIMARY KEY")
-
-
 class Ledger:
     """One freshly migrated ledger: the service's own engine on it, and raw-driver connections.
 
@@ -130,15 +132,15 @@ class Ledger:
     """
 
     name: str
-    bench_ddl: str
     for_update = ""
     begin_write = "BEGIN"
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, **engine_options):
         self.url = url
         schema.upgrade(url)
-        # the service's own engine configuration (pool, pre-ping, SQLite pragmas)
-        self.engine = make_engine(url)
+        # the service's own engine configuration (pool, pre-ping, SQLite pragmas); a pool as
+        # large as the most clients, so no client waits for a connection
+        self.engine = make_engine(url, **engine_options)
         self.db = Database(self.engine)
 
     def q(self, sql: str) -> str:
@@ -148,18 +150,6 @@ class Ledger:
     def connect(self):
         """A raw DB-API connection in autocommit mode: BEGIN/COMMIT are sent explicitly."""
         raise NotImplementedError
-
-    def create_bench_tables(self, account_ids: Sequence[int]) -> None:
-        """The bare references' own tables, beside the ledger's."""
-        conn = self.connect()
-        try:
-            for stmt in filter(str.strip, self.bench_ddl.split(";")):
-                conn.execute(stmt)
-            conn.execute("INSERT INTO bench_head (id, sequence, hash) VALUES (1, 0, '" + "0" * 64 + "')")
-            for acc in account_ids:
-                conn.execute(self.q("INSERT INTO bench_accounts VALUES (%s, 0, 0)"), (acc,))
-        finally:
-            conn.close()
 
     def before_write(self) -> None:
         """Bring the database to the same state before every measured write run."""
@@ -177,7 +167,6 @@ class Ledger:
 
 class SqliteLedger(Ledger):
     name = "sqlite"
-    bench_ddl = BENCH_TABLES_SQLITE
     begin_write = "BEGIN IMMEDIATE"  # what the service's units of work use
 
     def __init__(self, path: str):
@@ -204,6 +193,9 @@ class SqliteLedger(Ledger):
 
     # A long WAL slows every later transaction; truncating it is SQLite's CHECKPOINT.
     before_write = _checkpoint
+
+    def vacuum(self) -> None:
+        """Nothing: SQLite rewrites rows in place, no dead versions pile up."""
     # No ANALYZE here: the service never runs it on SQLite, so neither does the benchmark.
     after_fill = _checkpoint
 
@@ -222,10 +214,9 @@ class PostgresLedger(Ledger):
     """A ledger in its own schema of the run's database, reached through `search_path`."""
 
     name = "postgresql"
-    bench_ddl = BENCH_TABLES_PG
     for_update = " FOR UPDATE"
     # tables whose rows postings UPDATE: dead row versions pile up there with autovacuum off
-    UPDATED_TABLES = "ledger_head, ledger_accounts, bench_head, bench_accounts"
+    UPDATED_TABLES = "ledger_head, ledger_accounts"
 
     def __init__(self, conninfo: str, schema_name: str):
         self.conninfo = conninfo
@@ -233,15 +224,18 @@ class PostgresLedger(Ledger):
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{schema_name}"')
         url = conninfo.replace("postgresql://", "postgresql+psycopg://", 1)
-        super().__init__(f"{url}?options={quote(self.options)}")
+        super().__init__(f"{url}?options={quote(self.options)}", pool_size=max(FULL.clients) + 2, max_overflow=0)
         self.maintenance = self.connect()
 
     def connect(self):
         return psycopg.connect(self.conninfo, autocommit=True, options=self.options)
 
     def before_write(self) -> None:
-        self.maintenance.execute(f"VACUUM ANALYZE {self.UPDATED_TABLES}")
+        self.vacuum()
         self.maintenance.execute("CHECKPOINT")
+
+    def vacuum(self) -> None:
+        self.maintenance.execute(f"VACUUM ANALYZE {self.UPDATED_TABLES}")
 
     def after_fill(self) -> None:
         # Autovacuum is off here; in production it would have analysed the grown tables (the
@@ -485,45 +479,149 @@ def fill(lg: Ledger, entries_wanted: int, rng: random.Random, batch: int = 20_00
 
 AMOUNT = 100  # öre, for the bare variants
 DEBIT, CREDIT = m.money("1.00", CURRENCY), m.money("-1.00", CURRENCY)
+ZERO_HASH = "0" * 64
 
 BARE_VARIANTS = {
     "bare insert": dict(chained=False, balances=False),
     "bare chained": dict(chained=True, balances=False),
     "bare posting-shaped": dict(chained=True, balances=True),
 }
+PGLEDGER = "pgledger transfer"
+# at the most clients only the references that say most: the rest repeat the 8-client story
+MOST_CLIENTS_REFERENCES = ("bare posting-shaped", PGLEDGER)
 
 
-def bare_posting(lg: Ledger, conn, a: int, b: int, *, chained: bool, balances: bool) -> None:
-    """One raw-driver write transaction of two entry-like rows (see the module docstring).
+class BareJournal:
+    """The bare references' ledger: a second freshly migrated ledger, so they write to tables with
+    exactly the journal's DDL (keys, indexes, check constraints, append-only triggers) — tables
+    without them would flatter the reference. Their rows are not canonical (the hash covers a
+    short string), so this ledger is never verified."""
 
-    The chain hash is computed in Python, as `journal.post` does; sha256 of a short string
-    costs about a microsecond, nothing beside a round trip.
-    """
-    q = lg.q
-    conn.execute(lg.begin_write)
-    if not chained:
-        conn.execute(q("INSERT INTO bench_entries (account_id, currency, amount_minor, balance_after_minor) "
-                       "VALUES (%s, 'SEK', %s, 0), (%s, 'SEK', %s, 0)"), (a, AMOUNT, b, -AMOUNT))
+    def __init__(self, lg: Ledger, account_ids: Sequence[int]):
+        self.lg = lg
+        self.account_ids = list(account_ids)
+        # `bare insert` has no head to take a sequence from: its own range, far above the chain's
+        self._unchained = itertools.count(10 ** 12)
+
+    def posting(self, conn, a: int, b: int, *, chained: bool, balances: bool) -> None:
+        """One raw-driver write transaction of a transaction row and its two entries.
+
+        The chain hash is computed in Python, as `journal.post` does; sha256 of a short string
+        costs about a microsecond, nothing beside a round trip.
+        """
+        lg, q = self.lg, self.lg.q
+        conn.execute(lg.begin_write)
+        now = datetime.now(timezone.utc)
+        if chained:
+            seq, prev = conn.execute("SELECT sequence, hash FROM ledger_head WHERE id = 1" + lg.for_update).fetchone()
+            seq += 1
+        else:
+            seq, prev = next(self._unchained), ZERO_HASH
+        new = hashlib.sha256(f"{prev}{seq}:{a}:{b}:{AMOUNT}".encode()).hexdigest()
+        after = {a: AMOUNT, b: -AMOUNT}
+        if balances:
+            current = dict(conn.execute(q("SELECT id, balance_minor FROM ledger_accounts WHERE id IN (%s, %s)"),
+                                        (a, b)).fetchall())
+            after = {a: current[a] + AMOUNT, b: current[b] - AMOUNT}
+        conn.execute(q("INSERT INTO ledger_transactions (sequence, posted_at, effective_date, kind, description, "
+                       "actor, previous_hash, hash) VALUES (%s, %s, %s, 'BENCH', 'benchmark posting', 'bench', %s, %s)"),
+                     (seq, now.isoformat(), now.date().isoformat(), prev, new))
+        conn.execute(q("INSERT INTO ledger_entries (sequence, line, account_id, currency, amount_minor, "
+                       "balance_after_minor) VALUES (%s, 1, %s, 'SEK', %s, %s), (%s, 2, %s, 'SEK', %s, %s)"),
+                     (seq, a, AMOUNT, after[a], seq, b, -AMOUNT, after[b]))
+        if balances:
+            for acc, bal in after.items():
+                conn.execute(q("UPDATE ledger_accounts SET balance_minor = %s, last_sequence = %s WHERE id = %s"),
+                             (bal, seq, acc))
+        if chained:
+            conn.execute(q("UPDATE ledger_head SET sequence = %s, hash = %s, posted_at = %s WHERE id = 1"),
+                         (seq, new, now.isoformat()))
         conn.execute("COMMIT")
-        return
-    seq, prev = conn.execute("SELECT sequence, hash FROM bench_head WHERE id = 1" + lg.for_update).fetchone()
-    seq += 1
-    new = hashlib.sha256(f"{prev}{seq}:{a}:{b}:{AMOUNT}".encode()).hexdigest()
-    after = {a: AMOUNT, b: -AMOUNT}
-    if balances:
-        current = dict(conn.execute(q("SELECT id, balance_minor FROM bench_accounts WHERE id IN (%s, %s)"),
-                                    (a, b)).fetchall())
-        after = {a: current[a] + AMOUNT, b: current[b] - AMOUNT}
-        conn.execute(q("INSERT INTO bench_transactions VALUES (%s, %s, 'benchmark posting', %s, %s)"),
-                     (seq, datetime.now(timezone.utc).isoformat(), prev, new))
-    conn.execute(q("INSERT INTO bench_chain_entries VALUES (%s, 1, %s, 'SEK', %s, %s), (%s, 2, %s, 'SEK', %s, %s)"),
-                 (seq, a, AMOUNT, after[a], seq, b, -AMOUNT, after[b]))
-    if balances:
-        for acc, bal in after.items():
-            conn.execute(q("UPDATE bench_accounts SET balance_minor = %s, last_sequence = %s WHERE id = %s"),
-                         (bal, seq, acc))
-    conn.execute(q("UPDATE bench_head SET sequence = %s, hash = %s WHERE id = 1"), (seq, new))
-    conn.execute("COMMIT")
+
+
+class PgLedgerReference:
+    """pgledger (../shared/reference/pgledger, MIT), loaded into a database of its own.
+
+    As its README says it was measured on this machine kind: 10 "hot" and 1 000 "wide"
+    accounts, transfers between two random wide accounts of a random amount 0.01–100.00, one
+    autocommit statement per transfer, `VACUUM pgledger_accounts` before each run.
+    """
+
+    FILES = ("ulid-to-uuid.sql", "uuid-to-ulid.sql", "pgledger.sql")
+
+    def __init__(self, source: str = PGLEDGER_DIR, wide: int = 1000, hot: int = 10):
+        self.dbname = f"utfall_bench_pgledger_{os.getpid()}"
+        self.conninfo = f"{PG_ADMIN.rsplit('/', 1)[0]}/{self.dbname}"
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{self.dbname}"')
+            admin.execute(f'CREATE DATABASE "{self.dbname}"')
+        with psycopg.connect(self.conninfo) as conn:  # one transaction, in the README's order
+            for name in self.FILES:
+                with open(os.path.join(source, name), encoding="utf-8") as f:
+                    conn.execute(f.read())
+            for i in range(hot):
+                conn.execute("SELECT id FROM pgledger_create_account(%s, 'USD')", (f"hot-{i}",))
+            self.account_ids = [conn.execute("SELECT id FROM pgledger_create_account(%s, 'USD')",
+                                             (f"wide-{i}",)).fetchone()[0] for i in range(wide)]
+        self.maintenance = psycopg.connect(self.conninfo, autocommit=True)
+
+    def connect(self):
+        return psycopg.connect(self.conninfo, autocommit=True)
+
+    @staticmethod
+    def transfer(conn, a: str, b: str, amount: Decimal) -> None:
+        conn.execute("SELECT id FROM pgledger_create_transfer(%s, %s, %s)", (a, b, amount))
+
+    def vacuum(self) -> None:
+        self.maintenance.execute("VACUUM ANALYZE pgledger_accounts")
+
+    def close(self) -> None:
+        self.maintenance.close()
+        assert self.dbname.startswith("utfall_bench_"), self.dbname  # never test, postgres or root
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+
+
+def rate(open_client: Callable[[random.Random], tuple[Callable[[], None], Callable[[], None]]],
+         clients: int, seconds: float, seed: str) -> float:
+    """Operations per second of `clients` threads, each repeating its operation for `seconds`.
+
+    `open_client(rng)` returns (operation, close); clients are opened before the clock starts,
+    so connecting is not measured. Each client draws its accounts from its own seeded `rng`.
+    """
+    handles = [open_client(random.Random(f"{seed}-{i}")) for i in range(clients)]
+    errors: list[BaseException] = []
+    done = [0] * clients
+    start = threading.Barrier(clients + 1)
+    stop = [0.0]
+
+    def work(i, op):
+        start.wait()
+        n = 0
+        try:
+            while time.perf_counter() < stop[0]:
+                op()
+                n += 1
+        except BaseException as exc:  # re-raised in the calling thread below
+            errors.append(exc)
+        done[i] = n
+
+    threads = [threading.Thread(target=work, args=(i, op)) for i, (op, _) in enumerate(handles)]
+    try:
+        for t in threads:
+            t.start()
+        t0 = time.perf_counter()
+        stop[0] = t0 + seconds
+        start.wait()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0  # until the last client's last operation ended
+    finally:
+        for _, close in handles:
+            close()
+    if errors:
+        raise errors[0]
+    return sum(done) / elapsed
 
 
 def ledger_posting(db: Database, a: int, b: int) -> None:
@@ -537,62 +635,194 @@ def ledger_posting(db: Database, a: int, b: int) -> None:
 
 def statements_per_posting(lg: Ledger, a: int, b: int) -> list[str]:
     """The SQL statements one posting sends, as "VERB table" (BEGIN, COMMIT and the pool's
-    pre-ping are left out: the last two do not pass through this event)."""
+    pre-ping are left out). On PostgreSQL postings pipeline their statements through psycopg
+    itself, so they are recorded at the driver there, through SQLAlchemy's event on SQLite."""
     seen: list[str] = []
 
-    def record(_conn, _cursor, statement, *_args):
+    def record(statement) -> None:
+        statement = statement if isinstance(statement, str) else str(statement)
         words = statement.split()
         verb = words[0].upper()
-        if verb == "BEGIN":
+        if verb in ("BEGIN", "COMMIT", "ROLLBACK"):
             return
         after = {"SELECT": "FROM", "INSERT": "INTO", "UPDATE": "UPDATE"}.get(verb)
         upper = [w.upper() for w in words]
         table = words[upper.index(after) + 1] if after in upper else "?"
-        seen.append(f"{verb} {table}")
+        seen.append(f"{verb} {table.split('.')[-1]}")
 
-    event.listen(lg.engine, "before_cursor_execute", record)
+    if lg.name == "postgresql":
+        execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
+        psycopg.Cursor.execute = lambda cur, query, *a, **k: (record(query), execute(cur, query, *a, **k))[1]
+        psycopg.Cursor.executemany = lambda cur, query, *a, **k: (record(query), executemany(cur, query, *a, **k))[1]
+        try:
+            ledger_posting(lg.db, a, b)
+        finally:
+            psycopg.Cursor.execute, psycopg.Cursor.executemany = execute, executemany
+        return seen
+
+    def on_execute(_conn, _cursor, statement, *_args):
+        record(statement)
+    event.listen(lg.engine, "before_cursor_execute", on_execute)
     try:
         ledger_posting(lg.db, a, b)
     finally:
-        event.remove(lg.engine, "before_cursor_execute", record)
+        event.remove(lg.engine, "before_cursor_execute", on_execute)
     return seen
 
 
-def measure_postings(lg: Ledger, cfg: Config, size: int, ids: Sequence[int], rng: random.Random,
-                     log: Log) -> list[dict]:
-    """The ledger's postings/s beside the three bare references, 1 client and (PostgreSQL) 8."""
-    def pairs(n: int) -> list[tuple[int, int]]:
-        return [tuple(rng.sample(ids, 2)) for _ in range(n)]
+GROUP = "ledger, group commit"
+GROUP_PROCESSES = 2
+GROUP_MULTI = f"ledger, group commit, {GROUP_PROCESSES} processes"
+LEDGER_VARIANTS = ("ledger", GROUP, GROUP_MULTI)
 
-    def ledger_client():
-        return (lambda a, b: ledger_posting(lg.db, a, b)), (lambda: None)
+
+def posting_work(a: int, b: int):
+    """The unit of work of one benchmark posting, for `Database.write`."""
+    return lambda uow: journal.post(uow, actor="bench", kind="BENCH", description="benchmark posting",
+                                    effective_date=datetime.now(timezone.utc).date(),
+                                    postings=[journal.Posting(a, DEBIT), journal.Posting(b, CREDIT)])
+
+
+def posting_worker(spec: dict) -> None:
+    """A posting process of the multi-process variant: `clients` threads posting through this
+    process's own group commit writer, started together on "go" from stdin (connecting and a
+    warm-up posting are off the clock); prints how many it posted and in how long."""
+    db = Database(make_engine(spec["url"], pool_size=spec["clients"] + 2, max_overflow=0), group_commit=True)
+    ids = spec["ids"]
+    db.write(posting_work(ids[0], ids[1]))  # warm-up: the writer, its connection, prepared statements
+    print("ready", flush=True)
+    sys.stdin.readline()
+    stop = time.perf_counter() + spec["seconds"]
+    done = [0] * spec["clients"]
+
+    def work(i: int) -> None:
+        rng = random.Random(f"{spec['seed']}-{i}")
+        while time.perf_counter() < stop:
+            db.write(posting_work(*rng.sample(ids, 2)))
+            done[i] += 1
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(spec["clients"])]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(json.dumps({"postings": sum(done), "seconds": time.perf_counter() - t0}), flush=True)
+    db.group_commit.close()
+
+
+def rate_in_processes(lg: Ledger, ids: Sequence[int], clients: int, processes: int, seconds: float,
+                      seed: str) -> float:
+    """Postings/s of `clients` split over `processes` worker processes, each with its own writer."""
+    log_dir = tempfile.mkdtemp(prefix="utfall_bench_workers_")
+    procs = []
+    try:
+        for n in range(processes):
+            spec = {"url": lg.url, "ids": list(ids), "clients": max(1, clients // processes), "seconds": seconds,
+                    "seed": f"{seed}-{n}"}
+            # each worker's stderr goes to a file: a pipe nobody reads would block it
+            err = open(os.path.join(log_dir, f"worker-{n}.log"), "wb")
+            procs.append((subprocess.Popen([sys.executable, "-m", "ops.bench.ledger", "--posting-worker",
+                                            json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           stderr=err, text=True), err))
+        for proc, _ in procs:
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"a posting worker failed; see {log_dir}")
+        for proc, _ in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        figures = [json.loads(proc.stdout.readline()) for proc, _ in procs]
+        for proc, _ in procs:
+            proc.wait(60)
+        shutil.rmtree(log_dir, ignore_errors=True)
+        return sum(f["postings"] for f in figures) / max(f["seconds"] for f in figures)
+    finally:
+        for proc, err in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            err.close()
+
+
+def measure_postings(lg: Ledger, bare: BareJournal, cfg: Config, size: int, ids: Sequence[int], log: Log,
+                     pgledger: PgLedgerReference | None = None) -> list[dict]:
+    """The ledger's postings/s beside the bare references and pgledger, at 1, 8 and 32 clients
+    (SQLite: 1; it has one writer), every variant interleaved round by round. On PostgreSQL the
+    ledger is measured three ways: one commit per posting; through the group commit of this
+    process; and with the clients split over 2 processes, each with its own group commit."""
+    grouped = Database(lg.engine, group_commit=True) if lg.name == "postgresql" else None
+
+    def ledger_client(rng):
+        return (lambda: ledger_posting(lg.db, *rng.sample(ids, 2))), (lambda: None)
+
+    def group_client(rng):
+        return (lambda: grouped.write(posting_work(*rng.sample(ids, 2)))), (lambda: None)
 
     def bare_client(kw):
-        def open_():
-            conn = lg.connect()
-            return (lambda a, b: bare_posting(lg, conn, a, b, **kw)), conn.close
+        def open_(rng):
+            conn = bare.lg.connect()
+            return (lambda: bare.posting(conn, *rng.sample(bare.account_ids, 2), **kw)), conn.close
         return open_
 
-    openers = {"ledger": ledger_client, **{name: bare_client(kw) for name, kw in BARE_VARIANTS.items()}}
-    client_counts = (1, cfg.clients) if lg.name == "postgresql" else (1,)  # SQLite has one writer
+    def pgledger_client(rng):
+        conn = pgledger.connect()
+
+        def op():
+            a, b = rng.sample(pgledger.account_ids, 2)
+            pgledger.transfer(conn, a, b, Decimal(rng.randint(1, 10_000)) / 100)
+        return op, conn.close
+
+    openers = {"ledger": ledger_client}
+    if grouped is not None:
+        openers[GROUP] = group_client
+    openers.update({name: bare_client(kw) for name, kw in BARE_VARIANTS.items()})
+    if pgledger is not None:
+        openers[PGLEDGER] = pgledger_client
+    client_counts = cfg.clients if lg.name == "postgresql" else (1,)
     variants: dict[tuple[str, int], Callable[[], float]] = {}
     for clients in client_counts:
         for name, open_ in openers.items():
+            if clients == max(client_counts) > 8 and name not in (*LEDGER_VARIANTS, *MOST_CLIENTS_REFERENCES):
+                continue
             # default arguments pin this iteration's values into the closure
-            variants[(name, clients)] = (lambda open_=open_, clients=clients:
-                                         rate(open_, pairs(cfg.postings), clients))
-    for name, clients in variants:
-        rate(openers[name], pairs(4 * clients), clients)  # warm-up: pools, prepared statements, caches
-    statements = statements_per_posting(lg, *pairs(1)[0])
+            variants[(name, clients)] = (lambda open_=open_, clients=clients, name=name:
+                                         rate(open_, clients, cfg.seconds, f"{name}-{clients}"))
+        if grouped is not None and clients >= GROUP_PROCESSES:
+            variants[(GROUP_MULTI, clients)] = (lambda clients=clients: rate_in_processes(
+                lg, ids, clients, GROUP_PROCESSES, cfg.seconds, f"multi-{clients}"))
+    for name, clients in variants:  # warm-up: pools, prepared statements, caches
+        if name in openers:
+            rate(openers[name], clients, min(1.0, cfg.seconds), f"warm-{name}")
+    statements = statements_per_posting(lg, *ids[:2])
+
+    def before() -> None:
+        # BENCHMARKS.md: autovacuum is off here, so every updated table is vacuumed before each
+        # write run, then one CHECKPOINT (it is server-wide), so no run pays for another's pages
+        bare.lg.vacuum()
+        if pgledger is not None:
+            pgledger.vacuum()
+        lg.before_write()
+
     pre_ping = bool(getattr(lg.engine.pool, "_pre_ping", False))  # one more round trip per checkout
-    log(f"  {lg.name}: postings, {len(variants)} variants × {cfg.runs} runs of {cfg.postings}")
-    runs = interleaved(variants, cfg.runs, before=lg.before_write)
+    log(f"  {lg.name}: postings, {len(variants)} variants × {cfg.runs} runs of {cfg.seconds:g} s")
+    try:
+        runs = interleaved(variants, cfg.runs, before=before)
+    finally:
+        if grouped is not None:
+            grouped.group_commit.close()
     out = []
+    references = [name for name in openers if name not in LEDGER_VARIANTS]
     for clients in client_counts:
-        op = f"post, {clients} client{'s' if clients > 1 else ''}"
-        for ref in BARE_VARIANTS:
-            out.append(result(op, lg.name, size, "/s", runs[("ledger", clients)], ref, runs[(ref, clients)],
-                              statements_per_posting=statements, pool_pre_ping=pre_ping))
+        plural = "s" if clients > 1 else ""
+        for variant in LEDGER_VARIANTS:
+            if (variant, clients) not in variants:
+                continue
+            op = f"post, {clients} client{plural}" + variant.removeprefix("ledger")
+            for ref in references:
+                if (ref, clients) in variants and (variant == "ledger" or ref in MOST_CLIENTS_REFERENCES):
+                    out.append(result(op, lg.name, size, "/s", runs[(variant, clients)], ref, runs[(ref, clients)],
+                                      clients=clients, variant=variant, statements_per_posting=statements,
+                                      pool_pre_ping=pre_ping, seconds=cfg.seconds))
     return out
 
 
@@ -678,31 +908,45 @@ def measure_verify(lg: Ledger, cfg: Config, size: int, log: Log) -> list[dict]:
 
 # --- driver ---------------------------------------------------------------------------------
 
-def run_backend(name: str, cfg: Config, log: Log = _stderr) -> list[dict]:
+def run_backend(name: str, cfg: Config, log: Log = _stderr, *, postings_only: bool = False) -> list[dict]:
     """Fill one ledger per size, then reads on all sizes, verification and postings on the largest."""
     out: list[dict] = []
     with ledgers_on(name) as new_ledger:
         ledgers: dict[int, Ledger] = {}
         accounts: dict[int, list[int]] = {}
-        for size in sorted(cfg.sizes):
+        sizes = sorted(cfg.sizes)[-1:] if postings_only else sorted(cfg.sizes)
+        for size in sizes:
             lg = ledgers[size] = new_ledger(str(size))
             accounts[size] = setup_accounts(lg, cfg.accounts)
             # seeded: the same ledgers every run
             added, seconds = fill(lg, size, random.Random(f"utfall-bench-{size}"))
             log(f"  {name}: filled a ledger of {size:,} entries ({added:,} transactions; "
                 f"{2 * added / max(seconds, 1e-9):,.0f} entries/s including hashing)")
-        out += measure_reads(ledgers, cfg, log)
         largest = max(ledgers)
         lg = ledgers[largest]
-        out += measure_verify(lg, cfg, largest, log)
+        if not postings_only:
+            out += measure_reads(ledgers, cfg, log)
+            out += measure_verify(lg, cfg, largest, log)
         # last, as real postings append to the ledger (it stays verifiable)
-        lg.create_bench_tables(accounts[largest])
-        out += measure_postings(lg, cfg, largest, accounts[largest], random.Random("utfall-bench-postings"), log)
+        bare_ledger = new_ledger("bare")
+        bare = BareJournal(bare_ledger, setup_accounts(bare_ledger, cfg.accounts))
+        pgledger = PgLedgerReference() if name == "postgresql" and os.path.isdir(PGLEDGER_DIR) else None
+        if name == "postgresql" and pgledger is None:
+            log(f"  pgledger not found at {PGLEDGER_DIR} (set UTFALL_PGLEDGER): measured without it")
+        try:
+            out += measure_postings(lg, bare, cfg, largest, accounts[largest], log, pgledger)
+        finally:
+            if pgledger is not None:
+                pgledger.close()
+        with lg.db.reading() as s:
+            if not journal.verify(s).ok:
+                raise RuntimeError(f"{name}: the ledger no longer verifies after the posting runs")
     return out
 
 
 def run(quick: bool = False, backends: Iterable[str] = BACKENDS, *, sizes: Sequence[int] | None = None,
-        runs: int | None = None, log: Log = _stderr) -> list[dict]:
+        runs: int | None = None, seconds: float | None = None, clients: Sequence[int] | None = None,
+        postings_only: bool = False, log: Log = _stderr) -> list[dict]:
     """Measure on each backend; a list of result dicts (see `result`) for a combined report."""
     cfg = QUICK if quick else FULL
     if sizes:
@@ -711,10 +955,14 @@ def run(quick: bool = False, backends: Iterable[str] = BACKENDS, *, sizes: Seque
         cfg = replace(cfg, sizes=tuple(sorted({s + s % 2 for s in sizes})))  # two entries a transaction
     if runs:
         cfg = replace(cfg, runs=max(3, runs))  # BENCHMARKS.md: the median of at least 3
+    if seconds:
+        cfg = replace(cfg, seconds=seconds)
+    if clients:
+        cfg = replace(cfg, clients=tuple(sorted(set(clients))))
     out: list[dict] = []
     for name in backends:
         log(f"ledger benchmark on {name}: sizes {', '.join(f'{s:,}' for s in cfg.sizes)}")
-        out += run_backend(name, cfg, log)
+        out += run_backend(name, cfg, log, postings_only=postings_only)
     return out
 
 
@@ -754,10 +1002,35 @@ def table(results: Sequence[dict]) -> str:
             sent = r["statements_per_posting"]
             extra = ", pool pre-ping" if r.get("pool_pre_ping") else ""
             lines.append(f"{r['backend']}: one journal.post sends {len(sent)} statements (+ BEGIN, COMMIT{extra}), "
-                         f"bare posting-shaped 7 (+ BEGIN, COMMIT): {', '.join(sent)}.")
+                         f"bare posting-shaped 7 (+ BEGIN, COMMIT): {', '.join(sent)}"
+                         + ("; pipelined in 2 round trips and the COMMIT (a 3rd for every 4th posting: the "
+                            "Merkle siblings)." if r["backend"] == "postgresql" else "."))
+    scaling = posting_scaling(results)
+    if scaling:
+        lines.append("Postings/s by clients (more clients must never be slower than fewer):")
+        lines.extend("  " + line for line in scaling)
     lines.append("Load generator and database share this machine's cores "
                  f"({os.cpu_count()}); figures move 10–50 % between runs, ratios much less.")
     return "\n".join(lines)
+
+
+def posting_scaling(results: Sequence[dict]) -> list[str]:
+    """Per backend and way of posting: median postings/s at each client count, and its ratio to
+    pgledger's in the same rounds."""
+    out = []
+    for backend in dict.fromkeys(r["backend"] for r in results):
+        rows = [r for r in results if r["backend"] == backend and r.get("clients")]
+        pgledger = {r["clients"]: r["reference"]["median"] for r in rows if r["reference"]["operation"] == PGLEDGER}
+        if pgledger:
+            out.append(f"{backend} pgledger " + ", ".join(f"{c}: {_fmt(v, '/s')}" for c, v in sorted(pgledger.items())))
+        for variant in dict.fromkeys(r.get("variant", "ledger") for r in rows):
+            figures = {r["clients"]: r for r in rows if r.get("variant", "ledger") == variant}
+            parts = []
+            for clients, r in sorted(figures.items()):
+                ratio = f" ({r['median'] / pgledger[clients]:.2f}× pgledger)" if clients in pgledger else ""
+                parts.append(f"{clients}: {_fmt(r['median'], '/s')}{ratio}")
+            out.append(f"{backend} {variant} " + ", ".join(parts))
+    return out
 
 
 def flatness(results: Sequence[dict]) -> list[str]:
@@ -783,14 +1056,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sizes", type=parse_sizes, help="ledger sizes in entries (default 10000,100000,1000000)")
     p.add_argument("--quick", action="store_true", help="sizes 10000,100000, fewer postings and reads, 3 runs")
     p.add_argument("--runs", type=int, help="measured runs per posting and read variant (at least 3)")
+    p.add_argument("--seconds", type=float, help="length of one measured posting run (default 10; 1 with --quick)")
+    p.add_argument("--clients", type=lambda t: [int(x) for x in t.split(",")],
+                   help="posting clients on PostgreSQL (default 1,8,32)")
+    p.add_argument("--postings-only", action="store_true", help="only the posting runs, on the largest size")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--posting-worker", help=argparse.SUPPRESS)  # a process of the multi-process variant
     args = p.parse_args(argv)
+    if args.posting_worker:
+        posting_worker(json.loads(args.posting_worker))
+        return 0
     backends = BACKENDS if args.backend == "both" else (args.backend,)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    results = run(args.quick, backends, sizes=args.sizes, runs=args.runs)
+    results = run(args.quick, backends, sizes=args.sizes, runs=args.runs, seconds=args.seconds,
+                  clients=args.clients, postings_only=args.postings_only)
     print(table(results))
-    print(f"({time.perf_counter() - t0:.0f} s)")
+    print(f"({time.perf_counter() - t0:.0f} s)", flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"benchmark": "ledger", "started_at": started.isoformat(), "quick": args.quick,

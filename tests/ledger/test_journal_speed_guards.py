@@ -158,16 +158,41 @@ def test_post_returns_exactly_what_the_database_holds(db):
         assert journal.verify(s).ok
 
 
-def test_post_sends_no_select_beyond_the_head_and_the_accounts(db, engine):
+def _recording_statements(engine, monkeypatch, seen: list[str]):
+    """Record every statement sent: on PostgreSQL at the driver (postings pipeline their
+    statements through psycopg itself), on SQLite through SQLAlchemy's event."""
+    def remember(statement) -> None:
+        statement = statement if isinstance(statement, str) else getattr(statement, "as_string", lambda _c: str(statement))(None)
+        seen.append(" ".join(statement.split()).upper())
+
+    if engine.dialect.name == "postgresql":
+        import psycopg
+        execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
+
+        def recorded_execute(self, query, *args, **kw):
+            remember(query)
+            return execute(self, query, *args, **kw)
+
+        def recorded_executemany(self, query, *args, **kw):
+            remember(query)
+            return executemany(self, query, *args, **kw)
+        monkeypatch.setattr(psycopg.Cursor, "execute", recorded_execute)
+        monkeypatch.setattr(psycopg.Cursor, "executemany", recorded_executemany)
+        return monkeypatch.undo
+
+    def record(_conn, _cursor, statement, *_args):
+        remember(statement)
+    event.listen(engine, "before_cursor_execute", record)
+    return lambda: event.remove(engine, "before_cursor_execute", record)
+
+
+def test_post_sends_no_select_beyond_the_head_and_the_accounts(db, engine, monkeypatch):
     # given
     a, b = accounts(db, 2)
     seen: list[str] = []
 
-    def record(_conn, _cursor, statement, *_args):
-        seen.append(" ".join(statement.split()[:4]).upper())
-
     # when
-    event.listen(engine, "before_cursor_execute", record)
+    stop_recording = _recording_statements(engine, monkeypatch, seen)
     try:
         with db.uow() as uow:
             tx = journal.post(uow, actor="t", kind="TEST", description="d", effective_date=date(2026, 1, 1),
@@ -179,7 +204,7 @@ def test_post_sends_no_select_beyond_the_head_and_the_accounts(db, engine):
             assert inspect(tx).persistent and all(inspect(e).persistent for e in tx.entries)
             uow.commit()
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        stop_recording()
     # then
     ledger = [s for s in seen if "LEDGER_" in s]
     assert [s.split()[0] for s in ledger] == ["SELECT", "SELECT", "INSERT", "INSERT", "UPDATE", "UPDATE"], ledger

@@ -82,6 +82,13 @@ def test_development_works_without_a_secret():
     assert not settings.production and settings.secret == DEV_SECRET
 
 
+def test_group_commit_is_off_unless_asked_for_and_a_typo_is_refused():
+    assert load({"UTFALL_ENV": "development"}).group_commit is False
+    assert load({"UTFALL_ENV": "development", "UTFALL_GROUP_COMMIT": "1"}).group_commit is True
+    with pytest.raises(ConfigError, match="UTFALL_GROUP_COMMIT"):
+        load({"UTFALL_ENV": "development", "UTFALL_GROUP_COMMIT": "yes"})
+
+
 def serve(env: dict[str, str], cwd) -> tuple[subprocess.CompletedProcess, float]:
     clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
     started = time.monotonic()

@@ -131,12 +131,12 @@ UserErrorCode = strawberry.enum(
 class UserError:
     field: list[str] | None = strawberry.field(description="The path to the input field at fault, if any.")
     message: str
-    code: str = strawberry.field(description="A stable code: one of the values of the enum UserErrorCode.")
+    code: UserErrorCode = strawberry.field(description="A stable code a client can act on; the message may change.")
 
 
 def user_errors(err: DomainError) -> list[UserError]:
     errs = err.errors if isinstance(err, MultipleErrors) else [err]
-    return [UserError(field=e.field, message=e.message, code=e.code) for e in errs]
+    return [UserError(field=e.field, message=e.message, code=UserErrorCode(e.code)) for e in errs]
 
 
 # --- global IDs -----------------------------------------------------------------------------
@@ -374,7 +374,7 @@ async def mutate(info: Info, payload_cls: type, fn: Callable[[UnitOfWork, Actor]
     actor = ctx(info).actor
     if actor is None:
         return payload_cls(**empty, user_errors=[
-            UserError(field=None, message="this needs a bearer token", code="UNAUTHENTICATED")])
+            UserError(field=None, message="this needs a bearer token", code=UserErrorCode("UNAUTHENTICATED"))])
     try:
         fields = await ctx(info).db.write(lambda uow: to_fields(fn(uow, actor)))
     except DomainError as err:

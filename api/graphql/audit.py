@@ -9,6 +9,7 @@ from sqlalchemy import select
 from strawberry.types import Info
 
 from api.graphql.base import Connection, Node, connection, ctx, decode_cursor, page_size, require_actor
+from api.graphql.parties import Role
 from ledger import models
 
 
@@ -17,7 +18,7 @@ class AuditEvent(Node):
     pk: strawberry.Private[int]
     occurred_at: datetime
     actor: str
-    role: str
+    role: Role = strawberry.field(description="The role of the token that made the change.")
     operation: str
     input: str = strawberry.field(description="The mutation's input as JSON; identity numbers only as keyed hashes.")
     result_type: str | None
@@ -25,7 +26,7 @@ class AuditEvent(Node):
 
     @classmethod
     def from_row(cls, e: models.AuditEvent) -> "AuditEvent":
-        return cls(pk=e.id, occurred_at=e.occurred_at, actor=e.actor, role=e.role, operation=e.operation,
+        return cls(pk=e.id, occurred_at=e.occurred_at, actor=e.actor, role=Role(e.role), operation=e.operation,
                    input=e.input, result_type=e.result_type, result_id=e.result_id)
 
 

@@ -98,18 +98,45 @@ SCALAR_MAP = {Decimal: DecimalScalar, date: DateScalar, datetime: DateTimeScalar
 
 # --- shared types ---------------------------------------------------------------------------
 
+def _currencies() -> dict[str, str]:
+    """Every code ledger.money accepts, with its name: the enum is exactly what input validation allows."""
+    import moneyed
+    names = {}
+    for code in sorted(moneyed.CURRENCIES):
+        try:
+            names[code] = m.currency(code).name
+        except DomainError:
+            continue
+    return names
+
+
+CURRENCY_NAMES = _currencies()
+Currency = strawberry.enum(
+    enum.Enum("Currency", {code: strawberry.enum_value(code, description=f"{name} (ISO 4217 {code}).")
+                           for code, name in CURRENCY_NAMES.items()}),
+    name="Currency",
+    description="An ISO 4217 currency code, e.g. SEK (Swedish krona). A MoneyInput's currency must be one of these "
+                "(INVALID_CURRENCY otherwise).",
+)
+
+
 @strawberry.type
 class Money:
     amount: Decimal
-    currency: str
+    currency: Currency
 
     @classmethod
     def of(cls, value: m.Money) -> "Money":
-        return cls(amount=value.amount, currency=value.currency.code)
+        return cls(amount=value.amount, currency=Currency(value.currency.code))
+
+    @property
+    def code(self) -> str:
+        """The currency code as a plain string, for building more Money from this one."""
+        return self.currency.value
 
     @classmethod
-    def minor(cls, units: int, currency: str) -> "Money":
-        return cls.of(m.from_minor(units, currency))
+    def minor(cls, units: int, currency: "str | Currency") -> "Money":
+        return cls.of(m.from_minor(units, currency.value if isinstance(currency, enum.Enum) else currency))
 
 
 @strawberry.input

@@ -12,7 +12,7 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Money, MoneyInput, Node, UserError, audited, child_page, connection, ctx, load_rows, decode_cursor, from_global_id,
+    Connection, Currency, Money, MoneyInput, Node, UserError, audited, child_page, connection, ctx, load_rows, decode_cursor, from_global_id,
     mutate, page_size, query_error, require_actor,
 )
 from api.graphql.change_requests import CHANGE_REQUEST_FIELD, ChangeRequest, is_request, request_fields
@@ -183,7 +183,7 @@ class OutcomeContract(Node):
     title: str
     status: ContractStatus
     policy_area: str
-    currency: str
+    currency: Currency
     start_date: date
     end_date: date
     created_at: datetime
@@ -315,7 +315,7 @@ class OutcomeContract(Node):
     @classmethod
     def from_row(cls, x: models.OutcomeContract) -> "OutcomeContract":
         return cls(pk=x.id, title=x.title, status=ContractStatus(x.status), policy_area=x.policy_area,
-                   currency=x.currency, start_date=x.start_date, end_date=x.end_date, created_at=x.created_at,
+                   currency=Currency(x.currency), start_date=x.start_date, end_date=x.end_date, created_at=x.created_at,
                    activated_at=x.activated_at, ended_at=x.ended_at, end_reason=x.end_reason, fund_id=x.fund_id,
                    row=x, payment_frequency=PaymentFrequency(x.payment_frequency) if x.payment_frequency else None,
                    service_end_date=x.service_end_date or x.end_date, outcomes_end_date=x.outcomes_end_date or x.end_date,
@@ -329,7 +329,7 @@ class OutcomeContract(Node):
 class Fund(Node):
     pk: strawberry.Private[int]
     name: str
-    currency: str
+    currency: Currency
     created_at: datetime
     manager_id: strawberry.Private[int]
     dual_control: bool = strawberry.field(default=False, description=(
@@ -373,7 +373,7 @@ class Fund(Node):
 
     @classmethod
     def from_row(cls, f: models.OutcomesFund) -> "Fund":
-        return cls(pk=f.id, name=f.name, currency=f.currency, created_at=f.created_at, manager_id=f.manager_id,
+        return cls(pk=f.id, name=f.name, currency=Currency(f.currency), created_at=f.created_at, manager_id=f.manager_id,
                    dual_control=f.dual_control)
 
 

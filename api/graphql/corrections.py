@@ -98,6 +98,13 @@ DisputeSubject = Annotated[Union[Evidence, Payout], strawberry.union(
     "DisputeSubject", description="What is disputed: a rejected or invalidated evidence item, or a payout.")]
 
 
+@strawberry.enum(description="The decision a provider disputes.")
+class DisputedDecision(enum.Enum):
+    REJECTED = strawberry.enum_value("REJECTED", description="A verifier rejected the evidence.")
+    INVALIDATED = strawberry.enum_value("INVALIDATED", description="Verified evidence was invalidated afterwards.")
+    POSTED = strawberry.enum_value("POSTED", description="A payout was posted and the provider disputes its amount.")
+
+
 @strawberry.type(description="A provider's dispute of a rejection, an invalidation or a payout.")
 class Dispute(Node):
     pk: strawberry.Private[int]
@@ -108,7 +115,7 @@ class Dispute(Node):
     reason: str = strawberry.field(description="The provider's grounds.")
     deadline: date = strawberry.field(description="The last day for a fund manager to resolve it.")
     overdue: bool = strawberry.field(description="Still open after its deadline.")
-    subject_status: str = strawberry.field(description="The disputed decision: REJECTED, INVALIDATED or POSTED.")
+    subject_status: DisputedDecision = strawberry.field(description="The disputed decision: REJECTED, INVALIDATED or POSTED.")
     opened_by: str
     opened_at: datetime
     resolved_by: str | None
@@ -132,7 +139,7 @@ class Dispute(Node):
     def from_row(cls, d: models.Dispute, today: date | None = None) -> "Dispute":
         return cls(pk=d.id, contract_pk=d.contract_id, evidence_pk=d.evidence_id, payout_pk=d.payout_id,
                    status=DisputeStatus(d.status), reason=d.reason, deadline=d.deadline,
-                   overdue=dispute_uc.is_overdue(d, today or utcnow().date()), subject_status=d.subject_status,
+                   overdue=dispute_uc.is_overdue(d, today or utcnow().date()), subject_status=DisputedDecision(d.subject_status),
                    opened_by=d.opened_by, opened_at=d.opened_at, resolved_by=d.resolved_by, resolved_at=d.resolved_at,
                    resolution_reason=d.resolution_reason)
 

@@ -87,6 +87,13 @@ class Evidence(Node):
                    invalidated_at=e.invalidated_at, invalidation_reason=e.invalidation_reason)
 
 
+@strawberry.enum(description="Which version of a measured result this is.")
+class MeasurementStatus(enum.Enum):
+    CURRENT = strawberry.enum_value("CURRENT", description="The version that counts in payouts.")
+    SUPERSEDED = strawberry.enum_value("SUPERSEDED", description="Replaced by a corrected version (supersededBy).")
+    VOIDED = strawberry.enum_value("VOIDED", description="Withdrawn: it counts for nothing.")
+
+
 @strawberry.type
 class Measurement(Node):
     pk: strawberry.Private[int]
@@ -98,7 +105,8 @@ class Measurement(Node):
     cohort_size: int | None
     recorded_by: str
     recorded_at: datetime
-    status: str = strawberry.field(description="CURRENT (the version that counts), SUPERSEDED by a correction, or VOIDED.")
+    status: MeasurementStatus = strawberry.field(
+        description="CURRENT (the version that counts), SUPERSEDED by a correction, or VOIDED.")
     superseded_by_pk: strawberry.Private[int | None] = None
     correction_reason: str | None = strawberry.field(default=None, description="Why this version corrected the one before.")
     voided_by: str | None = None
@@ -112,7 +120,7 @@ class Measurement(Node):
     def from_row(cls, x: models.Measurement) -> "Measurement":
         return cls(pk=x.id, metric_code=x.metric_code, period_start=x.period_start, period_end=x.period_end,
                    observed_value=x.observed_value, comparison_value=x.comparison_value, cohort_size=x.cohort_size,
-                   recorded_by=x.recorded_by, recorded_at=x.recorded_at, status=x.status,
+                   recorded_by=x.recorded_by, recorded_at=x.recorded_at, status=MeasurementStatus(x.status),
                    superseded_by_pk=x.superseded_by_id, correction_reason=x.correction_reason,
                    voided_by=x.voided_by, void_reason=x.void_reason)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 from datetime import date, datetime
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Money, Node, UserError, audited, aware, connection, ctx, decode_cursor, from_global_id,
+    Connection, Currency, Money, Node, UserError, audited, aware, connection, ctx, decode_cursor, from_global_id,
     mutate, page_size, query_error, require_actor,
 )
 from api.graphql.change_requests import CHANGE_REQUEST_FIELD, ChangeRequest, is_request, request_fields
@@ -23,12 +24,33 @@ from ledger.errors import DomainError, NotFound
 from ledger.reads import may_see_account, visible_accounts, visible_transactions
 
 
+@strawberry.enum(description="What a ledger transaction records.")
+class TransactionKind(enum.Enum):
+    CAPITAL_DEPOSIT = strawberry.enum_value("CAPITAL_DEPOSIT", description="Capital paid in to a fund.")
+    COMMITMENT = strawberry.enum_value("COMMITMENT", description="Money committed to a contract when it is activated: "
+                                                                 "the fund's and each payer's share of its maximum.")
+    COMMITMENT_CHANGE = strawberry.enum_value("COMMITMENT_CHANGE", description="Commitments brought to what an "
+                                                                               "amendment of the terms needs.")
+    COMMITMENT_RELEASE = strawberry.enum_value("COMMITMENT_RELEASE", description="What was committed and not paid, "
+                                                                                 "released when a contract ends.")
+    PAYOUT = strawberry.enum_value("PAYOUT", description="An approved payout: what each payer owes the provider.")
+    PAYMENT = strawberry.enum_value("PAYMENT", description="A payer paying what it owes.")
+    PENALTY = strawberry.enum_value("PENALTY", description="A sanction's penalty (vite) charged to a provider.")
+    REVERSAL = strawberry.enum_value("REVERSAL", description="A correction: the exact opposite of an earlier "
+                                                             "transaction, which stays in the journal.")
+    DRAWDOWN = strawberry.enum_value("DRAWDOWN", description="An investor's money paid to the provider (impact bond).")
+    DISTRIBUTION = strawberry.enum_value("DISTRIBUTION", description="Receipts shared out to investors by the "
+                                                                     "waterfall (impact bond).")
+    INVESTMENT_WRITE_OFF = strawberry.enum_value("INVESTMENT_WRITE_OFF", description="What investors did not get back "
+                                                                                     "when a bond closed: their loss.")
+
+
 @strawberry.type
 class LedgerAccount(Node):
     pk: strawberry.Private[int]
     code: str
     name: str
-    currency: str
+    currency: Currency
     party_id: strawberry.Private[int]
     counterparty_id: strawberry.Private[int | None]
     contract_pk: strawberry.Private[int | None]
@@ -49,7 +71,7 @@ class LedgerAccount(Node):
 
     @classmethod
     def from_row(cls, a: models.Account) -> "LedgerAccount":
-        return cls(pk=a.id, code=a.code, name=a.name, currency=a.currency, party_id=a.party_id,
+        return cls(pk=a.id, code=a.code, name=a.name, currency=Currency(a.currency), party_id=a.party_id,
                    counterparty_id=a.counterparty_id, contract_pk=a.contract_id, balance_minor=a.balance_minor,
                    closed_at=a.closed_at)
 
@@ -60,7 +82,7 @@ class LedgerEntry:
     account_id: strawberry.Private[int]
     amount_minor: strawberry.Private[int]
     balance_after_minor: strawberry.Private[int]
-    currency: str
+    currency: Currency
 
     @strawberry.field
     def amount(self) -> Money:
@@ -81,7 +103,7 @@ class LedgerTransaction(Node):
     sequence: int
     posted_at: datetime
     effective_date: date
-    kind: str
+    kind: TransactionKind
     description: str
     actor: str
     hash: str
@@ -109,7 +131,7 @@ class LedgerTransaction(Node):
 
     @strawberry.field(description="The payout this transaction posted, if it is a PAYOUT: the start of a trace.")
     async def payout(self, info: Info) -> Annotated["Payout", strawberry.lazy("api.graphql.payouts")] | None:  # noqa: F821
-        if self.kind != "PAYOUT":
+        if self.kind is not TransactionKind.PAYOUT:
             return None
         from api.graphql.payouts import payout_by_transaction
         return await payout_by_transaction(info, self.sequence)
@@ -117,10 +139,10 @@ class LedgerTransaction(Node):
     @classmethod
     def from_row(cls, t: models.Transaction) -> "LedgerTransaction":
         return cls(pk=t.sequence, sequence=t.sequence, posted_at=t.posted_at, effective_date=t.effective_date,
-                   kind=t.kind, description=t.description, actor=t.actor, hash=t.hash, previous_hash=t.previous_hash,
+                   kind=TransactionKind(t.kind), description=t.description, actor=t.actor, hash=t.hash, previous_hash=t.previous_hash,
                    reverses_sequence=t.reverses,
                    all_entries=[LedgerEntry(line=e.line, account_id=e.account_id, amount_minor=e.amount_minor,
-                                        balance_after_minor=e.balance_after_minor, currency=e.currency)
+                                        balance_after_minor=e.balance_after_minor, currency=Currency(e.currency))
                             for e in t.entries])
 
 

@@ -8,7 +8,7 @@ from graphql import GraphQLError
 from sqlalchemy import select
 from strawberry.types import Info
 
-from api.graphql.base import Connection, Node, connection, ctx, decode_cursor, page_size, require_actor
+from api.graphql.base import Connection, Node, Window, keyset_page, require_actor
 from api.graphql.parties import Role
 from ledger import models
 
@@ -41,13 +41,8 @@ def require_overseer(info: Info):
 @strawberry.type
 class AuditQueries:
     @strawberry.field
-    async def audit_events(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[AuditEvent]:
+    async def audit_events(self, info: Info, first: int | None = None, after: str | None = None,
+                           last: int | None = None, before: str | None = None) -> Connection[AuditEvent]:
         require_overseer(info)
-        size, start = page_size(first), decode_cursor(after)
-
-        def q(s):
-            stmt = select(models.AuditEvent).order_by(models.AuditEvent.id).limit(size + 1)
-            if start is not None:
-                stmt = stmt.where(models.AuditEvent.id > start)
-            return connection(s.execute(stmt).scalars().all(), lambda e: e.id, size, start is not None, AuditEvent.from_row)
-        return await ctx(info).db.read(q)
+        return await keyset_page(info, lambda s: select(models.AuditEvent), models.AuditEvent.id, AuditEvent.from_row,
+                                 Window.of(first, after, last, before))

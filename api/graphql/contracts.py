@@ -12,8 +12,8 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Currency, Money, MoneyInput, Node, UserError, audited, child_page, connection, ctx, load_rows, decode_cursor, from_global_id,
-    mutate, page_size, query_error, require_actor,
+    Connection, Currency, Money, MoneyInput, Node, UserError, Window, audited, child_page, ctx, from_global_id,
+    keyset_page, load_rows, mutate, query_error, require_actor,
 )
 from api.graphql.change_requests import CHANGE_REQUEST_FIELD, ChangeRequest, is_request, request_fields
 from api.graphql.evidence import Evidence, EvidenceStatus, Measurement, Participant
@@ -279,15 +279,17 @@ class OutcomeContract(Node):
         return await c.loader("sanctions", lambda: DataLoader(batch)).load(self.pk)
 
     @strawberry.field(description="The cohort: pseudonymous participants.")
-    async def participants(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[Participant]:
+    async def participants(self, info: Info, first: int | None = None, after: str | None = None,
+                           last: int | None = None, before: str | None = None) -> Connection[Participant]:
         return await child_page(info, "participants", models.Participant, models.Participant.contract_id, self.pk,
-                                first=first, after=after, to_node=Participant.from_row)
+                                first=first, after=after, last=last, before=before, to_node=Participant.from_row)
 
     @strawberry.field
     async def evidence(self, info: Info, status: EvidenceStatus | None = None, first: int | None = None,
-                       after: str | None = None) -> Connection[Evidence]:
+                       after: str | None = None, last: int | None = None,
+                       before: str | None = None) -> Connection[Evidence]:
         return await child_page(info, "evidence", models.Evidence, models.Evidence.contract_id, self.pk, first=first,
-                                after=after, to_node=Evidence.from_row,
+                                after=after, last=last, before=before, to_node=Evidence.from_row,
                                 filters={"status": status.value} if status else None)
 
     @strawberry.field
@@ -297,9 +299,10 @@ class OutcomeContract(Node):
 
     @strawberry.field
     async def payouts(self, info: Info, status: PayoutStatus | None = None, first: int | None = None,
-                      after: str | None = None) -> Connection[Payout]:
+                      after: str | None = None, last: int | None = None,
+                      before: str | None = None) -> Connection[Payout]:
         return await child_page(info, "payouts", models.PayoutCalculation, models.PayoutCalculation.contract_id,
-                                self.pk, first=first, after=after, to_node=Payout.from_row,
+                                self.pk, first=first, after=after, last=last, before=before, to_node=Payout.from_row,
                                 filters={"status": status.value} if status else None)
 
     @strawberry.field(description="Who owes whom on this contract now; only non-zero.")
@@ -365,10 +368,11 @@ class Fund(Node):
         return Money.minor((await self._position(info)).paid_out, self.currency)
 
     @strawberry.field
-    async def contracts(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[OutcomeContract]:
+    async def contracts(self, info: Info, first: int | None = None, after: str | None = None, last: int | None = None,
+                        before: str | None = None) -> Connection[OutcomeContract]:
         clause = visible_contracts(require_actor(info))
         return await child_page(info, "fund_contracts", models.OutcomeContract, models.OutcomeContract.fund_id, self.pk,
-                                first=first, after=after, to_node=OutcomeContract.from_row,
+                                first=first, after=after, last=last, before=before, to_node=OutcomeContract.from_row,
                                 where=None if clause is None else (lambda _m: clause))
 
     @classmethod
@@ -426,23 +430,19 @@ async def load_fund(info: Info, fund_id: int) -> Fund | None:
 
 
 async def _contracts(info: Info, *, status: ContractStatus | None = None,
-                     first: int | None, after: str | None) -> Connection[OutcomeContract]:
+                     window: Window) -> Connection[OutcomeContract]:
     actor = require_actor(info)
-    size, start = page_size(first), decode_cursor(after)
     C = models.OutcomeContract
 
-    def q(s):
-        stmt = select(C).order_by(C.id).limit(size + 1)
+    def build(s):
+        stmt = select(C)
         if status is not None:
             stmt = stmt.where(C.status == status.value)
-        if start is not None:
-            stmt = stmt.where(C.id > start)
         clause = visible_contracts(actor)
         if clause is not None:
             stmt = stmt.where(clause)
-        return connection(s.execute(stmt).scalars().all(), lambda x: x.id, size, start is not None,
-                          OutcomeContract.from_row)
-    return await ctx(info).db.read(q)
+        return stmt
+    return await keyset_page(info, build, C.id, OutcomeContract.from_row, window)
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -709,20 +709,13 @@ def _controlled_contract_fields(x) -> dict:
 @strawberry.type
 class ContractQueries:
     @strawberry.field
-    async def funds(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[Fund]:
+    async def funds(self, info: Info, first: int | None = None, after: str | None = None, last: int | None = None,
+                    before: str | None = None) -> Connection[Fund]:
         actor = require_actor(info)
-        size, start = page_size(first), decode_cursor(after)
         F = models.OutcomesFund
-
-        def q(s):
-            stmt = select(F).order_by(F.id).limit(size + 1)
-            if start is not None:
-                stmt = stmt.where(F.id > start)
-            clause = visible_funds(actor)
-            if clause is not None:
-                stmt = stmt.where(clause)
-            return connection(s.execute(stmt).scalars().all(), lambda f: f.id, size, start is not None, Fund.from_row)
-        return await ctx(info).db.read(q)
+        clause = visible_funds(actor)
+        return await keyset_page(info, lambda s: select(F) if clause is None else select(F).where(clause), F.id,
+                                 Fund.from_row, Window.of(first, after, last, before))
 
     @strawberry.field
     async def fund(self, info: Info, id: strawberry.ID) -> Fund | None:
@@ -733,8 +726,9 @@ class ContractQueries:
 
     @strawberry.field
     async def contracts(self, info: Info, status: ContractStatus | None = None, first: int | None = None,
-                        after: str | None = None) -> Connection[OutcomeContract]:
-        return await _contracts(info, status=status, first=first, after=after)
+                        after: str | None = None, last: int | None = None,
+                        before: str | None = None) -> Connection[OutcomeContract]:
+        return await _contracts(info, status=status, window=Window.of(first, after, last, before))
 
     @strawberry.field
     async def contract(self, info: Info, id: strawberry.ID) -> OutcomeContract | None:

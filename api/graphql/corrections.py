@@ -11,8 +11,8 @@ from sqlalchemy import select
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Node, UserError, audited, connection, ctx, decode_cursor, from_global_id, mutate, page_size,
-    query_error, require_actor, split_global_id,
+    Connection, Node, UserError, Window, audited, ctx, from_global_id, keyset_page, mutate, query_error,
+    require_actor, split_global_id,
 )
 from api.graphql.evidence import Evidence, Measurement
 from api.graphql.payouts import Payout
@@ -199,17 +199,18 @@ class DisputeQueries:
                                   "With overdue: true, only open disputes past their deadline.")
     async def disputes(self, info: Info, contract_id: strawberry.ID | None = None, status: DisputeStatus | None = None,
                        overdue: bool | None = None, first: int | None = None,
-                       after: str | None = None) -> Connection[Dispute]:
+                       after: str | None = None, last: int | None = None,
+                       before: str | None = None) -> Connection[Dispute]:
         try:
             cid = None if contract_id is None else from_global_id(contract_id, "OutcomeContract", field="contractId")
         except DomainError as err:
             raise query_error(err) from None
-        size, start = page_size(first), decode_cursor(after)
+        window = Window.of(first, after, last, before)
         today = utcnow().date()
         D = models.Dispute
 
-        def q(s):
-            stmt = _scoped(info, select(D)).order_by(D.id).limit(size + 1)
+        def build(s):
+            stmt = _scoped(info, select(D))
             if cid is not None:
                 stmt = stmt.where(D.contract_id == cid)
             if status is not None:
@@ -217,11 +218,8 @@ class DisputeQueries:
             if overdue is not None:
                 late = (D.status == "OPEN") & (D.deadline < today)
                 stmt = stmt.where(late if overdue else ~late)
-            if start is not None:
-                stmt = stmt.where(D.id > start)
-            return connection(s.execute(stmt).scalars().all(), lambda d: d.id, size, start is not None,
-                              lambda d: Dispute.from_row(d, today))
-        return await ctx(info).db.read(q)
+            return stmt
+        return await keyset_page(info, build, D.id, lambda d: Dispute.from_row(d, today), window)
 
 
 @strawberry.type

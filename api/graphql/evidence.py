@@ -11,8 +11,8 @@ from sqlalchemy import select
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Node, UserError, audited, connection, ctx, decode_cursor, from_global_id, mutate, page_size,
-    query_error, require_actor, to_global_id,
+    Connection, Node, UserError, Window, audited, ctx, from_global_id, keyset_page, mutate, query_error,
+    require_actor, to_global_id,
 )
 from ledger import evidence as uc
 from ledger import models
@@ -132,21 +132,18 @@ def _scoped(info: Info, stmt, contract_column):
     return stmt.join(models.OutcomeContract, models.OutcomeContract.id == contract_column).where(clause)
 
 
-async def evidence_page(info: Info, *, contract_id: int | None, status: EvidenceStatus | None, first: int | None,
-                        after: str | None) -> Connection[Evidence]:
-    size, start = page_size(first), decode_cursor(after)
+async def evidence_page(info: Info, *, contract_id: int | None, status: EvidenceStatus | None,
+                        window: Window) -> Connection[Evidence]:
     E = models.Evidence
 
-    def q(s):
-        stmt = _scoped(info, select(E), E.contract_id).order_by(E.id).limit(size + 1)
+    def build(s):
+        stmt = _scoped(info, select(E), E.contract_id)
         if contract_id is not None:
             stmt = stmt.where(E.contract_id == contract_id)
         if status is not None:
             stmt = stmt.where(E.status == status.value)
-        if start is not None:
-            stmt = stmt.where(E.id > start)
-        return connection(s.execute(stmt).scalars().all(), lambda e: e.id, size, start is not None, Evidence.from_row)
-    return await ctx(info).db.read(q)
+        return stmt
+    return await keyset_page(info, build, E.id, Evidence.from_row, window)
 
 
 async def load_node(info: Info, type_name: str, pk: int):
@@ -313,12 +310,13 @@ def _evidence_id(gid) -> int:
 class EvidenceQueries:
     @strawberry.field
     async def evidence(self, info: Info, contract_id: strawberry.ID | None = None, status: EvidenceStatus | None = None,
-                       first: int | None = None, after: str | None = None) -> Connection[Evidence]:
+                       first: int | None = None, after: str | None = None, last: int | None = None,
+                       before: str | None = None) -> Connection[Evidence]:
         try:
             cid = _contract_id(contract_id) if contract_id is not None else None
         except DomainError as err:
             raise query_error(err) from None
-        return await evidence_page(info, contract_id=cid, status=status, first=first, after=after)
+        return await evidence_page(info, contract_id=cid, status=status, window=Window.of(first, after, last, before))
 
 
 @strawberry.type

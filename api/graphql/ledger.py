@@ -12,8 +12,8 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Currency, Money, Node, UserError, audited, aware, connection, ctx, decode_cursor, from_global_id,
-    mutate, page_size, query_error, require_actor,
+    LIST_AFTER, LIST_FIRST, MAX_LIST, Connection, Currency, Money, Node, UserError, Window, audited, aware, ctx,
+    from_global_id, keyset_page, mutate, page_size, query_error, require_actor,
 )
 from api.graphql.change_requests import CHANGE_REQUEST_FIELD, ChangeRequest, is_request, request_fields
 from api.graphql.parties import Party, load_party
@@ -234,9 +234,13 @@ class LedgerQueries:
     async def ledger_accounts(self, info: Info, party_id: strawberry.ID | None = None,
                               contract_id: strawberry.ID | None = None,
                               as_of: datetime | None = None,
-                              effective_on: Annotated[date | None, EFFECTIVE_ON] = None) -> list[LedgerAccount]:
+                              effective_on: Annotated[date | None, EFFECTIVE_ON] = None,
+                              first: Annotated[int | None, LIST_FIRST] = None,
+                              after: Annotated[strawberry.ID | None, LIST_AFTER] = None) -> list[LedgerAccount]:
         actor = require_actor(info)
+        size = MAX_LIST if first is None else page_size(first)
         try:
+            start = _opt_id(after, "LedgerAccount", "after")
             party = _opt_id(party_id, "Party", "partyId")
             contract = _opt_id(contract_id, "OutcomeContract", "contractId")
             at = aware(as_of, "asOf")
@@ -252,7 +256,9 @@ class LedgerQueries:
             clause = visible_accounts(actor)
             if clause is not None:
                 stmt = stmt.where(clause)
-            rows = s.execute(stmt.limit(1000)).scalars().all()
+            if start is not None:
+                stmt = stmt.where(models.Account.id > start)
+            rows = s.execute(stmt.limit(size)).scalars().all()
             if at is None and effective_on is None:
                 return [LedgerAccount.from_row(a) for a in rows]
             upto = journal.sequence_at(s, at) if at is not None else None
@@ -268,10 +274,10 @@ class LedgerQueries:
     async def ledger_transactions(
         self, info: Info, party_id: strawberry.ID | None = None, contract_id: strawberry.ID | None = None,
         account_id: strawberry.ID | None = None, from_sequence: int | None = None, first: int | None = None,
-        after: str | None = None, as_of: datetime | None = None,
+        after: str | None = None, as_of: datetime | None = None, last: int | None = None, before: str | None = None,
     ) -> Connection[LedgerTransaction]:
         actor = require_actor(info)
-        size, start = page_size(first), decode_cursor(after)
+        window = Window.of(first, after, last, before)
         try:
             party = _opt_id(party_id, "Party", "partyId")
             contract = _opt_id(contract_id, "OutcomeContract", "contractId")
@@ -281,10 +287,10 @@ class LedgerQueries:
             raise query_error(err) from None
         T, E, A = models.Transaction, models.Entry, models.Account
 
-        def q(s):
-            stmt = select(T).order_by(T.sequence).limit(size + 1)
-            lower = max(start or 0, (from_sequence or 1) - 1)
-            stmt = stmt.where(T.sequence > lower)
+        def build(s):
+            stmt = select(T)
+            if from_sequence is not None:
+                stmt = stmt.where(T.sequence >= from_sequence)
             if contract is not None:
                 stmt = stmt.where(T.contract_id == contract)
             if at is not None:
@@ -297,9 +303,8 @@ class LedgerQueries:
             clause = visible_transactions(actor)
             if clause is not None:
                 stmt = stmt.where(clause)
-            return connection(s.execute(stmt).scalars().all(), lambda t: t.sequence, size, lower > 0,
-                              LedgerTransaction.from_row)
-        return await ctx(info).db.read(q)
+            return stmt
+        return await keyset_page(info, build, T.sequence, LedgerTransaction.from_row, window)
 
     @strawberry.field(description="An account's balance now, as of a time, or as of a sequence number; with "
                                   "effectiveOn, the balance on that business date as the ledger held it then.")

@@ -12,8 +12,8 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Money, MoneyInput, Node, UserError, audited, connection, ctx, load_rows, decode_cursor, from_global_id,
-    mutate, page_size, query_error, require_actor,
+    MAX_LIST, Connection, Money, MoneyInput, Node, UserError, Window, audited, ctx, decode_cursor, encode_cursor,
+    from_global_id, keyset_page, load_rows, mutate, page_size, query_error, require_actor,
 )
 from api.graphql.ledger import LedgerTransaction, load_transaction
 from api.graphql.parties import Party, load_party
@@ -218,6 +218,12 @@ class Obligation:
     creditor_id: strawberry.Private[int]
     contract_pk: strawberry.Private[int]
     outstanding: Money
+    position: strawberry.Private[int | None] = None
+
+    @strawberry.field(description="In the list of `obligations`: pass it as `after` for the ones after this one "
+                                  "(with the same filters). Null where obligations are listed under a contract.")
+    def cursor(self) -> str | None:
+        return None if self.position is None else encode_cursor(self.position)
 
     @strawberry.field
     async def debtor(self, info: Info) -> Party | None:
@@ -270,21 +276,18 @@ def _scoped(info: Info, stmt):
     return stmt.join(models.OutcomeContract, models.OutcomeContract.id == models.PayoutCalculation.contract_id).where(clause)
 
 
-async def payout_page(info: Info, *, contract_id: int | None, status: PayoutStatus | None, first: int | None,
-                      after: str | None) -> Connection[Payout]:
-    size, start = page_size(first), decode_cursor(after)
+async def payout_page(info: Info, *, contract_id: int | None, status: PayoutStatus | None,
+                      window: Window) -> Connection[Payout]:
     P = models.PayoutCalculation
 
-    def q(s):
-        stmt = _scoped(info, select(P)).order_by(P.id).limit(size + 1)
+    def build(s):
+        stmt = _scoped(info, select(P))
         if contract_id is not None:
             stmt = stmt.where(P.contract_id == contract_id)
         if status is not None:
             stmt = stmt.where(P.status == status.value)
-        if start is not None:
-            stmt = stmt.where(P.id > start)
-        return connection(s.execute(stmt).scalars().all(), lambda p: p.id, size, start is not None, Payout.from_row)
-    return await ctx(info).db.read(q)
+        return stmt
+    return await keyset_page(info, build, P.id, Payout.from_row, window)
 
 
 async def payout_by_transaction(info: Info, sequence: int) -> Payout | None:
@@ -303,15 +306,19 @@ async def load_payout(info: Info, pk: int) -> Payout | None:
 
 async def obligation_list(info: Info, *, debtor_id: int | None = None, creditor_id: int | None = None,
                           contract_id: int | None = None, as_of: date | None = None,
-                          effective_on: date | None = None) -> list[Obligation]:
+                          effective_on: date | None = None, first: int | None = None,
+                          after: str | None = None) -> list[Obligation]:
     actor = require_actor(info)
     at = settlement.end_of(as_of) if as_of else None
+    size, start = MAX_LIST if first is None else page_size(first), decode_cursor(after) or 0
 
     def q(s):
         rows = settlement.obligations(s, debtor_id=debtor_id, creditor_id=creditor_id, contract_id=contract_id,
                                       as_of=at, scope=visible_accounts(actor), effective_on=effective_on)
+        # a position in the (deterministically ordered) list: obligations are sums, not rows with a key
         return [Obligation(debtor_id=o.debtor_id, creditor_id=o.creditor_id, contract_pk=o.contract_id,
-                           outstanding=Money.minor(o.outstanding_minor, o.currency)) for o in rows]
+                           outstanding=Money.minor(o.outstanding_minor, o.currency), position=start + i + 1)
+                for i, o in enumerate(rows[start:start + size])]
     return await ctx(info).db.read(q)
 
 
@@ -397,12 +404,13 @@ class RecordPaymentPayload:
 class PayoutQueries:
     @strawberry.field
     async def payouts(self, info: Info, contract_id: strawberry.ID | None = None, status: PayoutStatus | None = None,
-                      first: int | None = None, after: str | None = None) -> Connection[Payout]:
+                      first: int | None = None, after: str | None = None, last: int | None = None,
+                      before: str | None = None) -> Connection[Payout]:
         try:
             cid = _id(contract_id, "OutcomeContract", "contractId")
         except DomainError as err:
             raise query_error(err) from None
-        return await payout_page(info, contract_id=cid, status=status, first=first, after=after)
+        return await payout_page(info, contract_id=cid, status=status, window=Window.of(first, after, last, before))
 
     @strawberry.field
     async def payout(self, info: Info, id: strawberry.ID) -> Payout | None:
@@ -418,12 +426,17 @@ class PayoutQueries:
                           as_of: date | None = None,
                           effective_on: Annotated[date | None, strawberry.argument(description=(
                               "The business date: what was owed on that day, counting transactions effective on "
-                              "or before it."))] = None) -> list[Obligation]:
+                              "or before it."))] = None,
+                          first: Annotated[int | None, strawberry.argument(description=(
+                              f"At most this many (up to 100); without it, at most {MAX_LIST}."))] = None,
+                          after: Annotated[str | None, strawberry.argument(description=(
+                              "Only those after this one: the `cursor` of the last obligation you have."))] = None,
+                          ) -> list[Obligation]:
         try:
             return await obligation_list(info, debtor_id=_id(debtor_id, "Party", "debtorId"),
                                          creditor_id=_id(creditor_id, "Party", "creditorId"),
                                          contract_id=_id(contract_id, "OutcomeContract", "contractId"), as_of=as_of,
-                                         effective_on=effective_on)
+                                         effective_on=effective_on, first=first, after=after)
         except DomainError as err:
             raise query_error(err) from None
 

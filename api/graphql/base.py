@@ -27,7 +27,7 @@ from ledger.errors import ERROR_CODES, DomainError, MultipleErrors, ValidationEr
 
 T = TypeVar("T")
 MAX_PAGE = 100
-DEFAULT_PAGE = 50
+DEFAULT_PAGE = 20  # small enough that a page of pages (funds → contracts) stays within the cost limit
 MAX_NODES = 100  # ids in one nodes(ids:) call
 MAX_LIST = 1000  # rows of a plain list (obligations, ledgerAccounts) without `first`
 LIST_FIRST = strawberry.argument(description=f"At most this many (up to {MAX_PAGE}); without it, at most {MAX_LIST}.")
@@ -230,7 +230,8 @@ class Edge(Generic[T]):
 
 
 @strawberry.type(description="A page of items: `first`/`after` pages forward (pass `endCursor` as `after` for the "
-                             "next page), `last`/`before` backward (pass `startCursor` as `before`).")
+                             "next page), `last`/`before` backward (pass `startCursor` as `before`). A page holds 20 "
+                             "items unless you ask for up to 100.")
 class Connection(Generic[T]):
     edges: list[Edge[T]]
     page_info: PageInfo

@@ -2,14 +2,15 @@
 
 Depth, token and alias limits come with strawberry; there is no cost limit, so this rule
 walks the document with the schema: a field that takes `first` multiplies everything below
-it by `first` or `last` (the default page size when not given; the maximum page when it comes from a
-variable, whose value validation cannot see), and `nodes(ids:)` by the number of ids. A document whose cost exceeds MAX_COST is
-refused before anything runs.
+it by `first` or `last` (the default page size when not given; the maximum page when it
+comes from a variable, whose value validation cannot see), and `nodes(ids:)` by the number
+of ids. A document whose cost exceeds MAX_COST is refused before anything runs.
 """
 from __future__ import annotations
 
 from graphql import (
-    FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode, IntValueNode, ListValueNode, OperationDefinitionNode, ValidationRule, get_named_type,
+    FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode, IntValueNode, ListValueNode,
+    OperationDefinitionNode, ValidationRule, get_named_type,
 )
 
 from api.graphql.base import DEFAULT_PAGE, MAX_NODES, MAX_PAGE

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from typing import Annotated
+
 import strawberry
 from graphql import GraphQLError
 from sqlalchemy import select
 from strawberry.types import Info
 
-from api.graphql.base import Connection, Node, Window, keyset_page, require_actor
+from api.graphql.base import BEFORE, LAST, Connection, Node, Window, keyset_page, require_actor
 from api.graphql.parties import Role
 from ledger import models
 
@@ -42,7 +44,8 @@ def require_overseer(info: Info):
 class AuditQueries:
     @strawberry.field
     async def audit_events(self, info: Info, first: int | None = None, after: str | None = None,
-                           last: int | None = None, before: str | None = None) -> Connection[AuditEvent]:
+                           last: Annotated[int | None, LAST] = None,
+                           before: Annotated[str | None, BEFORE] = None) -> Connection[AuditEvent]:
         require_overseer(info)
         return await keyset_page(info, lambda s: select(models.AuditEvent), models.AuditEvent.id, AuditEvent.from_row,
                                  Window.of(first, after, last, before))

@@ -30,6 +30,10 @@ MAX_PAGE = 100
 DEFAULT_PAGE = 20  # small enough that a page of pages (funds → contracts) stays within the cost limit
 MAX_NODES = 100  # ids in one nodes(ids:) call
 MAX_LIST = 1000  # rows of a plain list (obligations, ledgerAccounts) without `first`
+LAST = strawberry.argument(description=f"The last this many (up to {MAX_PAGE}) before `before`, or at the end: "
+                                      "pages backward. Not together with `first`.")
+BEFORE = strawberry.argument(
+    description="Only items before this cursor: a page's `startCursor` for the page before it.")
 LIST_FIRST = strawberry.argument(description=f"At most this many (up to {MAX_PAGE}); without it, at most {MAX_LIST}.")
 LIST_AFTER = strawberry.argument(description="Only those after this one: the `id` of the last one you have.")
 
@@ -327,19 +331,13 @@ async def keyset_page(info: Info, build: Callable[[Session], Any], key: Any, to_
         stmt = build(s)
         page = window.bounded(stmt, key).order_by(key.desc() if window.backward else key).limit(window.size + 1)
         rows = s.execute(page).scalars().all()
-        start_beyond = window.after is not None and not window.backward and _exists(s, stmt.where(key <= window.after), key)
+        start_beyond = (window.after is not None and not window.backward
+                        and _exists(s, stmt.where(key <= window.after), key))
         end_beyond = window.before is not None and window.backward and _exists(s, stmt.where(key >= window.before), key)
         edges, info_ = edges_of(rows, lambda r: getattr(r, key.key), to_node, window, start_beyond, end_beyond)
         return Connection(edges=edges, page_info=info_, counter=lambda: db.read(
             lambda s2: s2.execute(select(func.count()).select_from(build(s2).order_by(None).subquery())).scalar_one()))
     return await db.read(q)
-
-
-def connection(items: Sequence[Any], key: Callable[[Any], int], size: int, has_previous: bool, to_node: Callable[[Any], T],
-               counter: Callable[[], Awaitable[int]] | None = None) -> Connection[T]:
-    """A connection from up to size+1 rows fetched after a cursor (the extra row means 'more')."""
-    edges, info_ = edges_of(items, key, to_node, Window(size, None, None, False), has_previous, False)
-    return Connection(edges=edges, page_info=info_, counter=counter)
 
 
 # --- request context ------------------------------------------------------------------------
@@ -570,8 +568,10 @@ async def child_page(info: Info, name: str, model: Any, parent_column: Any, pare
             grouped: dict[int, list] = {}
             for r in rows:
                 grouped.setdefault(getattr(r, parent_column.key), []).append(r)
-            before_start = beyond(s, parents, pk <= window.after) if window.after is not None and not window.backward else set()
-            after_end = beyond(s, parents, pk >= window.before) if window.before is not None and window.backward else set()
+            forward_from = window.after is not None and not window.backward
+            back_from = window.before is not None and window.backward
+            before_start = beyond(s, parents, pk <= window.after) if forward_from else set()
+            after_end = beyond(s, parents, pk >= window.before) if back_from else set()
             out = {}
             for p in parents:
                 mine = grouped.get(p, [])

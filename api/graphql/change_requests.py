@@ -6,13 +6,15 @@ import enum
 from datetime import datetime
 from typing import Any
 
+from typing import Annotated
+
 import strawberry
 from sqlalchemy import select
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Node, UserError, Window, audited, from_global_id, keyset_page, mutate, query_error, require_actor,
-    to_global_id,
+    BEFORE, LAST, Connection, Node, UserError, Window, audited, from_global_id, keyset_page, mutate, query_error,
+    require_actor, to_global_id,
 )
 from ledger import models
 from ledger.corrections import change_requests as uc
@@ -117,8 +119,8 @@ class ChangeRequestQueries:
     @strawberry.field(description="Change requests under dual control, oldest first (fund managers, admins, auditors).")
     async def change_requests(self, info: Info, fund_id: strawberry.ID | None = None,
                               status: ChangeRequestStatus | None = None, first: int | None = None,
-                              after: str | None = None, last: int | None = None,
-                              before: str | None = None) -> Connection[ChangeRequest]:
+                              after: str | None = None, last: Annotated[int | None, LAST] = None,
+                              before: Annotated[str | None, BEFORE] = None) -> Connection[ChangeRequest]:
         actor = require_actor(info)
         try:
             fid = None if fund_id is None else from_global_id(fund_id, "Fund", field="fundId")

@@ -6,14 +6,16 @@ from collections import defaultdict
 from datetime import date, datetime
 from decimal import Decimal
 
+from typing import Annotated
+
 import strawberry
 from sqlalchemy import select
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Currency, Money, MoneyInput, Node, UserError, Window, audited, child_page, ctx, from_global_id,
-    keyset_page, load_rows, mutate, query_error, require_actor,
+    BEFORE, LAST, Connection, Currency, Money, MoneyInput, Node, UserError, Window, audited, child_page, ctx,
+    from_global_id, keyset_page, load_rows, mutate, query_error, require_actor,
 )
 from api.graphql.change_requests import CHANGE_REQUEST_FIELD, ChangeRequest, is_request, request_fields
 from api.graphql.evidence import Evidence, EvidenceStatus, Measurement, Participant
@@ -280,14 +282,15 @@ class OutcomeContract(Node):
 
     @strawberry.field(description="The cohort: pseudonymous participants.")
     async def participants(self, info: Info, first: int | None = None, after: str | None = None,
-                           last: int | None = None, before: str | None = None) -> Connection[Participant]:
+                           last: Annotated[int | None, LAST] = None,
+                           before: Annotated[str | None, BEFORE] = None) -> Connection[Participant]:
         return await child_page(info, "participants", models.Participant, models.Participant.contract_id, self.pk,
                                 first=first, after=after, last=last, before=before, to_node=Participant.from_row)
 
     @strawberry.field
     async def evidence(self, info: Info, status: EvidenceStatus | None = None, first: int | None = None,
-                       after: str | None = None, last: int | None = None,
-                       before: str | None = None) -> Connection[Evidence]:
+                       after: str | None = None, last: Annotated[int | None, LAST] = None,
+                       before: Annotated[str | None, BEFORE] = None) -> Connection[Evidence]:
         return await child_page(info, "evidence", models.Evidence, models.Evidence.contract_id, self.pk, first=first,
                                 after=after, last=last, before=before, to_node=Evidence.from_row,
                                 filters={"status": status.value} if status else None)
@@ -299,8 +302,8 @@ class OutcomeContract(Node):
 
     @strawberry.field
     async def payouts(self, info: Info, status: PayoutStatus | None = None, first: int | None = None,
-                      after: str | None = None, last: int | None = None,
-                      before: str | None = None) -> Connection[Payout]:
+                      after: str | None = None, last: Annotated[int | None, LAST] = None,
+                      before: Annotated[str | None, BEFORE] = None) -> Connection[Payout]:
         return await child_page(info, "payouts", models.PayoutCalculation, models.PayoutCalculation.contract_id,
                                 self.pk, first=first, after=after, last=last, before=before, to_node=Payout.from_row,
                                 filters={"status": status.value} if status else None)
@@ -368,8 +371,9 @@ class Fund(Node):
         return Money.minor((await self._position(info)).paid_out, self.currency)
 
     @strawberry.field
-    async def contracts(self, info: Info, first: int | None = None, after: str | None = None, last: int | None = None,
-                        before: str | None = None) -> Connection[OutcomeContract]:
+    async def contracts(self, info: Info, first: int | None = None, after: str | None = None,
+                        last: Annotated[int | None, LAST] = None,
+                        before: Annotated[str | None, BEFORE] = None) -> Connection[OutcomeContract]:
         clause = visible_contracts(require_actor(info))
         return await child_page(info, "fund_contracts", models.OutcomeContract, models.OutcomeContract.fund_id, self.pk,
                                 first=first, after=after, last=last, before=before, to_node=OutcomeContract.from_row,
@@ -709,8 +713,9 @@ def _controlled_contract_fields(x) -> dict:
 @strawberry.type
 class ContractQueries:
     @strawberry.field
-    async def funds(self, info: Info, first: int | None = None, after: str | None = None, last: int | None = None,
-                    before: str | None = None) -> Connection[Fund]:
+    async def funds(self, info: Info, first: int | None = None, after: str | None = None,
+                    last: Annotated[int | None, LAST] = None,
+                    before: Annotated[str | None, BEFORE] = None) -> Connection[Fund]:
         actor = require_actor(info)
         F = models.OutcomesFund
         clause = visible_funds(actor)
@@ -726,8 +731,8 @@ class ContractQueries:
 
     @strawberry.field
     async def contracts(self, info: Info, status: ContractStatus | None = None, first: int | None = None,
-                        after: str | None = None, last: int | None = None,
-                        before: str | None = None) -> Connection[OutcomeContract]:
+                        after: str | None = None, last: Annotated[int | None, LAST] = None,
+                        before: Annotated[str | None, BEFORE] = None) -> Connection[OutcomeContract]:
         return await _contracts(info, status=status, window=Window.of(first, after, last, before))
 
     @strawberry.field

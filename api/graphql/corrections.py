@@ -11,7 +11,7 @@ from sqlalchemy import select
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Node, UserError, Window, audited, ctx, from_global_id, keyset_page, mutate, query_error,
+    BEFORE, LAST, Connection, Node, UserError, Window, audited, ctx, from_global_id, keyset_page, mutate, query_error,
     require_actor, split_global_id,
 )
 from api.graphql.evidence import Evidence, Measurement
@@ -115,7 +115,8 @@ class Dispute(Node):
     reason: str = strawberry.field(description="The provider's grounds.")
     deadline: date = strawberry.field(description="The last day for a fund manager to resolve it.")
     overdue: bool = strawberry.field(description="Still open after its deadline.")
-    subject_status: DisputedDecision = strawberry.field(description="The disputed decision: REJECTED, INVALIDATED or POSTED.")
+    subject_status: DisputedDecision = strawberry.field(
+        description="The disputed decision: REJECTED, INVALIDATED or POSTED.")
     opened_by: str
     opened_at: datetime
     resolved_by: str | None
@@ -139,7 +140,8 @@ class Dispute(Node):
     def from_row(cls, d: models.Dispute, today: date | None = None) -> "Dispute":
         return cls(pk=d.id, contract_pk=d.contract_id, evidence_pk=d.evidence_id, payout_pk=d.payout_id,
                    status=DisputeStatus(d.status), reason=d.reason, deadline=d.deadline,
-                   overdue=dispute_uc.is_overdue(d, today or utcnow().date()), subject_status=DisputedDecision(d.subject_status),
+                   overdue=dispute_uc.is_overdue(d, today or utcnow().date()),
+                   subject_status=DisputedDecision(d.subject_status),
                    opened_by=d.opened_by, opened_at=d.opened_at, resolved_by=d.resolved_by, resolved_at=d.resolved_at,
                    resolution_reason=d.resolution_reason)
 
@@ -199,8 +201,8 @@ class DisputeQueries:
                                   "With overdue: true, only open disputes past their deadline.")
     async def disputes(self, info: Info, contract_id: strawberry.ID | None = None, status: DisputeStatus | None = None,
                        overdue: bool | None = None, first: int | None = None,
-                       after: str | None = None, last: int | None = None,
-                       before: str | None = None) -> Connection[Dispute]:
+                       after: str | None = None, last: Annotated[int | None, LAST] = None,
+                       before: Annotated[str | None, BEFORE] = None) -> Connection[Dispute]:
         try:
             cid = None if contract_id is None else from_global_id(contract_id, "OutcomeContract", field="contractId")
         except DomainError as err:

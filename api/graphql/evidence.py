@@ -11,7 +11,7 @@ from sqlalchemy import select
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Node, UserError, Window, audited, ctx, from_global_id, keyset_page, mutate, query_error,
+    BEFORE, LAST, Connection, Node, UserError, Window, audited, ctx, from_global_id, keyset_page, mutate, query_error,
     require_actor, to_global_id,
 )
 from ledger import evidence as uc
@@ -310,8 +310,8 @@ def _evidence_id(gid) -> int:
 class EvidenceQueries:
     @strawberry.field
     async def evidence(self, info: Info, contract_id: strawberry.ID | None = None, status: EvidenceStatus | None = None,
-                       first: int | None = None, after: str | None = None, last: int | None = None,
-                       before: str | None = None) -> Connection[Evidence]:
+                       first: int | None = None, after: str | None = None, last: Annotated[int | None, LAST] = None,
+                       before: Annotated[str | None, BEFORE] = None) -> Connection[Evidence]:
         try:
             cid = _contract_id(contract_id) if contract_id is not None else None
         except DomainError as err:

@@ -12,8 +12,8 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    LIST_AFTER, LIST_FIRST, MAX_LIST, Connection, Currency, Money, Node, UserError, Window, audited, aware, ctx,
-    from_global_id, keyset_page, mutate, page_size, query_error, require_actor,
+    BEFORE, LAST, LIST_AFTER, LIST_FIRST, MAX_LIST, Connection, Currency, Money, Node, UserError, Window, audited,
+    aware, ctx, from_global_id, keyset_page, mutate, page_size, query_error, require_actor,
 )
 from api.graphql.change_requests import CHANGE_REQUEST_FIELD, ChangeRequest, is_request, request_fields
 from api.graphql.parties import Party, load_party
@@ -274,7 +274,9 @@ class LedgerQueries:
     async def ledger_transactions(
         self, info: Info, party_id: strawberry.ID | None = None, contract_id: strawberry.ID | None = None,
         account_id: strawberry.ID | None = None, from_sequence: int | None = None, first: int | None = None,
-        after: str | None = None, as_of: datetime | None = None, last: int | None = None, before: str | None = None,
+        after: str | None = None, as_of: datetime | None = None,
+        last: Annotated[int | None, LAST] = None,
+        before: Annotated[str | None, BEFORE] = None,
     ) -> Connection[LedgerTransaction]:
         actor = require_actor(info)
         window = Window.of(first, after, last, before)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
+from typing import Annotated
+
 import strawberry
 from sqlalchemy import select
 from strawberry.types import Info
@@ -11,7 +13,8 @@ from strawberry.types import Info
 from strawberry.dataloader import DataLoader
 
 from api.graphql.base import (
-    Connection, Node, UserError, Window, audited, aware, ctx, from_global_id, keyset_page, mutate, require_actor,
+    BEFORE, LAST, Connection, Node, UserError, Window, audited, aware, ctx, from_global_id, keyset_page, mutate,
+    require_actor,
 )
 from ledger import models, parties, tokens
 from ledger.audit import result_ref
@@ -160,8 +163,8 @@ class PartyQueries:
 
     @strawberry.field
     async def parties(self, info: Info, role: PartyRole | None = None, first: int | None = None,
-                      after: str | None = None, last: int | None = None,
-                      before: str | None = None) -> Connection[Party]:
+                      after: str | None = None, last: Annotated[int | None, LAST] = None,
+                      before: Annotated[str | None, BEFORE] = None) -> Connection[Party]:
         require_actor(info)
         stmt = select(models.Party) if role is None else select(models.Party).where(models.Party.role == role.value)
         return await keyset_page(info, lambda s: stmt, models.Party.id, Party.from_row,

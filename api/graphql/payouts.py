@@ -12,8 +12,8 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    MAX_LIST, Connection, Money, MoneyInput, Node, UserError, Window, audited, ctx, decode_cursor, encode_cursor,
-    from_global_id, keyset_page, load_rows, mutate, page_size, query_error, require_actor,
+    BEFORE, LAST, MAX_LIST, Connection, Money, MoneyInput, Node, UserError, Window, audited, ctx, decode_cursor,
+    encode_cursor, from_global_id, keyset_page, load_rows, mutate, page_size, query_error, require_actor,
 )
 from api.graphql.ledger import LedgerTransaction, load_transaction
 from api.graphql.parties import Party, load_party
@@ -404,8 +404,8 @@ class RecordPaymentPayload:
 class PayoutQueries:
     @strawberry.field
     async def payouts(self, info: Info, contract_id: strawberry.ID | None = None, status: PayoutStatus | None = None,
-                      first: int | None = None, after: str | None = None, last: int | None = None,
-                      before: str | None = None) -> Connection[Payout]:
+                      first: int | None = None, after: str | None = None, last: Annotated[int | None, LAST] = None,
+                      before: Annotated[str | None, BEFORE] = None) -> Connection[Payout]:
         try:
             cid = _id(contract_id, "OutcomeContract", "contractId")
         except DomainError as err:

@@ -87,7 +87,8 @@ def _load(db: Database, *, today: date, secret: bytes, rng: random.Random) -> No
             start_date=START, end_date=END, terms=TermsSpec(
                 max_value=sek("12000000.00"), participant_cap=sek("50000.00"),
                 payer_shares=(ShareSpec(fund_party.id, Decimal(40)), ShareSpec(munis[0].id, Decimal(40)),
-                              ShareSpec(region.id, Decimal(20), sek("1500000.00"))),
+                              # room left after the paid half-years, so a late claim can still be paid
+                              ShareSpec(region.id, Decimal(20), sek("2500000.00"))),
                 metrics=(MetricSpec("SCHOOL_PASS", "Godkänt i alla ämnen", "RATE_CARD", "HIGHER_IS_BETTER",
                                     sek("40000.00"), once_only=True, area_supplements=(("RURAL", Decimal(15)),)),
                          MetricSpec("ATTENDANCE", "Närvaro över 90 % en termin", "RATE_CARD", "HIGHER_IS_BETTER",
@@ -244,7 +245,7 @@ def _tokens(db: Database) -> list[DemoToken]:
     wanted = [("ADMIN", "Ada Admin", None), ("FUND_MANAGER", "Frida Fondförvaltare", None),
               ("FUND_MANAGER", "Gustav Granskare", None), ("MUNICIPALITY", "Maja på Umeå kommun", "MUNICIPALITY"),
               ("PROVIDER", "Pia på Skolframgång", "PROVIDER"), ("VERIFIER", "Vera Verifierare", "VERIFIER"),
-              ("AUDITOR", "Anders Revisor", None)]
+              ("AUDITOR", "Anders Revisor", None), ("INVESTOR", "Ivar på Sociala Utfallsinvesteringar", "INVESTOR")]
     out = []
     with db.uow() as uow:
         for role, name, party_role in wanted:

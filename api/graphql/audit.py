@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from typing import Annotated
+
 import strawberry
 from graphql import GraphQLError
 from sqlalchemy import select
 from strawberry.types import Info
 
-from api.graphql.base import Connection, Node, connection, ctx, decode_cursor, page_size, require_actor
+from api.graphql.base import BEFORE, LAST, Connection, Node, Window, keyset_page, require_actor
+from api.graphql.parties import Role
 from ledger import models
 
 
@@ -17,7 +20,7 @@ class AuditEvent(Node):
     pk: strawberry.Private[int]
     occurred_at: datetime
     actor: str
-    role: str
+    role: Role = strawberry.field(description="The role of the token that made the change.")
     operation: str
     input: str = strawberry.field(description="The mutation's input as JSON; identity numbers only as keyed hashes.")
     result_type: str | None
@@ -25,7 +28,7 @@ class AuditEvent(Node):
 
     @classmethod
     def from_row(cls, e: models.AuditEvent) -> "AuditEvent":
-        return cls(pk=e.id, occurred_at=e.occurred_at, actor=e.actor, role=e.role, operation=e.operation,
+        return cls(pk=e.id, occurred_at=e.occurred_at, actor=e.actor, role=Role(e.role), operation=e.operation,
                    input=e.input, result_type=e.result_type, result_id=e.result_id)
 
 
@@ -40,13 +43,9 @@ def require_overseer(info: Info):
 @strawberry.type
 class AuditQueries:
     @strawberry.field
-    async def audit_events(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[AuditEvent]:
+    async def audit_events(self, info: Info, first: int | None = None, after: str | None = None,
+                           last: Annotated[int | None, LAST] = None,
+                           before: Annotated[str | None, BEFORE] = None) -> Connection[AuditEvent]:
         require_overseer(info)
-        size, start = page_size(first), decode_cursor(after)
-
-        def q(s):
-            stmt = select(models.AuditEvent).order_by(models.AuditEvent.id).limit(size + 1)
-            if start is not None:
-                stmt = stmt.where(models.AuditEvent.id > start)
-            return connection(s.execute(stmt).scalars().all(), lambda e: e.id, size, start is not None, AuditEvent.from_row)
-        return await ctx(info).db.read(q)
+        return await keyset_page(info, lambda s: select(models.AuditEvent), models.AuditEvent.id, AuditEvent.from_row,
+                                 Window.of(first, after, last, before))

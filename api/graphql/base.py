@@ -6,7 +6,7 @@ import base64
 import dataclasses
 import enum
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 from graphql import GraphQLError
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from strawberry.types import Info
 
@@ -26,7 +27,15 @@ from ledger.errors import ERROR_CODES, DomainError, MultipleErrors, ValidationEr
 
 T = TypeVar("T")
 MAX_PAGE = 100
-DEFAULT_PAGE = 50
+DEFAULT_PAGE = 20  # small enough that a page of pages (funds → contracts) stays within the cost limit
+MAX_NODES = 100  # ids in one nodes(ids:) call
+MAX_LIST = 1000  # rows of a plain list (obligations, ledgerAccounts) without `first`
+LAST = strawberry.argument(description=f"The last this many (up to {MAX_PAGE}) before `before`, or at the end: "
+                                      "pages backward. Not together with `first`.")
+BEFORE = strawberry.argument(
+    description="Only items before this cursor: a page's `startCursor` for the page before it.")
+LIST_FIRST = strawberry.argument(description=f"At most this many (up to {MAX_PAGE}); without it, at most {MAX_LIST}.")
+LIST_AFTER = strawberry.argument(description="Only those after this one: the `id` of the last one you have.")
 
 
 # --- scalars --------------------------------------------------------------------------------
@@ -98,18 +107,45 @@ SCALAR_MAP = {Decimal: DecimalScalar, date: DateScalar, datetime: DateTimeScalar
 
 # --- shared types ---------------------------------------------------------------------------
 
+def _currencies() -> dict[str, str]:
+    """Every code ledger.money accepts, with its name: the enum is exactly what input validation allows."""
+    import moneyed
+    names = {}
+    for code in sorted(moneyed.CURRENCIES):
+        try:
+            names[code] = m.currency(code).name
+        except DomainError:
+            continue
+    return names
+
+
+CURRENCY_NAMES = _currencies()
+Currency = strawberry.enum(
+    enum.Enum("Currency", {code: strawberry.enum_value(code, description=f"{name} (ISO 4217 {code}).")
+                           for code, name in CURRENCY_NAMES.items()}),
+    name="Currency",
+    description="An ISO 4217 currency code, e.g. SEK (Swedish krona). A MoneyInput's currency must be one of these "
+                "(INVALID_CURRENCY otherwise).",
+)
+
+
 @strawberry.type
 class Money:
     amount: Decimal
-    currency: str
+    currency: Currency
 
     @classmethod
     def of(cls, value: m.Money) -> "Money":
-        return cls(amount=value.amount, currency=value.currency.code)
+        return cls(amount=value.amount, currency=Currency(value.currency.code))
+
+    @property
+    def code(self) -> str:
+        """The currency code as a plain string, for building more Money from this one."""
+        return self.currency.value
 
     @classmethod
-    def minor(cls, units: int, currency: str) -> "Money":
-        return cls.of(m.from_minor(units, currency))
+    def minor(cls, units: int, currency: "str | Currency") -> "Money":
+        return cls.of(m.from_minor(units, currency.value if isinstance(currency, enum.Enum) else currency))
 
 
 @strawberry.input
@@ -131,12 +167,12 @@ UserErrorCode = strawberry.enum(
 class UserError:
     field: list[str] | None = strawberry.field(description="The path to the input field at fault, if any.")
     message: str
-    code: str = strawberry.field(description="A stable code: one of the values of the enum UserErrorCode.")
+    code: UserErrorCode = strawberry.field(description="A stable code a client can act on; the message may change.")
 
 
 def user_errors(err: DomainError) -> list[UserError]:
     errs = err.errors if isinstance(err, MultipleErrors) else [err]
-    return [UserError(field=e.field, message=e.message, code=e.code) for e in errs]
+    return [UserError(field=e.field, message=e.message, code=UserErrorCode(e.code)) for e in errs]
 
 
 # --- global IDs -----------------------------------------------------------------------------
@@ -197,14 +233,21 @@ class Edge(Generic[T]):
     node: T
 
 
-@strawberry.type(description="A page of items; pass `endCursor` as `after` for the next.")
+@strawberry.type(description="A page of items: `first`/`after` pages forward (pass `endCursor` as `after` for the "
+                             "next page), `last`/`before` backward (pass `startCursor` as `before`). A page holds 20 "
+                             "items unless you ask for up to 100.")
 class Connection(Generic[T]):
     edges: list[Edge[T]]
     page_info: PageInfo
+    counter: strawberry.Private[Callable[[], Awaitable[int]] | None] = None
 
     @strawberry.field
     def nodes(self) -> list[T]:
         return [e.node for e in self.edges]
+
+    @strawberry.field(description="How many items there are in all pages together, with the same filters.")
+    async def total_count(self) -> int:
+        return 0 if self.counter is None else await self.counter()
 
 
 def encode_cursor(key: int) -> str:
@@ -223,23 +266,78 @@ def decode_cursor(cursor: str | None) -> int | None:
         raise GraphQLError(f"{cursor[:60]!r} is not a cursor from this API", extensions={"code": "INVALID_CURSOR"}) from None
 
 
-def page_size(first: int | None) -> int:
+def page_size(first: int | None, name: str = "first") -> int:
     if first is None:
         return DEFAULT_PAGE
     if first < 0 or first > MAX_PAGE:
-        raise GraphQLError(f"first must be between 0 and {MAX_PAGE}", extensions={"code": "PAGE_SIZE"})
+        raise GraphQLError(f"{name} must be between 0 and {MAX_PAGE}", extensions={"code": "PAGE_SIZE"})
     return first
 
 
-def connection(items: Sequence[Any], key: Callable[[Any], int], size: int, has_previous: bool, to_node: Callable[[Any], T]) -> Connection[T]:
-    """A connection from up to size+1 rows fetched after a cursor (the extra row means 'more')."""
-    more = len(items) > size
-    rows = items[:size]
+@dataclass(frozen=True)
+class Window:
+    """Which page of a connection is asked for: Relay's first/after or last/before, as keys."""
+    size: int
+    after: int | None
+    before: int | None
+    backward: bool  # last/before: the page ends at `before`, counted back from there
+
+    @classmethod
+    def of(cls, first: int | None, after: str | None, last: int | None = None, before: str | None = None) -> "Window":
+        if first is not None and last is not None:
+            raise GraphQLError("ask for first or last, not both", extensions={"code": "PAGE_SIZE"})
+        backward = last is not None or (before is not None and first is None)
+        size = page_size(last, "last") if backward else page_size(first)
+        return cls(size, decode_cursor(after), decode_cursor(before), backward)
+
+    def bounded(self, stmt: Any, key: Any) -> Any:
+        if self.after is not None:
+            stmt = stmt.where(key > self.after)
+        if self.before is not None:
+            stmt = stmt.where(key < self.before)
+        return stmt
+
+
+def _exists(session: Session, stmt: Any, key: Any) -> bool:
+    return session.execute(stmt.with_only_columns(key).order_by(None).limit(1)).first() is not None
+
+
+def edges_of(rows: Sequence[Any], key: Callable[[Any], int], to_node: Callable[[Any], T], window: Window,
+             beyond_start: bool, beyond_end: bool) -> tuple[list[Edge[T]], PageInfo]:
+    """A page's edges and page info from up to size+1 rows in the window's direction (the extra row means 'more').
+
+    beyond_start/beyond_end: whether items exist on the far side of the cursor the page starts from."""
+    more = len(rows) > window.size
+    rows = list(rows[:window.size])
+    if window.backward:
+        rows.reverse()
     edges = [Edge(cursor=encode_cursor(key(r)), node=to_node(r)) for r in rows]
-    return Connection(edges=edges, page_info=PageInfo(
-        has_next_page=more, has_previous_page=has_previous,
+    return edges, PageInfo(
+        has_next_page=beyond_end if window.backward else more,
+        has_previous_page=more if window.backward else beyond_start,
         start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None,
-    ))
+    )
+
+
+async def keyset_page(info: Info, build: Callable[[Session], Any], key: Any, to_node: Callable[[Any], T],
+                      window: Window) -> "Connection[T]":
+    """A page of `build(session)` (a SELECT of one model, filtered, unordered) in key order.
+
+    One SELECT for the page (and one EXISTS when a cursor is given, for the page info); the
+    total is one COUNT, run only when a client asks for totalCount."""
+    db = ctx(info).db
+
+    def q(s: Session) -> Connection[T]:
+        stmt = build(s)
+        page = window.bounded(stmt, key).order_by(key.desc() if window.backward else key).limit(window.size + 1)
+        rows = s.execute(page).scalars().all()
+        start_beyond = (window.after is not None and not window.backward
+                        and _exists(s, stmt.where(key <= window.after), key))
+        end_beyond = window.before is not None and window.backward and _exists(s, stmt.where(key >= window.before), key)
+        edges, info_ = edges_of(rows, lambda r: getattr(r, key.key), to_node, window, start_beyond, end_beyond)
+        return Connection(edges=edges, page_info=info_, counter=lambda: db.read(
+            lambda s2: s2.execute(select(func.count()).select_from(build(s2).order_by(None).subquery())).scalar_one()))
+    return await db.read(q)
 
 
 # --- request context ------------------------------------------------------------------------
@@ -372,7 +470,7 @@ async def mutate(info: Info, payload_cls: type, fn: Callable[[UnitOfWork, Actor]
     actor = ctx(info).actor
     if actor is None:
         return payload_cls(**empty, user_errors=[
-            UserError(field=None, message="this needs a bearer token", code="UNAUTHENTICATED")])
+            UserError(field=None, message="this needs a bearer token", code=UserErrorCode("UNAUTHENTICATED"))])
     try:
         fields = await ctx(info).db.write(lambda uow: to_fields(fn(uow, actor)))
     except DomainError as err:
@@ -419,42 +517,70 @@ async def load_rows(info: Info, name: str, model: Any, column: Any, key: Any, to
 
 async def child_page(info: Info, name: str, model: Any, parent_column: Any, parent_id: int, *, first: int | None,
                      after: str | None, to_node: Callable[[Any], T], filters: dict | None = None,
-                     where: Callable[[Any], Any] | None = None) -> "Connection[T]":
+                     where: Callable[[Any], Any] | None = None, last: int | None = None,
+                     before: str | None = None) -> "Connection[T]":
     """A page of a parent's children; the pages of all parents in one query resolve in one SELECT.
 
     Keyset pagination on the primary key per parent, done with ROW_NUMBER() OVER (PARTITION BY
-    parent) so fifty contracts' evidence is one statement, not fifty.
+    parent) so fifty contracts' evidence is one statement, not fifty. Their totalCounts, when
+    asked for, are one GROUP BY between them.
     """
-    from sqlalchemy import func, select
     from sqlalchemy.orm import aliased
     from strawberry.dataloader import DataLoader
-    size, start = page_size(first), decode_cursor(after)
+    window = Window.of(first, after, last, before)
     filters = filters or {}
     c = ctx(info)
     pk = model.__mapper__.primary_key[0]
+
+    def filtered(stmt: Any) -> Any:
+        for col, value in filters.items():
+            stmt = stmt.where(getattr(model, col) == value)
+        if where is not None:
+            stmt = stmt.where(where(model))
+        return stmt
+
+    def beyond(s: Session, parents: list[int], cond: Any) -> set[int]:
+        stmt = filtered(select(parent_column).where(parent_column.in_(parents), cond).distinct())
+        return set(s.execute(stmt).scalars())
+
+    async def count_batch(keys: list[int]) -> list[int]:
+        def q(s):
+            stmt = filtered(select(parent_column, func.count()).where(parent_column.in_(keys))).group_by(parent_column)
+            return dict(s.execute(stmt).all())
+        found = await c.db.read(q)
+        return [found.get(k, 0) for k in keys]
+
+    counts = c.loader(f"count:{name}:{_hashable(filters)}", lambda: DataLoader(count_batch))
 
     async def batch(keys: list[tuple]) -> list[Connection]:
         parents = [k[0] for k in keys]
 
         def q(s):
-            inner = select(model, func.row_number().over(partition_by=parent_column, order_by=pk).label("rn")) \
-                .where(parent_column.in_(parents))
-            for col, value in filters.items():
-                inner = inner.where(getattr(model, col) == value)
-            if start is not None:
-                inner = inner.where(pk > start)
-            if where is not None:
-                inner = inner.where(where(model))
+            order = pk.desc() if window.backward else pk
+            inner = filtered(window.bounded(
+                select(model, func.row_number().over(partition_by=parent_column, order_by=order).label("rn"))
+                .where(parent_column.in_(parents)), pk))
             sub = inner.subquery()
             row = aliased(model, sub)
-            rows = s.execute(select(row).where(sub.c.rn <= size + 1).order_by(sub.c[pk.key])).scalars().all()
+            rows = s.execute(select(row).where(sub.c.rn <= window.size + 1).order_by(sub.c[pk.key])).scalars().all()
             grouped: dict[int, list] = {}
             for r in rows:
                 grouped.setdefault(getattr(r, parent_column.key), []).append(r)
-            return {p: connection(grouped.get(p, []), lambda r: getattr(r, pk.key), size, start is not None, to_node)
-                    for p in parents}
+            forward_from = window.after is not None and not window.backward
+            back_from = window.before is not None and window.backward
+            before_start = beyond(s, parents, pk <= window.after) if forward_from else set()
+            after_end = beyond(s, parents, pk >= window.before) if back_from else set()
+            out = {}
+            for p in parents:
+                mine = grouped.get(p, [])
+                if window.backward:
+                    mine.sort(key=lambda r: getattr(r, pk.key), reverse=True)
+                edges, page = edges_of(mine, lambda r: getattr(r, pk.key), to_node, window, p in before_start,
+                                       p in after_end)
+                out[p] = Connection(edges=edges, page_info=page, counter=lambda p=p: counts.load(p))
+            return out
         found = await c.db.read(q)
         return [found[k[0]] for k in keys]
 
-    loader = c.loader(f"page:{name}:{_hashable(filters)}:{size}:{start}", lambda: DataLoader(batch))
+    loader = c.loader(f"page:{name}:{_hashable(filters)}:{window}", lambda: DataLoader(batch))
     return await loader.load((parent_id,))

@@ -6,13 +6,15 @@ import enum
 from datetime import datetime
 from typing import Any
 
+from typing import Annotated
+
 import strawberry
 from sqlalchemy import select
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Node, UserError, audited, connection, ctx, decode_cursor, from_global_id, mutate, page_size,
-    query_error, require_actor, to_global_id,
+    BEFORE, LAST, Connection, Node, UserError, Window, audited, from_global_id, keyset_page, mutate, query_error,
+    require_actor, to_global_id,
 )
 from ledger import models
 from ledger.corrections import change_requests as uc
@@ -117,28 +119,26 @@ class ChangeRequestQueries:
     @strawberry.field(description="Change requests under dual control, oldest first (fund managers, admins, auditors).")
     async def change_requests(self, info: Info, fund_id: strawberry.ID | None = None,
                               status: ChangeRequestStatus | None = None, first: int | None = None,
-                              after: str | None = None) -> Connection[ChangeRequest]:
+                              after: str | None = None, last: Annotated[int | None, LAST] = None,
+                              before: Annotated[str | None, BEFORE] = None) -> Connection[ChangeRequest]:
         actor = require_actor(info)
         try:
             fid = None if fund_id is None else from_global_id(fund_id, "Fund", field="fundId")
         except DomainError as err:
             raise query_error(err) from None
-        size, start = page_size(first), decode_cursor(after)
+        window = Window.of(first, after, last, before)
         R = models.ChangeRequest
 
-        def q(s):
-            stmt = select(R).order_by(R.id).limit(size + 1)
+        def build(s):
+            stmt = select(R)
             if not actor.sees_everything:
                 stmt = stmt.where(R.id.is_(None))
             if fid is not None:
                 stmt = stmt.where(R.fund_id == fid)
             if status is not None:
                 stmt = stmt.where(R.status == status.value)
-            if start is not None:
-                stmt = stmt.where(R.id > start)
-            return connection(s.execute(stmt).scalars().all(), lambda r: r.id, size, start is not None,
-                              ChangeRequest.from_row)
-        return await ctx(info).db.read(q)
+            return stmt
+        return await keyset_page(info, build, R.id, ChangeRequest.from_row, window)
 
 
 def _id(gid) -> int:

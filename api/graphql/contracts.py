@@ -6,14 +6,16 @@ from collections import defaultdict
 from datetime import date, datetime
 from decimal import Decimal
 
+from typing import Annotated
+
 import strawberry
 from sqlalchemy import select
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Money, MoneyInput, Node, UserError, audited, child_page, connection, ctx, load_rows, decode_cursor, from_global_id,
-    mutate, page_size, query_error, require_actor,
+    BEFORE, LAST, Connection, Currency, Money, MoneyInput, Node, UserError, Window, audited, child_page, ctx,
+    from_global_id, keyset_page, load_rows, mutate, query_error, require_actor,
 )
 from api.graphql.change_requests import CHANGE_REQUEST_FIELD, ChangeRequest, is_request, request_fields
 from api.graphql.evidence import Evidence, EvidenceStatus, Measurement, Participant
@@ -183,7 +185,7 @@ class OutcomeContract(Node):
     title: str
     status: ContractStatus
     policy_area: str
-    currency: str
+    currency: Currency
     start_date: date
     end_date: date
     created_at: datetime
@@ -279,15 +281,18 @@ class OutcomeContract(Node):
         return await c.loader("sanctions", lambda: DataLoader(batch)).load(self.pk)
 
     @strawberry.field(description="The cohort: pseudonymous participants.")
-    async def participants(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[Participant]:
+    async def participants(self, info: Info, first: int | None = None, after: str | None = None,
+                           last: Annotated[int | None, LAST] = None,
+                           before: Annotated[str | None, BEFORE] = None) -> Connection[Participant]:
         return await child_page(info, "participants", models.Participant, models.Participant.contract_id, self.pk,
-                                first=first, after=after, to_node=Participant.from_row)
+                                first=first, after=after, last=last, before=before, to_node=Participant.from_row)
 
     @strawberry.field
     async def evidence(self, info: Info, status: EvidenceStatus | None = None, first: int | None = None,
-                       after: str | None = None) -> Connection[Evidence]:
+                       after: str | None = None, last: Annotated[int | None, LAST] = None,
+                       before: Annotated[str | None, BEFORE] = None) -> Connection[Evidence]:
         return await child_page(info, "evidence", models.Evidence, models.Evidence.contract_id, self.pk, first=first,
-                                after=after, to_node=Evidence.from_row,
+                                after=after, last=last, before=before, to_node=Evidence.from_row,
                                 filters={"status": status.value} if status else None)
 
     @strawberry.field
@@ -297,9 +302,10 @@ class OutcomeContract(Node):
 
     @strawberry.field
     async def payouts(self, info: Info, status: PayoutStatus | None = None, first: int | None = None,
-                      after: str | None = None) -> Connection[Payout]:
+                      after: str | None = None, last: Annotated[int | None, LAST] = None,
+                      before: Annotated[str | None, BEFORE] = None) -> Connection[Payout]:
         return await child_page(info, "payouts", models.PayoutCalculation, models.PayoutCalculation.contract_id,
-                                self.pk, first=first, after=after, to_node=Payout.from_row,
+                                self.pk, first=first, after=after, last=last, before=before, to_node=Payout.from_row,
                                 filters={"status": status.value} if status else None)
 
     @strawberry.field(description="Who owes whom on this contract now; only non-zero.")
@@ -315,7 +321,7 @@ class OutcomeContract(Node):
     @classmethod
     def from_row(cls, x: models.OutcomeContract) -> "OutcomeContract":
         return cls(pk=x.id, title=x.title, status=ContractStatus(x.status), policy_area=x.policy_area,
-                   currency=x.currency, start_date=x.start_date, end_date=x.end_date, created_at=x.created_at,
+                   currency=Currency(x.currency), start_date=x.start_date, end_date=x.end_date, created_at=x.created_at,
                    activated_at=x.activated_at, ended_at=x.ended_at, end_reason=x.end_reason, fund_id=x.fund_id,
                    row=x, payment_frequency=PaymentFrequency(x.payment_frequency) if x.payment_frequency else None,
                    service_end_date=x.service_end_date or x.end_date, outcomes_end_date=x.outcomes_end_date or x.end_date,
@@ -329,7 +335,7 @@ class OutcomeContract(Node):
 class Fund(Node):
     pk: strawberry.Private[int]
     name: str
-    currency: str
+    currency: Currency
     created_at: datetime
     manager_id: strawberry.Private[int]
     dual_control: bool = strawberry.field(default=False, description=(
@@ -365,15 +371,17 @@ class Fund(Node):
         return Money.minor((await self._position(info)).paid_out, self.currency)
 
     @strawberry.field
-    async def contracts(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[OutcomeContract]:
+    async def contracts(self, info: Info, first: int | None = None, after: str | None = None,
+                        last: Annotated[int | None, LAST] = None,
+                        before: Annotated[str | None, BEFORE] = None) -> Connection[OutcomeContract]:
         clause = visible_contracts(require_actor(info))
         return await child_page(info, "fund_contracts", models.OutcomeContract, models.OutcomeContract.fund_id, self.pk,
-                                first=first, after=after, to_node=OutcomeContract.from_row,
+                                first=first, after=after, last=last, before=before, to_node=OutcomeContract.from_row,
                                 where=None if clause is None else (lambda _m: clause))
 
     @classmethod
     def from_row(cls, f: models.OutcomesFund) -> "Fund":
-        return cls(pk=f.id, name=f.name, currency=f.currency, created_at=f.created_at, manager_id=f.manager_id,
+        return cls(pk=f.id, name=f.name, currency=Currency(f.currency), created_at=f.created_at, manager_id=f.manager_id,
                    dual_control=f.dual_control)
 
 
@@ -426,23 +434,19 @@ async def load_fund(info: Info, fund_id: int) -> Fund | None:
 
 
 async def _contracts(info: Info, *, status: ContractStatus | None = None,
-                     first: int | None, after: str | None) -> Connection[OutcomeContract]:
+                     window: Window) -> Connection[OutcomeContract]:
     actor = require_actor(info)
-    size, start = page_size(first), decode_cursor(after)
     C = models.OutcomeContract
 
-    def q(s):
-        stmt = select(C).order_by(C.id).limit(size + 1)
+    def build(s):
+        stmt = select(C)
         if status is not None:
             stmt = stmt.where(C.status == status.value)
-        if start is not None:
-            stmt = stmt.where(C.id > start)
         clause = visible_contracts(actor)
         if clause is not None:
             stmt = stmt.where(clause)
-        return connection(s.execute(stmt).scalars().all(), lambda x: x.id, size, start is not None,
-                          OutcomeContract.from_row)
-    return await ctx(info).db.read(q)
+        return stmt
+    return await keyset_page(info, build, C.id, OutcomeContract.from_row, window)
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -709,20 +713,14 @@ def _controlled_contract_fields(x) -> dict:
 @strawberry.type
 class ContractQueries:
     @strawberry.field
-    async def funds(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[Fund]:
+    async def funds(self, info: Info, first: int | None = None, after: str | None = None,
+                    last: Annotated[int | None, LAST] = None,
+                    before: Annotated[str | None, BEFORE] = None) -> Connection[Fund]:
         actor = require_actor(info)
-        size, start = page_size(first), decode_cursor(after)
         F = models.OutcomesFund
-
-        def q(s):
-            stmt = select(F).order_by(F.id).limit(size + 1)
-            if start is not None:
-                stmt = stmt.where(F.id > start)
-            clause = visible_funds(actor)
-            if clause is not None:
-                stmt = stmt.where(clause)
-            return connection(s.execute(stmt).scalars().all(), lambda f: f.id, size, start is not None, Fund.from_row)
-        return await ctx(info).db.read(q)
+        clause = visible_funds(actor)
+        return await keyset_page(info, lambda s: select(F) if clause is None else select(F).where(clause), F.id,
+                                 Fund.from_row, Window.of(first, after, last, before))
 
     @strawberry.field
     async def fund(self, info: Info, id: strawberry.ID) -> Fund | None:
@@ -733,8 +731,9 @@ class ContractQueries:
 
     @strawberry.field
     async def contracts(self, info: Info, status: ContractStatus | None = None, first: int | None = None,
-                        after: str | None = None) -> Connection[OutcomeContract]:
-        return await _contracts(info, status=status, first=first, after=after)
+                        after: str | None = None, last: Annotated[int | None, LAST] = None,
+                        before: Annotated[str | None, BEFORE] = None) -> Connection[OutcomeContract]:
+        return await _contracts(info, status=status, window=Window.of(first, after, last, before))
 
     @strawberry.field
     async def contract(self, info: Info, id: strawberry.ID) -> OutcomeContract | None:

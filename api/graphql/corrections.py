@@ -11,8 +11,8 @@ from sqlalchemy import select
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Node, UserError, audited, connection, ctx, decode_cursor, from_global_id, mutate, page_size,
-    query_error, require_actor, split_global_id,
+    BEFORE, LAST, Connection, Node, UserError, Window, audited, ctx, from_global_id, keyset_page, mutate, query_error,
+    require_actor, split_global_id,
 )
 from api.graphql.evidence import Evidence, Measurement
 from api.graphql.payouts import Payout
@@ -98,6 +98,13 @@ DisputeSubject = Annotated[Union[Evidence, Payout], strawberry.union(
     "DisputeSubject", description="What is disputed: a rejected or invalidated evidence item, or a payout.")]
 
 
+@strawberry.enum(description="The decision a provider disputes.")
+class DisputedDecision(enum.Enum):
+    REJECTED = strawberry.enum_value("REJECTED", description="A verifier rejected the evidence.")
+    INVALIDATED = strawberry.enum_value("INVALIDATED", description="Verified evidence was invalidated afterwards.")
+    POSTED = strawberry.enum_value("POSTED", description="A payout was posted and the provider disputes its amount.")
+
+
 @strawberry.type(description="A provider's dispute of a rejection, an invalidation or a payout.")
 class Dispute(Node):
     pk: strawberry.Private[int]
@@ -108,7 +115,8 @@ class Dispute(Node):
     reason: str = strawberry.field(description="The provider's grounds.")
     deadline: date = strawberry.field(description="The last day for a fund manager to resolve it.")
     overdue: bool = strawberry.field(description="Still open after its deadline.")
-    subject_status: str = strawberry.field(description="The disputed decision: REJECTED, INVALIDATED or POSTED.")
+    subject_status: DisputedDecision = strawberry.field(
+        description="The disputed decision: REJECTED, INVALIDATED or POSTED.")
     opened_by: str
     opened_at: datetime
     resolved_by: str | None
@@ -132,7 +140,8 @@ class Dispute(Node):
     def from_row(cls, d: models.Dispute, today: date | None = None) -> "Dispute":
         return cls(pk=d.id, contract_pk=d.contract_id, evidence_pk=d.evidence_id, payout_pk=d.payout_id,
                    status=DisputeStatus(d.status), reason=d.reason, deadline=d.deadline,
-                   overdue=dispute_uc.is_overdue(d, today or utcnow().date()), subject_status=d.subject_status,
+                   overdue=dispute_uc.is_overdue(d, today or utcnow().date()),
+                   subject_status=DisputedDecision(d.subject_status),
                    opened_by=d.opened_by, opened_at=d.opened_at, resolved_by=d.resolved_by, resolved_at=d.resolved_at,
                    resolution_reason=d.resolution_reason)
 
@@ -192,17 +201,18 @@ class DisputeQueries:
                                   "With overdue: true, only open disputes past their deadline.")
     async def disputes(self, info: Info, contract_id: strawberry.ID | None = None, status: DisputeStatus | None = None,
                        overdue: bool | None = None, first: int | None = None,
-                       after: str | None = None) -> Connection[Dispute]:
+                       after: str | None = None, last: Annotated[int | None, LAST] = None,
+                       before: Annotated[str | None, BEFORE] = None) -> Connection[Dispute]:
         try:
             cid = None if contract_id is None else from_global_id(contract_id, "OutcomeContract", field="contractId")
         except DomainError as err:
             raise query_error(err) from None
-        size, start = page_size(first), decode_cursor(after)
+        window = Window.of(first, after, last, before)
         today = utcnow().date()
         D = models.Dispute
 
-        def q(s):
-            stmt = _scoped(info, select(D)).order_by(D.id).limit(size + 1)
+        def build(s):
+            stmt = _scoped(info, select(D))
             if cid is not None:
                 stmt = stmt.where(D.contract_id == cid)
             if status is not None:
@@ -210,11 +220,8 @@ class DisputeQueries:
             if overdue is not None:
                 late = (D.status == "OPEN") & (D.deadline < today)
                 stmt = stmt.where(late if overdue else ~late)
-            if start is not None:
-                stmt = stmt.where(D.id > start)
-            return connection(s.execute(stmt).scalars().all(), lambda d: d.id, size, start is not None,
-                              lambda d: Dispute.from_row(d, today))
-        return await ctx(info).db.read(q)
+            return stmt
+        return await keyset_page(info, build, D.id, lambda d: Dispute.from_row(d, today), window)
 
 
 @strawberry.type

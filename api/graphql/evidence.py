@@ -11,8 +11,8 @@ from sqlalchemy import select
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Node, UserError, audited, connection, ctx, decode_cursor, from_global_id, mutate, page_size,
-    query_error, require_actor, to_global_id,
+    BEFORE, LAST, Connection, Node, UserError, Window, audited, ctx, from_global_id, keyset_page, mutate, query_error,
+    require_actor, to_global_id,
 )
 from ledger import evidence as uc
 from ledger import models
@@ -96,6 +96,13 @@ class Evidence(Node):
                    invalidated_at=e.invalidated_at, invalidation_reason=e.invalidation_reason)
 
 
+@strawberry.enum(description="Which version of a measured result this is.")
+class MeasurementStatus(enum.Enum):
+    CURRENT = strawberry.enum_value("CURRENT", description="The version that counts in payouts.")
+    SUPERSEDED = strawberry.enum_value("SUPERSEDED", description="Replaced by a corrected version (supersededBy).")
+    VOIDED = strawberry.enum_value("VOIDED", description="Withdrawn: it counts for nothing.")
+
+
 @strawberry.type
 class Measurement(Node):
     pk: strawberry.Private[int]
@@ -107,7 +114,8 @@ class Measurement(Node):
     cohort_size: int | None
     recorded_by: str
     recorded_at: datetime
-    status: str = strawberry.field(description="CURRENT (the version that counts), SUPERSEDED by a correction, or VOIDED.")
+    status: MeasurementStatus = strawberry.field(
+        description="CURRENT (the version that counts), SUPERSEDED by a correction, or VOIDED.")
     superseded_by_pk: strawberry.Private[int | None] = None
     correction_reason: str | None = strawberry.field(default=None, description="Why this version corrected the one before.")
     voided_by: str | None = None
@@ -121,7 +129,7 @@ class Measurement(Node):
     def from_row(cls, x: models.Measurement) -> "Measurement":
         return cls(pk=x.id, metric_code=x.metric_code, period_start=x.period_start, period_end=x.period_end,
                    observed_value=x.observed_value, comparison_value=x.comparison_value, cohort_size=x.cohort_size,
-                   recorded_by=x.recorded_by, recorded_at=x.recorded_at, status=x.status,
+                   recorded_by=x.recorded_by, recorded_at=x.recorded_at, status=MeasurementStatus(x.status),
                    superseded_by_pk=x.superseded_by_id, correction_reason=x.correction_reason,
                    voided_by=x.voided_by, void_reason=x.void_reason)
 
@@ -133,21 +141,18 @@ def _scoped(info: Info, stmt, contract_column):
     return stmt.join(models.OutcomeContract, models.OutcomeContract.id == contract_column).where(clause)
 
 
-async def evidence_page(info: Info, *, contract_id: int | None, status: EvidenceStatus | None, first: int | None,
-                        after: str | None) -> Connection[Evidence]:
-    size, start = page_size(first), decode_cursor(after)
+async def evidence_page(info: Info, *, contract_id: int | None, status: EvidenceStatus | None,
+                        window: Window) -> Connection[Evidence]:
     E = models.Evidence
 
-    def q(s):
-        stmt = _scoped(info, select(E), E.contract_id).order_by(E.id).limit(size + 1)
+    def build(s):
+        stmt = _scoped(info, select(E), E.contract_id)
         if contract_id is not None:
             stmt = stmt.where(E.contract_id == contract_id)
         if status is not None:
             stmt = stmt.where(E.status == status.value)
-        if start is not None:
-            stmt = stmt.where(E.id > start)
-        return connection(s.execute(stmt).scalars().all(), lambda e: e.id, size, start is not None, Evidence.from_row)
-    return await ctx(info).db.read(q)
+        return stmt
+    return await keyset_page(info, build, E.id, Evidence.from_row, window)
 
 
 async def load_node(info: Info, type_name: str, pk: int):
@@ -314,12 +319,13 @@ def _evidence_id(gid) -> int:
 class EvidenceQueries:
     @strawberry.field
     async def evidence(self, info: Info, contract_id: strawberry.ID | None = None, status: EvidenceStatus | None = None,
-                       first: int | None = None, after: str | None = None) -> Connection[Evidence]:
+                       first: int | None = None, after: str | None = None, last: Annotated[int | None, LAST] = None,
+                       before: Annotated[str | None, BEFORE] = None) -> Connection[Evidence]:
         try:
             cid = _contract_id(contract_id) if contract_id is not None else None
         except DomainError as err:
             raise query_error(err) from None
-        return await evidence_page(info, contract_id=cid, status=status, first=first, after=after)
+        return await evidence_page(info, contract_id=cid, status=status, window=Window.of(first, after, last, before))
 
 
 @strawberry.type

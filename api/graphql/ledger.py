@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 from datetime import date, datetime
 from typing import Annotated
 
@@ -11,8 +12,8 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Money, Node, UserError, audited, aware, connection, ctx, decode_cursor, from_global_id,
-    mutate, page_size, query_error, require_actor,
+    BEFORE, LAST, LIST_AFTER, LIST_FIRST, MAX_LIST, Connection, Currency, Money, Node, UserError, Window, audited,
+    aware, ctx, from_global_id, keyset_page, mutate, page_size, query_error, require_actor,
 )
 from api.graphql.change_requests import CHANGE_REQUEST_FIELD, ChangeRequest, is_request, request_fields
 from api.graphql.parties import Party, load_party
@@ -23,12 +24,36 @@ from ledger.errors import DomainError, NotFound
 from ledger.reads import may_see_account, visible_accounts, visible_transactions
 
 
+@strawberry.enum(description="What a ledger transaction records.")
+class TransactionKind(enum.Enum):
+    CAPITAL_DEPOSIT = strawberry.enum_value("CAPITAL_DEPOSIT", description="Capital paid in to a fund.")
+    COMMITMENT = strawberry.enum_value("COMMITMENT", description="Money committed to a contract when it is activated: "
+                                                                 "the fund's and each payer's share of its maximum.")
+    COMMITMENT_CHANGE = strawberry.enum_value("COMMITMENT_CHANGE", description="Commitments brought to what an "
+                                                                               "amendment of the terms needs.")
+    COMMITMENT_RELEASE = strawberry.enum_value("COMMITMENT_RELEASE", description="What was committed and not paid, "
+                                                                                 "released when a contract ends.")
+    PAYOUT = strawberry.enum_value("PAYOUT", description="An approved payout: what each payer owes the provider.")
+    PAYMENT = strawberry.enum_value("PAYMENT", description="A payer paying what it owes.")
+    PENALTY = strawberry.enum_value("PENALTY", description="A sanction's penalty (vite) charged to a provider.")
+    REVERSAL = strawberry.enum_value("REVERSAL", description="A correction: the exact opposite of an earlier "
+                                                             "transaction, which stays in the journal.")
+    DRAWDOWN = strawberry.enum_value("DRAWDOWN", description="An investor's money paid to the provider (impact bond).")
+    DISTRIBUTION = strawberry.enum_value("DISTRIBUTION", description="Receipts shared out to investors by the "
+                                                                     "waterfall (impact bond).")
+    INVESTMENT_WRITE_OFF = strawberry.enum_value("INVESTMENT_WRITE_OFF", description="What investors did not get back "
+                                                                                     "when a bond closed: their loss.")
+    COMMITMENT_MIGRATION = strawberry.enum_value(
+        "COMMITMENT_MIGRATION", description="Commitments moved to each payer's share of the contract's maximum "
+                                            "by the upgrade that introduced commitments by share (migration 0012a).")
+
+
 @strawberry.type
 class LedgerAccount(Node):
     pk: strawberry.Private[int]
     code: str
     name: str
-    currency: str
+    currency: Currency
     party_id: strawberry.Private[int]
     counterparty_id: strawberry.Private[int | None]
     contract_pk: strawberry.Private[int | None]
@@ -49,7 +74,7 @@ class LedgerAccount(Node):
 
     @classmethod
     def from_row(cls, a: models.Account) -> "LedgerAccount":
-        return cls(pk=a.id, code=a.code, name=a.name, currency=a.currency, party_id=a.party_id,
+        return cls(pk=a.id, code=a.code, name=a.name, currency=Currency(a.currency), party_id=a.party_id,
                    counterparty_id=a.counterparty_id, contract_pk=a.contract_id, balance_minor=a.balance_minor,
                    closed_at=a.closed_at)
 
@@ -60,7 +85,7 @@ class LedgerEntry:
     account_id: strawberry.Private[int]
     amount_minor: strawberry.Private[int]
     balance_after_minor: strawberry.Private[int]
-    currency: str
+    currency: Currency
 
     @strawberry.field
     def amount(self) -> Money:
@@ -81,7 +106,7 @@ class LedgerTransaction(Node):
     sequence: int
     posted_at: datetime
     effective_date: date
-    kind: str
+    kind: TransactionKind
     description: str
     actor: str
     hash: str
@@ -109,7 +134,7 @@ class LedgerTransaction(Node):
 
     @strawberry.field(description="The payout this transaction posted, if it is a PAYOUT: the start of a trace.")
     async def payout(self, info: Info) -> Annotated["Payout", strawberry.lazy("api.graphql.payouts")] | None:  # noqa: F821
-        if self.kind != "PAYOUT":
+        if self.kind is not TransactionKind.PAYOUT:
             return None
         from api.graphql.payouts import payout_by_transaction
         return await payout_by_transaction(info, self.sequence)
@@ -117,10 +142,10 @@ class LedgerTransaction(Node):
     @classmethod
     def from_row(cls, t: models.Transaction) -> "LedgerTransaction":
         return cls(pk=t.sequence, sequence=t.sequence, posted_at=t.posted_at, effective_date=t.effective_date,
-                   kind=t.kind, description=t.description, actor=t.actor, hash=t.hash, previous_hash=t.previous_hash,
+                   kind=TransactionKind(t.kind), description=t.description, actor=t.actor, hash=t.hash, previous_hash=t.previous_hash,
                    reverses_sequence=t.reverses,
                    all_entries=[LedgerEntry(line=e.line, account_id=e.account_id, amount_minor=e.amount_minor,
-                                        balance_after_minor=e.balance_after_minor, currency=e.currency)
+                                        balance_after_minor=e.balance_after_minor, currency=Currency(e.currency))
                             for e in t.entries])
 
 
@@ -212,9 +237,13 @@ class LedgerQueries:
     async def ledger_accounts(self, info: Info, party_id: strawberry.ID | None = None,
                               contract_id: strawberry.ID | None = None,
                               as_of: datetime | None = None,
-                              effective_on: Annotated[date | None, EFFECTIVE_ON] = None) -> list[LedgerAccount]:
+                              effective_on: Annotated[date | None, EFFECTIVE_ON] = None,
+                              first: Annotated[int | None, LIST_FIRST] = None,
+                              after: Annotated[strawberry.ID | None, LIST_AFTER] = None) -> list[LedgerAccount]:
         actor = require_actor(info)
+        size = MAX_LIST if first is None else page_size(first)
         try:
+            start = _opt_id(after, "LedgerAccount", "after")
             party = _opt_id(party_id, "Party", "partyId")
             contract = _opt_id(contract_id, "OutcomeContract", "contractId")
             at = aware(as_of, "asOf")
@@ -230,7 +259,9 @@ class LedgerQueries:
             clause = visible_accounts(actor)
             if clause is not None:
                 stmt = stmt.where(clause)
-            rows = s.execute(stmt.limit(1000)).scalars().all()
+            if start is not None:
+                stmt = stmt.where(models.Account.id > start)
+            rows = s.execute(stmt.limit(size)).scalars().all()
             if at is None and effective_on is None:
                 return [LedgerAccount.from_row(a) for a in rows]
             upto = journal.sequence_at(s, at) if at is not None else None
@@ -247,9 +278,11 @@ class LedgerQueries:
         self, info: Info, party_id: strawberry.ID | None = None, contract_id: strawberry.ID | None = None,
         account_id: strawberry.ID | None = None, from_sequence: int | None = None, first: int | None = None,
         after: str | None = None, as_of: datetime | None = None,
+        last: Annotated[int | None, LAST] = None,
+        before: Annotated[str | None, BEFORE] = None,
     ) -> Connection[LedgerTransaction]:
         actor = require_actor(info)
-        size, start = page_size(first), decode_cursor(after)
+        window = Window.of(first, after, last, before)
         try:
             party = _opt_id(party_id, "Party", "partyId")
             contract = _opt_id(contract_id, "OutcomeContract", "contractId")
@@ -259,10 +292,10 @@ class LedgerQueries:
             raise query_error(err) from None
         T, E, A = models.Transaction, models.Entry, models.Account
 
-        def q(s):
-            stmt = select(T).order_by(T.sequence).limit(size + 1)
-            lower = max(start or 0, (from_sequence or 1) - 1)
-            stmt = stmt.where(T.sequence > lower)
+        def build(s):
+            stmt = select(T)
+            if from_sequence is not None:
+                stmt = stmt.where(T.sequence >= from_sequence)
             if contract is not None:
                 stmt = stmt.where(T.contract_id == contract)
             if at is not None:
@@ -275,9 +308,8 @@ class LedgerQueries:
             clause = visible_transactions(actor)
             if clause is not None:
                 stmt = stmt.where(clause)
-            return connection(s.execute(stmt).scalars().all(), lambda t: t.sequence, size, lower > 0,
-                              LedgerTransaction.from_row)
-        return await ctx(info).db.read(q)
+            return stmt
+        return await keyset_page(info, build, T.sequence, LedgerTransaction.from_row, window)
 
     @strawberry.field(description="An account's balance now, as of a time, or as of a sequence number; with "
                                   "effectiveOn, the balance on that business date as the ledger held it then.")

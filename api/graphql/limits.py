@@ -2,26 +2,32 @@
 
 Depth, token and alias limits come with strawberry; there is no cost limit, so this rule
 walks the document with the schema: a field that takes `first` multiplies everything below
-it by `first` (the default page size when not given; the maximum page when it comes from a
-variable, whose value validation cannot see). A document whose cost exceeds MAX_COST is
-refused before anything runs.
+it by `first` or `last` (the default page size when not given; the maximum page when it
+comes from a variable, whose value validation cannot see), and `nodes(ids:)` by the number
+of ids. A document whose cost exceeds MAX_COST is refused before anything runs.
 """
 from __future__ import annotations
 
 from graphql import (
-    FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode, IntValueNode, OperationDefinitionNode, ValidationRule, get_named_type,
+    FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode, IntValueNode, ListValueNode,
+    OperationDefinitionNode, ValidationRule, get_named_type,
 )
 
-from api.graphql.base import DEFAULT_PAGE, MAX_PAGE
+from api.graphql.base import DEFAULT_PAGE, MAX_NODES, MAX_PAGE
 
 MAX_COST = 20_000
 
 
 def _multiplier(field_def, node: FieldNode) -> int:
+    if "ids" in field_def.args:  # nodes(ids:): one object per id
+        for arg in node.arguments or ():
+            if arg.name.value == "ids":
+                return len(arg.value.values) if isinstance(arg.value, ListValueNode) else MAX_NODES
+        return 1
     if "first" not in field_def.args:
         return 1
     for arg in node.arguments or ():
-        if arg.name.value == "first":
+        if arg.name.value in ("first", "last"):
             return int(arg.value.value) if isinstance(arg.value, IntValueNode) else MAX_PAGE
     return DEFAULT_PAGE
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
+from typing import Annotated
+
 import strawberry
 from sqlalchemy import select
 from strawberry.types import Info
@@ -11,8 +13,8 @@ from strawberry.types import Info
 from strawberry.dataloader import DataLoader
 
 from api.graphql.base import (
-    Connection, Node, UserError, audited, aware, connection, ctx, decode_cursor, from_global_id, mutate,
-    page_size, require_actor,
+    BEFORE, LAST, Connection, Node, UserError, Window, audited, aware, ctx, from_global_id, keyset_page, mutate,
+    require_actor,
 )
 from ledger import models, parties, tokens
 from ledger.audit import result_ref
@@ -161,18 +163,12 @@ class PartyQueries:
 
     @strawberry.field
     async def parties(self, info: Info, role: PartyRole | None = None, first: int | None = None,
-                      after: str | None = None) -> Connection[Party]:
+                      after: str | None = None, last: Annotated[int | None, LAST] = None,
+                      before: Annotated[str | None, BEFORE] = None) -> Connection[Party]:
         require_actor(info)
-        size, start = page_size(first), decode_cursor(after)
-
-        def q(s):
-            stmt = select(models.Party).order_by(models.Party.id).limit(size + 1)
-            if role is not None:
-                stmt = stmt.where(models.Party.role == role.value)
-            if start is not None:
-                stmt = stmt.where(models.Party.id > start)
-            return connection(s.execute(stmt).scalars().all(), lambda p: p.id, size, start is not None, Party.from_row)
-        return await ctx(info).db.read(q)
+        stmt = select(models.Party) if role is None else select(models.Party).where(models.Party.role == role.value)
+        return await keyset_page(info, lambda s: stmt, models.Party.id, Party.from_row,
+                                 Window.of(first, after, last, before))
 
 
 @strawberry.type

@@ -12,13 +12,14 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Connection, Money, MoneyInput, Node, UserError, audited, connection, ctx, load_rows, decode_cursor, from_global_id,
-    mutate, page_size, query_error, require_actor,
+    BEFORE, LAST, MAX_LIST, Connection, Money, MoneyInput, Node, UserError, Window, audited, ctx, decode_cursor,
+    encode_cursor, from_global_id, keyset_page, load_rows, mutate, page_size, query_error, require_actor,
 )
 from api.graphql.ledger import LedgerTransaction, load_transaction
 from api.graphql.parties import Party, load_party
 from api.graphql.proofs import RECEIPT_DESCRIPTION, Receipt, receipt_for
 from ledger import calculations, models, settlement
+from ledger import money as m
 from ledger.errors import DomainError
 from ledger.reads import visible_accounts, visible_contracts
 
@@ -37,17 +38,60 @@ class PayoutStatus(enum.Enum):
                                                              "payable again in a new payout of the period.")
 
 
+@strawberry.enum(description="What a payout line or item is.")
+class PayoutLineKind(enum.Enum):
+    OUTCOME = strawberry.enum_value("OUTCOME", description="Outcomes achieved in the period, paid at the terms' prices.")
+    CLAWBACK = strawberry.enum_value("CLAWBACK", description="Money given back for evidence invalidated after it was "
+                                                             "paid; a negative amount.")
+    ADJUSTMENT = strawberry.enum_value("ADJUSTMENT", description="A paid measurement corrected or voided: its new "
+                                                                 "amount less what was paid for it.")
+
+
+@strawberry.enum(description="A cap (tak) that reduced what a payout line pays, in the order caps apply.")
+class CapKind(enum.Enum):
+    ONCE_ONLY = strawberry.enum_value("ONCE_ONLY", description="The metric pays once per participant; a second "
+                                                               "outcome for the same participant pays nothing.")
+    METRIC_CAP_PER_PARTICIPANT = strawberry.enum_value(
+        "METRIC_CAP_PER_PARTICIPANT", description="The metric's most per participant, counting what was paid before.")
+    PARTICIPANT_CAP = strawberry.enum_value(
+        "PARTICIPANT_CAP", description="The contract's most per participant across all metrics.")
+    METRIC_CAP_PER_PERIOD = strawberry.enum_value(
+        "METRIC_CAP_PER_PERIOD", description="The metric's most in one payout period.")
+    METRIC_CAP_TOTAL = strawberry.enum_value(
+        "METRIC_CAP_TOTAL", description="The metric's most over the whole contract, counting what was paid before.")
+    MAX_VALUE = strawberry.enum_value(
+        "MAX_VALUE", description="The contract's maximum value, counting what was paid before.")
+    PAYER_CAP = strawberry.enum_value(
+        "PAYER_CAP", description="A payer's committed maximum amount (maxAmount) for the contract.")
+
+
+@strawberry.type(description="One cap that reduced a payout line, and by how much.")
+class CapApplied:
+    kind: CapKind = strawberry.field(description="Which cap.")
+    reduction: Money = strawberry.field(description="How much this cap removed from the line.")
+
+
+def caps_applied(text: str, currency: str) -> list[CapApplied]:
+    """The stored "CAP_NAME=amount;..." of a payout line as structured caps, in the order they applied."""
+    out = []
+    for part in filter(None, text.split(";")):
+        name, _, amount = part.partition("=")
+        out.append(CapApplied(kind=CapKind(name), reduction=Money.of(m.money(amount, currency))))
+    return out
+
+
 @strawberry.type
 class PayoutLine:
     metric_code: str
-    kind: str = strawberry.field(description="OUTCOME; CLAWBACK for what an invalidated item gives back; ADJUSTMENT for "
-                                             "a paid measurement corrected or voided (the new amount less what was paid).")
+    kind: PayoutLineKind = strawberry.field(
+        description="OUTCOME; CLAWBACK for what an invalidated item gives back; ADJUSTMENT for a paid measurement "
+                    "corrected or voided (the new amount less what was paid).")
     quantity: Decimal
     unit_price: Money
     gross: Money
     capped: Money = strawberry.field(description="The amount removed by caps.")
     net: Money
-    caps: str = strawberry.field(description="Which caps removed how much, in the order they apply.")
+    caps: list[CapApplied] = strawberry.field(description="Which caps removed how much, in the order they apply.")
 
 
 @strawberry.type
@@ -70,7 +114,7 @@ class Recomputed:
 
 @strawberry.type(description="What one evidence item or measurement earned in a payout, or gave back (CLAWBACK).")
 class PayoutItem:
-    kind: str
+    kind: PayoutLineKind
     metric_code: str
     gross: Money
     capped: Money
@@ -131,7 +175,7 @@ class Payout(Node):
                                  .where(models.PayoutItem.payout_id.in_(keys)).order_by(models.PayoutItem.id)).all()
                 for x, cur in rows:
                     out[x.payout_id].append(PayoutItem(
-                        kind=x.kind, metric_code=x.metric_code, gross=Money.minor(x.gross_minor, cur),
+                        kind=PayoutLineKind(x.kind), metric_code=x.metric_code, gross=Money.minor(x.gross_minor, cur),
                         capped=Money.minor(x.capped_minor, cur), net=Money.minor(x.net_minor, cur),
                         evidence_id=x.evidence_id, measurement_id=x.measurement_id))
                 return out
@@ -148,7 +192,7 @@ class Payout(Node):
     async def recomputed(self, info: Info) -> Recomputed:
         def q(s):
             r = calculations.recompute(s, calculations.get_payout(s, self.pk))
-            return Recomputed(matches=r.matches, inputs_hash=r.inputs_hash, total=Money.minor(r.total_minor, self.total.currency),
+            return Recomputed(matches=r.matches, inputs_hash=r.inputs_hash, total=Money.minor(r.total_minor, self.total.code),
                               differences=list(r.differences))
         return await ctx(info).db.read(q)
 
@@ -158,9 +202,10 @@ class Payout(Node):
         return cls(
             pk=p.id, contract_pk=p.contract_id, status=PayoutStatus(p.status), period_start=p.period_start,
             period_end=p.period_end, terms_version=p.terms_version, inputs_hash=p.inputs_hash, inputs=p.inputs,
-            lines=[PayoutLine(metric_code=x.metric_code, kind=x.kind, quantity=x.quantity,
+            lines=[PayoutLine(metric_code=x.metric_code, kind=PayoutLineKind(x.kind), quantity=x.quantity,
                               unit_price=Money.minor(x.unit_price_minor, cur), gross=Money.minor(x.gross_minor, cur),
-                              capped=Money.minor(x.capped_minor, cur), net=Money.minor(x.net_minor, cur), caps=x.caps)
+                              capped=Money.minor(x.capped_minor, cur), net=Money.minor(x.net_minor, cur),
+                              caps=caps_applied(x.caps, cur))
                    for x in p.lines],
             shares=[PayerAmount(party_id=x.party_id, amount=Money.minor(x.amount_minor, cur)) for x in p.shares],
             total=Money.minor(p.total_minor, cur), calculated_by=p.calculated_by, calculated_at=p.calculated_at,
@@ -173,6 +218,12 @@ class Obligation:
     creditor_id: strawberry.Private[int]
     contract_pk: strawberry.Private[int]
     outstanding: Money
+    position: strawberry.Private[int | None] = None
+
+    @strawberry.field(description="In the list of `obligations`: pass it as `after` for the ones after this one "
+                                  "(with the same filters). Null where obligations are listed under a contract.")
+    def cursor(self) -> str | None:
+        return None if self.position is None else encode_cursor(self.position)
 
     @strawberry.field
     async def debtor(self, info: Info) -> Party | None:
@@ -225,21 +276,18 @@ def _scoped(info: Info, stmt):
     return stmt.join(models.OutcomeContract, models.OutcomeContract.id == models.PayoutCalculation.contract_id).where(clause)
 
 
-async def payout_page(info: Info, *, contract_id: int | None, status: PayoutStatus | None, first: int | None,
-                      after: str | None) -> Connection[Payout]:
-    size, start = page_size(first), decode_cursor(after)
+async def payout_page(info: Info, *, contract_id: int | None, status: PayoutStatus | None,
+                      window: Window) -> Connection[Payout]:
     P = models.PayoutCalculation
 
-    def q(s):
-        stmt = _scoped(info, select(P)).order_by(P.id).limit(size + 1)
+    def build(s):
+        stmt = _scoped(info, select(P))
         if contract_id is not None:
             stmt = stmt.where(P.contract_id == contract_id)
         if status is not None:
             stmt = stmt.where(P.status == status.value)
-        if start is not None:
-            stmt = stmt.where(P.id > start)
-        return connection(s.execute(stmt).scalars().all(), lambda p: p.id, size, start is not None, Payout.from_row)
-    return await ctx(info).db.read(q)
+        return stmt
+    return await keyset_page(info, build, P.id, Payout.from_row, window)
 
 
 async def payout_by_transaction(info: Info, sequence: int) -> Payout | None:
@@ -258,15 +306,19 @@ async def load_payout(info: Info, pk: int) -> Payout | None:
 
 async def obligation_list(info: Info, *, debtor_id: int | None = None, creditor_id: int | None = None,
                           contract_id: int | None = None, as_of: date | None = None,
-                          effective_on: date | None = None) -> list[Obligation]:
+                          effective_on: date | None = None, first: int | None = None,
+                          after: str | None = None) -> list[Obligation]:
     actor = require_actor(info)
     at = settlement.end_of(as_of) if as_of else None
+    size, start = MAX_LIST if first is None else page_size(first), decode_cursor(after) or 0
 
     def q(s):
         rows = settlement.obligations(s, debtor_id=debtor_id, creditor_id=creditor_id, contract_id=contract_id,
                                       as_of=at, scope=visible_accounts(actor), effective_on=effective_on)
+        # a position in the (deterministically ordered) list: obligations are sums, not rows with a key
         return [Obligation(debtor_id=o.debtor_id, creditor_id=o.creditor_id, contract_pk=o.contract_id,
-                           outstanding=Money.minor(o.outstanding_minor, o.currency)) for o in rows]
+                           outstanding=Money.minor(o.outstanding_minor, o.currency), position=start + i + 1)
+                for i, o in enumerate(rows[start:start + size])]
     return await ctx(info).db.read(q)
 
 
@@ -352,12 +404,13 @@ class RecordPaymentPayload:
 class PayoutQueries:
     @strawberry.field
     async def payouts(self, info: Info, contract_id: strawberry.ID | None = None, status: PayoutStatus | None = None,
-                      first: int | None = None, after: str | None = None) -> Connection[Payout]:
+                      first: int | None = None, after: str | None = None, last: Annotated[int | None, LAST] = None,
+                      before: Annotated[str | None, BEFORE] = None) -> Connection[Payout]:
         try:
             cid = _id(contract_id, "OutcomeContract", "contractId")
         except DomainError as err:
             raise query_error(err) from None
-        return await payout_page(info, contract_id=cid, status=status, first=first, after=after)
+        return await payout_page(info, contract_id=cid, status=status, window=Window.of(first, after, last, before))
 
     @strawberry.field
     async def payout(self, info: Info, id: strawberry.ID) -> Payout | None:
@@ -373,12 +426,17 @@ class PayoutQueries:
                           as_of: date | None = None,
                           effective_on: Annotated[date | None, strawberry.argument(description=(
                               "The business date: what was owed on that day, counting transactions effective on "
-                              "or before it."))] = None) -> list[Obligation]:
+                              "or before it."))] = None,
+                          first: Annotated[int | None, strawberry.argument(description=(
+                              f"At most this many (up to 100); without it, at most {MAX_LIST}."))] = None,
+                          after: Annotated[str | None, strawberry.argument(description=(
+                              "Only those after this one: the `cursor` of the last obligation you have."))] = None,
+                          ) -> list[Obligation]:
         try:
             return await obligation_list(info, debtor_id=_id(debtor_id, "Party", "debtorId"),
                                          creditor_id=_id(creditor_id, "Party", "creditorId"),
                                          contract_id=_id(contract_id, "OutcomeContract", "contractId"), as_of=as_of,
-                                         effective_on=effective_on)
+                                         effective_on=effective_on, first=first, after=after)
         except DomainError as err:
             raise query_error(err) from None
 

@@ -8,6 +8,8 @@ import strawberry
 from strawberry.types import Info
 
 from api.graphql.base import Money, ctx, from_global_id, query_error
+from api.graphql.contracts import ContractStatus, MetricKind
+from api.graphql.parties import Ownership
 from api.graphql.investments import InvestorReturns
 from ledger import reports
 from ledger.errors import DomainError
@@ -16,11 +18,15 @@ from ledger.reads import visible_contracts
 CONTRACT_PARTIES = frozenset({"MUNICIPALITY", "PROVIDER", "VERIFIER"})  # roles a contract names
 
 
+def _ownership(value: str | None) -> Ownership | None:
+    return None if value is None else Ownership(value)
+
+
 @strawberry.type
 class PublicMetricResult:
     code: str
     name: str
-    kind: str
+    kind: MetricKind
     participants: int | None = strawberry.field(description="Null when under 5 (small numbers can identify people).")
     achieved: int | None = strawberry.field(
         description="Participants with a verified outcome; null when 1–4, or when 1–4 participants did not achieve it "
@@ -35,9 +41,9 @@ class PublicMetricResult:
 class PublicResults:
     title: str
     policy_area: str
-    status: str
+    status: ContractStatus
     provider: str
-    ownership: str | None
+    ownership: Ownership | None
     municipality: str
     participants: int | None
     metrics: list[PublicMetricResult]
@@ -48,7 +54,7 @@ class PublicResults:
                              "that may be published; `leftOut` says how many were not.")
 class ReportRow:
     label: str
-    ownership: str | None
+    ownership: Ownership | None
     policy_area: str | None = strawberry.field(description="The policy area, on rows per contract and per area.")
     contracts: int = strawberry.field(description="Contracts in this row.")
     outcomes: int | None = strawberry.field(
@@ -70,7 +76,7 @@ class ReportRow:
     @classmethod
     def of(cls, r: reports.ReportRow) -> "ReportRow":
         money = lambda units: None if units is None else Money.minor(units, r.currency)  # noqa: E731
-        return cls(label=r.label, ownership=r.ownership, policy_area=r.policy_area, contracts=r.contracts,
+        return cls(label=r.label, ownership=_ownership(r.ownership), policy_area=r.policy_area, contracts=r.contracts,
                    outcomes=r.outcomes, outcome_contracts=r.outcome_contracts, outcome_units=r.outcome_units,
                    amount_paid=Money.minor(r.amount_paid_minor, r.currency), paid_contracts=r.paid_contracts,
                    outcome_amount_paid=Money.minor(r.outcome_paid_minor, r.currency),
@@ -91,7 +97,7 @@ class MetricReportRow:
     contract_title: str
     code: str
     name: str
-    kind: str
+    kind: MetricKind
     unit: MetricUnit = strawberry.field(description="OUTCOME (rate card) or UNIT_IMPROVED (measured metric).")
     quantity: Decimal | None = strawberry.field(
         description="Outcomes or units improved paid for (after clawbacks); null when it may not be published.")
@@ -103,7 +109,7 @@ class MetricReportRow:
     @classmethod
     def of(cls, f: reports.MetricFigures) -> "MetricReportRow":
         money = lambda units: None if units is None else Money.minor(units, f.currency)  # noqa: E731
-        return cls(contract_title=f.contract_title, code=f.code, name=f.name, kind=f.kind, unit=MetricUnit(f.unit),
+        return cls(contract_title=f.contract_title, code=f.code, name=f.name, kind=MetricKind(f.kind), unit=MetricUnit(f.unit),
                    quantity=f.quantity, amount_paid=money(f.amount_paid_minor),
                    unit_price=Money.minor(f.unit_price_minor, f.currency), cost_per_unit=money(f.cost_per_unit_minor))
 
@@ -125,9 +131,9 @@ class EvaluationReport:
 def public_results_of(s, contract_id: int) -> PublicResults:
     r = reports.public_results(s, contract_id)
     return PublicResults(
-        title=r.title, policy_area=r.policy_area, status=r.status, provider=r.provider, ownership=r.ownership,
+        title=r.title, policy_area=r.policy_area, status=ContractStatus(r.status), provider=r.provider, ownership=_ownership(r.ownership),
         municipality=r.municipality, participants=r.participants,
-        metrics=[PublicMetricResult(code=x.code, name=x.name, kind=x.kind, participants=x.participants,
+        metrics=[PublicMetricResult(code=x.code, name=x.name, kind=MetricKind(x.kind), participants=x.participants,
                                     achieved=x.achieved, rate=x.rate, latest_observed=x.latest_observed,
                                     baseline=x.baseline) for x in r.metrics])
 

@@ -1,9 +1,11 @@
 """The schema: every area's queries and mutations merged, `node(id:)`, limits and error masking."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+from typing import Annotated
 
 import strawberry
 from graphql import GraphQLError
@@ -24,7 +26,7 @@ from api.graphql import (audit, change_requests, contracts, corrections, evidenc
 from api.graphql.limits import CostLimitRule
 from api.graphql.manual import describe
 from api.logs import redact
-from api.graphql.base import SCALAR_MAP, Node, ScalarError, UserErrorCode, ctx, split_global_id
+from api.graphql.base import MAX_NODES, SCALAR_MAP, Node, ScalarError, UserErrorCode, ctx, split_global_id
 from ledger import models
 
 log = logging.getLogger("utfall")
@@ -74,6 +76,18 @@ class NodeQueries:
         if parsed is None:
             raise GraphQLError(f"{id!r} is not a valid ID", extensions={"code": "INVALID_ID"})
         return await _resolve_node(info, *parsed)
+
+    @strawberry.field(description=f"Several objects by their global IDs (at most {MAX_NODES}), in the order asked; "
+                                  "each is null if it does not exist or is not yours to see, exactly as with node.")
+    async def nodes(self, info: Info, ids: Annotated[list[strawberry.ID], strawberry.argument(
+            description="The global IDs, e.g. from edges you already have.")]) -> list[Node | None]:
+        if len(ids) > MAX_NODES:
+            raise GraphQLError(f"ask for at most {MAX_NODES} ids at a time", extensions={"code": "PAGE_SIZE"})
+        parsed = [split_global_id(i) for i in ids]
+        bad = next((i for i, p in zip(ids, parsed) if p is None), None)
+        if bad is not None:
+            raise GraphQLError(f"{bad!r} is not a valid ID", extensions={"code": "INVALID_ID"})
+        return list(await asyncio.gather(*(_resolve_node(info, *p) for p in parsed)))
 
 
 Query = merge_types("Query", (NodeQueries, parties.PartyQueries, contracts.ContractQueries, evidence.EvidenceQueries,

@@ -48,6 +48,8 @@ BOND_PARTIES = ALL_SEEING | {"PROVIDER own", "INVESTOR own"}
 QUERIES = {
     "viewer": ("{ viewer { role } }", lambda d: d["viewer"] is not None, set(CALLERS) - {"no token"}),
     "node": ("query($c: ID!) { node(id: $c) { id } }", lambda d: d["node"] is not None, OWN_CONTRACT),
+    "nodes": ("query($c: ID!) { nodes(ids: [$c]) { id } }", lambda d: d["nodes"] == [{"id": d["nodes"][0]["id"]}]
+              if d["nodes"][0] else False, OWN_CONTRACT),
     "node nested": ("query($c: ID!) { node(id: $c) { ... on OutcomeContract { evidence { nodes { id } } } } }",
                     lambda d: d["node"] is not None and d["node"]["evidence"]["nodes"], OWN_CONTRACT),
     "parties": ("{ parties { nodes { id } } }", lambda d: d["parties"]["nodes"], set(CALLERS) - {"no token"}),

@@ -125,7 +125,9 @@ LISTS = ["parties(after: $a) { nodes { id } }", "funds(after: $a) { nodes { id }
          "auditEvents(after: $a) { nodes { id } }",
          "contracts(first: 3) { nodes { participants(after: $a) { nodes { id } } evidence(after: $a) { nodes { id } } "
          "payouts(after: $a) { nodes { id } } } }",
-         "funds { nodes { contracts(after: $a) { nodes { id } } } }"]
+         "funds { nodes { contracts(after: $a) { nodes { id } } } }",
+         "evidence(last: 2, before: $a) { nodes { id } }", "parties(before: $a) { totalCount }",
+         "contracts(first: 3) { nodes { participants(last: 1, before: $a) { totalCount nodes { id } } } }"]
 
 
 @pytest.mark.parametrize("selection", LISTS)
@@ -158,3 +160,43 @@ def test_deeply_nested_json_in_variables_is_a_400(api, clean_log):
 def test_malformed_bodies_are_4xx_json(api, body, clean_log):
     r = api.client.post("/graphql", content=body.encode("latin-1"), headers={"Content-Type": "application/json"})
     assert 400 <= r.status_code < 500, (body, r.status_code, r.text[:200])
+
+
+# one argument of each custom scalar, and a bad value for it; a new scalar must be added here
+SCALAR_CASES = {
+    "Decimal": ("depositCapital(input: {fundId: \"%s\", amount: {amount: %s, currency: \"SEK\"}, "
+                "effectiveDate: \"2026-02-01\", reference: \"x\"}) { userErrors { code } }", ["18750", '"1,5"'], "amount"),
+    "Date": ("obligations(asOf: %s) { cursor }", ['"2026-02-30"', "20260101"], "asOf"),
+    "DateTime": ("ledgerTransactions(asOf: %s) { totalCount }", ['"yesterday"', "5"], "asOf"),
+}
+
+
+def test_every_custom_scalar_refuses_a_bad_literal_and_variable_by_name(api, case_a, clean_log):
+    from api.graphql.schema import schema
+    custom = {name for name, t in schema._schema.type_map.items()
+              if t.__class__.__name__ == "GraphQLScalarType"
+              and name not in ("String", "Int", "Float", "Boolean", "ID", "JSON")}  # JSON is output only
+    assert custom == set(SCALAR_CASES), "a new custom scalar: add a bad literal for it to SCALAR_CASES"
+    token = api.token("FUND_MANAGER")
+    for scalar, (selection, bad_values, argument) in SCALAR_CASES.items():
+        mutation = selection.startswith("deposit")
+        for bad in bad_values:
+            inline = selection % ((fund_id(case_a), bad) if mutation else bad)
+            body = no_unexpected(api.post(("mutation { %s }" if mutation else "{ %s }") % inline, token=token))
+            assert body.get("data") is None and body["errors"], (scalar, bad, body)
+            assert all(argument in e["message"] and e["extensions"]["code"] == "INVALID_VALUE" for e in body["errors"]), body
+            value = json.loads(bad) if bad.startswith('"') else int(bad)
+            if mutation:
+                answer = deposit(api, token, case_a, value)
+            else:
+                doc = "query($v: %s) { %s }" % (scalar, selection % "$v")
+                answer = no_unexpected(api.post(doc, {"v": value}, token=token))
+            assert answer.get("data") is None and "$v" in answer["errors"][0]["message"] or \
+                argument in answer["errors"][0]["message"], (scalar, bad, answer)
+
+
+def test_a_currency_outside_the_enum_is_invalid_currency(api, case_a, clean_log):
+    body = no_unexpected(api.post(DEPOSIT, {"input": {"fundId": fund_id(case_a), "amount": {"amount": "1.00", "currency": "SEQ"},
+                                                      "effectiveDate": "2026-02-01", "reference": "x"}},
+                                  token=api.token("FUND_MANAGER")))
+    assert [e["code"] for e in body["data"]["depositCapital"]["userErrors"]] == ["INVALID_CURRENCY"]

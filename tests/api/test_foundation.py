@@ -125,8 +125,8 @@ def test_idempotency_key_returns_the_first_result_and_refuses_other_input(api, d
 def test_ledger_queries_balances_digest_and_reversal(api, db):
     # given two postings
     a, b = accounts(db, 2)
-    t1 = post(db, [(a, "100.00"), (b, "-100.00")])
-    post(db, [(a, "20.00"), (b, "-20.00")])
+    t1 = post(db, [(a, "100.00"), (b, "-100.00")], kind="PAYMENT")
+    post(db, [(a, "20.00"), (b, "-20.00")], kind="PAYMENT")
     auditor, fm = api.token("AUDITOR"), api.token("FUND_MANAGER")
     acc = to_global_id("LedgerAccount", a.id)
     # when
@@ -154,7 +154,7 @@ def test_ledger_queries_balances_digest_and_reversal(api, db):
     assert bad["userErrors"] == [{"field": ["transactionId"], "code": "INVALID_ID", "message": bad["userErrors"][0]["message"]}]
     # a digest taken now verifies later
     d = api.ok("{ ledgerDigest { sequence hash } }", token=auditor)["ledgerDigest"]
-    post(db, [(a, "1.00"), (b, "-1.00")])
+    post(db, [(a, "1.00"), (b, "-1.00")], kind="PAYMENT")
     v = api.ok("query($d: LedgerDigestInput) { verifyLedger(digest: $d) { ok } }", {"d": d}, auditor)
     assert v["verifyLedger"]["ok"]
 
@@ -163,8 +163,8 @@ def test_party_bound_tokens_see_only_their_own_accounts_and_transactions(api, db
     mine, theirs = party(db, role="PROVIDER"), party(db, role="PROVIDER")
     a1, a2 = accounts(db, 2, owner=mine)
     b1, b2 = accounts(db, 2, owner=theirs)
-    post(db, [(a1, "5.00"), (a2, "-5.00")])
-    post(db, [(b1, "7.00"), (b2, "-7.00")])
+    post(db, [(a1, "5.00"), (a2, "-5.00")], kind="PAYMENT")
+    post(db, [(b1, "7.00"), (b2, "-7.00")], kind="PAYMENT")
     tok = api.token("PROVIDER", party_id=mine.id)
     data = api.ok("{ ledgerAccounts { id } ledgerTransactions { nodes { sequence } } }", token=tok)
     assert {x["id"] for x in data["ledgerAccounts"]} == {to_global_id("LedgerAccount", a.id) for a in (a1, a2)}

@@ -13,11 +13,11 @@ from tests.factories import contract, funded
 FM, FM2 = Actor("frida", "FUND_MANAGER"), Actor("gustav", "FUND_MANAGER")
 TODAY = date(2026, 11, 23)
 
-QUERY = """{ contracts(first: 50) { nodes {
+QUERY = """{ contracts(first: 50) { totalCount nodes {
   title status committed { amount } fund { name available { amount } } provider { name } municipality { name }
   terms { version metrics { code } payerShares { party { name } } } sanctions { level }
-  participants(first: 5) { nodes { externalRef } }
-  evidence(first: 5) { nodes { status participant { externalRef } documents { sha256 } } }
+  participants(first: 5) { totalCount nodes { externalRef } }
+  evidence(first: 5) { totalCount nodes { status participant { externalRef } documents { sha256 } } }
   measurements { metricCode }
   payouts(first: 5) { nodes { status total { amount } lines { net { amount } } shares { party { name } amount { amount } }
                               transaction { sequence entries { amount { amount } account { code } } }
@@ -70,4 +70,6 @@ def test_the_statement_count_does_not_grow_with_the_number_of_contracts(api, db)
     nodes = data["contracts"]["nodes"]
     assert len(nodes) == 50
     assert all(len(n["evidence"]["nodes"]) == 2 and n["payouts"]["nodes"][0]["status"] == "POSTED" for n in nodes)
+    assert data["contracts"]["totalCount"] == 50
+    assert all(n["evidence"]["totalCount"] == 2 and n["participants"]["totalCount"] == 2 for n in nodes)
     assert many == few, f"{few} SELECTs for 5 contracts, {many} for 50"

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 from api.graphql.base import to_global_id
 from tests.ledger.test_calculations import case_a  # noqa: F401  (the Case A world as a fixture)
 
 CALC = """mutation($i: CalculatePayoutInput!) { calculatePayout(input: $i) {
   payout { id status inputsHash total { amount currency } lines { metricCode kind quantity unitPrice { amount }
-           gross { amount } capped { amount } net { amount } } shares { party { name } amount { amount } } }
+           gross { amount } capped { amount } net { amount } caps { kind reduction { amount currency } } } shares { party { name } amount { amount } } }
   userErrors { field code message } } }"""
 APPROVE = """mutation($i: ApprovePayoutInput!) { approvePayout(input: $i) {
   payout { status approvedBy transaction { sequence kind } recomputed { matches inputsHash } } userErrors { code message } } }"""
@@ -28,6 +29,13 @@ def test_a_payout_from_calculation_to_payment(api, db, case_a):
     assert [s["amount"]["amount"] for s in payout["shares"]] == ["56250.00", "56250.00"]
     attendance = next(x for x in payout["lines"] if x["metricCode"] == "ATTENDANCE")
     assert attendance["gross"]["amount"] == "64375.00" and attendance["net"]["amount"] == "26500.00"
+    # the caps that bound are listed by kind, in the order they apply, and add up to what was capped
+    assert attendance["caps"] and all(c["reduction"]["currency"] == "SEK" for c in attendance["caps"])
+    assert sum(Decimal(c["reduction"]["amount"]) for c in attendance["caps"]) == Decimal(attendance["capped"]["amount"])
+    order = ["ONCE_ONLY", "METRIC_CAP_PER_PARTICIPANT", "PARTICIPANT_CAP", "METRIC_CAP_PER_PERIOD", "METRIC_CAP_TOTAL",
+             "MAX_VALUE", "PAYER_CAP"]
+    kinds = [c["kind"] for c in attendance["caps"]]
+    assert kinds == sorted(kinds, key=order.index)
     # frida cannot approve her own calculation; gustav can
     own = api.ok(APPROVE, {"i": {"payoutId": payout["id"]}}, frida)["approvePayout"]
     assert own["userErrors"][0]["code"] == "FOUR_EYES_REQUIRED"

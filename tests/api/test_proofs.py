@@ -54,7 +54,7 @@ def head_verifies(key, h: dict) -> bool:
 def ledger_of(db, n: int):
     a, b = accounts(db, 2)
     for i in range(n):
-        post(db, [(a, f"{i + 1}.00"), (b, f"-{i + 1}.00")])
+        post(db, [(a, f"{i + 1}.00"), (b, f"-{i + 1}.00")], kind="PAYMENT")
     return a, b
 
 
@@ -127,9 +127,9 @@ def test_parties_get_proofs_only_for_transactions_they_may_see(api, db):
     muni = party(db, role="MUNICIPALITY")
     a, b = accounts(db, 2)
     mine, theirs = accounts(db, 2, owner=muni)
-    post(db, [(a, "1.00"), (b, "-1.00")])
-    post(db, [(mine, "1.00"), (theirs, "-1.00")])
-    post(db, [(a, "1.00"), (b, "-1.00")])
+    post(db, [(a, "1.00"), (b, "-1.00")], kind="PAYMENT")
+    post(db, [(mine, "1.00"), (theirs, "-1.00")], kind="PAYMENT")
+    post(db, [(a, "1.00"), (b, "-1.00")], kind="PAYMENT")
     own = api.token("MUNICIPALITY", party_id=muni.id)
     # then it gets the proof of its own, and the others' answer as a missing one would
     assert api.ok(INCLUSION, {"s": 2}, own)["inclusionProof"]["sequence"] == 2
@@ -170,7 +170,7 @@ def test_verify_ledger_holds_the_fund_to_a_tree_head_it_signed(api, db):
     auditor = api.token("AUDITOR")
     head = api.ok(STH)["signedTreeHead"]
     # a head kept earlier still verifies after more postings
-    post(db, [(a, "1.00"), (b, "-1.00")])
+    post(db, [(a, "1.00"), (b, "-1.00")], kind="PAYMENT")
     assert api.ok(VERIFY, {"h": head}, auditor)["verifyLedger"]["ok"]
     # old clients without the argument keep working
     assert api.ok("{ verifyLedger { ok } }", token=auditor)["verifyLedger"]["ok"]

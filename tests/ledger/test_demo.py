@@ -13,7 +13,8 @@ def test_the_demo_has_what_the_walkthrough_needs(db):
     # when
     issued = demo.load(db, today=date(2026, 11, 23), secret=b"demo-test-secret-0123456789")
     # then
-    assert {t.role for t in issued} == {"ADMIN", "FUND_MANAGER", "MUNICIPALITY", "PROVIDER", "VERIFIER", "AUDITOR"}
+    assert {t.role for t in issued} == {"ADMIN", "FUND_MANAGER", "MUNICIPALITY", "PROVIDER", "VERIFIER", "AUDITOR",
+                                          "INVESTOR"}
     with db.reading() as s:
         count = lambda stmt: s.execute(stmt).scalar_one()  # noqa: E731
         assert count(select(func.count()).select_from(OutcomeContract)) == 3

@@ -89,7 +89,6 @@ DESCRIPTIONS = {
     "AuditEvent": "One mutation as the audit trail recorded it: who did what, when, with which input, and what came of it.",
     "AuditEvent.occurredAt": "When the mutation ran.",
     "AuditEvent.actor": "Who made the request: the token's name with its role and party, e.g. \"Anna (FUND_MANAGER)\".",
-    "AuditEvent.role": "The role of the token used.",
     "AuditEvent.operation": "The mutation, e.g. \"approvePayout\".",
     "AuditEvent.resultType": "The type of object the mutation made or changed, e.g. \"Payout\"; null if none.",
     "AuditEvent.resultId": "The global ID of that object; null if none.",

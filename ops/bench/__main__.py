@@ -19,10 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-from ops.bench import evidence_import, http, ledger, load, merkle, payout, waterfall
+from ops.bench import evidence_import, http, ledger, load, merkle, payout, verify, waterfall
 
 SUITES = {"ledger": ledger, "import": evidence_import, "payout": payout, "http": http, "waterfall": waterfall,
           "merkle": merkle, "load": load}
+SUITES["verify"] = verify  # chain verification at 10^6 transactions (ops/bench/verify.py)
 
 
 def _fmt(value: float, unit: str) -> str:

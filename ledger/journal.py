@@ -45,8 +45,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from itertools import chain
@@ -58,7 +61,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ledger import money as m
-from ledger import tree
+from ledger import chain_ranges, tree
 from ledger.access import Actor, require_role
 from ledger.db import UnitOfWork
 from ledger.errors import Conflict, NotFound, ValidationError
@@ -612,12 +615,26 @@ def _walk(s: Session, batch: int = 5000) -> Iterator[tuple[Sequence, Sequence[Se
         last = hi
 
 
-def verify(s: Session, digest_: Digest | None = None) -> Verification:
+# Below this many transactions the sequential walk is done before worker processes have started.
+RANGES_FROM = 200_000
+
+
+def verify(s: Session, digest_: Digest | None = None, *, workers: int | None = None,
+           ranges_from: int = RANGES_FROM) -> Verification:
     """Recompute every hash and running balance; name the first sequence that does not match.
 
     With a digest handed out earlier, also prove that the ledger still holds that
     (sequence, hash).
+
+    On PostgreSQL a ledger of `ranges_from` transactions or more is first checked in
+    sequence ranges by `workers` processes (default: one per CPU; ledger.chain_ranges); only
+    when that finds anything wrong, or cannot run, does the sequential walk below run, and
+    it alone names the first bad sequence.
     """
+    if s.get_bind().dialect.name == "postgresql":
+        verified = _verify_in_ranges(s, digest_, workers or os.cpu_count() or 1, ranges_from)
+        if verified is not None:
+            return verified
     previous = GENESIS_HASH
     expected_seq = 1
     running: dict[int, int] = {}
@@ -665,3 +682,46 @@ def verify(s: Session, digest_: Digest | None = None) -> Verification:
         if running.get(acc.id, 0) != acc.balance_minor:
             return Verification(False, checked, None, f"current balance of account {acc.id} does not match its entries")
     return Verification(True, checked, None)
+
+
+def _verify_in_ranges(s: Session, digest_: Digest | None, workers: int, ranges_from: int) -> Verification | None:
+    """Verification(ok) if the ranges' check passes; None when the sequential walk must decide."""
+    conn = s.connection()
+    # The workers see only what is committed: the session's transaction must have written
+    # nothing, and be no savepoint (a snapshot cannot be exported from one).
+    if conn.in_nested_transaction() or s.in_nested_transaction():
+        return None
+    if conn.exec_driver_sql("SELECT pg_current_xact_id_if_assigned()").scalar() is not None:
+        return None
+    if (conn.exec_driver_sql("SELECT sequence FROM ledger_head WHERE id = 1").scalar() or 0) < ranges_from:
+        return None
+    snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
+    try:
+        conninfo = _conninfo(conn.engine.url)
+        wanted = None if digest_ is None else digest_.sequence
+        end = chain_ranges.ends(conninfo, snapshot, wanted)
+        n = end.head_sequence
+        if n < ranges_from or end.last_sequence != n or (digest_ is not None and not 0 < digest_.sequence <= n):
+            return None
+        parts = chain_ranges.ranges(n, max(1, workers))
+        with ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("spawn")) as pool:
+            checks = list(pool.map(chain_ranges.check_range, *zip(*((conninfo, snapshot, lo, hi) for lo, hi in parts))))
+    except Exception:  # noqa: BLE001 - a worker that cannot run leaves the decision to the sequential walk
+        return None
+    balances = chain_ranges.joined(checks, GENESIS_HASH)
+    if balances is None or checks[-1].last_hash != end.head_hash:
+        return None
+    if digest_ is not None and end.hash_at_digest != digest_.hash:
+        return None
+    if any(balances.get(account, 0) != stored for account, stored in end.balances.items()):
+        return None
+    return Verification(True, n, None)
+
+
+def _conninfo(url) -> str:
+    """A libpq connection string for the engine's database (URL query items such as `options` kept)."""
+    from psycopg.conninfo import make_conninfo
+
+    params = {"host": url.host, "port": url.port, "dbname": url.database, "user": url.username,
+              "password": url.password, **{k: v for k, v in url.query.items() if isinstance(v, str)}}
+    return make_conninfo(**{k: v for k, v in params.items() if v is not None})

@@ -1,9 +1,9 @@
 """Every benchmark in one command, and one table.
 
     python -m ops.bench [--quick] [--backend sqlite|postgresql|both]
-                        [--only ledger,import,upload,payout,http,waterfall,merkle,load] [--json PATH]
+                        [--only ledger,import,upload,payout,http,waterfall,merkle,verify,load] [--json PATH]
 
-Runs the ledger, bulk-import, evidence-upload (HTTP vs CLI), payout, HTTP, waterfall, Merkle tree and load benchmarks one after
+Runs the ledger, bulk-import, evidence-upload (HTTP vs CLI), payout, HTTP, waterfall, Merkle tree, chain verification and load benchmarks one after
 another and prints each one's table as soon as that benchmark finishes (stdout flushed, and the
 --json file rewritten): operation, backend, size, median (min–max), and the ratio to the
 reference each benchmark measured in the same run; the load scenarios (bursts, slow bodies)
@@ -19,10 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from ops.bench import evidence_import, evidence_upload, http, ledger, load, merkle, payout, waterfall
+from ops.bench import evidence_import, evidence_upload, http, ledger, load, merkle, payout, verify, waterfall
 
 SUITES = {"ledger": ledger, "import": evidence_import, "upload": evidence_upload, "payout": payout, "http": http,
-          "waterfall": waterfall, "merkle": merkle, "load": load}
+          "waterfall": waterfall, "merkle": merkle, "verify": verify, "load": load}
 
 
 def _fmt(value: float, unit: str) -> str:

@@ -19,9 +19,9 @@ Measured, per backend, variants interleaved round by round (median of `runs` wit
 * `calculate_payout`: the use case through a real `Database(engine).uow()` with commit,
   wall clock from opening the unit of work to closing it. Every run starts from the same
   state: a CALCULATED payout of the same period (it supersedes it; nothing is consumed
-  until a payout is approved). Inside these runs `gather_inputs`, `payouts.calculate`,
-  `payouts.canonical_inputs` and `_record_result` are wrapped with a clock (four function
-  calls; nothing else changes), which splits the time into phases printed under the table.
+  until a payout is approved). Inside these runs `gather_inputs`,
+  `payouts.calculate_with_canonical` and `_record_result` are wrapped with a clock (three
+  function calls; nothing else changes), which splits the time into phases printed under the table.
   The superseded calculations keep their payout items, so `payout_items` grows by one
   payout's items per run: the runs' figures are kept in order in the JSON.
 * the reference, `bare SQL join`: the raw driver (sqlite3 / psycopg) reading the evidence
@@ -370,8 +370,8 @@ def bare_query(be: Backend, contract_id: int, *, not_paid: bool) -> Callable[[],
     return run_once
 
 
-PHASES = ("lock, contract, checks", "gather_inputs", "payouts.calculate", "payouts.canonical_inputs",
-          "payout row, supersede", "_record_result (ORM objects)", "flush items, refresh", "commit")
+PHASES = ("lock, contract, checks", "gather_inputs", "engine + canonical inputs", "payout row, supersede",
+          "_record_result (lines, bulk items)", "flush, refresh", "commit")
 
 
 @contextmanager
@@ -379,8 +379,7 @@ def clocked(marks: dict[str, tuple[float, float]]) -> Iterator[None]:
     """Wrap the steps `calculate_payout` calls with a clock (module attributes, restored after)."""
     originals = {(calculations, "gather_inputs"): calculations.gather_inputs,
                  (calculations, "_record_result"): calculations._record_result,
-                 (payouts, "calculate"): payouts.calculate,
-                 (payouts, "canonical_inputs"): payouts.canonical_inputs}
+                 (payouts, "calculate_with_canonical"): payouts.calculate_with_canonical}
 
     def wrap(name: str, fn):
         def timed(*a, **kw):
@@ -429,9 +428,9 @@ def calculate_measured(be: Backend, contract_id: int, phases: list[dict], statem
             elapsed = time.perf_counter() - t0
     finally:
         event.remove(be.engine, "before_cursor_execute", on_execute)
-    g, e, c, r = (marks["calculations.gather_inputs"], marks["payouts.calculate"],
-                  marks["payouts.canonical_inputs"], marks["calculations._record_result"])
-    phases.append(dict(zip(PHASES, (g[0] - t0, g[1] - g[0], e[1] - e[0], c[1] - c[0], r[0] - c[1], r[1] - r[0],
+    g, e, r = (marks["calculations.gather_inputs"], marks["payouts.calculate_with_canonical"],
+               marks["calculations._record_result"])
+    phases.append(dict(zip(PHASES, (g[0] - t0, g[1] - g[0], e[1] - e[0], r[0] - e[1], r[1] - r[0],
                                     t_calc - r[1], t_commit - t_calc))))
     statements.append(count[0])
     return elapsed

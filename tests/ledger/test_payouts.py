@@ -2,6 +2,8 @@
 properties (exact splits, caps never exceeded, row order never matters)."""
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from dataclasses import replace
 from datetime import date, timedelta
@@ -16,8 +18,8 @@ from ledger.payouts import (
     BASELINE_IMPROVEMENT, CLAWBACK, COMPARISON_THRESHOLD, HIGHER_IS_BETTER, LOWER_IS_BETTER,
     MAX_VALUE, METRIC_CAP_PER_PARTICIPANT, METRIC_CAP_PER_PERIOD, METRIC_CAP_TOTAL, ONCE_ONLY,
     OUTCOME, PARTICIPANT_CAP, RATE_CARD, Clawback, EvidenceItem, Measurement, MetricTerms,
-    PaidBefore, PayerAmount, PayerShare, PayoutInputs, Terms, calculate, canonical_inputs,
-    inputs_hash, split_total,
+    PaidBefore, PayerAmount, PayerShare, PayoutInputs, Terms, calculate, calculate_with_canonical,
+    canonical_inputs, inputs_hash, split_total,
 )
 
 D = Decimal
@@ -835,3 +837,31 @@ def _add(paid: PaidBefore, result) -> PaidBefore:
                       per_participant=merged(paid.per_participant, later.per_participant),
                       per_participant_metric=merged(paid.per_participant_metric, later.per_participant_metric))
 
+
+
+@PROPS
+@given(payout_inputs())
+def test_what_a_payout_records_is_its_calculation_and_its_canonical_inputs(payout):
+    # when: calculate_payout validates the inputs once for both
+    result, canonical = calculate_with_canonical(payout)
+
+    # then: exactly what the two separate calls give, so recorded payouts recompute to the same hash
+    assert result == calculate(payout)
+    assert canonical == canonical_inputs(payout)
+    assert result.inputs_hash == hashlib.sha256(canonical).hexdigest()
+
+
+@PROPS
+@given(payout_inputs(), st.sampled_from([None, "URBAN", 'norr "ö"\\\n\x01', "evidence\":[]"]))
+def test_canonical_inputs_are_exactly_the_documented_json(payout, area):
+    # given: any evidence, with areas that need escaping
+    payout = replace(payout, evidence=tuple(replace(e, area=area) for e in payout.evidence))
+
+    # when
+    canonical = canonical_inputs(payout)
+
+    # then: the bytes are json.dumps with sorted keys and no whitespace of what they hold
+    assert canonical == json.dumps(json.loads(canonical), sort_keys=True, separators=(",", ":"),
+                                   ensure_ascii=False).encode("utf-8")
+    assert [e["evidence_id"] for e in json.loads(canonical)["evidence"]] == sorted(e.evidence_id for e in payout.evidence)
+    assert all(e["area"] == area for e in json.loads(canonical)["evidence"])

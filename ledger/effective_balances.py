@@ -183,8 +183,11 @@ def cover(on: date, first_year: int, last_year: int) -> dict[tuple[int, int], in
     return {k: v for k, v in signs.items() if v}
 
 
-_YEARS = (select(func.min(_B.c.bucket), func.max(_B.c.bucket))
-          .where(_B.c.account_id == bindparam("account"), _B.c.level == YEAR))
+# two scalar subqueries, not min() and max() in one SELECT: SQLite answers a lone min or max from
+# the index end, but both together by scanning every year row of the account
+_YEAR_ROWS = select(_B.c.bucket).where(_B.c.account_id == bindparam("account"), _B.c.level == YEAR)
+_YEARS = select(_YEAR_ROWS.order_by(_B.c.bucket).limit(1).scalar_subquery(),
+                _YEAR_ROWS.order_by(_B.c.bucket.desc()).limit(1).scalar_subquery())
 
 
 def balance_minor(conn: Connection, account_id: int, *, upto: int, on: date) -> int:

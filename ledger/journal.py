@@ -44,7 +44,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ledger import effective_balances
 from ledger import money as m
 from ledger import tree
-from ledger.access import Actor, require_role
 from ledger.db import UnitOfWork
 from ledger.errors import Conflict, NotFound, ValidationError
 from ledger.models import GENESIS_HASH, Account, Entry, LedgerHead, Transaction, utcnow
@@ -372,13 +371,6 @@ def reverse(uow: UnitOfWork, *, actor: str, sequence: int, reason: str, effectiv
         effective_date=effective_date or original.effective_date, postings=postings,
         contract_id=original.contract_id, reverses=sequence,
     )
-
-
-def reverse_transaction(uow: UnitOfWork, *, actor: Actor, sequence: int, reason: str,
-                        effective_date: date | None = None) -> Transaction:
-    """The use case behind `reverseTransaction`: fund managers correct the ledger by reversal."""
-    require_role(actor, "FUND_MANAGER")
-    return reverse(uow, actor=actor.label, sequence=sequence, reason=reason, effective_date=effective_date)
 
 
 # --- reading --------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from ledger import chart, commitments, journal
 from ledger import money as m
 from ledger.access import Actor, require_role
+from ledger.corrections import dual_control
 from ledger.db import UnitOfWork
 from ledger.errors import Conflict, NotFound, ValidationError
 from ledger.funds import get_fund
@@ -341,6 +342,7 @@ def amend_contract(
     reason = clean_text(reason, "reason", max_len=2000)
     journal.lock(uow)
     contract = get_contract(uow, contract_id, for_update=True)
+    dual_control.require_change_request(uow, contract, "an amendment")
     if contract.status in ENDED:
         raise Conflict(f"a {contract.status} contract cannot be amended", code="INVALID_TRANSITION",
                        field=["contractId"])
@@ -464,6 +466,7 @@ def terminate_contract(uow: UnitOfWork, *, actor: Actor, contract_id: int, reaso
     reason = clean_text(reason, "reason", max_len=2000)
     journal.lock(uow)
     contract = get_contract(uow, contract_id, for_update=True)
+    dual_control.require_change_request(uow, contract, "a termination")
     _transition(contract, ("DRAFT", "ACTIVE", "SUSPENDED"), "TERMINATED")
     if effective_date is not None and not (
             contract.start_date <= effective_date <= (contract.outcomes_end_date or contract.end_date)):

@@ -18,6 +18,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from ledger import calculations, contracts, funds, parties, sanctions, settlement, tokens
+from ledger.corrections import change_requests
 from ledger import evidence as ev
 from ledger import money as m
 from ledger.access import SYSTEM, Actor
@@ -206,10 +207,13 @@ def _load(db: Database, *, today: date, secret: bytes, rng: random.Random) -> No
         uow.commit()
     pay_period(H2)
     settle(date(2026, 2, 15))
-    # Gävle ends its contract from 30 June 2026: what was achieved before stays payable
+    # Gävle ends its contract from 30 June 2026: what was achieved before stays payable. The fund
+    # has dual control, so Frida asks for the termination and Gustav approves it.
     with db.uow() as uow:
-        contracts.terminate_contract(uow, actor=fm, contract_id=recon.id, effective_date=min(today, date(2026, 6, 30)),
-                                     reason="Verksamheten tas över av Kriminalvården", today=today)
+        request = change_requests.submit(uow, actor=fm, kind="TERMINATE_CONTRACT", contract_id=recon.id,
+                                         effective_date=min(today, date(2026, 6, 30)),
+                                         reason="Verksamheten tas över av Kriminalvården", today=today)
+        change_requests.approve_change_request(uow, actor=fm2, change_request_id=request.id)
         uow.commit()
     _impact_bond(db, fm, care, investor)
 

@@ -60,9 +60,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
+from ledger import effective_balances
 from ledger import money as m
 from ledger import chain_ranges, tree
-from ledger.access import Actor, require_role
 from ledger.db import UnitOfWork
 from ledger.errors import Conflict, NotFound, ValidationError
 from ledger.models import GENESIS_HASH, Account, Entry, LedgerHead, Transaction, utcnow
@@ -449,6 +449,8 @@ def post(
              [{"account_id": account_id, "new_balance": balance, "new_sequence": sequence}
               for account_id, balance in balances.items()],
              {"head_sequence": sequence, "head_hash": tx["hash"], "head_posted_at": posted_at})
+    # the accounts' totals by business date, so `effectiveOn` reads never sum entries
+    effective_balances.record(conn, sequence, effective_date, entries)
 
     # objects the session already holds now show the rows as written
     _set_loaded(s, LedgerHead, 1, sequence=sequence, hash=tx["hash"], posted_at=posted_at)
@@ -489,13 +491,6 @@ def reverse(uow: UnitOfWork, *, actor: str, sequence: int, reason: str, effectiv
     )
 
 
-def reverse_transaction(uow: UnitOfWork, *, actor: Actor, sequence: int, reason: str,
-                        effective_date: date | None = None) -> Transaction:
-    """The use case behind `reverseTransaction`: fund managers correct the ledger by reversal."""
-    require_role(actor, "FUND_MANAGER")
-    return reverse(uow, actor=actor.label, sequence=sequence, reason=reason, effective_date=effective_date)
-
-
 # --- reading --------------------------------------------------------------------------------
 
 def digest(s: Session) -> Digest:
@@ -520,19 +515,15 @@ def balance_minor(s: Session, account: Account, *, as_of: datetime | None = None
 
     With `effective_on`, the balance on that business date: the entries whose transaction's
     effective date is on or before it, among those recorded up to the time or sequence
-    ("what did we know then about the position on that day"). That sums the account's
-    entries up to the limit (through the account's index), so it grows with the account's
-    own history, not with the ledger's.
+    ("what did we know then about the position on that day"), read from the account's
+    totals by day, month and year (ledger/effective_balances.py): a bounded number of
+    indexed lookups, however many entries the account or the ledger holds.
     """
     if effective_on is not None:
         limit = account.last_sequence if as_of_sequence is None else as_of_sequence
         if as_of is not None:
             limit = min(limit, sequence_at(s, as_of))
-        return s.execute(
-            select(func.coalesce(func.sum(Entry.amount_minor), 0))
-            .join(Transaction, Transaction.sequence == Entry.sequence)
-            .where(Entry.account_id == account.id, Entry.sequence <= limit, Transaction.effective_date <= effective_on)
-        ).scalar_one()
+        return effective_balances.balance_minor(s.connection(), account.id, upto=limit, on=effective_on)
     if as_of is None and as_of_sequence is None:
         return account.balance_minor
     limit = as_of_sequence if as_of_sequence is not None else sequence_at(s, as_of)

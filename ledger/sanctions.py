@@ -12,12 +12,16 @@ from ledger import chart, journal
 from ledger import money as m
 from ledger.access import Actor, require_role
 from ledger.contracts import end_contract, get_contract
+from ledger.corrections import dual_control
 from ledger.db import UnitOfWork
 from ledger.errors import Conflict, ValidationError
 from ledger.models import Sanction, utcnow
 from ledger.models.contracts import SANCTION_LEVELS
 from ledger.parties import clean_text
 from ledger.settlement import obligation_legs
+
+# the sanctions a dual-control fund makes only through a change request
+CONTROLLED_LEVELS = ("PENALTY", "DEAUTHORISATION")
 
 
 def issue_sanction(uow: UnitOfWork, *, actor: Actor, contract_id: int, level: str, reason: str,
@@ -28,6 +32,8 @@ def issue_sanction(uow: UnitOfWork, *, actor: Actor, contract_id: int, level: st
         raise ValidationError(f"unknown sanction level {level!r}", code="INVALID_SANCTION_LEVEL", field=["level"])
     journal.lock(uow)
     contract = get_contract(uow, contract_id, for_update=True)
+    if level in CONTROLLED_LEVELS:
+        dual_control.require_change_request(uow, contract, f"a {level}")
     if contract.status not in ("ACTIVE", "SUSPENDED"):
         raise Conflict(f"a {contract.status} contract cannot be sanctioned", code="CONTRACT_NOT_ACTIVE",
                        field=["contractId"])

@@ -57,6 +57,15 @@ def require_postgres() -> None:
         pytest.skip(f"PostgreSQL not reachable: {exc}")
 
 
+def empty_database_url(backend: str, tmp_path, prefix: str) -> tuple[str, str | None]:
+    """An empty database of `backend` to migrate step by step: (url, PostgreSQL name to drop or None)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'old.db'}", None
+    require_postgres()
+    name = create_pg_database(prefix)
+    return pg_url(name), name
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def engine(request, tmp_path_factory):
     """A migrated database of each backend, for the whole session."""

@@ -9,7 +9,7 @@ from ledger.models import Base
 
 APPEND_ONLY = ("ledger_transactions", "ledger_entries", "audit_events",
                "contract_terms", "payer_shares", "metrics", "area_supplements",
-               "payout_lines", "payout_items", "payout_shares", "payments", "merkle_nodes",
+               "payout_lines", "payout_items", "payout_shares", "payments", "merkle_nodes", "effective_balance_buckets",
                "indigo_field_statuses",
                "investments", "investment_drawdowns", "distributions", "distribution_lines",
                "distribution_receipts", "investment_closings", "document_uploads")

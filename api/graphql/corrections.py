@@ -89,8 +89,10 @@ class DisputeStatus(enum.Enum):
 
 @strawberry.enum(description="How a dispute ends.")
 class DisputeOutcome(enum.Enum):
-    UPHELD = strawberry.enum_value("UPHELD", description="The provider was right: a disputed item is VERIFIED "
-                                                         "again and paid in the next payout of its period.")
+    UPHELD = strawberry.enum_value("UPHELD", description=(
+        "The provider was right: a disputed item is VERIFIED again and paid in the next payout of its period; a "
+        "disputed payout is reversed (under the fund's dual control: a reversal change request for a second fund "
+        "manager to approve, listed in changeRequests), so a new payout of its period pays what is owed."))
     DISMISSED = strawberry.enum_value("DISMISSED", description="The decision stands.")
 
 

@@ -23,7 +23,7 @@ from ledger import money as m
 from ledger.access import Actor, require_role
 from ledger.audit import result_ref
 from ledger.contracts import MetricSpec, ShareSpec, get_contract
-from ledger.corrections import reversals
+from ledger.corrections import dual_control, reversals
 from ledger.db import UnitOfWork
 from ledger.errors import Conflict, NotFound
 from ledger.models import ChangeRequest, OutcomesFund, Transaction, utcnow
@@ -35,7 +35,7 @@ USE_CASES: dict[str, Callable[..., Any]] = {
     "TERMINATE_CONTRACT": contracts.terminate_contract,
     "ISSUE_SANCTION": sanctions.issue_sanction,
 }
-CONTROLLED_SANCTIONS = ("PENALTY", "DEAUTHORISATION")
+CONTROLLED_SANCTIONS = sanctions.CONTROLLED_LEVELS
 
 
 # --- the stored input: JSON with tags for the few non-JSON types the use cases take ---------------
@@ -108,10 +108,11 @@ def submit(uow: UnitOfWork, *, actor: Actor, kind: str, **params: Any) -> Any:
     controlled = fund is not None and fund.dual_control and (
         kind != "ISSUE_SANCTION" or params.get("level") in CONTROLLED_SANCTIONS)
     if not controlled:
-        return run(uow, actor=actor, **params)
+        with dual_control.cleared(uow):
+            return run(uow, actor=actor, **params)
     s = uow.session
     # the request must be one that would succeed now: run it, then undo it
-    with s.begin_nested() as trial:
+    with s.begin_nested() as trial, dual_control.cleared(uow):
         run(uow, actor=actor, **params)
         trial.rollback()
     request = ChangeRequest(fund_id=fund.id, contract_id=contract_id, kind=kind, payload=encode_params(params),
@@ -141,7 +142,8 @@ def approve_change_request(uow: UnitOfWork, *, actor: Actor, change_request_id: 
     if request.requested_by == actor.name:
         raise Conflict("the person who asked for a change cannot approve it", code="FOUR_EYES_REQUIRED",
                        field=["changeRequestId"])
-    result = USE_CASES[request.kind](uow, actor=actor, **decode_params(request.payload))
+    with dual_control.cleared(uow):
+        result = USE_CASES[request.kind](uow, actor=actor, **decode_params(request.payload))
     request.result_type, request.result_id = result_ref(result)
     request.status, request.decided_by, request.decided_at = "APPROVED", actor.label, utcnow()
     uow.session.flush()

@@ -4,8 +4,10 @@ not make the decision resolves it.
 The provider has the contract's `dispute_window_days` from the decision to open a dispute,
 and the fund has as many days from the opening to resolve it (`deadline`); an open dispute
 past its deadline is overdue. UPHELD reinstates a disputed evidence item as VERIFIED, so
-the next payout of its period pays it; an upheld payout dispute is a finding on the record
-(correcting the money is a reversal and a new payout). DISMISSED changes nothing.
+the next payout of its period pays it; an upheld payout dispute reverses the payout's ledger
+transaction (PAYOUTS.md §9: the payout becomes REVERSED, its items and measurements payable
+again, its commitments restored), through a change request when the fund has dual control,
+so that a new payout of the period pays what is owed. DISMISSED changes nothing.
 """
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from ledger import journal
 from ledger.access import Actor, require_role
 from ledger.contracts import get_contract
+from ledger.corrections import change_requests
 from ledger.db import UnitOfWork
 from ledger.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from ledger.models import Dispute, Evidence, PayoutCalculation, utcnow
@@ -111,6 +115,9 @@ def resolve_dispute(uow: UnitOfWork, *, actor: Actor, dispute_id: int, outcome: 
     if outcome not in OUTCOMES:
         raise ValidationError(f"the outcome is one of {', '.join(OUTCOMES)}", code="INVALID_INPUT", field=["outcome"])
     s = uow.session
+    # an upheld payout dispute posts a reversal: take the chain lock first, as postings do, so the
+    # dispute and payout row locks below are never taken in the opposite order to a posting's
+    journal.lock(uow)
     dispute = s.execute(select(Dispute).where(Dispute.id == dispute_id).with_for_update()).scalar_one_or_none()
     if dispute is None:
         raise NotFound(f"dispute {dispute_id} does not exist", code="UNKNOWN_DISPUTE", field=["disputeId"])
@@ -126,10 +133,27 @@ def resolve_dispute(uow: UnitOfWork, *, actor: Actor, dispute_id: int, outcome: 
             raise Conflict(f"the item is {ev.status} now, not {dispute.subject_status}", code="CONFLICT",
                            field=["disputeId"])
         ev.status = "VERIFIED"
+    if outcome == "UPHELD" and dispute.payout_id is not None:
+        _reverse_payout(uow, actor, dispute, reason)
     dispute.status, dispute.resolved_by, dispute.resolved_at = outcome, actor.label, utcnow()
     dispute.resolution_reason = reason
     s.flush()
     return dispute
+
+
+def _reverse_payout(uow: UnitOfWork, actor: Actor, dispute: Dispute, reason: str) -> None:
+    """Undo an upheld payout so its period is paid anew: a reversal of its transaction (a change
+    request under dual control); a payout that posted nothing is simply REVERSED. A payout
+    already reversed since the dispute was opened needs nothing more."""
+    payout = uow.session.execute(select(PayoutCalculation).where(PayoutCalculation.id == dispute.payout_id)
+                                 .with_for_update()).scalar_one()
+    if payout.status != "POSTED":
+        return
+    if payout.transaction_sequence is None:
+        payout.status = "REVERSED"
+        return
+    change_requests.submit(uow, actor=actor, kind="REVERSE_TRANSACTION", transaction_id=payout.transaction_sequence,
+                           reason=f"Dispute {dispute.id} upheld: {reason}")
 
 
 def is_overdue(dispute: Dispute, today: date) -> bool:

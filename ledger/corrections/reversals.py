@@ -7,6 +7,8 @@ from sqlalchemy import select
 
 from ledger import journal
 from ledger.access import Actor, require_role
+from ledger.contracts import get_contract
+from ledger.corrections import dual_control
 from ledger.db import UnitOfWork
 from ledger.models import PayoutCalculation, Transaction
 
@@ -21,6 +23,9 @@ def reverse_transaction(uow: UnitOfWork, *, actor: Actor, transaction_id: int, r
     are due again.
     """
     require_role(actor, "FUND_MANAGER")
+    original = uow.session.get(Transaction, transaction_id)
+    if original is not None and original.contract_id is not None:
+        dual_control.require_change_request(uow, get_contract(uow, original.contract_id), "a reversal")
     tx = journal.reverse(uow, actor=actor.label, sequence=transaction_id, reason=reason, effective_date=effective_date)
     for payout in uow.session.execute(select(PayoutCalculation).where(
             PayoutCalculation.transaction_sequence == transaction_id,

@@ -3,6 +3,7 @@ from ledger.models.base import Base, DecimalText, UTCDateTime, utcnow
 from ledger.models.parties import ApiToken, Party
 from ledger.models.journal import GENESIS_HASH, Account, Entry, LedgerHead, Transaction
 from ledger.models.merkle import MerkleNode
+from ledger.models.effective_balances import EffectiveBalanceBucket
 from ledger.models.audit import AuditEvent, IdempotencyKey
 from ledger.models.funds import OutcomesFund
 from ledger.models.contracts import AreaSupplement, ContractTerms, LateClaimGrant, Metric, OutcomeContract, PayerShare, Sanction
@@ -16,7 +17,8 @@ from ledger.models.corrections import ChangeRequest, Dispute
 
 __all__ = [
     "Base", "UTCDateTime", "utcnow", "Party", "ApiToken", "Account", "Entry", "LedgerHead",
-    "Transaction", "GENESIS_HASH", "MerkleNode", "AuditEvent", "IdempotencyKey", "OutcomesFund", "OutcomeContract",
+    "Transaction", "GENESIS_HASH", "MerkleNode", "EffectiveBalanceBucket", "AuditEvent", "IdempotencyKey", "OutcomesFund",
+    "OutcomeContract",
     "ContractTerms", "LateClaimGrant", "PayerShare", "Metric", "AreaSupplement", "Sanction", "Participant", "Evidence",
     "DocumentUpload", "EvidenceDocument", "Measurement", "PayoutCalculation", "PayoutLine", "PayoutItem", "PayoutShare", "Payment",
     "IndigoFieldStatus",

@@ -83,10 +83,10 @@ from urllib.parse import quote
 import psycopg
 from sqlalchemy import bindparam, event, func, insert, select, update
 
-from ledger import journal, schema, tree
+from ledger import effective_balances, journal, schema, tree
 from ledger import money as m
 from ledger.db import Database, make_engine
-from ledger.models import Account, Entry, LedgerHead, Party, Transaction
+from ledger.models import Account, EffectiveBalanceBucket, Entry, LedgerHead, Party, Transaction
 
 PG_ADMIN = os.environ.get("UTFALL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 # pgledger's SQL, the posting benchmark's outside reference (its README says how it was measured)
@@ -240,7 +240,8 @@ class PostgresLedger(Ledger):
     def after_fill(self) -> None:
         # Autovacuum is off here; in production it would have analysed the grown tables (the
         # planner needs their statistics) and set the visibility map (index-only scans).
-        self.maintenance.execute("VACUUM ANALYZE ledger_transactions, ledger_entries, ledger_accounts, ledger_head")
+        self.maintenance.execute("VACUUM ANALYZE ledger_transactions, ledger_entries, ledger_accounts, ledger_head, "
+                                 "effective_balance_buckets")
         self.maintenance.execute("CHECKPOINT")
 
     def read_all(self, conn) -> int:
@@ -417,12 +418,28 @@ def _insert_batch(lg: Ledger, conn, txs: list[dict], entries: list[dict]) -> Non
         conn.execute(insert(Entry.__table__), entries)
 
 
-def fill(lg: Ledger, entries_wanted: int, rng: random.Random, batch: int = 20_000) -> tuple[int, float]:
+def _insert_totals(lg: Ledger, conn, after: int, upto: int) -> None:
+    columns = ("account_id", "level", "bucket", "sequence", "cumulative_minor")
+    for rows in effective_balances.rows_for(conn, after, upto, batch=20_000):
+        if lg.name == "postgresql":
+            with conn.connection.driver_connection.cursor() as cur:
+                with cur.copy(f"COPY effective_balance_buckets ({', '.join(columns)}) FROM STDIN") as cp:
+                    for r in rows:
+                        cp.write_row(tuple(r[c] for c in columns))
+        else:
+            conn.execute(insert(EffectiveBalanceBucket.__table__), rows)
+
+
+def fill(lg: Ledger, entries_wanted: int, rng: random.Random, batch: int = 20_000, *,
+         backdated_days: int = 0, effective_totals: bool = False) -> tuple[int, float]:
     """Append transactions until the ledger holds `entries_wanted` entries; (added, seconds).
 
     Each transaction moves a random amount between two random accounts. Timestamps start
     30 days back and step 1 ms per transaction, so `posted_at` rises with the sequence and
-    stays before the real postings made later.
+    stays before the real postings made later. With `backdated_days`, each transaction's
+    effective date is its posting date less up to that many days, at random; with
+    `effective_totals`, the accounts' totals by business date are written as postings would
+    have written them (ledger/effective_balances.py).
     """
     t0 = time.perf_counter()
     acc_t, head_t = Account.__table__, LedgerHead.__table__
@@ -454,7 +471,9 @@ def fill(lg: Ledger, entries_wanted: int, rng: random.Random, batch: int = 20_00
                     {"sequence": seq, "line": 2, "account_id": b, "currency": CURRENCY,
                      "amount_minor": -amount, "balance_after_minor": balances[b]},
                 ]
-                tx = {"sequence": seq, "posted_at": posted, "effective_date": posted.date(), "kind": "BENCH",
+                effective = posted.date() - timedelta(days=rng.randint(0, backdated_days)) if backdated_days \
+                    else posted.date()
+                tx = {"sequence": seq, "posted_at": posted, "effective_date": effective, "kind": "BENCH",
                       "description": "benchmark fill", "actor": "bench", "reverses": None, "contract_id": None,
                       "previous_hash": prev}
                 tx["hash"] = prev = journal.chain_hash(prev, journal.canonical_bytes(tx, rows))
@@ -464,6 +483,8 @@ def fill(lg: Ledger, entries_wanted: int, rng: random.Random, batch: int = 20_00
             todo -= len(txs)
         # the Merkle tree's nodes over the new transactions, as postings would have stored them
         tree.extend(conn, head.sequence, seq)
+        if effective_totals:
+            _insert_totals(lg, conn, head.sequence, seq)
         conn.execute(update(head_t).where(head_t.c.id == 1).values(sequence=seq, hash=prev, posted_at=posted))
         conn.execute(
             update(acc_t).where(acc_t.c.id == bindparam("acc"))

@@ -474,3 +474,68 @@ def test_eight_disputes_of_one_decision_at_once_make_one(fresh_engine):
     for t in threads:
         t.join()
     assert sorted(outcomes) == ["ALREADY_DISPUTED"] * 7 + ["OK"], outcomes
+
+
+def test_under_dual_control_the_use_cases_refuse_a_change_made_without_a_request(db, two_passes):
+    # given a dual-control fund with a posted payout
+    from ledger import sanctions
+    from ledger.corrections import reversals
+    w = two_passes
+    posted = approve(db, calc(db, w))
+    dual(db, w)
+    cid = w["contract"].id
+    # when the use cases are called directly (a script, a CLI), not through a change request:
+    # then each is refused and writes nothing
+    for change in (
+        lambda uow: reversals.reverse_transaction(uow, actor=FM, transaction_id=posted.transaction_sequence,
+                                                  reason="Fel period"),
+        lambda uow: contracts.amend_contract(uow, actor=FM, contract_id=cid, effective_date=date(2026, 7, 1),
+                                             reason="Nytt pris", metrics=(rate_card("SCHOOL_PASS", "45000.00"),)),
+        lambda uow: contracts.terminate_contract(uow, actor=FM, contract_id=cid, reason="Konkurs"),
+        lambda uow: sanctions.issue_sanction(uow, actor=FM, contract_id=cid, level="PENALTY", reason="Sen rapport",
+                                             penalty=sek("25000.00")),
+        lambda uow: sanctions.issue_sanction(uow, actor=FM, contract_id=cid, level="DEAUTHORISATION", reason="Fusk"),
+    ):
+        refused(db, "CHANGE_REQUEST_REQUIRED", change)
+    # a warning is not controlled
+    with db.uow() as uow:
+        assert sanctions.issue_sanction(uow, actor=FM, contract_id=cid, level="WARNING", reason="Påminnelse").id
+        uow.commit()
+
+
+def test_an_upheld_payout_dispute_reverses_the_payout_and_its_period_is_paid_anew(db, two_passes):
+    w = two_passes
+    posted = approve(db, calc(db, w))
+    d = dispute(db, w, "PAYOUT", posted.id, reason="Fel andel")
+    # when a third fund manager upholds it (no dual control)
+    resolve(db, d, "UPHELD", actor=Actor("hanna", "FUND_MANAGER"))
+    # then the payout is REVERSED, and a new payout of the period pays its items again
+    with db.reading() as s:
+        assert calculations.get_payout(s, posted.id).status == "REVERSED"
+    again = calc(db, w)
+    assert again.total_minor == posted.total_minor
+    assert approve(db, again).status == "POSTED"
+
+
+def test_under_dual_control_an_upheld_payout_dispute_is_a_reversal_request(db, two_passes):
+    from ledger.corrections import change_requests as cr
+    from ledger.models import ChangeRequest
+    w = two_passes
+    posted = approve(db, calc(db, w))
+    dual(db, w)
+    d = dispute(db, w, "PAYOUT", posted.id, reason="Fel andel")
+    hanna = Actor("hanna", "FUND_MANAGER")
+    resolve(db, d, "UPHELD", actor=hanna)
+    # then the payout stands until a second fund manager approves the reversal hanna asked for
+    with db.reading() as s:
+        assert calculations.get_payout(s, posted.id).status == "POSTED"
+        request = s.execute(__import__("sqlalchemy").select(ChangeRequest)).scalar_one()
+        assert (request.kind, request.status, request.requested_by) == ("REVERSE_TRANSACTION", "PENDING", "hanna")
+        request_id = request.id
+    refused(db, "FOUR_EYES_REQUIRED", lambda uow: cr.approve_change_request(uow, actor=hanna,
+                                                                            change_request_id=request_id))
+    with db.uow() as uow:
+        cr.approve_change_request(uow, actor=FM, change_request_id=request_id)
+        uow.commit()
+    with db.reading() as s:
+        assert calculations.get_payout(s, posted.id).status == "REVERSED"

@@ -20,6 +20,7 @@ from api import cli_export
 from ledger import chart, export, journal, sanctions, settlement
 from ledger import money as m
 from ledger.access import Actor
+from ledger.corrections import reversals
 from ledger.config import Settings
 from ledger.db import Database
 from ledger.models import Account, Entry, Transaction
@@ -84,8 +85,8 @@ def world(db, case_a, clock):  # noqa: F811
         uow.commit()
     clock.at(date(2026, 8, 3))
     with db.uow() as uow:
-        journal.reverse_transaction(uow, actor=FM, sequence=w["payment"].transaction_sequence,
-                                    reason='Dubbelbokad: "Faktura 17" \\ fel konto\nse bilaga')
+        reversals.reverse_transaction(uow, actor=FM, transaction_id=w["payment"].transaction_sequence,
+                                      reason='Dubbelbokad: "Faktura 17" \\ fel konto\nse bilaga')
         uow.commit()
     clock.at(date(2026, 8, 4))
     owner = party(db, name="Testägare")

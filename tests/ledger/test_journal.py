@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from ledger import journal
 from ledger import money as m
 from ledger.access import Actor
+from ledger.corrections import reversals
 from ledger.db import Database
 from ledger.errors import DomainError, PermissionDenied
 from ledger.models import Account, Entry, Transaction
@@ -146,7 +147,7 @@ def test_only_fund_managers_reverse(db):
     tx = post(db, [(a, "1.00"), (b, "-1.00")])
     for role in ("AUDITOR", "PROVIDER", "MUNICIPALITY", "VERIFIER", "ADMIN"):
         with pytest.raises(PermissionDenied), db.uow() as uow:
-            journal.reverse_transaction(uow, actor=Actor("x", role, 1), sequence=tx.sequence, reason="r")
+            reversals.reverse_transaction(uow, actor=Actor("x", role, 1), transaction_id=tx.sequence, reason="r")
 
 
 def test_balance_as_of_a_sequence_or_a_time(db):

@@ -9,11 +9,11 @@ from alembic import command
 from sqlalchemy import event, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from ledger import journal, merkle, schema, tree
+from ledger import effective_balances, journal, merkle, schema, tree
 from ledger import money as m
 from ledger.db import Database, make_engine
 from ledger.models import MerkleNode, Transaction
-from tests.conftest import create_pg_database, drop_pg_database, pg_url, require_postgres
+from tests.conftest import drop_pg_database, empty_database_url
 from tests.factories import accounts, post
 
 
@@ -118,22 +118,15 @@ def test_a_failed_posting_leaves_no_node_behind(db):
         assert set(_stored(s)) == {(1, 0)}
 
 
-def _fresh_url(backend: str, tmp_path) -> tuple[str, str | None]:
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'old.db'}", None
-    require_postgres()
-    name = create_pg_database("utfall_tree")
-    return pg_url(name), name
-
-
 def test_the_migration_backfills_the_tree_of_an_existing_journal(backend, tmp_path, monkeypatch):
     # given a journal of 37 transactions written before the tree existed
-    url, pg_name = _fresh_url(backend, tmp_path)
+    url, pg_name = empty_database_url(backend, tmp_path, "utfall_tree")
     try:
         command.upgrade(schema.alembic_config(url), "0004")
         engine = make_engine(url)
         db = Database(engine)
         monkeypatch.setattr(tree, "completed_nodes", lambda *a, **k: [])
+        monkeypatch.setattr(effective_balances, "record", lambda *a, **k: None)  # its table comes later too
         a, b = accounts(db, 2)
         for _ in range(37):
             post(db, [(a, "3.00"), (b, "-3.00")])

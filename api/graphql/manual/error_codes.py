@@ -15,6 +15,7 @@ _CODES = {
     "BATCH_TOO_LARGE": "Too many items in one batch (at most 1 000); split it.",
     "BEFORE_ENROLMENT": "The outcome is dated before the participant was enrolled.",
     "BELOW_AMOUNT_PAID": "An amendment would set maxValue, a metric's capTotal or a payer's maxAmount below what has already been paid.",
+    "CHANGE_REQUEST_REQUIRED": "The fund is under dual control: a reversal, amendment, termination, penalty (vite) or deauthorisation must go through a change request that a second fund manager approves.",
     "CLAIM_WINDOW_CLOSED": "The claim window of the outcome's period has closed; a fund manager can grant a late claim.",
     "CLAIM_WINDOW_OPEN": "The contract cannot be closed yet: claims for its last period can still be made.",
     "CLAWBACK_CONFLICT": "A clawback in the payout's inputs contradicts the evidence it claws back.",

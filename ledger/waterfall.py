@@ -283,7 +283,10 @@ def _share(available: int, rooms: list[tuple[int, int, int]]) -> dict[int, int]:
         for i, _, _ in sorted(raw, key=lambda x: (-x[2], x[0]))[:left]:
             parts[i] += 1
         room = {i: r for i, _, r in open_}
-        over = [i for i in parts if parts[i] >= room[i]]
+        # only a share *above* its room is cut: one exactly at it is paid as it is, or the
+        # others' shares would be re-rounded without need and drift more than an öre from
+        # exact pro rata (drawn 5, 5, 5, 10 694, 199 679 sharing 199 698)
+        over = [i for i in parts if parts[i] > room[i]]
         if not over:
             for i, q in parts.items():
                 paid[i] += q

@@ -13,7 +13,8 @@ from strawberry.types import Info
 
 from api.graphql.base import (
     BEFORE, LAST, MAX_LIST, Connection, Money, MoneyInput, Node, UserError, Window, audited, ctx, decode_cursor,
-    encode_cursor, from_global_id, keyset_page, load_rows, mutate, page_size, query_error, require_actor,
+    decode_key_cursor, encode_cursor, from_global_id, keyset_page, list_page, load_rows, mutate, page_size, query_error,
+    require_actor,
 )
 from api.graphql.ledger import LedgerTransaction, load_transaction
 from api.graphql.parties import Party, load_party
@@ -221,7 +222,8 @@ class Obligation:
     position: strawberry.Private[int | None] = None
 
     @strawberry.field(description="In the list of `obligations`: pass it as `after` for the ones after this one "
-                                  "(with the same filters). Null where obligations are listed under a contract.")
+                                  "(with the same filters). Null where obligations are listed under a contract or "
+                                  "in a connection (there, each edge has its cursor).")
     def cursor(self) -> str | None:
         return None if self.position is None else encode_cursor(self.position)
 
@@ -304,40 +306,76 @@ async def load_payout(info: Info, pk: int) -> Payout | None:
     return Payout.from_row(row) if row else None
 
 
+def _obligation(o: settlement.Obligation, position: int | None = None) -> Obligation:
+    return Obligation(debtor_id=o.debtor_id, creditor_id=o.creditor_id, contract_pk=o.contract_id,
+                      outstanding=Money.minor(o.outstanding_minor, o.currency), position=position)
+
+
+def _obligation_key(o: settlement.Obligation) -> tuple:
+    # one payable account per contract, debtor, creditor and currency: the key names one obligation for good
+    return (o.contract_id, o.debtor_id, o.creditor_id, o.currency)
+
+
+async def _obligations(info: Info, *, debtor_id: int | None, creditor_id: int | None, contract_id: int | None,
+                       as_of: date | None, effective_on: date | None) -> list[settlement.Obligation]:
+    actor = require_actor(info)
+    at = settlement.end_of(as_of) if as_of else None
+    return await ctx(info).db.read(lambda s: settlement.obligations(
+        s, debtor_id=debtor_id, creditor_id=creditor_id, contract_id=contract_id, as_of=at,
+        scope=visible_accounts(actor), effective_on=effective_on))
+
+
 async def obligation_list(info: Info, *, debtor_id: int | None = None, creditor_id: int | None = None,
                           contract_id: int | None = None, as_of: date | None = None,
                           effective_on: date | None = None, first: int | None = None,
                           after: str | None = None) -> list[Obligation]:
-    actor = require_actor(info)
-    at = settlement.end_of(as_of) if as_of else None
     size, start = MAX_LIST if first is None else page_size(first), decode_cursor(after) or 0
-
-    def q(s):
-        rows = settlement.obligations(s, debtor_id=debtor_id, creditor_id=creditor_id, contract_id=contract_id,
-                                      as_of=at, scope=visible_accounts(actor), effective_on=effective_on)
-        # a position in the (deterministically ordered) list: obligations are sums, not rows with a key
-        return [Obligation(debtor_id=o.debtor_id, creditor_id=o.creditor_id, contract_pk=o.contract_id,
-                           outstanding=Money.minor(o.outstanding_minor, o.currency), position=start + i + 1)
-                for i, o in enumerate(rows[start:start + size])]
-    return await ctx(info).db.read(q)
+    rows = await _obligations(info, debtor_id=debtor_id, creditor_id=creditor_id, contract_id=contract_id,
+                              as_of=as_of, effective_on=effective_on)
+    # a position in the (deterministically ordered) list: obligations are sums, not rows with a key
+    return [_obligation(o, start + i + 1) for i, o in enumerate(rows[start:start + size])]
 
 
-async def obligations_of_contract(info: Info, contract_id: int) -> list[Obligation]:
-    """A contract's obligations now, all contracts of a query in one SELECT."""
+async def obligation_page(info: Info, *, debtor_id: int | None = None, creditor_id: int | None = None,
+                          contract_id: int | None = None, as_of: date | None = None,
+                          effective_on: date | None = None, window: Window) -> Connection[Obligation]:
+    rows = await _obligations(info, debtor_id=debtor_id, creditor_id=creditor_id, contract_id=contract_id,
+                              as_of=as_of, effective_on=effective_on)
+    return list_page(rows, _obligation_key, _obligation, window)
+
+
+async def _contract_obligations(info: Info, contract_id: int) -> list[settlement.Obligation]:
     c = ctx(info)
     actor = require_actor(info)
 
-    async def batch(keys: list[int]) -> list[list[Obligation]]:
+    async def batch(keys: list[int]) -> list[list[settlement.Obligation]]:
         def q(s):
             found: dict[int, list] = {k: [] for k in keys}
             for o in settlement.obligations(s, contract_ids=keys, scope=visible_accounts(actor)):
-                found[o.contract_id].append(Obligation(debtor_id=o.debtor_id, creditor_id=o.creditor_id,
-                                                       contract_pk=o.contract_id,
-                                                       outstanding=Money.minor(o.outstanding_minor, o.currency)))
+                found[o.contract_id].append(o)
             return found
         found = await c.db.read(q)
         return [found[k] for k in keys]
     return await c.loader("contract_obligations", lambda: DataLoader(batch)).load(contract_id)
+
+
+async def obligations_of_contract(info: Info, contract_id: int) -> list[Obligation]:
+    """A contract's obligations now, all contracts of a query in one SELECT."""
+    return [_obligation(o) for o in await _contract_obligations(info, contract_id)]
+
+
+async def obligation_page_of_contract(info: Info, contract_id: int, window: Window) -> Connection[Obligation]:
+    """A page of a contract's obligations now; the obligations of all contracts of a query come from one SELECT."""
+    return list_page(await _contract_obligations(info, contract_id), _obligation_key, _obligation, window)
+
+
+DebtorArg = Annotated[strawberry.ID | None, strawberry.argument(description="Only what this party owes.")]
+CreditorArg = Annotated[strawberry.ID | None, strawberry.argument(description="Only what is owed to this party.")]
+ContractFilterArg = Annotated[strawberry.ID | None, strawberry.argument(description="Only this contract's obligations.")]
+AsOfDayArg = Annotated[date | None, strawberry.argument(
+    description="As the ledger stood at the end of this day (UTC): what was known then.")]
+EffectiveOnDayArg = Annotated[date | None, strawberry.argument(description=(
+    "The business date: what was owed on that day, counting transactions effective on or before it."))]
 
 
 def _id(gid, type_name: str, field: str) -> int | None:
@@ -420,13 +458,11 @@ class PayoutQueries:
             raise query_error(err) from None
 
     @strawberry.field(description="Who owes whom on which contract, now or as recorded at the end of a date (asOf), "
-                                  "on a business date (effectiveOn); only non-zero.")
-    async def obligations(self, info: Info, debtor_id: strawberry.ID | None = None,
-                          creditor_id: strawberry.ID | None = None, contract_id: strawberry.ID | None = None,
-                          as_of: date | None = None,
-                          effective_on: Annotated[date | None, strawberry.argument(description=(
-                              "The business date: what was owed on that day, counting transactions effective on "
-                              "or before it."))] = None,
+                                  "on a business date (effectiveOn); only non-zero. `obligationsConnection` is the "
+                                  "paged form, with totalCount and paging both ways.")
+    async def obligations(self, info: Info, debtor_id: DebtorArg = None, creditor_id: CreditorArg = None,
+                          contract_id: ContractFilterArg = None, as_of: AsOfDayArg = None,
+                          effective_on: EffectiveOnDayArg = None,
                           first: Annotated[int | None, strawberry.argument(description=(
                               f"At most this many (up to 100); without it, at most {MAX_LIST}."))] = None,
                           after: Annotated[str | None, strawberry.argument(description=(
@@ -437,6 +473,24 @@ class PayoutQueries:
                                          creditor_id=_id(creditor_id, "Party", "creditorId"),
                                          contract_id=_id(contract_id, "OutcomeContract", "contractId"), as_of=as_of,
                                          effective_on=effective_on, first=first, after=after)
+        except DomainError as err:
+            raise query_error(err) from None
+
+    @strawberry.field(description="Who owes whom on which contract, a page at a time: the same obligations as "
+                                  "`obligations` with the same filters, in the order of contract, debtor, creditor "
+                                  "and currency.")
+    async def obligations_connection(
+        self, info: Info, debtor_id: DebtorArg = None, creditor_id: CreditorArg = None,
+        contract_id: ContractFilterArg = None, as_of: AsOfDayArg = None, effective_on: EffectiveOnDayArg = None,
+        first: int | None = None, after: str | None = None,
+        last: Annotated[int | None, LAST] = None, before: Annotated[str | None, BEFORE] = None,
+    ) -> Connection[Obligation]:
+        window = Window.of(first, after, last, before, decode=decode_key_cursor)
+        try:
+            return await obligation_page(info, debtor_id=_id(debtor_id, "Party", "debtorId"),
+                                         creditor_id=_id(creditor_id, "Party", "creditorId"),
+                                         contract_id=_id(contract_id, "OutcomeContract", "contractId"), as_of=as_of,
+                                         effective_on=effective_on, window=window)
         except DomainError as err:
             raise query_error(err) from None
 

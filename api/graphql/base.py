@@ -371,22 +371,28 @@ def decode_key_cursor(cursor: str | None) -> tuple | None:
         raise GraphQLError(f"{cursor[:60]!r} is not a cursor from this API", extensions={"code": "INVALID_CURSOR"}) from None
 
 
-def list_page(items: Sequence[Any], key: Callable[[Any], tuple], to_node: Callable[[Any], T],
+def list_page(kind: str, items: Sequence[Any], key: Callable[[Any], tuple], to_node: Callable[[Any], T],
               window: Window) -> "Connection[T]":
     """A page of a list computed in full (obligations are sums of journal rows, a forecast is projected).
 
-    The cursor is the item's sort key, not its position, so a cursor stays valid when items
-    before it appear or disappear between pages."""
+    The cursor is the list's `kind` and the item's sort key, not its position, so a cursor stays
+    valid when items before it appear or disappear between pages; a cursor of another list is refused."""
+    def tagged(x: Any) -> tuple:
+        return (kind, *key(x))
+
+    for cursor in (window.after, window.before):
+        if cursor is not None and cursor[0] != kind:
+            raise GraphQLError("this cursor is not from this list", extensions={"code": "INVALID_CURSOR"})
     ordered = sorted(items, key=key)
-    keys = [key(x) for x in ordered]
+    keys = [tagged(x) for x in ordered]
     try:
         start = bisect.bisect_right(keys, window.after) if window.after is not None else 0
         end = bisect.bisect_left(keys, window.before) if window.before is not None else len(keys)
-    except TypeError:  # a cursor of another list: its key's parts are of other kinds
+    except TypeError:  # a key whose parts are of other kinds than this list's: not one this API gave out
         raise GraphQLError("this cursor is not from this list", extensions={"code": "INVALID_CURSOR"}) from None
     chosen = ordered[start:max(start, end)]
     rows = chosen[::-1][:window.size + 1] if window.backward else chosen[:window.size + 1]
-    edges, page = edges_of(rows, key, to_node, window, window.after is not None and not window.backward and start > 0,
+    edges, page = edges_of(rows, tagged, to_node, window, window.after is not None and not window.backward and start > 0,
                            window.before is not None and window.backward and end < len(keys), encode_key_cursor)
     total = len(ordered)
 

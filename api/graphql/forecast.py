@@ -89,7 +89,7 @@ class ForecastQueries:
         before: Annotated[str | None, BEFORE] = None,
     ) -> Connection[ForecastLine]:
         window = Window.of(first, after, last, before, decode=decode_key_cursor)
-        return list_page(await _forecast(info, fund_id, contract_id), _line_key, _line, window)
+        return list_page("forecast", await _forecast(info, fund_id, contract_id), _line_key, _line, window)
 
 
 from api.graphql.contracts import OutcomeContract  # noqa: E402  (resolves the forward reference)

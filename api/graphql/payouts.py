@@ -341,7 +341,7 @@ async def obligation_page(info: Info, *, debtor_id: int | None = None, creditor_
                           effective_on: date | None = None, window: Window) -> Connection[Obligation]:
     rows = await _obligations(info, debtor_id=debtor_id, creditor_id=creditor_id, contract_id=contract_id,
                               as_of=as_of, effective_on=effective_on)
-    return list_page(rows, _obligation_key, _obligation, window)
+    return list_page("obligation", rows, _obligation_key, _obligation, window)
 
 
 async def _contract_obligations(info: Info, contract_id: int) -> list[settlement.Obligation]:
@@ -366,7 +366,7 @@ async def obligations_of_contract(info: Info, contract_id: int) -> list[Obligati
 
 async def obligation_page_of_contract(info: Info, contract_id: int, window: Window) -> Connection[Obligation]:
     """A page of a contract's obligations now; the obligations of all contracts of a query come from one SELECT."""
-    return list_page(await _contract_obligations(info, contract_id), _obligation_key, _obligation, window)
+    return list_page("obligation", await _contract_obligations(info, contract_id), _obligation_key, _obligation, window)
 
 
 DebtorArg = Annotated[strawberry.ID | None, strawberry.argument(description="Only what this party owes.")]

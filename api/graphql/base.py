@@ -256,6 +256,10 @@ def encode_cursor(key: int) -> str:
     return base64.b64encode(f"k:{key}".encode()).decode()
 
 
+def not_a_cursor(cursor: str) -> GraphQLError:
+    return GraphQLError(f"{cursor[:60]!r} is not a cursor from this API", extensions={"code": "INVALID_CURSOR"})
+
+
 def decode_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
@@ -265,7 +269,7 @@ def decode_cursor(cursor: str | None) -> int | None:
             raise ValueError
         return int(raw[2:])
     except Exception:
-        raise GraphQLError(f"{cursor[:60]!r} is not a cursor from this API", extensions={"code": "INVALID_CURSOR"}) from None
+        raise not_a_cursor(cursor) from None
 
 
 def page_size(first: int | None, name: str = "first") -> int:
@@ -368,7 +372,7 @@ def decode_key_cursor(cursor: str | None) -> tuple | None:
             raise ValueError
         return tuple(parts)
     except Exception:
-        raise GraphQLError(f"{cursor[:60]!r} is not a cursor from this API", extensions={"code": "INVALID_CURSOR"}) from None
+        raise not_a_cursor(cursor) from None
 
 
 def list_page(kind: str, items: Sequence[Any], key: Callable[[Any], tuple], to_node: Callable[[Any], T],
@@ -392,8 +396,9 @@ def list_page(kind: str, items: Sequence[Any], key: Callable[[Any], tuple], to_n
         raise GraphQLError("this cursor is not from this list", extensions={"code": "INVALID_CURSOR"}) from None
     chosen = ordered[start:max(start, end)]
     rows = chosen[::-1][:window.size + 1] if window.backward else chosen[:window.size + 1]
-    edges, page = edges_of(rows, tagged, to_node, window, window.after is not None and not window.backward and start > 0,
-                           window.before is not None and window.backward and end < len(keys), encode_key_cursor)
+    beyond_start = window.after is not None and not window.backward and start > 0
+    beyond_end = window.before is not None and window.backward and end < len(keys)
+    edges, page = edges_of(rows, tagged, to_node, window, beyond_start, beyond_end, encode_key_cursor)
     total = len(ordered)
 
     async def count() -> int:

@@ -63,7 +63,8 @@ async def _forecast(info: Info, fund_id: strawberry.ID | None, contract_id: stra
 def _line(x) -> ForecastLine:
     return ForecastLine(contract_pk=x.contract_id, party_id=x.party_id, period_start=x.period_start,
                         period_end=x.period_end, claim_deadline=x.claim_deadline,
-                        certain=Money.minor(x.certain_minor, x.currency), probable=Money.minor(x.probable_minor, x.currency),
+                        certain=Money.minor(x.certain_minor, x.currency),
+                        probable=Money.minor(x.probable_minor, x.currency),
                         maximum=Money.minor(x.maximum_minor, x.currency))
 
 
@@ -75,8 +76,8 @@ def _line_key(x) -> tuple:
 @strawberry.type
 class ForecastQueries:
     @strawberry.field(description="What the fund (or one contract) may still have to pay, and when: per contract, payer "
-                                  "and scheduled period, certain, probable and maximum. A municipality sees its own part. "
-                                  "`forecastConnection` is the paged form, with totalCount and paging both ways.")
+                                  "and scheduled period, certain, probable and maximum. A municipality sees its own "
+                                  "part. `forecastConnection` is the paged form, with totalCount and paging both ways.")
     async def forecast(self, info: Info, fund_id: FundFilterArg = None,
                        contract_id: ContractFilterArg = None) -> list[ForecastLine]:
         return [_line(x) for x in await _forecast(info, fund_id, contract_id)]

@@ -366,12 +366,14 @@ async def obligations_of_contract(info: Info, contract_id: int) -> list[Obligati
 
 async def obligation_page_of_contract(info: Info, contract_id: int, window: Window) -> Connection[Obligation]:
     """A page of a contract's obligations now; the obligations of all contracts of a query come from one SELECT."""
-    return list_page("obligation", await _contract_obligations(info, contract_id), _obligation_key, _obligation, window)
+    rows = await _contract_obligations(info, contract_id)
+    return list_page("obligation", rows, _obligation_key, _obligation, window)
 
 
 DebtorArg = Annotated[strawberry.ID | None, strawberry.argument(description="Only what this party owes.")]
 CreditorArg = Annotated[strawberry.ID | None, strawberry.argument(description="Only what is owed to this party.")]
-ContractFilterArg = Annotated[strawberry.ID | None, strawberry.argument(description="Only this contract's obligations.")]
+ContractFilterArg = Annotated[strawberry.ID | None,
+                              strawberry.argument(description="Only this contract's obligations.")]
 AsOfDayArg = Annotated[date | None, strawberry.argument(
     description="As the ledger stood at the end of this day (UTC): what was known then.")]
 EffectiveOnDayArg = Annotated[date | None, strawberry.argument(description=(

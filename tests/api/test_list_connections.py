@@ -253,3 +253,22 @@ def test_a_cursor_of_another_list_is_refused(api, db):
                          ("{ ledgerAccountsConnection(after: \"%s\") { totalCount } }", other),
                          ("{ obligationsConnection(after: \"%s\") { totalCount } }", "bm90IGEgY3Vyc29y")):
         assert api.post(query % after, token=token)["errors"][0]["extensions"]["code"] == "INVALID_CURSOR"
+
+
+def test_a_page_of_contracts_reads_their_measurements_sanctions_and_obligations_in_a_fixed_number_of_statements(
+        api, db):
+    from tests.api.test_n_plus_one import selects
+    query = """{ contracts(first: 50) { nodes { title
+      measurementsConnection(first: 2) { totalCount nodes { observedValue } pageInfo { hasNextPage } }
+      sanctionsConnection(last: 2) { totalCount nodes { level penalty { amount } } }
+      obligationsConnection(first: 2) { totalCount nodes { debtor { name } outstanding { amount } } } } } }"""
+    token = api.token("AUDITOR")
+    grow(db, 3)
+    few, data = selects(api, token, query)
+    grow(db, 12)
+    many, data = selects(api, token, query)
+    nodes = data["contracts"]["nodes"]
+    assert len(nodes) == 15
+    assert all(n["measurementsConnection"]["totalCount"] == 3 and n["sanctionsConnection"]["totalCount"] == 3
+               and n["obligationsConnection"]["totalCount"] == 1 for n in nodes)
+    assert many == few, f"{few} SELECTs for 3 contracts, {many} for 15"

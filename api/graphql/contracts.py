@@ -14,7 +14,7 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    BEFORE, LAST, Connection, Currency, Edge, Money, MoneyInput, Node, UserError, Window, audited, child_page, ctx,
+    BEFORE, LAST, Connection, Currency, Money, MoneyInput, Node, UserError, Window, audited, child_page, ctx,
     decode_key_cursor, from_global_id, keyset_page, load_rows, mutate, query_error, require_actor,
 )
 from api.graphql.change_requests import CHANGE_REQUEST_FIELD, ChangeRequest, is_request, request_fields
@@ -290,9 +290,7 @@ class OutcomeContract(Node):
         # the rows of all contracts' pages come in one SELECT; each contract gives its sanctions its own currency
         rows = await child_page(info, "sanctions", models.Sanction, models.Sanction.contract_id, self.pk, first=first,
                                 after=after, last=last, before=before, to_node=lambda row: row)
-        currency = self.currency.value
-        return Connection(edges=[Edge(cursor=e.cursor, node=Sanction.from_row(e.node, currency)) for e in rows.edges],
-                          page_info=rows.page_info, counter=rows.counter)
+        return rows.mapped(lambda row: Sanction.from_row(row, self.currency.value))
 
     @strawberry.field(description="The cohort: pseudonymous participants.")
     async def participants(self, info: Info, first: int | None = None, after: str | None = None,

@@ -13,7 +13,7 @@ from strawberry.types import Info
 
 from api.graphql.base import (
     BEFORE, LAST, MAX_LIST, Connection, Money, MoneyInput, Node, UserError, Window, audited, ctx, decode_cursor,
-    decode_key_cursor, encode_cursor, from_global_id, keyset_page, list_page, load_rows, mutate, page_size, query_error,
+    child_page, decode_key_cursor, encode_cursor, from_global_id, keyset_page, list_page, load_rows, mutate, page_size, query_error,
     require_actor,
 )
 from api.graphql.ledger import LedgerTransaction, load_transaction
@@ -27,6 +27,7 @@ from ledger.reads import visible_accounts, visible_contracts
 ContractRef = Annotated["OutcomeContract", strawberry.lazy("api.graphql.contracts")]  # noqa: F821
 EvidenceRef = Annotated["Evidence", strawberry.lazy("api.graphql.evidence")]  # noqa: F821
 MeasurementRef = Annotated["Measurement", strawberry.lazy("api.graphql.evidence")]  # noqa: F821
+MetricCodeArg = Annotated[str | None, strawberry.argument(description="Only the items of this metric.")]
 
 
 @strawberry.enum
@@ -123,6 +124,12 @@ class PayoutItem:
     evidence_id: strawberry.Private[int | None]
     measurement_id: strawberry.Private[int | None]
 
+    @classmethod
+    def from_row(cls, x: models.PayoutItem, currency: str) -> "PayoutItem":
+        return cls(kind=PayoutLineKind(x.kind), metric_code=x.metric_code, gross=Money.minor(x.gross_minor, currency),
+                   capped=Money.minor(x.capped_minor, currency), net=Money.minor(x.net_minor, currency),
+                   evidence_id=x.evidence_id, measurement_id=x.measurement_id)
+
     @strawberry.field(description="The evidence behind this amount: documents, who submitted and who verified.")
     async def evidence(self, info: Info) -> EvidenceRef | None:
         if self.evidence_id is None:
@@ -164,8 +171,9 @@ class Payout(Node):
         from api.graphql.contracts import load_contract
         return await load_contract(info, self.contract_pk)
 
-    @strawberry.field(description="Every evidence item and measurement the payout paid or clawed back.")
-    async def items(self, info: Info, metric_code: str | None = None) -> list[PayoutItem]:
+    @strawberry.field(description="Every evidence item and measurement the payout paid or clawed back. "
+                                  "`itemsConnection` is the paged form, with totalCount and paging both ways.")
+    async def items(self, info: Info, metric_code: MetricCodeArg = None) -> list[PayoutItem]:
         c = ctx(info)
 
         async def batch(keys: list[int]) -> list[list[PayoutItem]]:
@@ -175,15 +183,22 @@ class Payout(Node):
                                  .join(models.PayoutCalculation, models.PayoutCalculation.id == models.PayoutItem.payout_id)
                                  .where(models.PayoutItem.payout_id.in_(keys)).order_by(models.PayoutItem.id)).all()
                 for x, cur in rows:
-                    out[x.payout_id].append(PayoutItem(
-                        kind=PayoutLineKind(x.kind), metric_code=x.metric_code, gross=Money.minor(x.gross_minor, cur),
-                        capped=Money.minor(x.capped_minor, cur), net=Money.minor(x.net_minor, cur),
-                        evidence_id=x.evidence_id, measurement_id=x.measurement_id))
+                    out[x.payout_id].append(PayoutItem.from_row(x, cur))
                 return out
             found = await c.db.read(q)
             return [found[k] for k in keys]
         items = await c.loader("payout_items", lambda: DataLoader(batch)).load(self.pk)
         return [x for x in items if metric_code is None or x.metric_code == metric_code]
+
+    @strawberry.field(description="The payout's evidence items and measurements a page at a time, in the order they "
+                                  "were recorded: the same ones as `items`.")
+    async def items_connection(self, info: Info, metric_code: MetricCodeArg = None, first: int | None = None,
+                               after: str | None = None, last: Annotated[int | None, LAST] = None,
+                               before: Annotated[str | None, BEFORE] = None) -> Connection[PayoutItem]:
+        rows = await child_page(info, "payout_items", models.PayoutItem, models.PayoutItem.payout_id, self.pk,
+                                first=first, after=after, last=last, before=before, to_node=lambda row: row,
+                                filters={"metric_code": metric_code} if metric_code is not None else None)
+        return rows.mapped(lambda row: PayoutItem.from_row(row, self.total.code))
 
     @strawberry.field(description="The ledger transaction that posted this payout.")
     async def transaction(self, info: Info) -> LedgerTransaction | None:

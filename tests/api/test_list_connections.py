@@ -239,6 +239,9 @@ def test_the_cost_limit_counts_the_new_connections_like_the_others(api):
         assert body["errors"][0]["extensions"]["cost"] == 100 + 100 + 10_000 * 3
         assert "errors" not in api.post("{ contracts(first: 20) { nodes { %s(first: 20) { nodes { %s } } } } }"
                                         % (field, scalar), token=token)
+    body = api.post("{ payouts(first: 100) { nodes { itemsConnection(first: 100) { nodes { metricCode } } } } }",
+                    token=token)
+    assert body["errors"][0]["extensions"]["cost"] == 100 + 100 + 10_000 * 3
 
 
 def test_a_cursor_of_another_list_is_refused(api, db):
@@ -272,3 +275,16 @@ def test_a_page_of_contracts_reads_their_measurements_sanctions_and_obligations_
     assert all(n["measurementsConnection"]["totalCount"] == 3 and n["sanctionsConnection"]["totalCount"] == 3
                and n["obligationsConnection"]["totalCount"] == 1 for n in nodes)
     assert many == few, f"{few} SELECTs for 3 contracts, {many} for 15"
+
+
+def test_a_payouts_items_page_like_its_list_with_the_same_metric_filter(api, db):
+    build(db, 2)  # each payout paid two verified claims
+    token = api.token("AUDITOR")
+    node = "kind metricCode net { amount } evidence { id }"
+    for p in api.ok("{ payouts(first: 100) { nodes { id } } }", token=token)["payouts"]["nodes"]:
+        for metric in (None, "SCHOOL_PASS", "NOPE"):
+            query = (f"query($p: ID!, $m: String, {ARGS}) {{ payout(id: $p) {{ items(metricCode: $m) {{ {node} }} "
+                     f"itemsConnection(metricCode: $m, {PAGING}) {{ {PAGE % node} }} }} }}")
+            listed = api.ok(query, {"p": p["id"], "m": metric, "first": 0}, token)["payout"]["items"]
+            paged, total = walk(api, token, query, ["payout", "itemsConnection"], {"p": p["id"], "m": metric}, size=1)
+            assert paged == listed and total == len(listed) == (0 if metric == "NOPE" else 2)

@@ -21,7 +21,8 @@ QUERY = """{ contracts(first: 50) { totalCount nodes {
   measurements { metricCode }
   payouts(first: 5) { nodes { status total { amount } lines { net { amount } } shares { party { name } amount { amount } }
                               transaction { sequence entries { amount { amount } account { code } } }
-                              items { net { amount } evidence { status participant { area } } } } }
+                              items { net { amount } evidence { status participant { area } } }
+                              itemsConnection(last: 1) { totalCount nodes { net { amount } } } } }
   obligations { debtor { name } creditor { name } outstanding { amount } }
   obligationsConnection(first: 2) { totalCount nodes { debtor { name } outstanding { amount } } }
   sanctionsConnection(first: 2) { totalCount nodes { level penalty { amount } } }
@@ -77,5 +78,6 @@ def test_the_statement_count_does_not_grow_with_the_number_of_contracts(api, db)
     assert data["contracts"]["totalCount"] == 50
     assert all(n["evidence"]["totalCount"] == 2 and n["participants"]["totalCount"] == 2 for n in nodes)
     assert all(n["obligationsConnection"]["totalCount"] == len(n["obligations"]) == 2 for n in nodes)
+    assert all(p["itemsConnection"]["totalCount"] == len(p["items"]) == 2 for n in nodes for p in n["payouts"]["nodes"])
     assert all(n["sanctionsConnection"]["nodes"] == [{"level": "WARNING", "penalty": None}] for n in nodes)
     assert many == few, f"{few} SELECTs for 5 contracts, {many} for 50"

@@ -17,7 +17,6 @@ DESCRIPTIONS = {
     "Payout.approvedBy": "The second fund manager who approved and posted it; null until approved.",
     "Payout.approvedAt": "When it was approved; null until approved.",
     "Payout.contract": "The contract paid for.",
-    "Payout.items(metricCode:)": "Only the items of this metric.",
     "Recomputed": "The payout engine run again on the recorded inputs, compared figure by figure with what was stored.",
     "PayoutStatus": "Where a payout is in its life.",
     "PayoutStatus.CALCULATED": "Calculated and waiting for a second fund manager's approval; nothing is owed yet.",

@@ -12,9 +12,9 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    BEFORE, LAST, MAX_LIST, Connection, Money, MoneyInput, Node, UserError, Window, audited, ctx, decode_cursor,
-    child_page, decode_key_cursor, encode_cursor, from_global_id, keyset_page, list_page, load_rows, mutate, page_size, query_error,
-    require_actor,
+    BEFORE, LAST, MAX_LIST, Connection, Money, MoneyInput, Node, UserError, Window, audited, child_page, ctx,
+    decode_cursor, decode_key_cursor, encode_cursor, from_global_id, keyset_page, list_page, load_rows, mutate,
+    page_size, query_error, require_actor,
 )
 from api.graphql.ledger import LedgerTransaction, load_transaction
 from api.graphql.parties import Party, load_party

@@ -281,6 +281,7 @@ class LedgerQueries:
                               effective_on: Annotated[date | None, EFFECTIVE_ON] = None,
                               first: Annotated[int | None, LIST_FIRST] = None,
                               after: Annotated[strawberry.ID | None, LIST_AFTER] = None) -> list[LedgerAccount]:
+        require_actor(info)  # a token first: without one, nothing else is checked
         size = MAX_LIST if first is None else page_size(first)
         try:
             start = _opt_id(after, "LedgerAccount", "after")

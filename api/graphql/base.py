@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import dataclasses
 import enum
+import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -249,9 +251,18 @@ class Connection(Generic[T]):
     async def total_count(self) -> int:
         return 0 if self.counter is None else await self.counter()
 
+    def mapped(self, to_node: Callable[[Any], Any]) -> "Connection":
+        """The same page with each node made into another: rows into their GraphQL type, given what a row lacks."""
+        return Connection(edges=[Edge(cursor=e.cursor, node=to_node(e.node)) for e in self.edges],
+                          page_info=self.page_info, counter=self.counter)
+
 
 def encode_cursor(key: int) -> str:
     return base64.b64encode(f"k:{key}".encode()).decode()
+
+
+def not_a_cursor(cursor: str) -> GraphQLError:
+    return GraphQLError(f"{cursor[:60]!r} is not a cursor from this API", extensions={"code": "INVALID_CURSOR"})
 
 
 def decode_cursor(cursor: str | None) -> int | None:
@@ -263,7 +274,7 @@ def decode_cursor(cursor: str | None) -> int | None:
             raise ValueError
         return int(raw[2:])
     except Exception:
-        raise GraphQLError(f"{cursor[:60]!r} is not a cursor from this API", extensions={"code": "INVALID_CURSOR"}) from None
+        raise not_a_cursor(cursor) from None
 
 
 def page_size(first: int | None, name: str = "first") -> int:
@@ -283,12 +294,13 @@ class Window:
     backward: bool  # last/before: the page ends at `before`, counted back from there
 
     @classmethod
-    def of(cls, first: int | None, after: str | None, last: int | None = None, before: str | None = None) -> "Window":
+    def of(cls, first: int | None, after: str | None, last: int | None = None, before: str | None = None,
+           decode: Callable[[str | None], Any] = decode_cursor) -> "Window":
         if first is not None and last is not None:
             raise GraphQLError("ask for first or last, not both", extensions={"code": "PAGE_SIZE"})
         backward = last is not None or (before is not None and first is None)
         size = page_size(last, "last") if backward else page_size(first)
-        return cls(size, decode_cursor(after), decode_cursor(before), backward)
+        return cls(size, decode(after), decode(before), backward)
 
     def bounded(self, stmt: Any, key: Any) -> Any:
         if self.after is not None:
@@ -302,8 +314,9 @@ def _exists(session: Session, stmt: Any, key: Any) -> bool:
     return session.execute(stmt.with_only_columns(key).order_by(None).limit(1)).first() is not None
 
 
-def edges_of(rows: Sequence[Any], key: Callable[[Any], int], to_node: Callable[[Any], T], window: Window,
-             beyond_start: bool, beyond_end: bool) -> tuple[list[Edge[T]], PageInfo]:
+def edges_of(rows: Sequence[Any], key: Callable[[Any], Any], to_node: Callable[[Any], T], window: Window,
+             beyond_start: bool, beyond_end: bool,
+             encode: Callable[[Any], str] = encode_cursor) -> tuple[list[Edge[T]], PageInfo]:
     """A page's edges and page info from up to size+1 rows in the window's direction (the extra row means 'more').
 
     beyond_start/beyond_end: whether items exist on the far side of the cursor the page starts from."""
@@ -311,7 +324,7 @@ def edges_of(rows: Sequence[Any], key: Callable[[Any], int], to_node: Callable[[
     rows = list(rows[:window.size])
     if window.backward:
         rows.reverse()
-    edges = [Edge(cursor=encode_cursor(key(r)), node=to_node(r)) for r in rows]
+    edges = [Edge(cursor=encode(key(r)), node=to_node(r)) for r in rows]
     return edges, PageInfo(
         has_next_page=beyond_end if window.backward else more,
         has_previous_page=more if window.backward else beyond_start,
@@ -338,6 +351,64 @@ async def keyset_page(info: Info, build: Callable[[Session], Any], key: Any, to_
         return Connection(edges=edges, page_info=info_, counter=lambda: db.read(
             lambda s2: s2.execute(select(func.count()).select_from(build(s2).order_by(None).subquery())).scalar_one()))
     return await db.read(q)
+
+
+# --- connections over computed lists (sums, forecasts: no row key to page on) -----------------
+
+_SORT_KEY_PARTS = 6  # the most parts a computed list's sort key has
+
+
+def encode_key_cursor(key: tuple) -> str:
+    return base64.b64encode(("s:" + json.dumps(list(key), separators=(",", ":"))).encode()).decode()
+
+
+def decode_key_cursor(cursor: str | None) -> tuple | None:
+    """The sort key inside a cursor of a computed list: its parts are whole numbers and short strings."""
+    if cursor is None:
+        return None
+    try:
+        raw = base64.b64decode(cursor.encode("ascii"), validate=True).decode("ascii")
+        if not raw.startswith("s:"):
+            raise ValueError
+        parts = json.loads(raw[2:])
+        if (not isinstance(parts, list) or not 0 < len(parts) <= _SORT_KEY_PARTS
+                or not all((isinstance(p, int) and not isinstance(p, bool) and abs(p) < 10 ** 18)
+                           or (isinstance(p, str) and len(p) <= 40) for p in parts)):
+            raise ValueError
+        return tuple(parts)
+    except Exception:
+        raise not_a_cursor(cursor) from None
+
+
+def list_page(kind: str, items: Sequence[Any], key: Callable[[Any], tuple], to_node: Callable[[Any], T],
+              window: Window) -> "Connection[T]":
+    """A page of a list computed in full (obligations are sums of journal rows, a forecast is projected).
+
+    The cursor is the list's `kind` and the item's sort key, not its position, so a cursor stays
+    valid when items before it appear or disappear between pages; a cursor of another list is refused."""
+    def tagged(x: Any) -> tuple:
+        return (kind, *key(x))
+
+    for cursor in (window.after, window.before):
+        if cursor is not None and cursor[0] != kind:
+            raise GraphQLError("this cursor is not from this list", extensions={"code": "INVALID_CURSOR"})
+    ordered = sorted(items, key=key)
+    keys = [tagged(x) for x in ordered]
+    try:
+        start = bisect.bisect_right(keys, window.after) if window.after is not None else 0
+        end = bisect.bisect_left(keys, window.before) if window.before is not None else len(keys)
+    except TypeError:  # a key whose parts are of other kinds than this list's: not one this API gave out
+        raise GraphQLError("this cursor is not from this list", extensions={"code": "INVALID_CURSOR"}) from None
+    chosen = ordered[start:max(start, end)]
+    rows = chosen[::-1][:window.size + 1] if window.backward else chosen[:window.size + 1]
+    beyond_start = window.after is not None and not window.backward and start > 0
+    beyond_end = window.before is not None and window.backward and end < len(keys)
+    edges, page = edges_of(rows, tagged, to_node, window, beyond_start, beyond_end, encode_key_cursor)
+    total = len(ordered)
+
+    async def count() -> int:
+        return total
+    return Connection(edges=edges, page_info=page, counter=count)
 
 
 # --- request context ------------------------------------------------------------------------

@@ -15,12 +15,14 @@ from strawberry.types import Info
 
 from api.graphql.base import (
     BEFORE, LAST, Connection, Currency, Money, MoneyInput, Node, UserError, Window, audited, child_page, ctx,
-    from_global_id, keyset_page, load_rows, mutate, query_error, require_actor,
+    decode_key_cursor, from_global_id, keyset_page, load_rows, mutate, query_error, require_actor,
 )
 from api.graphql.change_requests import CHANGE_REQUEST_FIELD, ChangeRequest, is_request, request_fields
 from api.graphql.evidence import Evidence, EvidenceStatus, Measurement, Participant
 from api.graphql.ledger import LedgerTransaction
-from api.graphql.payouts import Obligation, Payout, PayoutStatus, obligations_of_contract
+from api.graphql.payouts import (
+    Obligation, Payout, PayoutStatus, obligation_page_of_contract, obligations_of_contract,
+)
 from api.graphql.parties import Party, load_party
 from api.graphql.proofs import RECEIPT_DESCRIPTION, Receipt, receipt_for
 from ledger import chart, contracts, funds, models, sanctions
@@ -280,6 +282,16 @@ class OutcomeContract(Node):
             return [found.get(k, []) for k in keys]
         return await c.loader("sanctions", lambda: DataLoader(batch)).load(self.pk)
 
+    @strawberry.field(description="Every sanction issued on the contract a page at a time, oldest first: the same "
+                                  "ones as `sanctions`.")
+    async def sanctions_connection(self, info: Info, first: int | None = None, after: str | None = None,
+                                   last: Annotated[int | None, LAST] = None,
+                                   before: Annotated[str | None, BEFORE] = None) -> Connection[Sanction]:
+        # the rows of all contracts' pages come in one SELECT; each contract gives its sanctions its own currency
+        rows = await child_page(info, "sanctions", models.Sanction, models.Sanction.contract_id, self.pk, first=first,
+                                after=after, last=last, before=before, to_node=lambda row: row)
+        return rows.mapped(lambda row: Sanction.from_row(row, self.currency.value))
+
     @strawberry.field(description="The cohort: pseudonymous participants.")
     async def participants(self, info: Info, first: int | None = None, after: str | None = None,
                            last: Annotated[int | None, LAST] = None,
@@ -300,6 +312,14 @@ class OutcomeContract(Node):
         return await load_rows(info, "measurements", models.Measurement, models.Measurement.contract_id, self.pk,
                                Measurement.from_row, many=True)
 
+    @strawberry.field(description="Every measurement recorded for the contract a page at a time, oldest first: the "
+                                  "same ones as `measurements`, with corrected and voided versions.")
+    async def measurements_connection(self, info: Info, first: int | None = None, after: str | None = None,
+                                      last: Annotated[int | None, LAST] = None,
+                                      before: Annotated[str | None, BEFORE] = None) -> Connection[Measurement]:
+        return await child_page(info, "measurements", models.Measurement, models.Measurement.contract_id, self.pk,
+                                first=first, after=after, last=last, before=before, to_node=Measurement.from_row)
+
     @strawberry.field
     async def payouts(self, info: Info, status: PayoutStatus | None = None, first: int | None = None,
                       after: str | None = None, last: Annotated[int | None, LAST] = None,
@@ -308,9 +328,18 @@ class OutcomeContract(Node):
                                 self.pk, first=first, after=after, last=last, before=before, to_node=Payout.from_row,
                                 filters={"status": status.value} if status else None)
 
-    @strawberry.field(description="Who owes whom on this contract now; only non-zero.")
+    @strawberry.field(description="Who owes whom on this contract now; only non-zero. `obligationsConnection` is "
+                                  "the paged form, with totalCount and paging both ways.")
     async def obligations(self, info: Info) -> list[Obligation]:
         return await obligations_of_contract(info, self.pk)
+
+    @strawberry.field(description="Who owes whom on this contract now, a page at a time: the same obligations as "
+                                  "`obligations`, in the order of debtor, creditor and currency.")
+    async def obligations_connection(self, info: Info, first: int | None = None, after: str | None = None,
+                                     last: Annotated[int | None, LAST] = None,
+                                     before: Annotated[str | None, BEFORE] = None) -> Connection[Obligation]:
+        return await obligation_page_of_contract(info, self.pk,
+                                                 Window.of(first, after, last, before, decode=decode_key_cursor))
 
     @strawberry.field(description="What the fund has committed to this contract and not yet drawn down.")
     async def committed(self, info: Info) -> Money:

@@ -19,7 +19,8 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    Money, MoneyInput, Node, UserError, audited, ctx, from_global_id, mutate, query_error, require_actor,
+    BEFORE, LAST, Connection, Money, MoneyInput, Node, UserError, Window, audited, ctx, from_global_id, keyset_page,
+    mutate, query_error, require_actor,
 )
 from api.graphql.ledger import LedgerTransaction, load_transaction
 from api.graphql.parties import Party, load_party
@@ -294,7 +295,8 @@ class InvestmentQueries:
             raise query_error(err) from None
         return await ctx(info).db.read(lambda s: _positions(s, actor, cid))
 
-    @strawberry.field(description="A contract's waterfall distributions, oldest first.")
+    @strawberry.field(description="A contract's waterfall distributions, oldest first; `distributionsConnection` is "
+                                  "the paged form, with totalCount and paging both ways.")
     async def distributions(self, info: Info, contract_id: ContractArg) -> list[Distribution]:
         actor = require_actor(info)
         try:
@@ -302,6 +304,27 @@ class InvestmentQueries:
         except DomainError as err:
             raise query_error(err) from None
         return await ctx(info).db.read(lambda s: _distributions(s, actor, contract_id=cid))
+
+    @strawberry.field(description="A contract's waterfall distributions a page at a time, oldest first: the same "
+                                  "ones as `distributions`; none for a contract you have no part in.")
+    async def distributions_connection(
+        self, info: Info, contract_id: ContractArg, first: int | None = None, after: str | None = None,
+        last: Annotated[int | None, LAST] = None, before: Annotated[str | None, BEFORE] = None,
+    ) -> Connection[Distribution]:
+        actor = require_actor(info)
+        window = Window.of(first, after, last, before)
+        try:
+            cid = from_global_id(contract_id, "OutcomeContract", field="contractId")
+        except DomainError as err:
+            raise query_error(err) from None
+        D = models.WaterfallDistribution
+        lines = await ctx(info).db.read(lambda s: _lines_visible_to(s, actor, cid))
+
+        def build(s):
+            clause = distribution_scope(actor)
+            stmt = select(D).where(D.contract_id == cid)
+            return stmt if clause is None else stmt.where(clause)
+        return await keyset_page(info, build, D.id, lambda d: Distribution.from_row(d, lines), window)
 
     @strawberry.field(description="One waterfall distribution; null if it does not exist or is not yours to see.")
     async def distribution(self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(

@@ -225,6 +225,47 @@ class ReverseTransactionPayload:
     change_request: ChangeRequest | None = CHANGE_REQUEST_FIELD
 
 
+AccountPartyArg = Annotated[strawberry.ID | None, strawberry.argument(description="Only this party's accounts.")]
+AccountContractArg = Annotated[strawberry.ID | None, strawberry.argument(description="Only accounts of this contract.")]
+AccountAsOfArg = Annotated[datetime | None, strawberry.argument(
+    description="The balances as the ledger held them at this moment (with an offset).")]
+
+
+def _account_filter(info: Info, party_id: strawberry.ID | None, contract_id: strawberry.ID | None,
+                    as_of: datetime | None) -> tuple:
+    """The accounts the caller may see with the filters asked for (a SELECT builder), and asOf in UTC."""
+    actor = require_actor(info)
+    try:
+        party = _opt_id(party_id, "Party", "partyId")
+        contract = _opt_id(contract_id, "OutcomeContract", "contractId")
+        at = aware(as_of, "asOf")
+    except DomainError as err:
+        raise query_error(err) from None
+    A = models.Account
+
+    def build(s):
+        stmt = select(A)
+        if party is not None:
+            stmt = stmt.where(A.party_id == party)
+        if contract is not None:
+            stmt = stmt.where(A.contract_id == contract)
+        clause = visible_accounts(actor)
+        return stmt if clause is None else stmt.where(clause)
+    return build, at
+
+
+def _balanced(s, accounts: list["LedgerAccount"], at: datetime | None,
+              effective_on: date | None) -> list["LedgerAccount"]:
+    """The accounts with their balance as of `at` and on `effective_on` instead of now (both may be None)."""
+    if at is None and effective_on is None:
+        return accounts
+    upto = journal.sequence_at(s, at) if at is not None else None
+    for acc in accounts:
+        acc.balance_minor = journal.balance_minor(s, s.get(models.Account, acc.pk), as_of_sequence=upto,
+                                                  effective_on=effective_on)
+    return accounts
+
+
 EFFECTIVE_ON = strawberry.argument(description=(
     "The business date: count only transactions effective on or before it. With asOf: what the ledger held at "
     "that moment about the position on that day."))
@@ -233,45 +274,46 @@ EFFECTIVE_ON = strawberry.argument(description=(
 @strawberry.type
 class LedgerQueries:
     @strawberry.field(description="Accounts with their balance now, or as of a time (asOf) for a consistent past "
-                                  "position; with effectiveOn, the balance on that business date.")
-    async def ledger_accounts(self, info: Info, party_id: strawberry.ID | None = None,
-                              contract_id: strawberry.ID | None = None,
-                              as_of: datetime | None = None,
+                                  "position; with effectiveOn, the balance on that business date. "
+                                  "`ledgerAccountsConnection` is the paged form, with totalCount and paging both ways.")
+    async def ledger_accounts(self, info: Info, party_id: AccountPartyArg = None,
+                              contract_id: AccountContractArg = None, as_of: AccountAsOfArg = None,
                               effective_on: Annotated[date | None, EFFECTIVE_ON] = None,
                               first: Annotated[int | None, LIST_FIRST] = None,
                               after: Annotated[strawberry.ID | None, LIST_AFTER] = None) -> list[LedgerAccount]:
-        actor = require_actor(info)
+        require_actor(info)  # a token first: without one, nothing else is checked
         size = MAX_LIST if first is None else page_size(first)
         try:
             start = _opt_id(after, "LedgerAccount", "after")
-            party = _opt_id(party_id, "Party", "partyId")
-            contract = _opt_id(contract_id, "OutcomeContract", "contractId")
-            at = aware(as_of, "asOf")
         except DomainError as err:
             raise query_error(err) from None
+        build, at = _account_filter(info, party_id, contract_id, as_of)
+        A = models.Account
 
         def q(s):
-            stmt = select(models.Account).order_by(models.Account.id)
-            if party is not None:
-                stmt = stmt.where(models.Account.party_id == party)
-            if contract is not None:
-                stmt = stmt.where(models.Account.contract_id == contract)
-            clause = visible_accounts(actor)
-            if clause is not None:
-                stmt = stmt.where(clause)
+            stmt = build(s).order_by(A.id)
             if start is not None:
-                stmt = stmt.where(models.Account.id > start)
-            rows = s.execute(stmt.limit(size)).scalars().all()
-            if at is None and effective_on is None:
-                return [LedgerAccount.from_row(a) for a in rows]
-            upto = journal.sequence_at(s, at) if at is not None else None
-            out = []
-            for a in rows:
-                acc = LedgerAccount.from_row(a)
-                acc.balance_minor = journal.balance_minor(s, a, as_of_sequence=upto, effective_on=effective_on)
-                out.append(acc)
-            return out
+                stmt = stmt.where(A.id > start)
+            accounts = [LedgerAccount.from_row(a) for a in s.execute(stmt.limit(size)).scalars()]
+            return _balanced(s, accounts, at, effective_on)
         return await ctx(info).db.read(q)
+
+    @strawberry.field(description="Accounts a page at a time, in the order they were opened: the same accounts as "
+                                  "`ledgerAccounts` with the same filters, with their balance now, as of a time "
+                                  "(asOf) or on a business date (effectiveOn).")
+    async def ledger_accounts_connection(
+        self, info: Info, party_id: AccountPartyArg = None, contract_id: AccountContractArg = None,
+        as_of: AccountAsOfArg = None, effective_on: Annotated[date | None, EFFECTIVE_ON] = None,
+        first: int | None = None, after: str | None = None, last: Annotated[int | None, LAST] = None,
+        before: Annotated[str | None, BEFORE] = None,
+    ) -> Connection[LedgerAccount]:
+        window = Window.of(first, after, last, before)
+        build, at = _account_filter(info, party_id, contract_id, as_of)
+        page = await keyset_page(info, build, models.Account.id, LedgerAccount.from_row, window)
+        if at is not None or effective_on is not None:
+            accounts = [e.node for e in page.edges]
+            await ctx(info).db.read(lambda s: _balanced(s, accounts, at, effective_on))
+        return page
 
     @strawberry.field
     async def ledger_transactions(

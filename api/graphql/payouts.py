@@ -12,8 +12,9 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    BEFORE, LAST, MAX_LIST, Connection, Money, MoneyInput, Node, UserError, Window, audited, ctx, decode_cursor,
-    encode_cursor, from_global_id, keyset_page, load_rows, mutate, page_size, query_error, require_actor,
+    BEFORE, LAST, MAX_LIST, Connection, Money, MoneyInput, Node, UserError, Window, audited, child_page, ctx,
+    decode_cursor, decode_key_cursor, encode_cursor, from_global_id, keyset_page, list_page, load_rows, mutate,
+    page_size, query_error, require_actor,
 )
 from api.graphql.ledger import LedgerTransaction, load_transaction
 from api.graphql.parties import Party, load_party
@@ -26,6 +27,7 @@ from ledger.reads import visible_accounts, visible_contracts
 ContractRef = Annotated["OutcomeContract", strawberry.lazy("api.graphql.contracts")]  # noqa: F821
 EvidenceRef = Annotated["Evidence", strawberry.lazy("api.graphql.evidence")]  # noqa: F821
 MeasurementRef = Annotated["Measurement", strawberry.lazy("api.graphql.evidence")]  # noqa: F821
+MetricCodeArg = Annotated[str | None, strawberry.argument(description="Only the items of this metric.")]
 
 
 @strawberry.enum
@@ -122,6 +124,12 @@ class PayoutItem:
     evidence_id: strawberry.Private[int | None]
     measurement_id: strawberry.Private[int | None]
 
+    @classmethod
+    def from_row(cls, x: models.PayoutItem, currency: str) -> "PayoutItem":
+        return cls(kind=PayoutLineKind(x.kind), metric_code=x.metric_code, gross=Money.minor(x.gross_minor, currency),
+                   capped=Money.minor(x.capped_minor, currency), net=Money.minor(x.net_minor, currency),
+                   evidence_id=x.evidence_id, measurement_id=x.measurement_id)
+
     @strawberry.field(description="The evidence behind this amount: documents, who submitted and who verified.")
     async def evidence(self, info: Info) -> EvidenceRef | None:
         if self.evidence_id is None:
@@ -163,8 +171,9 @@ class Payout(Node):
         from api.graphql.contracts import load_contract
         return await load_contract(info, self.contract_pk)
 
-    @strawberry.field(description="Every evidence item and measurement the payout paid or clawed back.")
-    async def items(self, info: Info, metric_code: str | None = None) -> list[PayoutItem]:
+    @strawberry.field(description="Every evidence item and measurement the payout paid or clawed back. "
+                                  "`itemsConnection` is the paged form, with totalCount and paging both ways.")
+    async def items(self, info: Info, metric_code: MetricCodeArg = None) -> list[PayoutItem]:
         c = ctx(info)
 
         async def batch(keys: list[int]) -> list[list[PayoutItem]]:
@@ -174,15 +183,22 @@ class Payout(Node):
                                  .join(models.PayoutCalculation, models.PayoutCalculation.id == models.PayoutItem.payout_id)
                                  .where(models.PayoutItem.payout_id.in_(keys)).order_by(models.PayoutItem.id)).all()
                 for x, cur in rows:
-                    out[x.payout_id].append(PayoutItem(
-                        kind=PayoutLineKind(x.kind), metric_code=x.metric_code, gross=Money.minor(x.gross_minor, cur),
-                        capped=Money.minor(x.capped_minor, cur), net=Money.minor(x.net_minor, cur),
-                        evidence_id=x.evidence_id, measurement_id=x.measurement_id))
+                    out[x.payout_id].append(PayoutItem.from_row(x, cur))
                 return out
             found = await c.db.read(q)
             return [found[k] for k in keys]
         items = await c.loader("payout_items", lambda: DataLoader(batch)).load(self.pk)
         return [x for x in items if metric_code is None or x.metric_code == metric_code]
+
+    @strawberry.field(description="The payout's evidence items and measurements a page at a time, in the order they "
+                                  "were recorded: the same ones as `items`.")
+    async def items_connection(self, info: Info, metric_code: MetricCodeArg = None, first: int | None = None,
+                               after: str | None = None, last: Annotated[int | None, LAST] = None,
+                               before: Annotated[str | None, BEFORE] = None) -> Connection[PayoutItem]:
+        rows = await child_page(info, "payout_items", models.PayoutItem, models.PayoutItem.payout_id, self.pk,
+                                first=first, after=after, last=last, before=before, to_node=lambda row: row,
+                                filters={"metric_code": metric_code} if metric_code is not None else None)
+        return rows.mapped(lambda row: PayoutItem.from_row(row, self.total.code))
 
     @strawberry.field(description="The ledger transaction that posted this payout.")
     async def transaction(self, info: Info) -> LedgerTransaction | None:
@@ -221,7 +237,8 @@ class Obligation:
     position: strawberry.Private[int | None] = None
 
     @strawberry.field(description="In the list of `obligations`: pass it as `after` for the ones after this one "
-                                  "(with the same filters). Null where obligations are listed under a contract.")
+                                  "(with the same filters). Null where obligations are listed under a contract or "
+                                  "in a connection (there, each edge has its cursor).")
     def cursor(self) -> str | None:
         return None if self.position is None else encode_cursor(self.position)
 
@@ -304,40 +321,78 @@ async def load_payout(info: Info, pk: int) -> Payout | None:
     return Payout.from_row(row) if row else None
 
 
+def _obligation(o: settlement.Obligation, position: int | None = None) -> Obligation:
+    return Obligation(debtor_id=o.debtor_id, creditor_id=o.creditor_id, contract_pk=o.contract_id,
+                      outstanding=Money.minor(o.outstanding_minor, o.currency), position=position)
+
+
+def _obligation_key(o: settlement.Obligation) -> tuple:
+    # one payable account per contract, debtor, creditor and currency: the key names one obligation for good
+    return (o.contract_id, o.debtor_id, o.creditor_id, o.currency)
+
+
+async def _obligations(info: Info, *, debtor_id: int | None, creditor_id: int | None, contract_id: int | None,
+                       as_of: date | None, effective_on: date | None) -> list[settlement.Obligation]:
+    actor = require_actor(info)
+    at = settlement.end_of(as_of) if as_of else None
+    return await ctx(info).db.read(lambda s: settlement.obligations(
+        s, debtor_id=debtor_id, creditor_id=creditor_id, contract_id=contract_id, as_of=at,
+        scope=visible_accounts(actor), effective_on=effective_on))
+
+
 async def obligation_list(info: Info, *, debtor_id: int | None = None, creditor_id: int | None = None,
                           contract_id: int | None = None, as_of: date | None = None,
                           effective_on: date | None = None, first: int | None = None,
                           after: str | None = None) -> list[Obligation]:
-    actor = require_actor(info)
-    at = settlement.end_of(as_of) if as_of else None
     size, start = MAX_LIST if first is None else page_size(first), decode_cursor(after) or 0
-
-    def q(s):
-        rows = settlement.obligations(s, debtor_id=debtor_id, creditor_id=creditor_id, contract_id=contract_id,
-                                      as_of=at, scope=visible_accounts(actor), effective_on=effective_on)
-        # a position in the (deterministically ordered) list: obligations are sums, not rows with a key
-        return [Obligation(debtor_id=o.debtor_id, creditor_id=o.creditor_id, contract_pk=o.contract_id,
-                           outstanding=Money.minor(o.outstanding_minor, o.currency), position=start + i + 1)
-                for i, o in enumerate(rows[start:start + size])]
-    return await ctx(info).db.read(q)
+    rows = await _obligations(info, debtor_id=debtor_id, creditor_id=creditor_id, contract_id=contract_id,
+                              as_of=as_of, effective_on=effective_on)
+    # a position in the (deterministically ordered) list: obligations are sums, not rows with a key
+    return [_obligation(o, start + i + 1) for i, o in enumerate(rows[start:start + size])]
 
 
-async def obligations_of_contract(info: Info, contract_id: int) -> list[Obligation]:
-    """A contract's obligations now, all contracts of a query in one SELECT."""
+async def obligation_page(info: Info, *, debtor_id: int | None = None, creditor_id: int | None = None,
+                          contract_id: int | None = None, as_of: date | None = None,
+                          effective_on: date | None = None, window: Window) -> Connection[Obligation]:
+    rows = await _obligations(info, debtor_id=debtor_id, creditor_id=creditor_id, contract_id=contract_id,
+                              as_of=as_of, effective_on=effective_on)
+    return list_page("obligation", rows, _obligation_key, _obligation, window)
+
+
+async def _contract_obligations(info: Info, contract_id: int) -> list[settlement.Obligation]:
     c = ctx(info)
     actor = require_actor(info)
 
-    async def batch(keys: list[int]) -> list[list[Obligation]]:
+    async def batch(keys: list[int]) -> list[list[settlement.Obligation]]:
         def q(s):
             found: dict[int, list] = {k: [] for k in keys}
             for o in settlement.obligations(s, contract_ids=keys, scope=visible_accounts(actor)):
-                found[o.contract_id].append(Obligation(debtor_id=o.debtor_id, creditor_id=o.creditor_id,
-                                                       contract_pk=o.contract_id,
-                                                       outstanding=Money.minor(o.outstanding_minor, o.currency)))
+                found[o.contract_id].append(o)
             return found
         found = await c.db.read(q)
         return [found[k] for k in keys]
     return await c.loader("contract_obligations", lambda: DataLoader(batch)).load(contract_id)
+
+
+async def obligations_of_contract(info: Info, contract_id: int) -> list[Obligation]:
+    """A contract's obligations now, all contracts of a query in one SELECT."""
+    return [_obligation(o) for o in await _contract_obligations(info, contract_id)]
+
+
+async def obligation_page_of_contract(info: Info, contract_id: int, window: Window) -> Connection[Obligation]:
+    """A page of a contract's obligations now; the obligations of all contracts of a query come from one SELECT."""
+    rows = await _contract_obligations(info, contract_id)
+    return list_page("obligation", rows, _obligation_key, _obligation, window)
+
+
+DebtorArg = Annotated[strawberry.ID | None, strawberry.argument(description="Only what this party owes.")]
+CreditorArg = Annotated[strawberry.ID | None, strawberry.argument(description="Only what is owed to this party.")]
+ContractFilterArg = Annotated[strawberry.ID | None,
+                              strawberry.argument(description="Only this contract's obligations.")]
+AsOfDayArg = Annotated[date | None, strawberry.argument(
+    description="As the ledger stood at the end of this day (UTC): what was known then.")]
+EffectiveOnDayArg = Annotated[date | None, strawberry.argument(description=(
+    "The business date: what was owed on that day, counting transactions effective on or before it."))]
 
 
 def _id(gid, type_name: str, field: str) -> int | None:
@@ -420,13 +475,11 @@ class PayoutQueries:
             raise query_error(err) from None
 
     @strawberry.field(description="Who owes whom on which contract, now or as recorded at the end of a date (asOf), "
-                                  "on a business date (effectiveOn); only non-zero.")
-    async def obligations(self, info: Info, debtor_id: strawberry.ID | None = None,
-                          creditor_id: strawberry.ID | None = None, contract_id: strawberry.ID | None = None,
-                          as_of: date | None = None,
-                          effective_on: Annotated[date | None, strawberry.argument(description=(
-                              "The business date: what was owed on that day, counting transactions effective on "
-                              "or before it."))] = None,
+                                  "on a business date (effectiveOn); only non-zero. `obligationsConnection` is the "
+                                  "paged form, with totalCount and paging both ways.")
+    async def obligations(self, info: Info, debtor_id: DebtorArg = None, creditor_id: CreditorArg = None,
+                          contract_id: ContractFilterArg = None, as_of: AsOfDayArg = None,
+                          effective_on: EffectiveOnDayArg = None,
                           first: Annotated[int | None, strawberry.argument(description=(
                               f"At most this many (up to 100); without it, at most {MAX_LIST}."))] = None,
                           after: Annotated[str | None, strawberry.argument(description=(
@@ -437,6 +490,24 @@ class PayoutQueries:
                                          creditor_id=_id(creditor_id, "Party", "creditorId"),
                                          contract_id=_id(contract_id, "OutcomeContract", "contractId"), as_of=as_of,
                                          effective_on=effective_on, first=first, after=after)
+        except DomainError as err:
+            raise query_error(err) from None
+
+    @strawberry.field(description="Who owes whom on which contract, a page at a time: the same obligations as "
+                                  "`obligations` with the same filters, in the order of contract, debtor, creditor "
+                                  "and currency.")
+    async def obligations_connection(
+        self, info: Info, debtor_id: DebtorArg = None, creditor_id: CreditorArg = None,
+        contract_id: ContractFilterArg = None, as_of: AsOfDayArg = None, effective_on: EffectiveOnDayArg = None,
+        first: int | None = None, after: str | None = None,
+        last: Annotated[int | None, LAST] = None, before: Annotated[str | None, BEFORE] = None,
+    ) -> Connection[Obligation]:
+        window = Window.of(first, after, last, before, decode=decode_key_cursor)
+        try:
+            return await obligation_page(info, debtor_id=_id(debtor_id, "Party", "debtorId"),
+                                         creditor_id=_id(creditor_id, "Party", "creditorId"),
+                                         contract_id=_id(contract_id, "OutcomeContract", "contractId"), as_of=as_of,
+                                         effective_on=effective_on, window=window)
         except DomainError as err:
             raise query_error(err) from None
 

@@ -63,9 +63,13 @@ QUERIES = {
     "ledgerTransactions": ("{ ledgerTransactions { nodes { sequence } } }",
                            lambda d: d["ledgerTransactions"]["nodes"], MONEY_PARTIES),
     "ledgerAccounts": ("{ ledgerAccounts { id } }", lambda d: d["ledgerAccounts"], MONEY_PARTIES),
+    "ledgerAccountsConnection": ("{ ledgerAccountsConnection { totalCount nodes { id } } }",
+                                 lambda d: d["ledgerAccountsConnection"]["nodes"], MONEY_PARTIES),
     "balance": ("query($a: ID!) { balance(accountId: $a) { amount } }", lambda d: d and d.get("balance"),
                 ALL_SEEING | {"PROVIDER own"}),  # the account is the provider's
     "obligations": ("{ obligations { outstanding { amount } } }", lambda d: d["obligations"], MONEY_PARTIES),
+    "obligationsConnection": ("{ obligationsConnection { totalCount nodes { outstanding { amount } } } }",
+                              lambda d: d["obligationsConnection"]["nodes"], MONEY_PARTIES),
     "ledgerDigest": ("{ ledgerDigest { sequence } }", lambda d: d["ledgerDigest"], set(CALLERS) - {"no token"}),
     "verifyLedger": ("{ verifyLedger { ok } }", lambda d: d["verifyLedger"]["ok"], set(CALLERS) - {"no token"}),
     "publicResults": ("query($c: ID!) { publicResults(contractId: $c) { title } }", lambda d: d["publicResults"],
@@ -80,6 +84,8 @@ QUERIES = {
     "investments": ("query($c: ID!) { investments(contractId: $c) { id } }", lambda d: d["investments"], BOND_PARTIES),
     "distributions": ("query($c: ID!) { distributions(contractId: $c) { id } }", lambda d: d["distributions"],
                       BOND_PARTIES),
+    "distributionsConnection": ("query($c: ID!) { distributionsConnection(contractId: $c) { totalCount nodes { id } } }",
+                                lambda d: d["distributionsConnection"]["nodes"], BOND_PARTIES),
     "distribution": ("query($d: ID!) { distribution(id: $d) { id } }", lambda d: d["distribution"], BOND_PARTIES),
     "signedTreeHead": ("{ signedTreeHead { treeSize } }", lambda d: d["signedTreeHead"]["treeSize"], set(CALLERS)),
     "inclusionProof": ("query($s: Int!) { inclusionProof(sequence: $s) { leafIndex } }",  # the payout's posting
@@ -88,6 +94,8 @@ QUERIES = {
                          set(CALLERS) - {"no token"}),
     "forecast": ("{ forecast { certain { amount } party { id } } }", lambda d: d["forecast"],
                  MONEY_PARTIES - {"INVESTOR own"}),  # what payers may still pay: an investor pays nothing
+    "forecastConnection": ("{ forecastConnection { totalCount nodes { certain { amount } party { id } } } }",
+                           lambda d: d["forecastConnection"]["nodes"], MONEY_PARTIES - {"INVESTOR own"}),
     # lists that are empty in the Case A world: answered (scoped) for every token
     "disputes": ("{ disputes { nodes { id } } }", lambda d: d["disputes"] is not None, set(CALLERS) - {"no token"}),
     "changeRequests": ("{ changeRequests { nodes { id } } }", lambda d: d["changeRequests"] is not None,

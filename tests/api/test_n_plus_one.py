@@ -5,7 +5,7 @@ from datetime import date
 
 from sqlalchemy import event
 
-from ledger import calculations
+from ledger import calculations, sanctions
 from ledger import evidence as ev
 from ledger.access import Actor
 from tests.factories import contract, funded
@@ -21,8 +21,12 @@ QUERY = """{ contracts(first: 50) { totalCount nodes {
   measurements { metricCode }
   payouts(first: 5) { nodes { status total { amount } lines { net { amount } } shares { party { name } amount { amount } }
                               transaction { sequence entries { amount { amount } account { code } } }
-                              items { net { amount } evidence { status participant { area } } } } }
+                              items { net { amount } evidence { status participant { area } } }
+                              itemsConnection(last: 1) { totalCount nodes { net { amount } } } } }
   obligations { debtor { name } creditor { name } outstanding { amount } }
+  obligationsConnection(first: 2) { totalCount nodes { debtor { name } outstanding { amount } } }
+  sanctionsConnection(first: 2) { totalCount nodes { level penalty { amount } } }
+  measurementsConnection(first: 2) { totalCount nodes { metricCode } }
 } } }"""
 
 
@@ -43,10 +47,11 @@ def build(db, n: int) -> None:
             payout = calculations.calculate_payout(uow, actor=FM, contract_id=c.id, period_start=date(2026, 1, 1),
                                                    period_end=date(2026, 6, 30))
             calculations.approve_payout(uow, actor=FM2, payout_id=payout.id)
+            sanctions.issue_sanction(uow, actor=FM, contract_id=c.id, level="WARNING", reason="Sen rapport")
             uow.commit()
 
 
-def selects(api, token) -> tuple[int, dict]:
+def selects(api, token, query: str = QUERY) -> tuple[int, dict]:
     count = [0]
 
     def on_execute(conn, cursor, statement, *args):
@@ -54,7 +59,7 @@ def selects(api, token) -> tuple[int, dict]:
             count[0] += 1
     event.listen(api.db.engine, "before_cursor_execute", on_execute)
     try:
-        data = api.ok(QUERY, token=token)
+        data = api.ok(query, token=token)
     finally:
         event.remove(api.db.engine, "before_cursor_execute", on_execute)
     return count[0], data
@@ -72,4 +77,7 @@ def test_the_statement_count_does_not_grow_with_the_number_of_contracts(api, db)
     assert all(len(n["evidence"]["nodes"]) == 2 and n["payouts"]["nodes"][0]["status"] == "POSTED" for n in nodes)
     assert data["contracts"]["totalCount"] == 50
     assert all(n["evidence"]["totalCount"] == 2 and n["participants"]["totalCount"] == 2 for n in nodes)
+    assert all(n["obligationsConnection"]["totalCount"] == len(n["obligations"]) == 2 for n in nodes)
+    assert all(p["itemsConnection"]["totalCount"] == len(p["items"]) == 2 for n in nodes for p in n["payouts"]["nodes"])
+    assert all(n["sanctionsConnection"]["nodes"] == [{"level": "WARNING", "penalty": None}] for n in nodes)
     assert many == few, f"{few} SELECTs for 5 contracts, {many} for 50"

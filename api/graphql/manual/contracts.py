@@ -47,10 +47,10 @@ DESCRIPTIONS = {
     "OutcomeContract.provider": "Who delivers the service and is paid for the outcomes.",
     "OutcomeContract.verifier": "The independent verifier who decides on evidence and records measurements; null if none.",
     "OutcomeContract.investor": "The investor that pre-finances the provider (an impact bond); null if none.",
-    "OutcomeContract.sanctions": "Every sanction issued on the contract, oldest first.",
+    "OutcomeContract.sanctions": "Every sanction issued on the contract, oldest first; `sanctionsConnection` is the paged form.",
     "OutcomeContract.evidence": "The provider's claims of outcomes under this contract, oldest first.",
     "OutcomeContract.evidence(status:)": "Only evidence in this status.",
-    "OutcomeContract.measurements": "Every measurement recorded for the contract's measured metrics, with corrected and voided versions.",
+    "OutcomeContract.measurements": "Every measurement recorded for the contract's measured metrics, with corrected and voided versions; `measurementsConnection` is the paged form.",
     "OutcomeContract.payouts": "The contract's payout calculations, oldest first.",
     "OutcomeContract.payouts(status:)": "Only payouts in this status.",
     "Query.contracts": ("The contracts the caller may see, oldest first: all for fund managers, admins and "

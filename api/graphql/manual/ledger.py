@@ -15,9 +15,6 @@ DESCRIPTIONS = {
     "LedgerAccount.closedAt": "When the account was closed; null while open. A closed account takes no entries (ACCOUNT_CLOSED).",
     "LedgerAccount.party": "The party whose account it is.",
     "LedgerAccount.counterparty": "For PAYABLE and RECEIVABLE accounts, the other party of the obligation; null otherwise.",
-    "Query.ledgerAccounts(partyId:)": "Only this party's accounts.",
-    "Query.ledgerAccounts(contractId:)": "Only accounts of this contract.",
-    "Query.ledgerAccounts(asOf:)": "The balances as the ledger held them at this moment (with an offset).",
     "LedgerTransaction": ("One posting to the ledger: two or more entries that sum to zero per currency. Never "
                           "changed or deleted; a mistake is corrected by a reversing transaction. Each is chained "
                           "to the one before by its hash."),

@@ -37,6 +37,4 @@ DESCRIPTIONS = {
     "SetIndigoFieldStatusPayload.indigoFieldStatus": "The decision as recorded; null when userErrors is not empty.",
     "Query.indigoProject(contractId:)": "The contract's global ID.",
     "Query.indigoProject(public:)": "True (the default) for the public export; false for everything (fund managers, auditors, the contract's parties).",
-    "Query.forecast(fundId:)": "Only this fund's contracts.",
-    "Query.forecast(contractId:)": "Only this contract.",
 }

@@ -139,4 +139,6 @@ def test_normal_requests_go_through_beside_slow_bodies(server):
             s.close()
     flat = [a for batch in answers for a in batch]
     assert [a.status for a in flat] == [200] * 40
-    assert max(a.seconds for a in flat) < 1.5, sorted(a.seconds for a in flat)[-3:]
+    # a request queued behind the slow bodies would wait for their 10 s read timeout; the bound
+    # is far below that and far above a loaded machine's scheduling noise (not a speed figure)
+    assert max(a.seconds for a in flat) < 5, sorted(a.seconds for a in flat)[-3:]

@@ -3,8 +3,10 @@ result; approve (four eyes) and post to the ledger; recompute from the recorded 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date
+from itertools import chain
 
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session, aliased
@@ -328,27 +330,28 @@ def _record_result(s: Session, payout: PayoutCalculation, result: payouts.Payout
     # minor unit, so scaleb is exact)
     exp = m.exponent(cur)
     pid = payout.id
-    rows = [(pid, x.kind, x.evidence_id, None, x.participant_id, x.metric_code, int(x.gross.scaleb(exp)),
-             int(x.capped.scaleb(exp)), int(x.net.scaleb(exp))) for x in result.items]
-    rows += [(pid, kind, None, x.measurement_id, None, x.metric_code, int(x.gross.scaleb(exp)),
-              int(x.capped.scaleb(exp)), int(x.net.scaleb(exp)))
-             for kind, group in (("OUTCOME", result.measurement_items), ("ADJUSTMENT", result.adjustment_items))
-             for x in group]
+    # (a generator: each row is made as the driver takes it, never 100 000 of them at once)
+    rows = chain(
+        ((pid, x.kind, x.evidence_id, None, x.participant_id, x.metric_code, int(x.gross.scaleb(exp)),
+          int(x.capped.scaleb(exp)), int(x.net.scaleb(exp))) for x in result.items),
+        ((pid, kind, None, x.measurement_id, None, x.metric_code, int(x.gross.scaleb(exp)),
+          int(x.capped.scaleb(exp)), int(x.net.scaleb(exp)))
+         for kind, group in (("OUTCOME", result.measurement_items), ("ADJUSTMENT", result.adjustment_items))
+         for x in group))
     s.flush()
-    _write_items(s, rows)
+    if result.items or result.measurement_items or result.adjustment_items:
+        _write_items(s, rows)
 
 
 _ITEM_COLUMNS = ("payout_id", "kind", "evidence_id", "measurement_id", "participant_id", "metric_code",
                  "gross_minor", "capped_minor", "net_minor")
 
 
-def _write_items(s: Session, rows: list[tuple]) -> None:
+def _write_items(s: Session, rows: Iterable[tuple]) -> None:
     """Payout item rows, in the order of `_ITEM_COLUMNS`, through the session's own connection
     and transaction: COPY on PostgreSQL (about 5x an executemany, BENCHMARKS.md), one driver
     executemany on SQLite. Every column is a plain int or str, which both drivers store exactly
     as the ORM would."""
-    if not rows:
-        return
     conn = s.connection()
     raw = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":

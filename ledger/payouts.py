@@ -955,13 +955,15 @@ def inputs_hash(inputs: PayoutInputs) -> str:
 class _Part:
     # Mutable on purpose: the caps are applied one after another to the same working
     # record; only frozen values leave `calculate`.
-    order: tuple
+    # the pay order's day and rank as one int: the day's ordinal × 2, + 1 for a measurement
+    # (evidence before a measurement of the same day); `ref` breaks ties (module docstring)
+    order: int
     ref: int
     metric_code: str
     participant_id: int | None
     gross: Decimal
     net: Decimal
-    caps: list[tuple[str, Decimal]] = field(default_factory=list)
+    caps: list[tuple[str, Decimal]] | None = None  # most of 100 000 items are never capped: no list each
 
 
 def _apply_cap(parts: list[_Part], room: Decimal, name: str) -> None:
@@ -973,6 +975,8 @@ def _apply_cap(parts: list[_Part], room: Decimal, name: str) -> None:
     for part in parts:
         take = min(part.net, room)
         if take < part.net:
+            if part.caps is None:
+                part.caps = []
             part.caps.append((name, part.net - take))
             part.net = take
         room -= take
@@ -990,7 +994,7 @@ def _own_caps(part: _Part) -> tuple[tuple[str, Decimal], ...]:
 def _merge_caps(parts: Iterable[_Part]) -> tuple[tuple[str, Decimal], ...]:
     removed: dict[str, Decimal] = defaultdict(Decimal)
     for part in parts:
-        for name, amount in part.caps:
+        for name, amount in part.caps or ():
             removed[name] += amount
     return tuple((name, removed[name]) for name in CAP_ORDER if name in removed)
 
@@ -1102,7 +1106,7 @@ def _calculate(n: PayoutInputs, canonical: bytes) -> PayoutResult:
                 gross = prices[(e.metric_code, e.area)] = quantize(metric.unit_price * (1 + supplement / _HUNDRED),
                                                                    code) + 0
         item_parts[e.evidence_id] = _Part(
-            (e.achieved_on, 0, e.evidence_id), e.evidence_id, e.metric_code, e.participant_id, gross, gross
+            e.achieved_on.toordinal() * 2, e.evidence_id, e.metric_code, e.participant_id, gross, gross
         )
 
     measurement_parts: dict[int, _Part] = {}
@@ -1114,7 +1118,7 @@ def _calculate(n: PayoutInputs, canonical: bytes) -> PayoutResult:
         unit_price = m.unit_price if m.unit_price is not None else metric.unit_price
         gross = quantize(quantity * unit_price, code) + 0
         measurement_parts[m.measurement_id] = _Part(
-            (m.period_end, 1, m.measurement_id), m.measurement_id, m.metric_code, None, gross, gross
+            m.period_end.toordinal() * 2 + 1, m.measurement_id, m.metric_code, None, gross, gross
         )
 
     adjustment_parts: dict[int, _Part] = {}
@@ -1125,17 +1129,16 @@ def _calculate(n: PayoutInputs, canonical: bytes) -> PayoutResult:
             measured[m.measurement_id] = (quantity, relative)
             gross = quantize(quantity * metrics[m.metric_code].unit_price, code) + 0
             adjustment_parts[m.measurement_id] = _Part(
-                (m.period_end, 1, m.measurement_id), m.measurement_id, m.metric_code, None, gross, gross
+                m.period_end.toordinal() * 2 + 1, m.measurement_id, m.metric_code, None, gross, gross
             )
 
     # in pay order once: every group below is filled from this list and so is in pay order too,
     # which `_apply_cap` relies on
-    # (by the day and evidence-before-measurement alone: a stable sort of parts already in id
-    # order, evidence first, keeps the id order within a day, and an int key sorts 100 000
-    # parts much faster than the `order` tuple does)
+    # (by `order` alone: a stable sort of parts already in id order, evidence first, keeps the
+    # id order within a day and rank, and an int key sorts 100 000 parts much faster than a tuple)
     all_parts = [*item_parts.values(),
                  *sorted([*measurement_parts.values(), *adjustment_parts.values()], key=lambda p: p.ref)]
-    all_parts.sort(key=lambda p: p.order[0].toordinal() * 2 + p.order[1])
+    all_parts.sort(key=attrgetter("order"))
     by_pair: dict[tuple[int, str], list[_Part]] = defaultdict(list)
     by_participant: dict[int, list[_Part]] = defaultdict(list)
     by_metric: dict[str, list[_Part]] = defaultdict(list)
@@ -1151,7 +1154,7 @@ def _calculate(n: PayoutInputs, canonical: bytes) -> PayoutResult:
             paid_already = prior_pair[(pid, mcode)] > 0
             for part in parts if paid_already else parts[1:]:
                 if part.net:
-                    part.caps.append((ONCE_ONLY, part.net))
+                    part.caps = [(ONCE_ONLY, part.net)]
                     part.net = _ZERO
     # (participants and pairs share no part, so the order they are capped in changes nothing)
     for (pid, mcode), parts in by_pair.items():

@@ -3,8 +3,12 @@ result; approve (four eyes) and post to the ledger; recompute from the recorded 
 """
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
+from itertools import chain
 
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session, aliased
@@ -97,7 +101,7 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
     posted = _posted(contract.id)
     rate_codes = [x.code for x in terms.metrics if x.kind == "RATE_CARD"]
     # an item is paid while its posted payments outnumber its posted clawbacks: an item clawed
-    # back and then reinstated (a dispute upheld) is payable again
+    # back and then reinstated (a dispute upheld) is payable again (see also _unpaid_evidence)
     def items_of(kind):
         x = aliased(PayoutItem)
         return (select(func.count()).select_from(x).where(x.evidence_id == Evidence.id, x.kind == kind,
@@ -105,12 +109,7 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
                 .correlate(Evidence).scalar_subquery())
     paid_item = items_of("OUTCOME") > items_of("CLAWBACK")
     last_day = period_end if contract.terminated_on is None else min(period_end, contract.terminated_on)
-    evidence = s.execute(
-        select(Evidence.id, Evidence.participant_id, Evidence.metric_code, Evidence.achieved_on, Participant.area)
-        .join(Participant, Participant.id == Evidence.participant_id)
-        .where(Evidence.contract_id == contract.id, Evidence.status == "VERIFIED",
-               Evidence.metric_code.in_(rate_codes), Evidence.achieved_on.between(period_start, last_day), ~paid_item)
-    ).all()
+    evidence = _unpaid_evidence(s, contract.id, rate_codes, period_start, last_day)
     used = exists().where(PayoutItem.measurement_id == Measurement.id, PayoutItem.payout_id.in_(posted))
     measurements = s.execute(
         select(Measurement).where(Measurement.contract_id == contract.id, Measurement.period_start >= period_start,
@@ -177,6 +176,45 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
                         for eid, pid, code, v, on in claw_rows if v > 0),
         adjustments=tuple(replace(a, paid=amount(a.paid)) for a in adjustments),
     )
+
+
+def _unpaid_evidence(s: Session, contract_id: int, codes: list[str], first_day: date,
+                     last_day: date) -> list[tuple[int, int, str, date, str | None]]:
+    """(id, participant, metric, achieved on, area) of the VERIFIED rate-card evidence in the
+    period that no posted payout has paid (see `gather_inputs`), as plain tuples.
+
+    A large payout reads 100 000 of these, so this is one statement through the raw driver
+    cursor (no ORM or Core row each), with what was paid summed once per evidence item in a
+    joined aggregate (a hash join) rather than counted by two subqueries per row.
+    """
+    if not codes:
+        return []
+    conn = s.connection()
+    sqlite = conn.dialect.name == "sqlite"
+    mark = "?" if sqlite else "%s"
+    sql = ("SELECT e.id, e.participant_id, e.metric_code, e.achieved_on, p.area "
+           "FROM evidence e JOIN participants p ON p.id = e.participant_id "
+           "LEFT JOIN (SELECT i.evidence_id AS evidence_id, "
+           "SUM(CASE i.kind WHEN 'OUTCOME' THEN 1 WHEN 'CLAWBACK' THEN -1 ELSE 0 END) AS times "
+           "FROM payout_items i JOIN payouts c ON c.id = i.payout_id "
+           f"WHERE c.contract_id = {mark} AND c.status = 'POSTED' AND i.evidence_id IS NOT NULL "
+           "GROUP BY i.evidence_id) paid ON paid.evidence_id = e.id "
+           f"WHERE e.contract_id = {mark} AND e.status = 'VERIFIED' "
+           f"AND e.metric_code IN ({', '.join([mark] * len(codes))}) AND e.achieved_on BETWEEN {mark} AND {mark} "
+           "AND (paid.times IS NULL OR paid.times <= 0)")
+    # SQLite keeps dates as ISO text (as the ORM writes them)
+    days = (first_day.isoformat(), last_day.isoformat()) if sqlite else (first_day, last_day)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(sql, (contract_id, contract_id, *codes, *days))
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    if sqlite:
+        parsed: dict[str, date] = {}
+        rows = [(eid, pid, code, parsed.get(on) or parsed.setdefault(on, date.fromisoformat(on)), area)
+                for eid, pid, code, on, area in rows]
+    return rows
 
 
 def measurement_adjustments(s: Session, contract_id: int, period_start: date, period_end: date,
@@ -248,6 +286,26 @@ def _check_period(s: Session, contract: OutcomeContract, period_start: date, per
                        field=["periodStart"])
 
 
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector paused while a payout's inputs are read and calculated.
+
+    A large payout allocates a few hundred thousand long-lived objects (inputs, working
+    records, items), and the collector walks all of them again and again as they pile up:
+    about a third of the engine's time on 100 000 items (ops/bench/payout.py). None of them
+    form cycles, so reference counting frees them as before. The collector is switched back
+    on only if it was on when this began, so an application that turned it off keeps it off
+    (and of two calculations at once in two threads, the first to finish turns it back on).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def calculate_payout(uow: UnitOfWork, *, actor: Actor, contract_id: int, period_start: date,
                      period_end: date) -> PayoutCalculation:
     """A CALCULATED payout for the period; an unapproved one for the same period is superseded."""
@@ -257,8 +315,9 @@ def calculate_payout(uow: UnitOfWork, *, actor: Actor, contract_id: int, period_
     contract = get_contract(uow, contract_id, for_update=True)
     _check_payable(contract, period_start, period_end)
     _check_period(s, contract, period_start, period_end)
-    inputs = gather_inputs(s, contract, period_start, period_end)
-    result, canonical = payouts.calculate_with_canonical(inputs)  # the inputs validated once, not twice
+    with _no_cycle_collection():
+        inputs = gather_inputs(s, contract, period_start, period_end)
+        result, canonical = payouts.calculate_with_canonical(inputs)  # the inputs validated once, not twice
     cur = contract.currency
     posted_before = s.execute(select(func.count()).select_from(_posted(contract.id).subquery())).scalar_one()
     payout = PayoutCalculation(
@@ -294,27 +353,28 @@ def _record_result(s: Session, payout: PayoutCalculation, result: payouts.Payout
     # minor unit, so scaleb is exact)
     exp = m.exponent(cur)
     pid = payout.id
-    rows = [(pid, x.kind, x.evidence_id, None, x.participant_id, x.metric_code, int(x.gross.scaleb(exp)),
-             int(x.capped.scaleb(exp)), int(x.net.scaleb(exp))) for x in result.items]
-    rows += [(pid, kind, None, x.measurement_id, None, x.metric_code, int(x.gross.scaleb(exp)),
-              int(x.capped.scaleb(exp)), int(x.net.scaleb(exp)))
-             for kind, group in (("OUTCOME", result.measurement_items), ("ADJUSTMENT", result.adjustment_items))
-             for x in group]
+    # (a generator: each row is made as the driver takes it, never 100 000 of them at once)
+    rows = chain(
+        ((pid, x.kind, x.evidence_id, None, x.participant_id, x.metric_code, int(x.gross.scaleb(exp)),
+          int(x.capped.scaleb(exp)), int(x.net.scaleb(exp))) for x in result.items),
+        ((pid, kind, None, x.measurement_id, None, x.metric_code, int(x.gross.scaleb(exp)),
+          int(x.capped.scaleb(exp)), int(x.net.scaleb(exp)))
+         for kind, group in (("OUTCOME", result.measurement_items), ("ADJUSTMENT", result.adjustment_items))
+         for x in group))
     s.flush()
-    _write_items(s, rows)
+    if result.items or result.measurement_items or result.adjustment_items:
+        _write_items(s, rows)
 
 
 _ITEM_COLUMNS = ("payout_id", "kind", "evidence_id", "measurement_id", "participant_id", "metric_code",
                  "gross_minor", "capped_minor", "net_minor")
 
 
-def _write_items(s: Session, rows: list[tuple]) -> None:
+def _write_items(s: Session, rows: Iterable[tuple]) -> None:
     """Payout item rows, in the order of `_ITEM_COLUMNS`, through the session's own connection
     and transaction: COPY on PostgreSQL (about 5x an executemany, BENCHMARKS.md), one driver
     executemany on SQLite. Every column is a plain int or str, which both drivers store exactly
     as the ORM would."""
-    if not rows:
-        return
     conn = s.connection()
     raw = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":

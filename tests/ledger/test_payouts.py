@@ -18,7 +18,7 @@ from ledger.payouts import (
     BASELINE_IMPROVEMENT, CLAWBACK, COMPARISON_THRESHOLD, HIGHER_IS_BETTER, LOWER_IS_BETTER,
     MAX_VALUE, METRIC_CAP_PER_PARTICIPANT, METRIC_CAP_PER_PERIOD, METRIC_CAP_TOTAL, ONCE_ONLY,
     OUTCOME, PARTICIPANT_CAP, RATE_CARD, Clawback, EvidenceItem, Measurement, MetricTerms,
-    PaidBefore, PayerAmount, PayerShare, PayoutInputs, Terms, calculate, calculate_with_canonical,
+    MeasurementAdjustment, PaidBefore, PayerAmount, PayerShare, PayoutInputs, Terms, calculate, calculate_with_canonical,
     canonical_inputs, inputs_hash, split_total,
 )
 
@@ -735,6 +735,64 @@ def test_no_cap_is_ever_exceeded(payout):
             assert ln.net <= room(metric.cap_total, metric_prior[ln.metric_code])
     assert sum((ln.net for ln in outcome_lines), Decimal(0)) <= room(payout.terms.max_value, total_prior)
 
+
+@st.composite
+def payout_inputs_with_everything(draw):
+    """`payout_inputs` plus what it leaves out: items priced under another terms version,
+    measurements adjusted (corrected or voided) and priced under another version, payers with
+    a maxAmount and what they paid, and what earlier payouts of the period paid."""
+    p = draw(payout_inputs())
+    evidence = tuple(replace(e, price=draw(money(2_000_000))) if draw(st.integers(0, 4)) == 0 else e
+                     for e in p.evidence)
+    shares = tuple(replace(s, max_amount=draw(money(50_000_000))) if draw(st.booleans()) else s
+                   for s in p.terms.payer_shares)
+    per_payer = {s.party_id: draw(money(20_000_000)) for s in shares if s.max_amount is not None and draw(st.booleans())}
+    in_period = {x.code: draw(money(5_000_000)) for x in p.terms.metrics if draw(st.booleans())}
+    measurements, adjustments = [], []
+    for x in p.measurements:
+        how = draw(st.integers(0, 3))
+        if how == 0:  # paid, then corrected: the current version is this measurement
+            adjustments.append(MeasurementAdjustment(900_000 + x.measurement_id, x.metric_code,
+                                                     draw(money(3_000_000)), x))
+        elif how == 1:  # a voided one beside a measurement priced under another version
+            adjustments.append(MeasurementAdjustment(900_000 + x.measurement_id, x.metric_code,
+                                                     draw(money(3_000_000)), None))
+            measurements.append(replace(x, unit_price=draw(money(100_000))))
+        else:
+            measurements.append(x)
+    paid = p.paid_before
+    return replace(p, evidence=evidence, terms=replace(p.terms, payer_shares=shares), measurements=tuple(measurements),
+                   adjustments=tuple(adjustments),
+                   paid_before=PaidBefore(total=paid.total, per_metric=paid.per_metric,
+                                          per_participant=paid.per_participant,
+                                          per_participant_metric=paid.per_participant_metric, per_payer=per_payer,
+                                          per_metric_in_period=in_period))
+
+
+@PROPS
+@given(payout_inputs_with_everything(), st.randoms(use_true_random=False))
+def test_row_order_changes_nothing_with_prices_adjustments_and_payer_caps(payout, rnd):
+    # given the rows of every kind in another order
+    def shuffled(rows):
+        rows = list(rows)
+        rnd.shuffle(rows)
+        return tuple(rows)
+
+    paid = payout.paid_before
+    reordered = replace(
+        payout, evidence=shuffled(payout.evidence), measurements=shuffled(payout.measurements),
+        clawbacks=shuffled(payout.clawbacks), adjustments=shuffled(payout.adjustments),
+        paid_before=replace(paid, per_payer=shuffled(paid.per_payer),
+                            per_metric_in_period=shuffled(paid.per_metric_in_period)),
+    )
+
+    # when
+    a, b = calculate(payout), calculate(reordered)
+
+    # then the same payout, to the öre, and every cap respected by what it pays
+    assert a == b
+    assert all(x.net <= x.gross for x in a.items) and all(x.net >= 0 for x in a.items if x.kind == OUTCOME)
+    assert sum((x.amount for x in a.shares), Decimal(0)) == a.total
 
 @PROPS
 @given(payout_inputs(), st.randoms(use_true_random=False))

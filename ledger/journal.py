@@ -19,10 +19,15 @@ The posting path's concurrency design (ops/SCALING.md, "What serialises")
   own READ COMMITTED snapshot, so the accounts are read after the lock is granted.
 - Group commit (`ledger.db.GroupCommit`, UTFALL_GROUP_COMMIT=1): units of work of one process
   run one after another in one database transaction, a savepoint each, and commit together;
-  the head lock is taken once and one flush serves the batch. `post` needs nothing special for
-  it: within the batch's transaction each posting locks (re-enters) the head and reads the head
-  its predecessor wrote, so the sequence stays gap-free and the chain linear, and a caller
-  rolled back to its savepoint takes its posting, head move and balances with it.
+  the head lock is taken once and one flush serves the batch. Within the batch's transaction
+  the first posting locks the head and reads it; the next ones take the head, the balances and
+  the Merkle nodes the batch wrote last from the batch's memory (`ledger.db.BatchMemory`) and
+  send only their writes — one round trip, plus a read of accounts the batch has not posted to.
+  The memory is forgotten whenever a savepoint rolls back (a caller rolled back takes its
+  posting, head move and balances with it) or `close_account` writes, and the head is moved only
+  `WHERE` it is still the remembered one: a posting that finds otherwise raises
+  StaleBatchMemory, its caller's savepoint rolls back whole and the writer runs that unit of
+  work again from the database, so the sequence stays gap-free and the chain linear.
 - Several processes: each has its own writer today, and their batches take turns at the
   head lock; how they should share one writer is in ops/SCALING.md.
 
@@ -63,7 +68,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ledger import effective_balances
 from ledger import money as m
 from ledger import chain_ranges, tree
-from ledger.db import UnitOfWork
+from ledger.db import BATCH_MEMORY, StaleBatchMemory, UnitOfWork, forget_batch_memory
 from ledger.errors import Conflict, NotFound, ValidationError
 from ledger.models import GENESIS_HASH, Account, Entry, LedgerHead, Transaction, utcnow
 
@@ -208,6 +213,7 @@ def close_account(uow: UnitOfWork, account_id: int) -> Account:
         raise Conflict("an account with a balance cannot be closed", code="ACCOUNT_NOT_EMPTY")
     acc.closed_at = acc.closed_at or utcnow()
     s.flush()
+    forget_batch_memory(s.connection())  # a group commit batch's memory holds it open
     return acc
 
 
@@ -331,6 +337,7 @@ class _PipelinedStatements(_CoreStatements):
                    "WHERE id = %(account_id)s")
     ADVANCE_HEAD = ("UPDATE ledger_head SET sequence = %(head_sequence)s, hash = %(head_hash)s, "
                     "posted_at = %(head_posted_at)s WHERE id = 1")
+    ADVANCE_REMEMBERED_HEAD = ADVANCE_HEAD + " AND sequence = %(expected_sequence)s AND hash = %(expected_hash)s"
 
     def __init__(self, conn: Connection):
         super().__init__(conn)
@@ -357,6 +364,15 @@ class _PipelinedStatements(_CoreStatements):
         posted_at = None if posted_at is None else posted_at.astimezone(timezone.utc)  # as UTCDateTime reads it
         return (sequence, hash_, posted_at), {row[0]: _AccountRow(*row) for row in rows}
 
+    def read_accounts(self, ids: list[int]) -> dict[int, "_AccountRow"]:
+        """The accounts, without the head lock: for a group commit batch that already holds it."""
+        if not ids:
+            return {}
+        def work():
+            with self.raw.cursor() as cur:
+                return cur.execute(self.READ_ACCOUNTS, (ids,)).fetchall()
+        return {row[0]: _AccountRow(*row) for row in self._run(self.READ_ACCOUNTS, work)}
+
     def write(self, tx: dict, entry_rows: list[dict], nodes: list[dict], balances: list[dict], head: dict) -> None:
         def work():
             with self.raw.pipeline(), self.raw.cursor() as cur:
@@ -367,6 +383,26 @@ class _PipelinedStatements(_CoreStatements):
                 cur.executemany(self.SET_BALANCE, balances)
                 cur.execute(self.ADVANCE_HEAD, head)
         self._run(self.INSERT_TRANSACTION, work)
+
+    def write_remembered(self, tx: dict, entry_rows: list[dict], nodes: list[dict], balances: list[dict],
+                         head: dict) -> None:
+        """`write` for a posting that took its head from the batch memory: the head moves only if
+        it is still the remembered one (`expected_sequence`, `expected_hash` in `head`); if it is
+        not, or any write fails, StaleBatchMemory (the caller's savepoint undoes the rest)."""
+        import psycopg
+        try:
+            with self.raw.pipeline(), self.raw.cursor() as head_cur, self.raw.cursor() as cur:
+                head_cur.execute(self.ADVANCE_REMEMBERED_HEAD, head)
+                cur.execute(self.INSERT_TRANSACTION, tx)
+                cur.executemany(self.INSERT_ENTRY, entry_rows)
+                if nodes:
+                    cur.executemany(self.INSERT_NODE, nodes)
+                cur.executemany(self.SET_BALANCE, balances)
+            moved = head_cur.rowcount
+        except psycopg.Error as err:
+            raise StaleBatchMemory(f"a posting from the batch memory failed: {err}") from err
+        if moved != 1:
+            raise StaleBatchMemory("the chain head is not the one the batch memory holds")
 
 
 @dataclass(frozen=True)
@@ -413,13 +449,22 @@ def post(
         s.flush()
     conn = s.connection()
     io = _statements(conn)
-    # read under the head lock, always from the database: an Account object the caller loaded
-    # before the lock may hold a balance another posting has since changed
     ids = sorted({p.account_id for p in postings})
-    head, accounts = io.lock_and_read(ids)
-    if head is None:  # a database without the migration's head row
-        _lock_head(s)
+    # in a group commit batch that already holds the head lock: the head and the balances the
+    # batch wrote last, from its memory (ledger.db.BatchMemory), and only other accounts read
+    memory = conn.info.get(BATCH_MEMORY) if isinstance(io, _PipelinedStatements) else None
+    remembered = memory is not None and memory.head is not None
+    if remembered:
+        head = memory.head
+        accounts = io.read_accounts([i for i in ids if i not in memory.accounts])
+        accounts.update((i, memory.accounts[i]) for i in ids if i in memory.accounts)
+    else:
+        # read under the head lock, always from the database: an Account object the caller
+        # loaded before the lock may hold a balance another posting has since changed
         head, accounts = io.lock_and_read(ids)
+        if head is None:  # a database without the migration's head row
+            _lock_head(s)
+            head, accounts = io.lock_and_read(ids)
     head_sequence, head_hash, head_posted_at = head
     rows = _validate(postings, accounts)
 
@@ -444,11 +489,29 @@ def post(
                                                   reverses, contract_id, entries))
     entry_rows = [dict(zip(_ENTRY_COLUMNS, e)) for e in entries]
     # the Merkle tree's nodes this transaction completes, in the same database transaction
-    nodes = tree.completed_nodes(conn, sequence=sequence, chain_hash=tx["hash"], previous_chain_hash=head_hash)
-    io.write(tx, entry_rows, nodes,
-             [{"account_id": account_id, "new_balance": balance, "new_sequence": sequence}
-              for account_id, balance in balances.items()],
-             {"head_sequence": sequence, "head_hash": tx["hash"], "head_posted_at": posted_at})
+    try:
+        nodes = tree.completed_nodes(conn, sequence=sequence, chain_hash=tx["hash"], previous_chain_hash=head_hash,
+                                     known=memory.nodes if remembered else None)
+    except (tree.TreeDamaged, sa_exc.DBAPIError) as err:
+        if remembered:  # a head that is not the database's names nodes that are not there
+            raise StaleBatchMemory(f"the Merkle tree does not match the batch memory: {err}") from err
+        raise
+    new_balances = [{"account_id": account_id, "new_balance": balance, "new_sequence": sequence}
+                    for account_id, balance in balances.items()]
+    new_head = {"head_sequence": sequence, "head_hash": tx["hash"], "head_posted_at": posted_at}
+    if remembered:
+        io.write_remembered(tx, entry_rows, nodes, new_balances,
+                            {**new_head, "expected_sequence": head_sequence, "expected_hash": head_hash})
+    else:
+        io.write(tx, entry_rows, nodes, new_balances, new_head)
+    if memory is not None:  # the batch now holds the head lock, and knows what it wrote
+        if not remembered:
+            memory.forget()  # read afresh: nodes remembered from before are not known to be current
+        memory.head = (sequence, tx["hash"], posted_at)
+        for account_id, balance in balances.items():
+            a = accounts[account_id]
+            memory.accounts[account_id] = _AccountRow(account_id, a.currency, a.closed_at, balance)
+        memory.nodes.update(((n["level"], n["position"]), bytes.fromhex(n["hash"])) for n in nodes)
     # the accounts' totals by business date, so `effectiveOn` reads never sum entries
     effective_balances.record(conn, sequence, effective_date, entries)
 

@@ -87,14 +87,20 @@ def append_leaf(conn: Connection, *, sequence: int, chain_hash: str, previous_ch
         conn.execute(_INSERT_NODES, rows)
 
 
-def completed_nodes(conn: Connection, *, sequence: int, chain_hash: str, previous_chain_hash: str) -> list[dict]:
+def completed_nodes(conn: Connection, *, sequence: int, chain_hash: str, previous_chain_hash: str,
+                    known: dict[merkle.Node, bytes] | None = None) -> list[dict]:
     """The node rows (level, position, hash) that transaction `sequence` completes, for the caller
-    to insert in its own transaction (call under the head lock)."""
+    to insert in its own transaction (call under the head lock). `known`: nodes the caller knows
+    are stored (a group commit batch's own writes); the left siblings are read only if some
+    are not among them."""
     index = sequence - 1
     if not index & 1:
         return []
     wanted = merkle.left_siblings_for(index)
-    siblings = lookup(conn, wanted) if wanted else {}
+    if known is not None and all(n in known for n in wanted):
+        siblings = {n: known[n] for n in wanted}
+    else:
+        siblings = lookup(conn, wanted) if wanted else {}
     nodes = merkle.append(index, _leaf(chain_hash), _leaf(previous_chain_hash), siblings)
     return [{"level": level, "position": pos, "hash": h.hex()} for (level, pos), h in nodes]
 

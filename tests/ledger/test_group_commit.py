@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 
 from ledger import journal
 from ledger import money as m
-from ledger.db import Database
-from ledger.errors import ValidationError
+from ledger.db import BATCH_MEMORY, Database, _Job
+from ledger.errors import Conflict, ValidationError
 from ledger.models import Account, Party, Transaction
 from tests.factories import accounts
 
@@ -103,6 +103,128 @@ def test_a_failing_caller_is_refused_alone_and_its_other_writes_vanish_with_its_
         assert s.execute(select(func.count()).select_from(Transaction)).scalar_one() == 20
         assert s.execute(select(Account.balance_minor).where(Account.id == a)).scalar_one() == 20 * 100
         assert journal.verify(s).ok
+
+
+def _batch(grouped, works) -> list[_Job]:
+    """Run `works` as ONE batch of the group commit (as if they had all been waiting), in order."""
+    jobs = [_Job(w) for w in works]
+    grouped.group_commit._commit(jobs)
+    return jobs
+
+
+def _head_locks(engine):
+    """A counter of the head lock reads sent from now on (postings that read the head afresh)."""
+    import psycopg
+    seen = []
+    execute = psycopg.Cursor.execute
+
+    def counting(cur, query, *a, **k):
+        if "FOR UPDATE" in str(query):
+            seen.append(query)
+        return execute(cur, query, *a, **k)
+    return seen, counting
+
+
+def _verified(grouped, expected_transactions: int) -> None:
+    with grouped.reading() as s:
+        seqs = s.execute(select(Transaction.sequence).order_by(Transaction.sequence)).scalars().all()
+        assert seqs == list(range(1, expected_transactions + 1))
+        assert sum(a.balance_minor for a in s.execute(select(Account)).scalars()) == 0
+        result = journal.verify(s)
+        assert result.ok, result
+        from ledger import tree
+        conn = s.connection()
+        assert tree.root(conn, expected_transactions) == tree.rebuilt_root(conn, expected_transactions)
+
+
+def test_a_batch_reads_the_head_once_and_posts_the_rest_from_its_memory(grouped, monkeypatch):
+    # given 3 accounts and a batch of 40 postings between them
+    import psycopg
+    accs = [a.id for a in accounts(grouped, 3)]
+    seen, counting = _head_locks(grouped.engine)
+    monkeypatch.setattr(psycopg.Cursor, "execute", counting)
+    # when
+    jobs = _batch(grouped, [_transfer(accs[i % 3], accs[(i + 1) % 3], f"p{i}") for i in range(40)])
+    monkeypatch.undo()
+    # then every posting is there, chained, balanced, in the Merkle tree; the head was read once
+    assert [j.error for j in jobs] == [None] * 40 and [j.result for j in jobs] == list(range(1, 41))
+    assert len(seen) == 1
+    _verified(grouped, 40)
+
+
+def test_a_caller_rolled_back_after_posting_leaves_the_batch_memory_no_fork(grouped):
+    # given postings in one batch where every third caller fails after posting, and some callers
+    # post inside a nested savepoint they roll back (as evidence and disputes use cases do)
+    a, b, c = (acc.id for acc in accounts(grouped, 3))
+
+    def failing(i):
+        def work(uow):
+            _transfer(a, b, f"failing {i}")(uow)
+            raise ValidationError("refused after posting", code="REFUSED")
+        return work
+
+    def nested_rolled_back(i):
+        def work(uow):
+            first = _transfer(b, c, f"kept {i}")(uow)
+            nested = uow.session.begin_nested()
+            _transfer(a, c, f"undone {i}")(uow)
+            nested.rollback()
+            return first, _transfer(c, a, f"after {i}")(uow)
+        return work
+
+    works = []
+    for i in range(12):
+        works += [_transfer(a, b, f"plain {i}"), failing(i), nested_rolled_back(i)]
+    # when
+    jobs = _batch(grouped, works)
+    # then the failed callers got their error and left nothing; the chain has no fork or gap
+    assert all(isinstance(j.error, ValidationError) for j in jobs[1::3])
+    assert all(j.error is None for j in jobs[0::3] + jobs[2::3])
+    # and the memory was forgotten at each rollback, not caught stale by the database's check
+    assert grouped.group_commit.retried == 0
+    _verified(grouped, 12 * 3)
+    with grouped.reading() as s:
+        described = s.execute(select(Transaction.description)).scalars().all()
+        assert not [d for d in described if d.startswith(("failing", "undone"))]
+
+
+@pytest.mark.parametrize("ahead, other_hash", [(5, False), (-1, False), (0, True)],
+                         ids=["later head", "earlier head", "same sequence, other hash"])
+def test_a_stale_batch_memory_is_caught_and_the_caller_run_again(grouped, ahead, other_hash):
+    # given a batch whose memory of the head goes wrong behind its back (what a missed rollback
+    # would do): the second caller makes the memory claim another head than the database's
+    a, b = (acc.id for acc in accounts(grouped, 2))
+
+    def corrupting(uow):
+        sequence = _transfer(a, b, "second")(uow)
+        memory = uow.session.connection().info[BATCH_MEMORY]
+        head_sequence, head_hash, posted_at = memory.head
+        memory.head = (head_sequence + ahead, "ab" * 32 if other_hash else head_hash, posted_at)
+        return sequence
+
+    # when
+    jobs = _batch(grouped, [_transfer(a, b, "first"), corrupting, _transfer(a, b, "third"),
+                            _transfer(b, a, "fourth")])
+    # then the posting that met the stale memory was refused by the database, rolled back and
+    # run again from what the database holds: nobody sees an error, the chain is whole
+    assert [j.error for j in jobs] == [None] * 4 and [j.result for j in jobs] == [1, 2, 3, 4]
+    assert grouped.group_commit.retried == 1
+    _verified(grouped, 4)
+
+
+def test_an_account_closed_in_a_batch_refuses_later_postings_of_the_batch(grouped):
+    # given two accounts that post in a batch, then are emptied and one is closed in the batch
+    a, b, c = (acc.id for acc in accounts(grouped, 3))
+
+    def close(uow):
+        return journal.close_account(uow, c).id
+
+    jobs = _batch(grouped, [_transfer(a, c, "in", 100), _transfer(c, a, "out", 100), close,
+                            _transfer(a, c, "after closing")])
+    # then the posting after the close is refused, as it is outside a batch
+    assert [j.error for j in jobs[:3]] == [None] * 3
+    assert isinstance(jobs[3].error, Conflict) and jobs[3].error.code == "ACCOUNT_CLOSED"
+    _verified(grouped, 2)
 
 
 def test_write_without_group_commit_is_one_unit_of_work(fresh_engine):

@@ -193,6 +193,7 @@ def test_property_shuffling_the_inputs_changes_nothing(pos, recs, rnd: random.Ra
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(min_value=1, max_value=10**9), min_size=1, max_size=6), st.integers(0, 10**9))
 @example([5, 5, 5, 10694, 199679], 199698)  # shares exactly at their room once re-rounded the others
+@example([5478, 5478, 1, 8095, 410, 188704300], 188704300)
 def test_property_pro_rata_within_a_step_is_within_one_ore_of_exact(drawn, available):
     pos = [wf.Position(i + 1, wf.SENIOR, D(d) / 100, D(0), D(0), D(0)) for i, d in enumerate(drawn)]
     result = wf.distribute(inputs(pos, D(available) / 100))

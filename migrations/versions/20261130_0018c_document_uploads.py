@@ -1,7 +1,7 @@
 """Document uploads: who uploaded which bytes (by SHA-256) when; append-only.
 
 Revision ID: 0018c
-Revises: 0017a
+Revises: 0018a
 Create Date: 2026-11-30 01:00:00
 
 The bytes themselves live in the document store (a directory, UTFALL_DOCUMENT_DIR), named
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 
 revision = '0018c'
-down_revision = '0017a'
+down_revision = '0018a'
 branch_labels = None
 depends_on = None
 

@@ -7,8 +7,9 @@ for every transaction that moves an account, one row per level (the day, the mon
 year of the transaction's effective date) carrying the bucket's total as of that sequence.
 
 Writing (`record`, called by `journal.post` under the chain head lock): per account moved,
-read the bucket's latest row (no other posting can write one meanwhile) and append the new
-total; 3 rows per account and one extra read, whatever the effective date, back-dated or not.
+append the bucket's new total, each row's INSERT reading the bucket's latest row itself (no
+other posting can write one meanwhile); 3 rows per account in one statement, whatever the
+effective date, back-dated or not.
 
 Reading (`balance_minor`): (S, D) is covered by whole buckets — the years before D's year,
 the months before D's month, the days up to D — and each bucket's value at S is its latest
@@ -25,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 
-from sqlalchemy import bindparam, func, insert, literal, select
+from sqlalchemy import BigInteger, Integer, SmallInteger, bindparam, func, insert, literal, select, union_all
 from sqlalchemy.engine import Connection
 
 from ledger.models import EffectiveBalanceBucket, Entry, Transaction
@@ -85,18 +86,40 @@ def _moves(entries: Iterable[Sequence]) -> dict[int, int]:
     return {account_id: amount for account_id, amount in net.items() if amount}
 
 
+_INSERTS: dict[int, object] = {}
+
+
+def _insert_from_latest(n: int):
+    """INSERT `n` bucket rows in one statement, each total the bucket's latest total plus the
+    move, the latest read by the statement itself: no read round trip before the write (the
+    chain head lock keeps any other posting from writing the bucket meanwhile). Built once per n."""
+    stmt = _INSERTS.get(n)
+    if stmt is None:
+        rows = []
+        for i in range(n):
+            account, level, bucket = (bindparam(f"a{i}", type_=Integer), bindparam(f"l{i}", type_=SmallInteger),
+                                      bindparam(f"b{i}", type_=Integer))
+            previous = (select(_B.c.cumulative_minor)
+                        .where(_B.c.account_id == account, _B.c.level == level, _B.c.bucket == bucket)
+                        .order_by(_B.c.sequence.desc()).limit(1).scalar_subquery())
+            rows.append(select(account, level, bucket, bindparam("sequence", type_=BigInteger),
+                               bindparam(f"m{i}", type_=BigInteger) + func.coalesce(previous, 0)))
+        stmt = _INSERTS[n] = insert(_B).from_select(
+            ["account_id", "level", "bucket", "sequence", "cumulative_minor"], union_all(*rows) if n > 1 else rows[0])
+    return stmt
+
+
 def record(conn: Connection, sequence: int, effective_date: date, entries: Iterable[Sequence]) -> None:
     """Append the bucket rows of transaction `sequence`; call under the chain head lock, in the
-    posting's own database transaction (as the journal rows are written)."""
+    posting's own database transaction (as the journal rows are written). One statement."""
     moves = _moves(entries)
     if not moves:
         return
-    levels = buckets(effective_date)
-    keys = [(account_id, level, bucket) for account_id in moves for level, bucket in levels]
-    before = latest(conn, keys)
-    conn.execute(_INSERT, [
-        {"account_id": a, "level": level, "bucket": bucket, "sequence": sequence, "cumulative_minor": total + moves[a]}
-        for (a, level, bucket), total in zip(keys, before)])
+    params: dict[str, int] = {"sequence": sequence}
+    keys = [(a, move, level, bucket) for a, move in moves.items() for level, bucket in buckets(effective_date)]
+    for i, (a, move, level, bucket) in enumerate(keys):
+        params[f"a{i}"], params[f"l{i}"], params[f"b{i}"], params[f"m{i}"] = a, level, bucket, move
+    conn.execute(_insert_from_latest(len(keys)), params)
 
 
 def rows_for(conn: Connection, after: int, upto: int, batch: int = 5000) -> Iterator[list[dict]]:

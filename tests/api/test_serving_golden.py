@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from api.graphql.base import to_global_id
+from api.graphql.evidence import Evidence
 from ledger import demo
 from ledger.models import OutcomeContract
 from ops.bench.http import QUERY as BENCH_QUERY
@@ -52,6 +53,8 @@ def _answers(api, db) -> dict:
 
 
 def test_heavy_reads_answer_exactly_as_before(api, db):
+    if db.engine.dialect.name != "sqlite":  # PostgreSQL's sequences keep counting across rolled-back tests
+        pytest.skip("the golden ids are SQLite's; the next test compares both read paths on every backend")
     answers = _answers(api, db)
     if os.environ.get("UTFALL_CAPTURE_GOLDEN"):  # run once on the old read path to (re)capture
         GOLDEN.mkdir(exist_ok=True)
@@ -63,3 +66,17 @@ def test_heavy_reads_answer_exactly_as_before(api, db):
         expected = json.loads((GOLDEN / f"{name}.json").read_text(encoding="utf-8"))
         # byte for byte: the same keys in the same order and the same values
         assert json.dumps(body, ensure_ascii=False) == json.dumps(expected, ensure_ascii=False), name
+
+
+def test_the_plain_row_read_path_answers_exactly_as_the_orm_path(api, db, monkeypatch):
+    fast = _answers(api, db)
+    # without the plain-row builder the evidence pages are built from ORM instances, as before
+    monkeypatch.setattr(Evidence, "from_table_rows", None)
+    token = api.token("AUDITOR")
+    with db.reading() as s:
+        contract_id = s.execute(select(OutcomeContract.id).order_by(OutcomeContract.id)).scalars().first()
+    variables = {"c": to_global_id("OutcomeContract", contract_id)}
+    for name, q in QUERIES.items():
+        slow = api.post(q, variables if "$c" in q else None, token=token)
+        assert "errors" not in fast[name], fast[name]["errors"]
+        assert json.dumps(fast[name], ensure_ascii=False) == json.dumps(slow, ensure_ascii=False), name

@@ -589,8 +589,13 @@ async def load_rows(info: Info, name: str, model: Any, column: Any, key: Any, to
 async def child_page(info: Info, name: str, model: Any, parent_column: Any, parent_id: int, *, first: int | None,
                      after: str | None, to_node: Callable[[Any], T], filters: dict | None = None,
                      where: Callable[[Any], Any] | None = None, last: int | None = None,
-                     before: str | None = None) -> "Connection[T]":
+                     before: str | None = None,
+                     to_nodes: Callable[[Session, list[Any]], dict[int, T]] | None = None) -> "Connection[T]":
     """A page of a parent's children; the pages of all parents in one query resolve in one SELECT.
+
+    to_nodes, when given, builds the nodes of all the pages at once from plain rows of the
+    model's table (keyed by primary key) instead of ORM instances, one at a time by to_node:
+    building ORM instances was most of the time a hundred-item page took to serve.
 
     Keyset pagination on the primary key per parent, done with ROW_NUMBER() OVER (PARTITION BY
     parent) so fifty contracts' evidence is one statement, not fifty. Their totalCounts, when
@@ -632,8 +637,15 @@ async def child_page(info: Info, name: str, model: Any, parent_column: Any, pare
                 select(model, func.row_number().over(partition_by=parent_column, order_by=order).label("rn"))
                 .where(parent_column.in_(parents)), pk))
             sub = inner.subquery()
-            row = aliased(model, sub)
-            rows = s.execute(select(row).where(sub.c.rn <= window.size + 1).order_by(sub.c[pk.key])).scalars().all()
+            if to_nodes is None:
+                row = aliased(model, sub)
+                rows = s.execute(select(row).where(sub.c.rn <= window.size + 1).order_by(sub.c[pk.key])).scalars().all()
+                node_of = to_node
+            else:
+                columns = [sub.c[col.name] for col in model.__table__.columns]
+                rows = s.execute(select(*columns).where(sub.c.rn <= window.size + 1).order_by(sub.c[pk.key])).all()
+                nodes = to_nodes(s, rows)
+                node_of = lambda r: nodes[getattr(r, pk.key)]  # noqa: E731
             grouped: dict[int, list] = {}
             for r in rows:
                 grouped.setdefault(getattr(r, parent_column.key), []).append(r)
@@ -646,7 +658,7 @@ async def child_page(info: Info, name: str, model: Any, parent_column: Any, pare
                 mine = grouped.get(p, [])
                 if window.backward:
                     mine.sort(key=lambda r: getattr(r, pk.key), reverse=True)
-                edges, page = edges_of(mine, lambda r: getattr(r, pk.key), to_node, window, p in before_start,
+                edges, page = edges_of(mine, lambda r: getattr(r, pk.key), node_of, window, p in before_start,
                                        p in after_end)
                 out[p] = Connection(edges=edges, page_info=page, counter=lambda p=p: counts.load(p))
             return out

@@ -305,7 +305,7 @@ class OutcomeContract(Node):
                        before: Annotated[str | None, BEFORE] = None) -> Connection[Evidence]:
         return await child_page(info, "evidence", models.Evidence, models.Evidence.contract_id, self.pk, first=first,
                                 after=after, last=last, before=before, to_node=Evidence.from_row,
-                                filters={"status": status.value} if status else None)
+                                to_nodes=Evidence.from_table_rows, filters={"status": status.value} if status else None)
 
     @strawberry.field
     async def measurements(self, info: Info) -> list[Measurement]:

@@ -39,7 +39,7 @@ from pathlib import Path
 from ledger import tokens
 from ledger.access import SYSTEM
 from ops.bench import evidence_import as bench_import
-from ops.bench.http import _free_port, _wait
+from ops.bench.http import _free_port, _process
 from ops.bench.ledger import interleaved, summary
 
 BACKENDS = ("sqlite", "postgresql")
@@ -59,19 +59,10 @@ def service(url: str, where: str, port: int):
     env = {**os.environ, "DATABASE_URL": url, "UTFALL_ENV": "development", "UTFALL_SECRET": SECRET,
            "UTFALL_KEY_DIR": where,  # the development signing key, not in the working directory
            "UTFALL_DOCUMENT_DIR": os.path.join(where, "documents"), "UTFALL_IMPORT_MAX_BYTES": str(2**31)}
-    with open(os.path.join(where, "server.log"), "wb") as server_log:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api.asgi:create", "--host", "127.0.0.1",
-                                 "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"],
-                                cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT)
-        try:
-            _wait(port)
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with _process([sys.executable, "-m", "uvicorn", "--factory", "api.asgi:create", "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"],
+                  env, port, Path(where) / "server.log", cwd=ROOT) as proc:
+        yield proc
 
 
 def client(args: str) -> int:

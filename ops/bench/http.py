@@ -59,10 +59,10 @@ def _wait(port: int, timeout: float = 30.0) -> None:
 
 
 @contextmanager
-def _process(args: list[str], env: dict, port: int, log_path: Path):
+def _process(args: list[str], env: dict, port: int, log_path: Path, cwd: Path | str | None = None):
     # the server's log goes to a file: a pipe nobody reads fills up and then blocks the server
     with open(log_path, "ab") as server_log:
-        proc = subprocess.Popen(args, env=env, stdout=server_log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(args, env=env, stdout=server_log, stderr=subprocess.STDOUT, cwd=cwd)
         try:
             _wait(port)
             yield proc

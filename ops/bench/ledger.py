@@ -901,6 +901,18 @@ def measure_reads(ledgers: dict[int, Ledger], cfg: Config, log: Log) -> list[dic
 
 # --- 3. verification ------------------------------------------------------------------------
 
+def bare_read_rate(lg) -> float:
+    """Transactions per second reading the ledger's rows with bare SELECTs on a connection of
+    its own: the reference beside every verification figure."""
+    conn = lg.connect()
+    try:
+        t0 = time.perf_counter()
+        n = lg.read_all(conn)
+        return n / (time.perf_counter() - t0)
+    finally:
+        conn.close()
+
+
 def measure_verify(lg: Ledger, cfg: Config, size: int, log: Log) -> list[dict]:
     """`journal.verify` in transactions/s beside reading the same rows with bare SELECTs."""
     def verify() -> float:
@@ -913,13 +925,7 @@ def measure_verify(lg: Ledger, cfg: Config, size: int, log: Log) -> list[dict]:
         return v.checked_transactions / elapsed
 
     def bare_walk() -> float:
-        conn = lg.connect()
-        try:
-            t0 = time.perf_counter()
-            n = lg.read_all(conn)
-            return n / (time.perf_counter() - t0)
-        finally:
-            conn.close()
+        return bare_read_rate(lg)
 
     log(f"  {lg.name}: verification at {size:,} entries, {cfg.verify_runs} runs")
     verify()  # warm-up, and proof that the filled ledger verifies

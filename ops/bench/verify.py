@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 
 from ledger import journal
 from ops import verify_chain
-from ops.bench.ledger import interleaved, ledgers_on, result, setup_accounts
+from ops.bench.ledger import bare_read_rate, interleaved, ledgers_on, result, setup_accounts
 from ops.bench.ledger import fill as fill_ledger
 
 BACKENDS = ("sqlite", "postgresql")
@@ -84,16 +84,7 @@ def run_backend(name: str, transactions: int, runs: int, workers: int, log: Log 
                 raise RuntimeError(f"{name}: ops/verify_chain.py checked {checked} of {added}")
             return added / elapsed
 
-        def bare() -> float:
-            conn = lg.connect()
-            try:
-                t0 = time.perf_counter()
-                n = lg.read_all(conn)
-                return n / (time.perf_counter() - t0)
-            finally:
-                conn.close()
-
-        variants = {BARE: bare, "journal.verify, sequential walk": journal_verify(ranges_from=10**15),
+        variants = {BARE: lambda: bare_read_rate(lg), "journal.verify, sequential walk": journal_verify(ranges_from=10**15),
                     "ops/verify_chain.py (stdlib)": standalone}
         if name == "postgresql":
             variants["journal.verify"] = journal_verify(workers=workers)

@@ -1,4 +1,4 @@
-"""Verifying the hash chain on PostgreSQL in sequence ranges, one worker process each.
+"""Verifying the hash chain on PostgreSQL inside the database, in sequence ranges on parallel connections.
 
 Every transaction row carries its `previous_hash`, so a range of sequences can be checked on
 its own: its hashes, the links inside it, its entries' sums, and its running balances from
@@ -7,40 +7,121 @@ each account's first entry in the range. What a range cannot know is carried ove
 range before ended with, and each account's balance before its first entry in the range is
 the balance the ranges before left it at.
 
-This path only ever answers "the ledger verifies". Anything else (a failed check, a worker
-that cannot connect, a ledger too small to split) sends `journal.verify` to its sequential
-walk, which names the first bad sequence exactly as it always did. It is used only where it
-sees exactly what the caller's session sees: the session's transaction has written nothing
-(so there is nothing uncommitted the workers could miss) and each worker imports the
-session's snapshot (`pg_export_snapshot`).
+Verification is bound by reading and serialising rows (BENCHMARKS.md), so a range is checked
+by PostgreSQL itself: it builds each transaction's canonical bytes with string functions
+(`CANONICAL`), hashes them with `sha256()` and compares them, with the links, sums and
+running balances, where the rows are; only a summary of the range and its accounts' first
+and last balances come back. Each range runs on a connection of its own, every one in the
+snapshot the caller's session exported (`pg_export_snapshot`), from threads of the calling
+process: the work is in the server's backends, so no worker process is needed.
 
-Workers read plain tuples with psycopg, never SQLAlchemy rows, and take `posted_at` and the
-effective date as text already in the canonical form; a value PostgreSQL would write
-differently from Python changes a hash, so at worst the sequential walk runs.
+The SQL canonical form is `journal.canonical_bytes` byte for byte
+(tests/ledger/test_chain_sql_canonical.py proves it on generated rows):
+- strings: `to_json(text)` escapes with PostgreSQL's `escape_json`, which escapes exactly
+  what `json.encoder.encode_basestring` escapes (`"`, `\\`, \\b \\f \\n \\r \\t as short forms,
+  every other character below U+0020 as \\u00xx in lower-case hex) and writes every other
+  character as itself, as `ensure_ascii=False` does; PostgreSQL text holds no NUL and no
+  lone surrogate, the only characters where the two could part;
+- integers: PostgreSQL writes an integer as Python does (`-` and the digits);
+- `posted_at` in UTC with six digits of microseconds, `effective_date` as YYYY-MM-DD: the
+  same as Python for years 1000–9999 only. A row outside those years (or infinite) is not
+  hashed in SQL: the range names it, and the caller hashes it in Python (`rehash`);
+- entries in line order (`string_agg(... ORDER BY line)`), joined with ",".
 
-This module imports only the standard library (and psycopg in the workers), so a worker
-process starts quickly.
+This path only ever answers "the ledger verifies". Anything else (a failed check, a
+connection that cannot be made) sends `journal.verify` to its sequential walk, which names
+the first bad sequence exactly as it always did.
 """
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from json.encoder import encode_basestring
 
-_TX_SQL = ("SELECT sequence, to_char(posted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), "
-           "to_char(effective_date, 'YYYY-MM-DD'), kind, description, actor, reverses, contract_id, previous_hash, "
-           "hash FROM ledger_transactions WHERE sequence BETWEEN %s AND %s ORDER BY sequence")
+# The canonical text of transaction `t` whose entries, already joined, are `e.entries`.
+_ENTRY_TEXT = ("""'{"account":' || account_id || ',"amount":' || amount_minor || ',"balanceAfter":' """
+               """|| balance_after_minor || ',"currency":' || to_json(currency)::text || ',"line":' || line || '}'""")
+CANONICAL = ("""'{"actor":' || to_json(t.actor)::text || ',"contractId":' || coalesce(t.contract_id::text, 'null') """
+             """|| ',"description":' || to_json(t.description)::text """
+             """|| ',"effectiveDate":"' || to_char(t.effective_date, 'YYYY-MM-DD') """
+             """|| '","entries":[' || coalesce(e.entries, '') || '],"kind":' || to_json(t.kind)::text """
+             """|| ',"postedAt":"' || to_char(t.posted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') """
+             """|| 'Z","reverses":' || coalesce(t.reverses::text, 'null') || ',"sequence":' || t.sequence || '}'""")
+# Rows PostgreSQL would not write as Python does: hashed in Python. Dates outside the years
+# 1000-9999 (or infinite); entries that reached string_agg out of line order (they come from
+# an ordered subquery, which PostgreSQL follows in practice but does not promise; a sort
+# inside the aggregate would cost a third of the check).
+IN_PYTHON = ("NOT (t.posted_at >= '1000-01-01 00:00:00+00' AND t.posted_at < '10000-01-01 00:00:00+00' "
+             "AND t.effective_date BETWEEN '1000-01-01' AND '9999-12-31' "
+             "AND CASE WHEN e.line_order IS NULL OR cardinality(e.line_order) < 2 THEN true "
+             "WHEN cardinality(e.line_order) = 2 THEN e.line_order[1] < e.line_order[2] "
+             "ELSE e.line_order = (SELECT array_agg(x ORDER BY x) FROM unnest(e.line_order) x) END)")
+
+# Transactions of a range with their entries joined in line order, their canonical text and
+# what it hashes to. psycopg's %(lo)s and %(hi)s bound the range. The currencies' min and
+# max compare bytes (C): they only tell whether a transaction has one currency.
+_RANGE = f"""
+WITH e AS (
+    SELECT sequence, string_agg({_ENTRY_TEXT}, ',') AS entries, array_agg(line) AS line_order,
+           count(*) AS lines, sum(amount_minor) AS total,
+           min(currency COLLATE "C") AS currency_lo, max(currency COLLATE "C") AS currency_hi
+    FROM (SELECT * FROM ledger_entries WHERE sequence BETWEEN %(lo)s AND %(hi)s ORDER BY sequence, line) ordered
+    GROUP BY sequence
+), linked AS (
+    SELECT *, lag(hash) OVER (ORDER BY sequence) AS prior_hash
+    FROM ledger_transactions WHERE sequence BETWEEN %(lo)s AND %(hi)s
+), t AS (
+    SELECT t.sequence, t.previous_hash, t.hash, t.prior_hash, {IN_PYTHON} AS in_python, {CANONICAL} AS canonical,
+           e.lines, e.total, e.currency_lo, e.currency_hi
+    FROM linked t LEFT JOIN e ON e.sequence = t.sequence
+)"""
+
+CANONICAL_ROWS = _RANGE + """
+SELECT sequence, in_python, convert_to(canonical, 'UTF8'),
+       encode(sha256(convert_to(previous_hash || canonical, 'UTF8')), 'hex')
+FROM t ORDER BY sequence"""
+
+# One row: how many transactions, the lowest and highest sequence, the range's first
+# previous_hash and last hash, the first sequence that fails a check, and the sequences
+# to hash in Python.
+_CHECK = _RANGE + """, checked AS (
+    SELECT sequence, previous_hash, hash, in_python,
+           (prior_hash IS NOT NULL AND prior_hash IS DISTINCT FROM previous_hash)
+           OR (NOT in_python AND encode(sha256(convert_to(previous_hash || canonical, 'UTF8')), 'hex')
+                                 IS DISTINCT FROM hash)
+           OR lines IS NULL OR lines < 2
+           OR CASE WHEN currency_lo = currency_hi THEN total <> 0
+                   ELSE EXISTS (SELECT FROM ledger_entries x WHERE x.sequence = t.sequence
+                                GROUP BY x.currency HAVING sum(x.amount_minor) <> 0) END AS bad
+    FROM t
+)
+SELECT count(*), min(sequence), max(sequence), min(previous_hash) FILTER (WHERE sequence = %(lo)s),
+       min(hash) FILTER (WHERE sequence = %(hi)s), min(sequence) FILTER (WHERE bad),
+       array_agg(sequence) FILTER (WHERE in_python)
+FROM checked"""
+
+# Each account's entries in the range in (sequence, line) order: its first entry (prior is
+# null), its last (is_last) and any whose balance before it is not the one its previous left.
+_BALANCES = """
+SELECT account_id, prior, before, after, is_last FROM (
+    SELECT account_id, balance_after_minor - amount_minor AS before, balance_after_minor AS after,
+           lag(balance_after_minor) OVER w AS prior, lead(line) OVER w IS NULL AS is_last
+    FROM ledger_entries WHERE sequence BETWEEN %(lo)s AND %(hi)s
+    WINDOW w AS (PARTITION BY account_id ORDER BY sequence, line)
+) s WHERE prior IS NULL OR is_last OR prior <> before"""
+
+_TX_SQL = ("SELECT sequence, posted_at, effective_date, kind, description, actor, reverses, contract_id, "
+           "previous_hash, hash FROM ledger_transactions WHERE sequence = ANY(%s) ORDER BY sequence")
 _ENTRY_SQL = ("SELECT sequence, line, account_id, currency, amount_minor, balance_after_minor FROM ledger_entries "
-              "WHERE sequence BETWEEN %s AND %s ORDER BY sequence, line")
-# journal._TX_JSON and journal._ENTRY_JSON: the canonical bytes, keys in sorted order
-_TX_JSON = ('{"actor":%s,"contractId":%s,"description":%s,"effectiveDate":"%s","entries":[%s],"kind":%s,'
-            '"postedAt":"%sZ","reverses":%s,"sequence":%d}')
-_ENTRY_JSON = '{"account":%d,"amount":%d,"balanceAfter":%d,"currency":%s,"line":%d}'
+              "WHERE sequence = ANY(%s) ORDER BY sequence, line")
+
+# hash of a transaction row (as _TX_SQL reads it) and its entry rows, as journal.verify computes it
+Rehash = Callable[[tuple, Sequence[tuple]], str]
 
 
 @dataclass(frozen=True)
 class RangeCheck:
-    """What one worker found in sequences lo..hi."""
+    """What the check of sequences lo..hi found."""
 
     lo: int
     hi: int
@@ -53,63 +134,58 @@ class RangeCheck:
     closing: dict[int, int]
 
 
-def check_range(conninfo: str, snapshot: str, lo: int, hi: int, itersize: int = 5000) -> RangeCheck:
-    """Check sequences lo..hi in the exported snapshot (run in a worker process)."""
-    import psycopg
-
-    sha256 = hashlib.sha256
-    enc = encode_basestring
+def check_range_on(conn, lo: int, hi: int, rehash: Rehash) -> RangeCheck:
+    """Check sequences lo..hi on a psycopg connection, in whatever snapshot it reads."""
+    failed = RangeCheck(lo, hi, False, None, None, {}, {})
+    bounds = {"lo": lo, "hi": hi}
+    count, low, high, first_previous, last, first_bad, in_python = conn.execute(_CHECK, bounds).fetchone()
+    if count != hi - lo + 1 or low != lo or high != hi or first_bad is not None:
+        return failed
+    if in_python and not _rehashed(conn, in_python, rehash):
+        return failed
     opening: dict[int, int] = {}
-    running: dict[int, int] = {}
+    closing: dict[int, int] = {}
+    for account, prior, before, after, is_last in conn.execute(_BALANCES, bounds):
+        if prior is None:
+            opening[account] = before
+        elif prior != before:
+            return failed
+        if is_last:
+            closing[account] = after
+    return RangeCheck(lo, hi, True, first_previous, last, opening, closing)
 
-    def failed() -> RangeCheck:
-        return RangeCheck(lo, hi, False, None, None, {}, {})
+
+def _rehashed(conn, sequences: list[int], rehash: Rehash) -> bool:
+    """Whether the rows PostgreSQL cannot write as Python does hash, in Python, to their stored hashes."""
+    entries: dict[int, list[tuple]] = {}
+    for row in conn.execute(_ENTRY_SQL, (sequences,)):
+        entries.setdefault(row[0], []).append(row)
+    return all(rehash(tx, entries.get(tx[0], [])) == tx[-1] for tx in conn.execute(_TX_SQL, (sequences,)))
+
+
+def check_range(conninfo: str, snapshot: str, lo: int, hi: int, rehash: Rehash) -> RangeCheck:
+    """Check sequences lo..hi on a connection of its own, in the exported snapshot."""
+    import psycopg
 
     with psycopg.connect(conninfo) as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")  # an id pg_export_snapshot made, not user input
-        with conn.cursor(name="chain_range_tx") as txs, conn.cursor(name="chain_range_entries") as lines:
-            txs.itersize = lines.itersize = itersize
-            txs.execute(_TX_SQL, (lo, hi))
-            lines.execute(_ENTRY_SQL, (lo, hi))
-            entries = iter(lines)
-            entry = next(entries, None)
-            expected = lo
-            first_previous = previous = None
-            for seq, posted_at, effective, kind, description, actor, reverses, contract_id, previous_hash, hash_ in txs:
-                if seq != expected or posted_at is None or effective is None:
-                    return failed()
-                if previous is None:
-                    first_previous = previous_hash
-                elif previous_hash != previous:
-                    return failed()
-                group = []
-                while entry is not None and entry[0] == seq:
-                    group.append(entry)
-                    entry = next(entries, None)
-                canonical = _TX_JSON % (
-                    enc(actor), "null" if contract_id is None else contract_id, enc(description), effective,
-                    ",".join([_ENTRY_JSON % (account, amount, after, enc(currency), line)
-                              for _, line, account, currency, amount, after in group]),
-                    enc(kind), posted_at, "null" if reverses is None else reverses, seq)
-                if sha256((previous_hash + canonical).encode("utf-8")).hexdigest() != hash_:
-                    return failed()
-                sums: dict[str, int] = {}
-                for _, _, account, currency, amount, after in group:
-                    if account not in running:
-                        opening[account] = after - amount
-                    elif running[account] + amount != after:
-                        return failed()
-                    running[account] = after
-                    sums[currency] = sums.get(currency, 0) + amount
-                if len(group) < 2 or any(sums.values()):
-                    return failed()
-                previous = hash_
-                expected += 1
-            if expected != hi + 1:
-                return failed()
-        conn.rollback()
-    return RangeCheck(lo, hi, True, first_previous, previous, opening, running)
+        # the running balances sort a range's entries by account: in memory, not on disk;
+        # the statements are short, so compiling them (JIT) costs more than it saves
+        conn.execute("SET LOCAL work_mem = '256MB'")
+        conn.execute("SET LOCAL jit = off")
+        # parallel workers would each aggregate the whole range again; the ranges are the parallelism
+        conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        try:
+            return check_range_on(conn, lo, hi, rehash)
+        finally:
+            conn.rollback()
+
+
+def check_ranges(conninfo: str, snapshot: str, parts: Sequence[tuple[int, int]], rehash: Rehash) -> list[RangeCheck]:
+    """Every range checked at once, one connection each (from threads: the work is PostgreSQL's)."""
+    with ThreadPoolExecutor(len(parts)) as pool:
+        return list(pool.map(lambda part: check_range(conninfo, snapshot, *part, rehash), parts))
 
 
 def ranges(last: int, parts: int) -> list[tuple[int, int]]:

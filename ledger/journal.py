@@ -50,11 +50,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from itertools import chain
@@ -669,8 +667,8 @@ def _walk(s: Session, batch: int = 5000) -> Iterator[tuple[Sequence, Sequence[Se
         last = hi
 
 
-# Below this many transactions the sequential walk is done before worker processes have started.
-RANGES_FROM = 200_000
+# Below this many transactions the sequential walk is done before the ranges' connections are open.
+RANGES_FROM = 10_000
 
 
 def verify(s: Session, digest_: Digest | None = None, *, workers: int | None = None,
@@ -680,10 +678,10 @@ def verify(s: Session, digest_: Digest | None = None, *, workers: int | None = N
     With a digest handed out earlier, also prove that the ledger still holds that
     (sequence, hash).
 
-    On PostgreSQL a ledger of `ranges_from` transactions or more is first checked in
-    sequence ranges by `workers` processes (default: one per CPU; ledger.chain_ranges); only
-    when that finds anything wrong, or cannot run, does the sequential walk below run, and
-    it alone names the first bad sequence.
+    On PostgreSQL a ledger of `ranges_from` transactions or more is first checked inside the
+    database, in sequence ranges on `workers` connections at once (default: one per CPU;
+    ledger.chain_ranges); only when that finds anything wrong, or cannot run, does the
+    sequential walk below run, and it alone names the first bad sequence.
     """
     if s.get_bind().dialect.name == "postgresql":
         verified = _verify_in_ranges(s, digest_, workers or os.cpu_count() or 1, ranges_from)
@@ -741,7 +739,7 @@ def verify(s: Session, digest_: Digest | None = None, *, workers: int | None = N
 def _verify_in_ranges(s: Session, digest_: Digest | None, workers: int, ranges_from: int) -> Verification | None:
     """Verification(ok) if the ranges' check passes; None when the sequential walk must decide."""
     conn = s.connection()
-    # The workers see only what is committed: the session's transaction must have written
+    # The ranges' connections see only what is committed: the session's transaction must have written
     # nothing, and be no savepoint (a snapshot cannot be exported from one).
     if conn.in_nested_transaction() or s.in_nested_transaction():
         return None
@@ -757,10 +755,8 @@ def _verify_in_ranges(s: Session, digest_: Digest | None, workers: int, ranges_f
         n = end.head_sequence
         if n < ranges_from or end.last_sequence != n or (digest_ is not None and not 0 < digest_.sequence <= n):
             return None
-        parts = chain_ranges.ranges(n, max(1, workers))
-        with ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("spawn")) as pool:
-            checks = list(pool.map(chain_ranges.check_range, *zip(*((conninfo, snapshot, lo, hi) for lo, hi in parts))))
-    except Exception:  # noqa: BLE001 - a worker that cannot run leaves the decision to the sequential walk
+        checks = chain_ranges.check_ranges(conninfo, snapshot, chain_ranges.ranges(n, max(1, workers)), _rehash)
+    except Exception:  # noqa: BLE001 - a range that cannot be checked leaves the decision to the sequential walk
         return None
     balances = chain_ranges.joined(checks, GENESIS_HASH)
     if balances is None or checks[-1].last_hash != end.head_hash:
@@ -770,6 +766,14 @@ def _verify_in_ranges(s: Session, digest_: Digest | None, workers: int, ranges_f
     if any(balances.get(account, 0) != stored for account, stored in end.balances.items()):
         return None
     return Verification(True, n, None)
+
+
+def _rehash(tx: Sequence, entries: Sequence[Sequence]) -> str:
+    """The hash of a transaction row (in the order of `_TX_COLUMNS`) and its entry rows, as the walk computes it:
+    for the rows the ranges' SQL cannot write canonically."""
+    seq, posted_at, effective_date, kind, description, actor, reverses, contract_id, previous_hash, _ = tx
+    return chain_hash(previous_hash, _canonical(seq, posted_at, effective_date, kind, description, actor, reverses,
+                                                contract_id, entries))
 
 
 def _conninfo(url) -> str:

@@ -12,8 +12,10 @@ PostgreSQL, hashes computed in Python as postings compute them). Measured, inter
 by round, median of `--runs` (at least 3) with min–max, in transactions per second:
 
 * `journal.verify`: what `verifyLedger` and `utfall verify` run. On PostgreSQL that is the
-  check in sequence ranges, one worker process per CPU (`--workers`), falling back to the
-  sequential walk only if a range finds something wrong.
+  check inside the database (ledger/chain_ranges.py: each transaction's canonical bytes built
+  and hashed in SQL, links, sums and running balances compared there), in sequence ranges on
+  one connection per CPU (`--workers`), falling back to the sequential walk only if a range
+  finds something wrong.
 * `journal.verify, sequential walk`: the same call forced to walk the chain in one process
   (what every ledger got before the ranges; SQLite always takes it).
 * `ops/verify_chain.py`: the standalone, stdlib-only verifier an auditor runs.
@@ -96,7 +98,7 @@ def run_backend(name: str, transactions: int, runs: int, workers: int, log: Log 
         figures = interleaved(variants, runs, before=lg.after_fill)
         out = []
         for op in ("journal.verify", "journal.verify, sequential walk", "ops/verify_chain.py (stdlib)"):
-            label = f"{op} ({workers} workers)" if op == "journal.verify" and name == "postgresql" else op
+            label = f"{op} (in SQL, {workers} connections)" if op == "journal.verify" and name == "postgresql" else op
             r = result(label, name, added, "tx/s", figures[op], BARE, figures[BARE])
             r["benchmark"] = "verify"
             out.append(r)
@@ -140,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                         f"(default {FULL_TRANSACTIONS:,})")
     p.add_argument("--transactions", type=int)
     p.add_argument("--runs", type=int, help="measured runs per variant (at least 3)")
-    p.add_argument("--workers", type=int, help="worker processes of the ranged check (default: one per CPU)")
+    p.add_argument("--workers", type=int, help="connections of the ranged check in SQL (default: one per CPU)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
     backends = BACKENDS if args.backend == "both" else (args.backend,)

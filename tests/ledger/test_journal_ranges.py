@@ -6,6 +6,8 @@ what is committed, in the session's exported snapshot.
 """
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from sqlalchemy import text
 
@@ -75,6 +77,22 @@ def test_digests_answer_as_the_sequential_walk(ledger, digest_at, wrong):
     (["DELETE FROM ledger_entries WHERE sequence = 21", "DELETE FROM ledger_transactions WHERE sequence = 21"], 21),
     # a changed description in the last range
     (["UPDATE ledger_transactions SET description = 'x' WHERE sequence = 29"], 29),
+    # a quote turned into a backslash and a quote: JSON escapes both, and the bytes differ
+    (["UPDATE ledger_transactions SET description = replace(description, '\"', '\\\"') WHERE sequence = 4"], 4),
+    # a microsecond later, a day later, another currency on both lines, a contract named
+    (["UPDATE ledger_transactions SET posted_at = posted_at + interval '1 microsecond' WHERE sequence = 2"], 2),
+    (["UPDATE ledger_transactions SET effective_date = effective_date + 1 WHERE sequence = 15"], 15),
+    (["UPDATE ledger_entries SET currency = 'EUR' WHERE sequence = 20"], 20),
+    (["UPDATE ledger_transactions SET contract_id = 7 WHERE sequence = 30"], 30),
+    # two lines swapped: the same rows, written in another order
+    (["UPDATE ledger_entries SET line = line + 10 WHERE sequence = 9",
+      "UPDATE ledger_entries SET line = 13 - line WHERE sequence = 9"], 9),
+    # a forged transaction: the whole row replaced by one hashed over other contents
+    (["DELETE FROM ledger_entries WHERE sequence = 25", "DELETE FROM ledger_transactions WHERE sequence = 25",
+      "INSERT INTO ledger_transactions SELECT 25, posted_at, effective_date, kind, 'forged', actor, reverses, "
+      "contract_id, previous_hash, repeat('ab', 32) FROM ledger_transactions WHERE sequence = 24",
+      "INSERT INTO ledger_entries SELECT 25, line, account_id, currency, amount_minor, balance_after_minor "
+      "FROM ledger_entries WHERE sequence = 24"], 25),
 ])
 def test_tampering_is_named_at_the_same_sequence_as_the_sequential_walk(ledger, statements, first_bad):
     db, _ = ledger
@@ -94,3 +112,19 @@ def test_uncommitted_changes_in_the_session_are_verified_sequentially(ledger):
         # the workers could not see this change: the session's own walk must find it
         v = journal.verify(uow.session, workers=3, ranges_from=1)
         assert (v.ok, v.first_invalid_sequence) == (False, 5)
+
+
+def test_rows_sql_leaves_to_python_are_hashed_in_python(fresh_engine):
+    """Dates PostgreSQL would write unlike Python (years before 1000) are hashed in Python, not guessed."""
+    if fresh_engine.dialect.name != "postgresql":
+        pytest.skip("the ranged check runs on PostgreSQL; SQLite always walks sequentially")
+    db = Database(fresh_engine)
+    a, b = accounts(db, 2)
+    for i in range(12):
+        post(db, [(a, "1.00"), (b, "-1.00")], effective=date(999, 12, 31) if i in (3, 10) else date(2026, 1, 15))
+    with db.reading() as s:
+        assert journal._verify_in_ranges(s, None, 2, 1) == journal.Verification(True, 12, None)
+    tamper(db, "UPDATE ledger_transactions SET effective_date = '0999-12-30' WHERE sequence = 11")
+    ranged, sequential = both(db)
+    assert ranged == sequential
+    assert (ranged.ok, ranged.first_invalid_sequence) == (False, 11)

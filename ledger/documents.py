@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from sqlalchemy import and_, select
+from sqlalchemy.exc import IntegrityError
 
 from ledger.access import Actor, require_role
 from ledger.db import UnitOfWork
@@ -118,8 +119,16 @@ def record_upload(uow: UnitOfWork, *, actor: Actor, sha256: str, media_type: str
         return earlier, False
     row = U(sha256=check_sha256(sha256), party_id=actor.party_id, media_type=media_type, size_bytes=size_bytes,
             uploaded_by=actor.label, uploaded_at=utcnow())
-    s.add(row)
-    s.flush()
+    try:
+        with s.begin_nested():
+            s.add(row)
+    except IntegrityError:
+        # the same party sent the same bytes at the same moment and its row committed first: the
+        # upload is one and the same, so answer with that row rather than a conflict
+        earlier = s.execute(select(U).where(U.sha256 == sha256, U.party_id == actor.party_id)).scalar_one_or_none()
+        if earlier is None:
+            raise
+        return earlier, False
     return row, True
 
 

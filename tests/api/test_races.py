@@ -6,6 +6,8 @@ wait on the unique index and the unit of work maps the IntegrityError), never "U
 """
 from __future__ import annotations
 
+import hashlib
+import http.client
 import json
 import logging
 from decimal import Decimal
@@ -32,7 +34,7 @@ CREATE_PARTY = """mutation($input: CreatePartyInput!) { createParty(input: $inpu
 
 
 @pytest.fixture
-def world(fresh_engine, caplog):
+def world(fresh_engine, caplog, tmp_path):
     caplog.set_level(logging.INFO, logger="utfall")
     db = Database(fresh_engine)
     fund, manager, muni, prov, ver = funded(db, FM)
@@ -46,7 +48,7 @@ def world(fresh_engine, caplog):
         verifier = tokens.create_token(uow, actor=SYSTEM, name="vera", role="VERIFIER", party_id=ver.id).token
         uow.commit()
     app = create_app(Settings(database_url=fresh_engine.url.render_as_string(hide_password=False), env="production",
-                              secret=SECRET), workers=8)
+                              secret=SECRET, document_dir=str(tmp_path / "documents")), workers=8)
     try:
         with serving(app) as port:
             yield {"port": port, "provider": provider, "admin": admin, "fm": fm, "verifier": verifier,
@@ -109,6 +111,28 @@ def test_eight_measurements_of_the_same_period(world, caplog):
         "contractId": world["contract"], "metricCode": "CARE_DAYS", "periodStart": "2026-01-01",
         "periodEnd": "2026-06-30", "observedValue": str(3000 + i)}}, "recordMeasurement")
     assert_one_wins(payloads, "OVERLAPPING_MEASUREMENT", caplog)
+
+
+def test_eight_uploads_of_the_same_document_by_one_provider(world, caplog):
+    # a provider's client retrying on a slow line sends the same bytes eight times at once
+    pdf = b"%PDF-1.4 signed attendance list\n"
+    sha = hashlib.sha256(pdf).hexdigest()
+
+    def upload(_i):
+        conn = http.client.HTTPConnection("127.0.0.1", world["port"], timeout=60)
+        try:
+            conn.request("PUT", f"/documents/{sha}", body=pdf, headers={
+                "Content-Type": "application/pdf", "Authorization": f"Bearer {world['provider']}"})
+            r = conn.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            conn.close()
+
+    answers = at_once(8, upload)
+    # one upload created the document, the seven others were answered with that same upload
+    assert sorted(status for status, _ in answers) == [200] * 7 + [201], answers
+    assert len({body["uploadedAt"] for _, body in answers}) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
 
 
 def test_an_overflowing_integer_is_amount_too_large():

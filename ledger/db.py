@@ -156,57 +156,6 @@ class UnitOfWork:
         return self.engine.dialect.name
 
 
-BATCH_MEMORY = "utfall_batch_memory"  # the key of a batch's BatchMemory in its connection's info
-
-
-class BatchMemory:
-    """What a group commit batch's postings know of the ledger without reading it again.
-
-    Once a posting of the batch has advanced the chain head, the batch's transaction holds the
-    head row lock until it commits, so no other posting anywhere can move the head or change a
-    balance: the head this batch last wrote (`head`: sequence, hash, posted_at), the balances
-    it last wrote (`accounts`, by id) and the Merkle nodes it last wrote (`nodes`) are the
-    database's, and the next posting of the batch sends no read for them (`journal.post`).
-
-    What makes it wrong, and how that is caught:
-    - a savepoint rolled back (a caller's failed unit of work, a use case's `begin_nested`)
-      undoes writes the memory holds, and releases the head lock if it was taken inside:
-      `GroupCommit` forgets the memory on every savepoint rollback (a connection event);
-    - a write to the head or an account outside `journal.post` (`close_account`) forgets it;
-    - a safety net for anything missed: the memory's head is written only `WHERE sequence and
-      hash` are still the remembered ones; if not (or if the posting's writes fail), `post`
-      raises `StaleBatchMemory`, the caller's savepoint rolls back whole, and the writer runs
-      that unit of work again without the memory (the chain never forks, nothing is lost).
-    """
-
-    __slots__ = ("head", "accounts", "nodes")
-
-    def __init__(self):
-        self.head: tuple | None = None
-        self.accounts: dict[int, object] = {}
-        self.nodes: dict[tuple[int, int], bytes] = {}
-
-    def forget(self) -> None:
-        self.head = None
-        self.accounts.clear()
-        self.nodes.clear()
-
-
-class StaleBatchMemory(RuntimeError):
-    """A posting found the batch's memory of the head out of date; its unit of work is run again."""
-
-
-def forget_batch_memory(conn) -> None:
-    """Drop the batch memory of `conn`'s transaction, if it has one (after a write `post` did not make)."""
-    memory = conn.info.get(BATCH_MEMORY)
-    if memory is not None:
-        memory.forget()
-
-
-def _forget_on_rollback(conn, *_args) -> None:
-    forget_batch_memory(conn)
-
-
 class GroupCommit:
     """Units of work from many threads committed in batches by one writer at a time (PostgreSQL).
 
@@ -230,7 +179,9 @@ class GroupCommit:
       gets that error, as a unit of work whose commit fails does.
     - The chain is one linear sequence: units of work in a batch run one at a time in one
       transaction, each posting taking the head its predecessor in the batch wrote (from the
-      batch's memory, `BatchMemory`, checked by the database when the head moves).
+      process's chain memory, `ledger.journal.ChainMemory`, checked by the database when the
+      head moves; a caller rolled back to its savepoint takes its head move with it, and the
+      next posting finds the memory out of date and reads the head).
     - A batch of one (a lone caller, the writer idle) runs as a unit of work of its own, with
       no savepoint: one client pays nothing for the group commit.
     - Idempotency: a repeated key within a batch sees the first one's record (same
@@ -250,10 +201,7 @@ class GroupCommit:
         self._writer = threading.Lock()  # held by the caller that is writing batches
         self.batches = 0  # committed batches and the units of work in them, for benchmarks
         self.committed = 0
-        self.retried = 0  # units of work run again after their posting found the memory stale
-        if not event.contains(engine, "rollback_savepoint", _forget_on_rollback):
-            event.listen(engine, "rollback_savepoint", _forget_on_rollback)
-            event.listen(engine, "rollback", _forget_on_rollback)
+        _defer_releases(engine)
 
     def submit(self, fn):
         """Run `fn(uow)` in a batch; its result once the batch is durable, or its error."""
@@ -305,26 +253,21 @@ class GroupCommit:
     def _commit(self, batch: list["_Job"]) -> None:
         ok: list[_Job] = []
         with self.engine.connect() as conn:
-            memory = conn.info[BATCH_MEMORY] = BatchMemory()
+            conn.info[_RELEASES] = []
             try:
                 with conn.begin():
                     for job in batch:
                         try:
-                            try:
-                                self._run(conn, job)
-                            except StaleBatchMemory:
-                                # rolled back whole to its savepoint: run it again, reading the head
-                                memory.forget()
-                                self.retried += 1
-                                self._run(conn, job)
+                            self._run(conn, job)
                         except BaseException as exc:  # noqa: BLE001 - the caller's own error, for the caller
                             job.error = exc
                             job.done.set()  # rolled back to its savepoint: nothing of it will commit
                         else:
                             ok.append(job)
                 # leaving `conn.begin()` without an exception has committed the batch: durable now
+                # (a COMMIT releases every savepoint: the last caller's release is never sent)
             finally:
-                del conn.info[BATCH_MEMORY]  # the info outlives this checkout; the memory must not
+                del conn.info[_RELEASES]  # the info outlives this checkout; the deferral must not
         self.batches += 1
         self.committed += len(ok)
         for job in ok:
@@ -354,6 +297,43 @@ class GroupCommit:
             job.result = job.fn(uow)
             if not uow._committed:
                 uow.commit()  # releases this caller's savepoint only
+
+
+_RELEASES = "utfall_deferred_releases"  # in a batch connection's info: savepoints released, not yet sent
+
+
+def _defer_releases(engine: Engine) -> None:
+    """In a group commit batch, a savepoint's RELEASE is sent with the next SAVEPOINT, in one
+    round trip, instead of in one of its own: a caller's release goes with the next caller's
+    savepoint.
+
+    Safe: a released savepoint is never rolled back to, so keeping it open longer changes
+    nothing but where PostgreSQL nests what follows: statements sent while its release is
+    pending run inside it, and it is inside the savepoint that encloses them (the caller's),
+    so rolling that one back undoes them as before, and releasing it keeps them. The batch's
+    COMMIT (or rollback) ends every savepoint still open. Connections outside a batch (no list
+    in their info) send their releases as before."""
+    dialect = engine.dialect
+    if getattr(dialect, "_utfall_defers_releases", False):
+        return
+    release, savepoint = dialect.do_release_savepoint, dialect.do_savepoint
+
+    def do_release_savepoint(connection, name):
+        pending = connection.info.get(_RELEASES)
+        if pending is None:
+            return release(connection, name)
+        pending.append(name)
+
+    def do_savepoint(connection, name):
+        pending = connection.info.get(_RELEASES)
+        if not pending:
+            return savepoint(connection, name)
+        sql = "; ".join([f"RELEASE SAVEPOINT {n}" for n in pending] + [f"SAVEPOINT {name}"])
+        pending.clear()
+        connection.exec_driver_sql(sql)
+
+    dialect.do_release_savepoint, dialect.do_savepoint = do_release_savepoint, do_savepoint
+    dialect._utfall_defers_releases = True
 
 
 class _Job:

@@ -122,6 +122,26 @@ def record(conn: Connection, sequence: int, effective_date: date, entries: Itera
     conn.execute(_insert_from_latest(len(keys)), params)
 
 
+# `record` on PostgreSQL, as driver SQL with one array per column, so a posting sends it in the
+# pipeline of its other writes (ledger.journal): the same rows, each total the bucket's latest
+# plus the move, read by the statement itself under the chain head lock.
+RECORD_POSTGRESQL = (
+    "INSERT INTO effective_balance_buckets (account_id, level, bucket, sequence, cumulative_minor) "
+    "SELECT v.a, v.l, v.b, %(sequence)s, v.m + COALESCE((SELECT x.cumulative_minor FROM effective_balance_buckets "
+    "AS x WHERE x.account_id = v.a AND x.level = v.l AND x.bucket = v.b ORDER BY x.sequence DESC LIMIT 1), 0) "
+    "FROM unnest(%(a)s::integer[], %(l)s::smallint[], %(b)s::integer[], %(m)s::bigint[]) AS v(a, l, b, m)")
+
+
+def record_parameters(sequence: int, effective_date: date, entries: Iterable[Sequence]) -> dict | None:
+    """RECORD_POSTGRESQL's parameters for transaction `sequence`; None if it moves no account."""
+    moves = _moves(entries)
+    if not moves:
+        return None
+    keys = [(a, move, level, bucket) for a, move in moves.items() for level, bucket in buckets(effective_date)]
+    return {"sequence": sequence, "a": [k[0] for k in keys], "l": [k[2] for k in keys],
+            "b": [k[3] for k in keys], "m": [k[1] for k in keys]}
+
+
 def rows_for(conn: Connection, after: int, upto: int, batch: int = 5000) -> Iterator[list[dict]]:
     """The bucket rows of transactions after+1..upto, in batches, for a journal written without
     them (a migration's backfill, a benchmark's bulk load): the rows of the first `after` must

@@ -13,21 +13,20 @@ The lock is released by the commit, so the price is one posting at a time per da
 
 The posting path's concurrency design (ops/SCALING.md, "What serialises")
 -----------------------------------------------------------------------
-- Fewer round trips under the lock: on PostgreSQL a posting sends the head lock and the account
-  read in one pipelined round trip and every write in one more (`_PipelinedStatements`); the
-  commit is the unit of work's. PostgreSQL still runs them one by one in order, each with its
-  own READ COMMITTED snapshot, so the accounts are read after the lock is granted.
+- Fewer round trips under the lock: on PostgreSQL a posting takes the head, the balances and
+  the Merkle frontier this process last wrote from its chain memory (`ChainMemory`, across
+  transactions) and sends every write in ONE pipelined round trip, whose first statement takes
+  the head lock and moves the head only from the remembered one, and whose balance update
+  moves each balance only from the one the posting computed from; then the unit of work's
+  commit. Anything the memory missed (another process, a rollback, a closing) makes those
+  statements fail: the posting's writes roll back to a savepoint of their own and it is made
+  again as without memory — the head lock and the accounts in one round trip (PostgreSQL runs
+  them in order, each with its own READ COMMITTED snapshot, so the accounts are read after the
+  lock is granted), every write in one more (`_PipelinedStatements`).
 - Group commit (`ledger.db.GroupCommit`, UTFALL_GROUP_COMMIT=1): units of work of one process
   run one after another in one database transaction, a savepoint each, and commit together;
-  the head lock is taken once and one flush serves the batch. Within the batch's transaction
-  the first posting locks the head and reads it; the next ones take the head, the balances and
-  the Merkle nodes the batch wrote last from the batch's memory (`ledger.db.BatchMemory`) and
-  send only their writes — one round trip, plus a read of accounts the batch has not posted to.
-  The memory is forgotten whenever a savepoint rolls back (a caller rolled back takes its
-  posting, head move and balances with it) or `close_account` writes, and the head is moved only
-  `WHERE` it is still the remembered one: a posting that finds otherwise raises
-  StaleBatchMemory, its caller's savepoint rolls back whole and the writer runs that unit of
-  work again from the database, so the sequence stays gap-free and the chain linear.
+  the head lock is taken once and one flush serves the batch; each posting of the batch takes
+  the head its predecessor wrote from the chain memory, as above.
 - Several processes: each has its own writer today, and their batches take turns at the
   head lock; how they should share one writer is in ops/SCALING.md.
 
@@ -51,6 +50,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+import weakref
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -59,14 +60,14 @@ from itertools import chain
 from json.encoder import encode_basestring
 
 from sqlalchemy import bindparam, exc as sa_exc, func, insert, inspect, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ledger import effective_balances
 from ledger import money as m
 from ledger import chain_ranges, tree
-from ledger.db import BATCH_MEMORY, StaleBatchMemory, UnitOfWork, forget_batch_memory
+from ledger.db import UnitOfWork
 from ledger.errors import Conflict, NotFound, ValidationError
 from ledger.models import GENESIS_HASH, Account, Entry, LedgerHead, Transaction, utcnow
 
@@ -211,7 +212,9 @@ def close_account(uow: UnitOfWork, account_id: int) -> Account:
         raise Conflict("an account with a balance cannot be closed", code="ACCOUNT_NOT_EMPTY")
     acc.closed_at = acc.closed_at or utcnow()
     s.flush()
-    forget_batch_memory(s.connection())  # a group commit batch's memory holds it open
+    # the chain memory holds it open: a posting from it would be refused by the database and
+    # made again (the balance update checks closed_at), but forgetting spares that round trip
+    chain_memory(s.connection()).forget()
     return acc
 
 
@@ -309,10 +312,13 @@ class _CoreStatements:
 
 
 class _PipelinedStatements(_CoreStatements):
-    """The same statements on PostgreSQL, sent through psycopg's pipeline mode on the session's
-    own connection and transaction: the head lock and the accounts go in one round trip, every
-    write in one more (the commit is the unit of work's). The head lock is held for a posting's
-    round trips, so fewer of them is more postings per second for every client at once.
+    """The same writes on PostgreSQL, sent through psycopg's pipeline mode on the session's own
+    connection and transaction, as driver SQL (SQLAlchemy's execute path costs more Python than
+    the round trip). A posting from the chain memory (`ChainMemory`) sends every write in ONE
+    round trip, the head lock taken by its first statement; a posting that reads the head sends
+    the head lock and the accounts in one round trip and every write in one more. The commit is
+    the unit of work's. The head lock is held for a posting's round trips and its commit, so
+    fewer of them is more postings per second for every client at once.
 
     Safe to pipeline: PostgreSQL runs the queued statements one after another in order, each
     READ COMMITTED statement with its own snapshot, so the accounts are read only once the head
@@ -331,11 +337,27 @@ class _PipelinedStatements(_CoreStatements):
                     "VALUES (%(sequence)s, %(line)s, %(account_id)s, %(currency)s, %(amount_minor)s, "
                     "%(balance_after_minor)s)")
     INSERT_NODE = "INSERT INTO merkle_nodes (level, position, hash) VALUES (%(level)s, %(position)s, %(hash)s)"
-    SET_BALANCE = ("UPDATE ledger_accounts SET balance_minor = %(new_balance)s, last_sequence = %(new_sequence)s "
-                   "WHERE id = %(account_id)s")
+    # Every account's new balance in one statement, each row moved only if it still holds the
+    # balance the posting computed from and is open; if any is not, the statement fails (a
+    # division by zero), and so does everything after it in the transaction. Under the head lock
+    # read afresh this never happens; for accounts taken from the chain memory, or read before the
+    # lock, it is what catches a balance or a closing that the memory missed.
+    SET_BALANCES = ("WITH moved AS (UPDATE ledger_accounts AS a SET balance_minor = v.new_balance, "
+                    "last_sequence = %(sequence)s "
+                    "FROM unnest(%(ids)s::integer[], %(old)s::bigint[], %(new)s::bigint[]) "
+                    "AS v(id, old_balance, new_balance) "
+                    "WHERE a.id = v.id AND a.balance_minor = v.old_balance AND a.closed_at IS NULL RETURNING 1) "
+                    "SELECT 1 / (count(*) = %(n)s)::integer FROM moved")
     ADVANCE_HEAD = ("UPDATE ledger_head SET sequence = %(head_sequence)s, hash = %(head_hash)s, "
                     "posted_at = %(head_posted_at)s WHERE id = 1")
-    ADVANCE_REMEMBERED_HEAD = ADVANCE_HEAD + " AND sequence = %(expected_sequence)s AND hash = %(expected_hash)s"
+    # The head moved only from the remembered one; otherwise the statement fails (see SET_BALANCES).
+    # It is the posting's first statement, so it is also what takes the head lock: once granted,
+    # PostgreSQL checks the WHERE against the head as the last commit left it.
+    ADVANCE_REMEMBERED_HEAD = ("WITH moved AS (" + ADVANCE_HEAD + " AND sequence = %(expected_sequence)s "
+                               "AND hash = %(expected_hash)s RETURNING 1) SELECT 1 / count(*) FROM moved")
+    SAVEPOINT = "SAVEPOINT utfall_posting_from_memory"
+    RELEASE = "RELEASE SAVEPOINT utfall_posting_from_memory"
+    ROLLBACK = "ROLLBACK TO SAVEPOINT utfall_posting_from_memory"
 
     def __init__(self, conn: Connection):
         super().__init__(conn)
@@ -363,7 +385,7 @@ class _PipelinedStatements(_CoreStatements):
         return (sequence, hash_, posted_at), {row[0]: _AccountRow(*row) for row in rows}
 
     def read_accounts(self, ids: list[int]) -> dict[int, "_AccountRow"]:
-        """The accounts, without the head lock: for a group commit batch that already holds it."""
+        """The accounts, without the head lock (the posting's writes check what it relied on)."""
         if not ids:
             return {}
         def work():
@@ -371,36 +393,152 @@ class _PipelinedStatements(_CoreStatements):
                 return cur.execute(self.READ_ACCOUNTS, (ids,)).fetchall()
         return {row[0]: _AccountRow(*row) for row in self._run(self.READ_ACCOUNTS, work)}
 
-    def write(self, tx: dict, entry_rows: list[dict], nodes: list[dict], balances: list[dict], head: dict) -> None:
+    def _queue_writes(self, cur, writes: "_Writes") -> None:
+        cur.execute(self.INSERT_TRANSACTION, writes.tx)
+        cur.executemany(self.INSERT_ENTRY, writes.entry_rows)
+        if writes.nodes:
+            cur.executemany(self.INSERT_NODE, writes.nodes)
+        cur.execute(self.SET_BALANCES, writes.balances)
+        if writes.buckets is not None:
+            cur.execute(effective_balances.RECORD_POSTGRESQL, writes.buckets)
+
+    def write(self, writes: "_Writes") -> None:
         def work():
             with self.raw.pipeline(), self.raw.cursor() as cur:
-                cur.execute(self.INSERT_TRANSACTION, tx)
-                cur.executemany(self.INSERT_ENTRY, entry_rows)
-                if nodes:
-                    cur.executemany(self.INSERT_NODE, nodes)
-                cur.executemany(self.SET_BALANCE, balances)
-                cur.execute(self.ADVANCE_HEAD, head)
+                self._queue_writes(cur, writes)
+                cur.execute(self.ADVANCE_HEAD, writes.head)
         self._run(self.INSERT_TRANSACTION, work)
 
-    def write_remembered(self, tx: dict, entry_rows: list[dict], nodes: list[dict], balances: list[dict],
-                         head: dict) -> None:
-        """`write` for a posting that took its head from the batch memory: the head moves only if
-        it is still the remembered one (`expected_sequence`, `expected_hash` in `head`); if it is
-        not, or any write fails, StaleBatchMemory (the caller's savepoint undoes the rest)."""
+    def write_remembered(self, writes: "_Writes", expected: tuple[int, str]) -> bool:
+        """`write` for a posting that took the head (and perhaps balances) from the chain memory,
+        in one round trip: the head moves only from `expected` (sequence, hash), every balance
+        only from the one the posting computed from. False if the memory was out of date, or
+        any write failed: all of it is rolled back (a savepoint sent in the same round trip) and
+        the transaction is as before, for the posting to be made again from the database."""
         import psycopg
+        head = {**writes.head, "expected_sequence": expected[0], "expected_hash": expected[1]}
         try:
-            with self.raw.pipeline(), self.raw.cursor() as head_cur, self.raw.cursor() as cur:
-                head_cur.execute(self.ADVANCE_REMEMBERED_HEAD, head)
-                cur.execute(self.INSERT_TRANSACTION, tx)
-                cur.executemany(self.INSERT_ENTRY, entry_rows)
-                if nodes:
-                    cur.executemany(self.INSERT_NODE, nodes)
-                cur.executemany(self.SET_BALANCE, balances)
-            moved = head_cur.rowcount
+            failed = None
+            with self.raw.pipeline(), self.raw.cursor() as cur:
+                try:
+                    cur.execute(self.SAVEPOINT)
+                    cur.execute(self.ADVANCE_REMEMBERED_HEAD, head)
+                    self._queue_writes(cur, writes)
+                    cur.execute(self.RELEASE)
+                except psycopg.Error as err:  # raised early, as results come in: the sync raises too
+                    failed = err
+            if failed is not None:
+                raise failed
+            return True
         except psycopg.Error as err:
-            raise StaleBatchMemory(f"a posting from the batch memory failed: {err}") from err
-        if moved != 1:
-            raise StaleBatchMemory("the chain head is not the one the batch memory holds")
+            # one query string, outside a pipeline: psycopg empties its prepared statement cache
+            # on a ROLLBACK (TO SAVEPOINT), and must send that to the server before its next
+            # statement is prepared, which it does only after a query outside a pipeline
+            def undo():
+                self.raw.execute(f"{self.ROLLBACK}; {self.RELEASE}")
+            try:
+                self._run(self.ROLLBACK, undo)
+            except sa_exc.DBAPIError as failed:  # the transaction was broken before: say why
+                raise failed from err
+            return False
+
+
+@dataclass(frozen=True)
+class _Writes:
+    """A posting's rows, as the driver takes them (`_PipelinedStatements`)."""
+
+    tx: dict
+    entry_rows: list[dict]
+    nodes: list[dict]
+    balances: dict  # SET_BALANCES' parameters
+    buckets: dict | None  # effective_balances.RECORD_POSTGRESQL's parameters, None if nothing moves
+    head: dict
+
+
+class ChainMemory:
+    """The chain head, balances and Merkle frontier this process last wrote, so that a posting on
+    PostgreSQL sends no read: its writes go in one round trip, then its commit.
+
+    Held per connection pool (one per engine, `chain_memory`), across transactions and units of
+    work. It may be out of date at any moment: another process posts, a transaction that wrote
+    it rolls back, a savepoint is undone, an account is closed, a backup is restored. It is
+    therefore never trusted, only checked, by the database, under the head lock, in the posting's
+    own statements (`_PipelinedStatements.write_remembered`):
+    - the head moves only from the remembered (sequence, hash): a hash names the whole chain
+      before it, so the posting's previous hash, its sequence and the stored Merkle nodes it
+      combines with are the database's;
+    - each account's balance moves only from the balance the posting computed from, and only
+      if the account is open: the running balances are the database's.
+    If either fails, the posting's writes are rolled back (a savepoint of their own), the memory
+    is forgotten, and the posting is made again as without memory: head and accounts read under
+    the head lock. So a stale memory costs a round trip, never a fork, a gap or a wrong balance.
+
+    One posting at a time per process posts from a given head (`recall` hands it to one
+    caller until that caller has `learn`ed or `release`d): other threads of the process read
+    the head under its lock instead of all betting on the same head, of which one would win.
+    """
+
+    MAX_ACCOUNTS = 100_000  # start afresh past this many remembered balances (memory is bounded)
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._head: tuple | None = None  # (sequence, hash, posted_at)
+        self._accounts: dict[int, _AccountRow] = {}
+        self._nodes: dict[tree.merkle.Node, bytes] = {}  # the stored perfect nodes of the head's frontier
+        self._lent = False
+        self.stale = 0  # postings that found the memory out of date and were made from the database
+
+    def recall(self, ids: Sequence[int]) -> tuple[tuple, dict[int, "_AccountRow"], dict] | None:
+        """The head, the remembered accounts among `ids` and the frontier nodes, lent to this
+        caller until it `learn`s or `release`s; None if nothing is remembered or it is lent."""
+        with self._lock:
+            if self._head is None or self._lent:
+                return None
+            self._lent = True
+            return self._head, {i: self._accounts[i] for i in ids if i in self._accounts}, dict(self._nodes)
+
+    def learn(self, base: tuple, head: tuple, accounts: dict[int, "_AccountRow"],
+              nodes: dict[tree.merkle.Node, bytes], *, returning: bool = False) -> None:
+        """A posting made from `base` (the head it read or recalled) wrote `head`, `accounts`
+        (their new balances) and knows `nodes` (those it combined with and those it completed);
+        `returning`: it had recalled the memory, and gives it back."""
+        with self._lock:
+            if returning:
+                self._lent = False
+            if self._head is None or self._head[:2] != base[:2]:
+                # not a continuation of what is remembered: its nodes may be of another chain (the
+                # balances are kept: each is checked by the database when it is used)
+                self._nodes = {}
+            if len(self._accounts) > self.MAX_ACCOUNTS:
+                self._accounts = {}
+            self._head = head
+            self._accounts.update(accounts)
+            known = {**self._nodes, **nodes}
+            self._nodes = {n: known[n] for n in tree.merkle.root_nodes(head[0]) if n[0] > 0 and n in known}
+
+    def release(self) -> None:
+        with self._lock:
+            self._lent = False
+
+    def forget(self) -> None:
+        with self._lock:
+            self._head, self._accounts, self._nodes = None, {}, {}
+
+
+_MEMORIES: "weakref.WeakKeyDictionary[object, ChainMemory]" = weakref.WeakKeyDictionary()
+_MEMORIES_LOCK = threading.Lock()
+
+
+def chain_memory(conn: Connection | Engine) -> ChainMemory:
+    """The chain memory of the connection pool `conn` (a connection or an engine) draws from."""
+    pool = conn.engine.pool
+    memory = _MEMORIES.get(pool)
+    if memory is None:
+        with _MEMORIES_LOCK:
+            memory = _MEMORIES.get(pool)
+            if memory is None:
+                memory = _MEMORIES[pool] = ChainMemory()
+    return memory
 
 
 @dataclass(frozen=True)
@@ -448,24 +586,100 @@ def post(
     conn = s.connection()
     io = _statements(conn)
     ids = sorted({p.account_id for p in postings})
-    # in a group commit batch that already holds the head lock: the head and the balances the
-    # batch wrote last, from its memory (ledger.db.BatchMemory), and only other accounts read
-    memory = conn.info.get(BATCH_MEMORY) if isinstance(io, _PipelinedStatements) else None
-    remembered = memory is not None and memory.head is not None
-    if remembered:
-        head = memory.head
-        accounts = io.read_accounts([i for i in ids if i not in memory.accounts])
-        accounts.update((i, memory.accounts[i]) for i in ids if i in memory.accounts)
+    what = {"effective_date": effective_date, "kind": kind, "description": description, "actor": actor,
+            "reverses": reverses, "contract_id": contract_id}
+    made = None
+    if isinstance(io, _PipelinedStatements):
+        # PostgreSQL: from the chain memory if this thread may, with no read under the head lock
+        memory = chain_memory(conn)
+        recalled = memory.recall(ids)
+        if recalled is not None:
+            try:
+                made = _post_from_memory(io, conn, recalled, ids, postings, what)
+            except Exception:  # noqa: BLE001 - anything the memory made go wrong is decided afresh below
+                made = None
+            except BaseException:
+                memory.forget()
+                memory.release()
+                raise
+            if made is None:
+                memory.stale += 1
+                memory.forget()
+                memory.release()
+            else:
+                memory.learn(recalled[0], made.head, made.accounts, made.nodes, returning=True)
+        if made is None:
+            # read under the head lock, always from the database: an Account object the caller
+            # loaded before the lock may hold a balance another posting has since changed
+            head, accounts = io.lock_and_read(ids)
+            if head is None:  # a database without the migration's head row
+                _lock_head(s)
+                head, accounts = io.lock_and_read(ids)
+            made = _prepared(conn, head, accounts, postings, what, known={})
+            io.write(made.writes)
+            memory.learn(head, made.head, made.accounts, made.nodes)
     else:
-        # read under the head lock, always from the database: an Account object the caller
-        # loaded before the lock may hold a balance another posting has since changed
         head, accounts = io.lock_and_read(ids)
-        if head is None:  # a database without the migration's head row
+        if head is None:
             _lock_head(s)
             head, accounts = io.lock_and_read(ids)
+        made = _prepared(conn, head, accounts, postings, what, known=None)
+        w = made.writes
+        io.write(w.tx, w.entry_rows, w.nodes, [{"account_id": i, "new_balance": b, "new_sequence": made.head[0]}
+                                               for i, b in zip(w.balances["ids"], w.balances["new"])], w.head)
+        # the accounts' totals by business date, so `effectiveOn` reads never sum entries
+        effective_balances.record(conn, made.head[0], effective_date, made.entries)
+
+    tx = made.writes.tx
+    sequence, posted_at = tx["sequence"], tx["posted_at"]
+    # objects the session already holds now show the rows as written
+    _set_loaded(s, LedgerHead, 1, sequence=sequence, hash=tx["hash"], posted_at=posted_at)
+    for account_id, row in made.accounts.items():
+        _set_loaded(s, Account, account_id, balance_minor=row.balance_minor, last_sequence=sequence)
+    # the transaction as posted, persistent in the session with its entries, built from the
+    # values just inserted instead of reading them back (a SELECT and a selectin load)
+    result = Transaction(**tx)
+    lines = [Entry(**row) for row in made.writes.entry_rows]
+    set_committed_value(result, "entries", lines)
+    _attach(s, result)
+    for e in lines:
+        _attach(s, e)
+    return result
+
+
+def _post_from_memory(io: _PipelinedStatements, conn: Connection, recalled: tuple, ids: list[int],
+                      postings: Sequence[Posting], what: dict) -> "_Made | None":
+    """The posting made from the chain memory's head, balances and nodes (accounts it does not
+    hold read without the head lock), written in one round trip; None if the database found the
+    memory out of date (nothing of it written)."""
+    head, accounts, nodes = recalled
+    missing = [i for i in ids if i not in accounts]
+    if missing:
+        accounts.update(io.read_accounts(missing))
+    made = _prepared(conn, head, accounts, postings, what, known=nodes)
+    return made if io.write_remembered(made.writes, head[:2]) else None
+
+
+@dataclass(frozen=True)
+class _Made:
+    """A posting ready to write: its rows, the head it makes, its accounts' new rows and the
+    Merkle nodes it knows (combined with or completed), for the chain memory."""
+
+    writes: _Writes
+    entries: list[tuple]
+    head: tuple
+    accounts: dict[int, "_AccountRow"]
+    nodes: dict
+
+
+def _prepared(conn: Connection, head: tuple, accounts: dict[int, "_AccountRow"], postings: Sequence[Posting],
+              what: dict, known: dict | None) -> _Made:
+    """Validate the postings against `accounts` and build the transaction after `head`: its
+    entries with running balances, its hash, the Merkle nodes it completes (left siblings from
+    `known` where it holds them, else read; those read are added to it), the balance updates."""
     head_sequence, head_hash, head_posted_at = head
     rows = _validate(postings, accounts)
-
+    ids = sorted(accounts.keys() & {p.account_id for p in postings})
     sequence = head_sequence + 1
     now = utcnow()
     # keep posted_at monotonic with the sequence even if the clock steps back, so "as of a
@@ -478,54 +692,26 @@ def post(
         if abs(balances[account_id]) > m.MAX_MINOR:  # a running balance past a BIGINT
             raise ValidationError(m.TOO_LARGE, code="AMOUNT_TOO_LARGE")
         entries.append((sequence, line, account_id, code, units, balances[account_id]))
-    tx = {
-        "sequence": sequence, "posted_at": posted_at, "effective_date": effective_date, "kind": kind,
-        "description": description, "actor": actor, "reverses": reverses, "contract_id": contract_id,
-        "previous_hash": head_hash,
-    }
-    tx["hash"] = chain_hash(head_hash, _canonical(sequence, posted_at, effective_date, kind, description, actor,
-                                                  reverses, contract_id, entries))
+    effective_date = what["effective_date"]
+    tx = {"sequence": sequence, "posted_at": posted_at, **what, "previous_hash": head_hash}
+    tx["hash"] = chain_hash(head_hash, _canonical(sequence, posted_at, effective_date, what["kind"],
+                                                  what["description"], what["actor"], what["reverses"],
+                                                  what["contract_id"], entries))
     entry_rows = [dict(zip(_ENTRY_COLUMNS, e)) for e in entries]
     # the Merkle tree's nodes this transaction completes, in the same database transaction
-    try:
-        nodes = tree.completed_nodes(conn, sequence=sequence, chain_hash=tx["hash"], previous_chain_hash=head_hash,
-                                     known=memory.nodes if remembered else None)
-    except (tree.TreeDamaged, sa_exc.DBAPIError) as err:
-        if remembered:  # a head that is not the database's names nodes that are not there
-            raise StaleBatchMemory(f"the Merkle tree does not match the batch memory: {err}") from err
-        raise
-    new_balances = [{"account_id": account_id, "new_balance": balance, "new_sequence": sequence}
-                    for account_id, balance in balances.items()]
-    new_head = {"head_sequence": sequence, "head_hash": tx["hash"], "head_posted_at": posted_at}
-    if remembered:
-        io.write_remembered(tx, entry_rows, nodes, new_balances,
-                            {**new_head, "expected_sequence": head_sequence, "expected_hash": head_hash})
-    else:
-        io.write(tx, entry_rows, nodes, new_balances, new_head)
-    if memory is not None:  # the batch now holds the head lock, and knows what it wrote
-        if not remembered:
-            memory.forget()  # read afresh: nodes remembered from before are not known to be current
-        memory.head = (sequence, tx["hash"], posted_at)
-        for account_id, balance in balances.items():
-            a = accounts[account_id]
-            memory.accounts[account_id] = _AccountRow(account_id, a.currency, a.closed_at, balance)
-        memory.nodes.update(((n["level"], n["position"]), bytes.fromhex(n["hash"])) for n in nodes)
-    # the accounts' totals by business date, so `effectiveOn` reads never sum entries
-    effective_balances.record(conn, sequence, effective_date, entries)
-
-    # objects the session already holds now show the rows as written
-    _set_loaded(s, LedgerHead, 1, sequence=sequence, hash=tx["hash"], posted_at=posted_at)
-    for account_id, balance in balances.items():
-        _set_loaded(s, Account, account_id, balance_minor=balance, last_sequence=sequence)
-    # the transaction as posted, persistent in the session with its entries, built from the
-    # values just inserted instead of reading them back (a SELECT and a selectin load)
-    result = Transaction(**tx)
-    lines = [Entry(**row) for row in entry_rows]
-    set_committed_value(result, "entries", lines)
-    _attach(s, result)
-    for e in lines:
-        _attach(s, e)
-    return result
+    nodes = tree.completed_nodes(conn, sequence=sequence, chain_hash=tx["hash"], previous_chain_hash=head_hash,
+                                 known=known)
+    if known is not None:
+        known.update(((n["level"], n["position"]), bytes.fromhex(n["hash"])) for n in nodes)
+    writes = _Writes(
+        tx=tx, entry_rows=entry_rows, nodes=nodes,
+        balances={"sequence": sequence, "ids": ids, "old": [accounts[i].balance_minor for i in ids],
+                  "new": [balances[i] for i in ids], "n": len(ids)},
+        buckets=effective_balances.record_parameters(sequence, effective_date, entries),
+        head={"head_sequence": sequence, "head_hash": tx["hash"], "head_posted_at": posted_at},
+    )
+    new_accounts = {i: _AccountRow(i, accounts[i].currency, accounts[i].closed_at, balances[i]) for i in ids}
+    return _Made(writes, entries, (sequence, tx["hash"], posted_at), new_accounts, known or {})
 
 
 def reverse(uow: UnitOfWork, *, actor: str, sequence: int, reason: str, effective_date: date | None = None) -> Transaction:

@@ -91,8 +91,8 @@ def completed_nodes(conn: Connection, *, sequence: int, chain_hash: str, previou
                     known: dict[merkle.Node, bytes] | None = None) -> list[dict]:
     """The node rows (level, position, hash) that transaction `sequence` completes, for the caller
     to insert in its own transaction (call under the head lock). `known`: nodes the caller knows
-    are stored (a group commit batch's own writes); the left siblings are read only if some
-    are not among them."""
+    are stored (the chain memory's frontier, ledger.journal.ChainMemory); the left siblings are read only if some
+    are not among them, and then added to it."""
     index = sequence - 1
     if not index & 1:
         return []
@@ -101,6 +101,8 @@ def completed_nodes(conn: Connection, *, sequence: int, chain_hash: str, previou
         siblings = {n: known[n] for n in wanted}
     else:
         siblings = lookup(conn, wanted) if wanted else {}
+        if known is not None:
+            known.update(siblings)
     nodes = merkle.append(index, _leaf(chain_hash), _leaf(previous_chain_hash), siblings)
     return [{"level": level, "position": pos, "hash": h.hex()} for (level, pos), h in nodes]
 

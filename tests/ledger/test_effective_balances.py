@@ -97,6 +97,7 @@ def test_the_migration_backfills_the_totals_of_an_existing_journal(backend, tmp_
         engine = make_engine(url)
         db = Database(engine)
         monkeypatch.setattr(effective_balances, "record", lambda *a, **k: None)
+        monkeypatch.setattr(effective_balances, "record_parameters", lambda *a, **k: None)
         a, b, c = accounts(db, 3)
         days = [date(2026, 3, 5), date(2025, 12, 31), date(2026, 3, 5), date(2024, 2, 29), date(2026, 7, 1)]
         for i, on in enumerate(days * 3):
@@ -130,6 +131,7 @@ def test_extend_writes_the_totals_of_a_bulk_loaded_journal(db, monkeypatch):
     for i in range(6):
         post(db, [(a, "1.00"), (b, "-1.00")], effective=date(2026, 1, 1) + timedelta(days=40 * i))
     monkeypatch.setattr(effective_balances, "record", lambda *a, **k: None)
+    monkeypatch.setattr(effective_balances, "record_parameters", lambda *a, **k: None)
     for i in range(9):
         post(db, [(a, "2.00"), (b, "-2.00")], effective=date(2026, 1, 1) + timedelta(days=25 * i))
     monkeypatch.undo()

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from ledger import journal
 from ledger import money as m
-from ledger.db import BATCH_MEMORY, Database, _Job
+from ledger.db import Database, _Job
 from ledger.errors import Conflict, ValidationError
 from ledger.models import Account, Party, Transaction
 from tests.factories import accounts
@@ -180,8 +180,7 @@ def test_a_caller_rolled_back_after_posting_leaves_the_batch_memory_no_fork(grou
     # then the failed callers got their error and left nothing; the chain has no fork or gap
     assert all(isinstance(j.error, ValidationError) for j in jobs[1::3])
     assert all(j.error is None for j in jobs[0::3] + jobs[2::3])
-    # and the memory was forgotten at each rollback, not caught stale by the database's check
-    assert grouped.group_commit.retried == 0
+    # and each posting after a rollback found the memory out of date and read the head instead
     _verified(grouped, 12 * 3)
     with grouped.reading() as s:
         described = s.execute(select(Transaction.description)).scalars().all()
@@ -190,25 +189,28 @@ def test_a_caller_rolled_back_after_posting_leaves_the_batch_memory_no_fork(grou
 
 @pytest.mark.parametrize("ahead, other_hash", [(5, False), (-1, False), (0, True)],
                          ids=["later head", "earlier head", "same sequence, other hash"])
-def test_a_stale_batch_memory_is_caught_and_the_caller_run_again(grouped, ahead, other_hash):
-    # given a batch whose memory of the head goes wrong behind its back (what a missed rollback
-    # would do): the second caller makes the memory claim another head than the database's
+def test_a_stale_chain_memory_is_caught_and_the_posting_made_again(grouped, ahead, other_hash):
+    # given a batch whose chain memory of the head goes wrong behind its back (what a missed
+    # rollback or another process would do): the second caller makes the memory claim another
+    # head than the database's
     a, b = (acc.id for acc in accounts(grouped, 2))
 
     def corrupting(uow):
         sequence = _transfer(a, b, "second")(uow)
-        memory = uow.session.connection().info[BATCH_MEMORY]
-        head_sequence, head_hash, posted_at = memory.head
-        memory.head = (head_sequence + ahead, "ab" * 32 if other_hash else head_hash, posted_at)
+        memory = journal.chain_memory(uow.session.connection())
+        head_sequence, head_hash, posted_at = memory._head
+        memory._head = (head_sequence + ahead, "ab" * 32 if other_hash else head_hash, posted_at)
         return sequence
 
+    memory = journal.chain_memory(grouped.engine)
+    stale_before = memory.stale
     # when
     jobs = _batch(grouped, [_transfer(a, b, "first"), corrupting, _transfer(a, b, "third"),
                             _transfer(b, a, "fourth")])
     # then the posting that met the stale memory was refused by the database, rolled back and
-    # run again from what the database holds: nobody sees an error, the chain is whole
+    # made again from what the database holds: nobody sees an error, the chain is whole
     assert [j.error for j in jobs] == [None] * 4 and [j.result for j in jobs] == [1, 2, 3, 4]
-    assert grouped.group_commit.retried == 1
+    assert memory.stale == stale_before + 1
     _verified(grouped, 4)
 
 

@@ -127,6 +127,7 @@ def test_the_migration_backfills_the_tree_of_an_existing_journal(backend, tmp_pa
         db = Database(engine)
         monkeypatch.setattr(tree, "completed_nodes", lambda *a, **k: [])
         monkeypatch.setattr(effective_balances, "record", lambda *a, **k: None)  # its table comes later too
+        monkeypatch.setattr(effective_balances, "record_parameters", lambda *a, **k: None)
         a, b = accounts(db, 2)
         for _ in range(37):
             post(db, [(a, "3.00"), (b, "-3.00")])

@@ -1,0 +1,183 @@
+"""The chain memory (ledger.journal.ChainMemory): a process posts from the head, balances and
+Merkle nodes it wrote last, without reading them, and the database refuses any of it that has
+gone out of date. Several processes (here: several engines, each with its own pool and memory)
+post to one database; whatever order their postings and rollbacks come in, the chain stays one
+gap-free linear sequence, every running balance is the sum of the account's entries, and the
+Merkle tree matches the journal.
+"""
+from __future__ import annotations
+
+import threading
+from datetime import date
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from sqlalchemy import select
+
+from ledger import journal, tree
+from ledger import money as m
+from ledger.db import Database, make_engine
+from ledger.errors import Conflict
+from ledger.models import Account, Transaction
+from tests.factories import accounts
+
+
+class _Refused(Exception):
+    """Raised by a unit of work after its posting, so the posting is rolled back."""
+
+
+def _url(engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def processes(fresh_engine):
+    """Three Databases on one database, each on an engine of its own: three processes' memories."""
+    engines = [make_engine(_url(fresh_engine)) for _ in range(3)]
+    yield [Database(e) for e in engines]
+    for e in engines:
+        e.dispose()
+
+
+def _post(db: Database, a: int, b: int, minor: int, description: str = "p") -> int:
+    def work(uow):
+        return journal.post(uow, actor="t", kind="TEST", description=description, effective_date=date(2026, 2, 1),
+                            postings=[journal.Posting(a, m.from_minor(minor, "SEK")),
+                                      journal.Posting(b, m.from_minor(-minor, "SEK"))]).sequence
+    return db.write(work)
+
+
+def _whole(db: Database, expected: dict[int, int] | None = None) -> int:
+    """Assert the chain is whole (gap-free, linear, balances = entries, Merkle tree = journal); its length."""
+    with db.reading() as s:
+        seqs = s.execute(select(Transaction.sequence).order_by(Transaction.sequence)).scalars().all()
+        assert seqs == list(range(1, len(seqs) + 1))
+        result = journal.verify(s)
+        assert result.ok, result
+        if seqs:
+            conn = s.connection()
+            assert tree.root(conn, len(seqs)) == tree.rebuilt_root(conn, len(seqs))
+        if expected is not None:
+            stored = dict(s.execute(select(Account.id, Account.balance_minor)
+                                    .where(Account.id.in_(expected))).all())
+            assert stored == expected
+        return len(seqs)
+
+
+def test_two_processes_posting_alternately_keep_one_chain_and_right_balances(processes):
+    # given two processes that both remember what they posted last
+    first, second = processes[:2]
+    a, b, c = (acc.id for acc in accounts(first, 3))
+    expected = {a: 0, b: 0, c: 0}
+    # when they post in turn to the same accounts, each time after the other moved the head
+    for i in range(1, 21):
+        db = first if i % 2 else second
+        x, y = (a, b) if i % 3 else (b, c)
+        assert _post(db, x, y, i) == i
+        expected[x] += i
+        expected[y] -= i
+    # then every posting after the other's was caught out of date and made from the database
+    assert _whole(first, expected) == 20
+    if first.dialect == "postgresql":  # SQLite posts without a memory (a round trip is a call)
+        assert sum(journal.chain_memory(db.engine).stale for db in (first, second)) >= 18
+
+
+def test_a_process_that_remembers_an_account_open_cannot_post_to_it_once_another_closed_it(processes):
+    # given a process that posted to an account and back (it remembers it open, balance 0)
+    first, second = processes[:2]
+    a, b = (acc.id for acc in accounts(first, 2))
+    _post(first, a, b, 500)
+    _post(first, b, a, 500)
+    # when another process closes it (without moving the head)
+    second.write(lambda uow: journal.close_account(uow, b))
+    # then the first process's next posting to it is refused, as from a fresh read
+    with pytest.raises(Conflict) as refused:
+        _post(first, a, b, 100)
+    assert refused.value.code == "ACCOUNT_CLOSED"
+    assert _whole(first, {a: 0, b: 0}) == 2
+
+
+def test_processes_posting_side_by_side_from_threads_keep_the_chain_whole(processes):
+    # given three processes of four threads each, posting onto shared accounts
+    accs = [acc.id for acc in accounts(processes[0], 4)]
+    errors: list[BaseException] = []
+    posted: list[int] = []
+
+    def worker(db: Database, n: int):
+        try:
+            for i in range(30):
+                posted.append(_post(db, accs[(n + i) % 4], accs[(n + i + 1) % 4], 100 + i, f"{n}/{i}"))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(db, 4 * k + n)) for k, db in enumerate(processes)
+               for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # then every acknowledged posting is in one gap-free chain, balances sum to zero
+    assert not errors
+    assert _whole(processes[0]) == 360 and sorted(posted) == list(range(1, 361))
+    with processes[0].reading() as s:
+        assert sum(s.execute(select(Account.balance_minor).where(Account.id.in_(accs))).scalars()) == 0
+
+
+_STEPS = st.lists(st.tuples(
+    st.integers(0, 2),  # which process
+    st.sampled_from(["post", "post then fail", "post, undo a nested one, post", "close an empty account"]),
+    st.integers(0, 3), st.integers(1, 3),  # the accounts (a, a + k), as indexes among 4
+    st.integers(1, 10_000),  # öre
+), min_size=1, max_size=12)
+
+
+@hsettings(max_examples=20, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(steps=_STEPS)
+def test_property_interleaved_processes_never_fork_the_chain_or_misstate_a_balance(processes, steps):
+    # given four accounts every process may post to, and a closable one per example
+    accs = [acc.id for acc in accounts(processes[0], 4)]
+    expected = dict.fromkeys(accs, 0)
+    closable = [acc.id for acc in accounts(processes[0], 1)][0]
+    length = _whole(processes[0])
+    for who, action, i, k, minor in steps:
+        db, x, y = processes[who], accs[i], accs[(i + k) % 4]
+        if action == "post":
+            _post(db, x, y, minor)
+            expected[x] += minor
+            expected[y] -= minor
+            length += 1
+        elif action == "post then fail":
+            def failing(uow):
+                _post_in(uow, x, y, minor)
+                raise _Refused()
+            with pytest.raises(_Refused):
+                db.write(failing)
+        elif action == "post, undo a nested one, post":
+            def nested(uow):
+                _post_in(uow, x, y, minor)
+                savepoint = uow.session.begin_nested()
+                _post_in(uow, y, x, minor + 1)
+                savepoint.rollback()
+                _post_in(uow, y, x, 1)
+            db.write(nested)
+            expected[x] += minor - 1
+            expected[y] -= minor - 1
+            length += 2
+        else:
+            # a process remembers the account open (posted to and back), another closes it
+            _post(db, closable, x, minor)
+            _post(db, x, closable, minor)
+            length += 2
+            processes[(who + 1) % 3].write(lambda uow: journal.close_account(uow, closable))
+            with pytest.raises(Conflict):
+                _post(db, x, closable, minor)
+            closable = [acc.id for acc in accounts(processes[0], 1)][0]
+    # then one gap-free linear chain of every committed posting, balances as posted
+    assert _whole(processes[0], expected) == length
+
+
+def _post_in(uow, a: int, b: int, minor: int) -> None:
+    journal.post(uow, actor="t", kind="TEST", description="in a unit of work", effective_date=date(2026, 2, 1),
+                 postings=[journal.Posting(a, m.from_minor(minor, "SEK")),
+                           journal.Posting(b, m.from_minor(-minor, "SEK"))])

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
-from itertools import chain
+from itertools import chain, repeat
 
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session, aliased
@@ -348,21 +348,21 @@ def _record_result(s: Session, payout: PayoutCalculation, result: payouts.Payout
                          caps=";".join(f"{name}={amt}" for name, amt in line.caps)))
     for i, share in enumerate(result.shares):
         s.add(PayoutShare(payout_id=payout.id, position=i, party_id=int(share.party_id), amount_minor=u(share.amount)))
-    # a payout can have 100 000 items: they go in as plain tuples in one bulk write (see
-    # _write_items), never an ORM object or a dict each (amounts are already quantized to the
-    # minor unit, so scaleb is exact)
+    # a payout can have 100 000 items: the engine keeps them as columns of plain ints and strs
+    # (payouts.PayoutItems), which go to the database as they are, a row tuple at a time, in one
+    # bulk write (see _write_items): never an ORM object, a dict or a Decimal per item
     exp = m.exponent(cur)
     pid = payout.id
-    # (a generator: each row is made as the driver takes it, never 100 000 of them at once)
+    items = result.items
     rows = chain(
-        ((pid, x.kind, x.evidence_id, None, x.participant_id, x.metric_code, int(x.gross.scaleb(exp)),
-          int(x.capped.scaleb(exp)), int(x.net.scaleb(exp))) for x in result.items),
+        zip(repeat(pid), items.kinds, items.evidence_ids, repeat(None), items.participant_ids, items.metric_codes,
+            items.gross, items.capped, items.net),
         ((pid, kind, None, x.measurement_id, None, x.metric_code, int(x.gross.scaleb(exp)),
           int(x.capped.scaleb(exp)), int(x.net.scaleb(exp)))
          for kind, group in (("OUTCOME", result.measurement_items), ("ADJUSTMENT", result.adjustment_items))
          for x in group))
     s.flush()
-    if result.items or result.measurement_items or result.adjustment_items:
+    if items or result.measurement_items or result.adjustment_items:
         _write_items(s, rows)
 
 

@@ -110,8 +110,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
@@ -131,7 +131,8 @@ __all__ = [
     "MetricTerms", "PayerShare", "Terms", "EvidenceItem", "Measurement", "PaidBefore",
     "Clawback", "PayoutInputs", "PayoutLine", "PayoutItem", "MeasurementItem", "PayerAmount",
     "PayoutResult", "calculate", "validate", "canonical_inputs", "inputs_hash", "split_total",
-    "inputs_from_canonical", "ADJUSTMENT", "MeasurementAdjustment", "calculate_with_canonical",
+    "inputs_from_canonical", "ADJUSTMENT", "MeasurementAdjustment", "calculate_with_canonical", "calculate_decimal",
+    "PayoutItems",
 ]
 
 RATE_CARD = "RATE_CARD"
@@ -1067,7 +1068,362 @@ def calculate_with_canonical(inputs: PayoutInputs) -> tuple[PayoutResult, bytes]
     n = _normalise(inputs)
     with localcontext(_CTX):
         canonical = _canonical(n)
-        return _calculate(n, canonical), canonical
+        return _calculate_minor_units(n, canonical), canonical
+
+
+def calculate_decimal(inputs: PayoutInputs) -> PayoutResult:
+    """The same payout by the Decimal engine: a `_Part` object and Decimal amounts per item,
+    written as PAYOUTS.md reads. Not used to pay anything: it is the reference the minor-unit
+    engine (`calculate`) is proven identical to, figure for figure (tests/ledger/test_payouts.py)."""
+    n = _normalise(inputs)
+    with localcontext(_CTX):
+        return _calculate(n, _canonical(n))
+
+
+class PayoutItems(Sequence):
+    """A payout's evidence items as columns of plain ints and strs (amounts in minor units),
+    read as a tuple of `PayoutItem`: a large payout has 100 000 of them, and recording one
+    (ledger/calculations.py) writes the columns straight to the database without ever making
+    a `PayoutItem` or a `Decimal` per item. Equal to any sequence of the same `PayoutItem`s."""
+
+    __slots__ = ("currency", "evidence_ids", "participant_ids", "metric_codes", "kinds", "gross", "capped", "net",
+                 "caps", "_amounts")
+
+    def __init__(self, currency: str, evidence_ids: list[int], participant_ids: list[int], metric_codes: list[str],
+                 kinds: list[str], gross: list[int], capped: list[int], net: list[int],
+                 caps: dict[int, tuple[tuple[str, int], ...]]):
+        self.currency = currency
+        self.evidence_ids, self.participant_ids, self.metric_codes, self.kinds = (
+            evidence_ids, participant_ids, metric_codes, kinds)
+        self.gross, self.capped, self.net = gross, capped, net
+        self.caps = caps  # by position; most items are never capped
+        self._amounts: dict[int, Decimal] = {}
+
+    def __len__(self) -> int:
+        return len(self.evidence_ids)
+
+    def _money(self, units: int) -> Decimal:
+        d = self._amounts.get(units)
+        if d is None:
+            with localcontext(_CTX):
+                d = self._amounts[units] = _from_units(units, self.currency)
+        return d
+
+    def _item(self, i: int) -> PayoutItem:
+        money = self._money
+        return PayoutItem(self.evidence_ids[i], self.participant_ids[i], self.metric_codes[i], self.kinds[i],
+                          money(self.gross[i]), money(self.capped[i]), money(self.net[i]),
+                          tuple((name, money(a)) for name, a in self.caps.get(i, ())))
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(self._item(j) for j in range(*i.indices(len(self))))
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError("payout item index out of range")
+        return self._item(i)
+
+    def __iter__(self):
+        return map(self._item, range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"PayoutItems({list(self)!r})"
+
+
+def _from_units(units: int, currency: str) -> Decimal:
+    """Minor units as the Decimal amount the Decimal engine gives (exactly its digits and exponent)."""
+    return quantize(Decimal(units).scaleb(-exponent(currency)), currency) + 0
+
+
+def _cap_units(positions: list[int], net: list[int], caps: dict[int, tuple], room: int, name: str) -> None:
+    """`_apply_cap` on the minor-unit engine's columns: pay the parts at `positions`, in their
+    pay order, until `room` is used up, and record what the cap removed."""
+    room = max(room, 0)
+    if sum([net[i] for i in positions]) <= room:  # the usual case: the cap does not bind
+        return
+    for i in positions:
+        amount = net[i]
+        take = amount if amount < room else room
+        if take < amount:
+            caps[i] = (*caps.get(i, ()), (name, amount - take))
+            net[i] = take
+        room -= take
+
+
+def _merged_units(positions: Iterable[int], caps: dict[int, tuple]) -> dict[str, int]:
+    removed: dict[str, int] = defaultdict(int)
+    for i in positions:
+        for name, amount in caps.get(i, ()):
+            removed[name] += amount
+    return removed
+
+
+def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
+    """`_calculate` in integer minor units over flat columns (one list per field, a position per
+    part) instead of a `_Part` object and Decimals per item: the same rules in the same order,
+    so the same figures to the öre (a hypothesis test holds it to `calculate_decimal`). Every
+    amount is a whole number of minor units here: prices are rounded per item before any cap,
+    and caps, paid-before and clawbacks are validated to the minor unit."""
+    terms = n.terms
+    code = terms.currency
+    exp = exponent(code)
+    metrics = {m.code: m for m in terms.metrics}
+    paid = n.paid_before
+
+    def units(d: Decimal) -> int:
+        return int(d.scaleb(exp))
+
+    def money(u: int) -> Decimal:
+        return _from_units(u, code)
+
+    # "paid before" less this payout's clawbacks and replaced measurements (see `_calculate`)
+    claw_units = [units(c.amount) for c in n.clawbacks]
+    clawed = sum(claw_units)
+    prior_total = units(paid.total) - clawed
+    prior_metric: dict[str, int] = defaultdict(int, {k: units(v) for k, v in paid.per_metric})
+    prior_participant: dict[int, int] = defaultdict(int, {k: units(v) for k, v in paid.per_participant})
+    prior_pair: dict[tuple[int, str], int] = defaultdict(int, {(p, m): units(v)
+                                                               for p, m, v in paid.per_participant_metric})
+    prior_in_period: dict[str, int] = defaultdict(int, {k: units(v) for k, v in paid.per_metric_in_period})
+    for c, amount in zip(n.clawbacks, claw_units):
+        prior_metric[c.metric_code] -= amount
+        prior_participant[c.participant_id] -= amount
+        prior_pair[(c.participant_id, c.metric_code)] -= amount
+    replaced_paid = [units(a.paid) for a in n.adjustments]
+    for a, amount in zip(n.adjustments, replaced_paid):
+        prior_total -= amount
+        prior_metric[a.metric_code] -= amount
+
+    # the parts, one position each: evidence items first (in evidence id order), then measurements
+    # and current versions of adjusted measurements (in measurement id order)
+    evidence = n.evidence
+    prices: dict[tuple[str, str | None], int] = {}
+    gross: list[int] = []
+    for e in evidence:
+        if e.price is not None:
+            gross.append(units(e.price))
+            continue
+        key = (e.metric_code, e.area)
+        price = prices.get(key)
+        if price is None:
+            metric = metrics[e.metric_code]
+            supplement = dict(metric.area_supplements).get(e.area, _ZERO) if e.area is not None else _ZERO
+            price = prices[key] = units(quantize(metric.unit_price * (1 + supplement / _HUNDRED), code))
+        gross.append(price)
+    k = len(evidence)
+    participants: list[int | None] = [e.participant_id for e in evidence]
+    codes: list[str] = [e.metric_code for e in evidence]
+    order: list[int] = [e.achieved_on.toordinal() * 2 for e in evidence]  # see `_Part.order`
+
+    measured: dict[int, tuple[Decimal, Decimal | None]] = {}
+    measured_parts: list[tuple[int, Measurement, int, bool]] = []  # (id, measurement, gross, is adjustment)
+    for m in n.measurements:
+        metric = metrics[m.metric_code]
+        measured[m.measurement_id] = quantity, _ = _measured(m, metric)
+        unit_price = m.unit_price if m.unit_price is not None else metric.unit_price
+        measured_parts.append((m.measurement_id, m, units(quantize(quantity * unit_price, code)), False))
+    for a in n.adjustments:
+        if a.current is not None:
+            m = a.current
+            measured[m.measurement_id] = quantity, _ = _measured(m, metrics[m.metric_code])
+            measured_parts.append((m.measurement_id, m, units(quantize(quantity * metrics[m.metric_code].unit_price,
+                                                                      code)), True))
+    measured_parts.sort(key=lambda x: x[0])
+    position_of: dict[int, int] = {}  # measurement id → position
+    adjusting: set[int] = set()  # positions of adjusted measurements' current versions
+    for mid, m, g, is_adjustment in measured_parts:
+        position_of[mid] = len(gross)
+        if is_adjustment:
+            adjusting.add(len(gross))
+        gross.append(g)
+        participants.append(None)
+        codes.append(m.metric_code)
+        order.append(m.period_end.toordinal() * 2 + 1)
+    net = gross.copy()
+    caps: dict[int, tuple[tuple[str, int], ...]] = {}  # what caps removed from a part, in CAP_ORDER
+
+    # the pay order (a stable sort keeps the id order within a day and rank)
+    pay = sorted(range(len(gross)), key=order.__getitem__)
+    del order
+
+    # Caps (1)–(4) in one pass over the parts in pay order. Each cap pays the parts it covers in
+    # pay order until its room is used up (`_apply_cap`), so what a part keeps under a cap depends
+    # only on the parts before it in pay order and on the caps before it: each part can go
+    # through every cap, in CAP_ORDER, before the next part comes, with one room per participant,
+    # pair and metric carried along (no list of parts per participant, pair or metric).
+    once_only = {c for c, x in metrics.items() if x.once_only}
+    pair_cap = {c: units(x.cap_per_participant) for c, x in metrics.items() if x.cap_per_participant is not None}
+    participant_cap = None if terms.participant_cap is None else units(terms.participant_cap)
+    room_period = {c: max(units(x.cap_per_period) - prior_in_period[c], 0)
+                   for c, x in metrics.items() if x.cap_per_period is not None}
+    room_total = {c: max(units(x.cap_total) - prior_metric[c], 0) for c, x in metrics.items() if x.cap_total is not None}
+    room_max = max(units(terms.max_value) - prior_total, 0)
+    room_pair: dict[tuple[int, str], int] = {}
+    room_participant: dict[int, int] = {}
+    paid_once: set[tuple[int, str]] = set()
+    # (the dicts' methods as locals: this loop runs once per item, 100 000 times in a large payout)
+    pair_room, participant_room, period_room, total_room = (
+        room_pair.get, room_participant.get, room_period.get, room_total.get)
+    pair_cap_of, prior_of_pair = pair_cap.get, prior_pair.get
+    for i in pay:
+        amount = net[i]
+        mcode = codes[i]
+        pid = participants[i]
+        removed = None
+        if pid is not None:
+            pair = (pid, mcode)
+            if mcode in once_only:  # the first in pay order is paid, unless one was paid before
+                if pair in paid_once or prior_of_pair(pair, 0) > 0:
+                    if amount:
+                        removed = ((ONCE_ONLY, amount),)
+                        amount = 0
+                else:
+                    paid_once.add(pair)
+            cap = pair_cap_of(mcode)
+            if cap is not None:
+                room = pair_room(pair)
+                if room is None:
+                    room = max(cap - prior_of_pair(pair, 0), 0)
+                if amount > room:
+                    removed = (*(removed or ()), (METRIC_CAP_PER_PARTICIPANT, amount - room))
+                    amount = room
+                room_pair[pair] = room - amount
+            if participant_cap is not None:
+                room = participant_room(pid)
+                if room is None:
+                    room = max(participant_cap - prior_participant.get(pid, 0), 0)
+                if amount > room:
+                    removed = (*(removed or ()), (PARTICIPANT_CAP, amount - room))
+                    amount = room
+                room_participant[pid] = room - amount
+        room = period_room(mcode)
+        if room is not None:
+            if amount > room:
+                removed = (*(removed or ()), (METRIC_CAP_PER_PERIOD, amount - room))
+                amount = room
+            room_period[mcode] = room - amount
+        room = total_room(mcode)
+        if room is not None:
+            if amount > room:
+                removed = (*(removed or ()), (METRIC_CAP_TOTAL, amount - room))
+                amount = room
+            room_total[mcode] = room - amount
+        if amount > room_max:
+            removed = (*(removed or ()), (MAX_VALUE, amount - room_max))
+            amount = room_max
+        room_max -= amount
+        if removed is not None:
+            caps[i] = removed
+            net[i] = amount
+    # (5) PAYER_CAP (PAYOUTS.md §8): on the total after every other cap, so a pass of its own
+    earned = sum(net)
+    allowed = units(payer_cap_total(money(earned - clawed), terms.payer_shares, dict(paid.per_payer), code))
+    if allowed < earned - clawed:
+        _cap_units(pay, net, caps, allowed + clawed, PAYER_CAP)
+    del pay
+
+    def merged(positions: Iterable[int]) -> tuple[tuple[str, Decimal], ...]:
+        removed = _merged_units(positions, caps)
+        return tuple((name, money(removed[name])) for name in CAP_ORDER if name in removed)
+
+    # one OUTCOME line per metric: its parts' count and gross (counted by distinct price, a few
+    # per metric), less what the caps removed (a part's caps are exactly its gross less its net)
+    # (the current versions of adjusted measurements are on the ADJUSTMENT lines instead)
+    count = Counter(codes)
+    gross_of: dict[str, int] = defaultdict(int)
+    for (mcode, g), times in Counter(zip(codes, gross)).items():
+        gross_of[mcode] += g * times
+    for i in adjusting:
+        count[codes[i]] -= 1
+        gross_of[codes[i]] -= gross[i]
+    removed_of: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for i, removed in caps.items():
+        if i not in adjusting:
+            for name, amount in removed:
+                removed_of[codes[i]][name] += amount
+    quantity_of: dict[str, list[Decimal]] = defaultdict(list)
+    for mid, i in position_of.items():
+        if i not in adjusting:
+            quantity_of[codes[i]].append(measured[mid][0])
+    lines: list[PayoutLine] = []
+    for mcode in sorted(count):
+        if not count[mcode]:
+            continue
+        metric = metrics[mcode]
+        quantity = Decimal(count[mcode]) if metric.kind == RATE_CARD else sum(quantity_of[mcode], _ZERO)
+        removed = removed_of.get(mcode, {})
+        g = gross_of[mcode]
+        nt = g - sum(removed.values())
+        lines.append(PayoutLine(mcode, OUTCOME, quantity, metric.unit_price, money(g), money(g - nt), money(nt),
+                                tuple((name, money(removed[name])) for name in CAP_ORDER if name in removed)))
+    claws: dict[tuple[str, Decimal | None], list[int]] = defaultdict(list)
+    for c, amount in zip(n.clawbacks, claw_units):
+        claws[(c.metric_code, c.unit_price)].append(amount)
+    for (mcode, paid_price), amounts in claws.items():
+        amount = money(-sum(amounts))
+        unit_price = paid_price if paid_price is not None else (
+            metrics[mcode].unit_price if mcode in metrics else money(0))
+        lines.append(PayoutLine(mcode, CLAWBACK, Decimal(-len(amounts)), unit_price, amount, money(0), amount))
+    paid_for: dict[str, int] = defaultdict(int)
+    for a, amount in zip(n.adjustments, replaced_paid):
+        paid_for[a.metric_code] += amount
+    for mcode in sorted(paid_for):
+        current = [a.current.measurement_id for a in n.adjustments if a.metric_code == mcode and a.current is not None]
+        positions = [position_of[mid] for mid in current]
+        unit_price = metrics[mcode].unit_price if mcode in metrics else money(0)
+        g = sum([gross[i] for i in positions])
+        nt = sum([net[i] for i in positions])
+        lines.append(PayoutLine(mcode, ADJUSTMENT, sum((measured[mid][0] for mid in current), _ZERO), unit_price,
+                                money(g - paid_for[mcode]), money(g - nt), money(nt - paid_for[mcode]),
+                                merged(positions)))
+    lines.sort(key=lambda line: (line.metric_code, line.kind != OUTCOME, line.unit_price))
+
+    # the items: evidence (positions 0..k-1, already in evidence id order), and clawbacks
+    # (each cap applies at most once to a part, in CAP_ORDER: a part's own caps are merged already)
+    item_caps = caps if len(gross) == k else {i: c for i, c in caps.items() if i < k}
+    ids = [e.evidence_id for e in evidence]
+    item_participants = participants[:k]
+    item_codes = codes[:k]
+    item_gross, item_net = gross[:k], net[:k]
+    capped = [g - nt for g, nt in zip(item_gross, item_net)]
+    kinds = [OUTCOME] * k
+    if n.clawbacks:  # merged in evidence id order, as the Decimal engine sorts its items
+        rows = sorted([*((ids[i], item_participants[i], item_codes[i], OUTCOME, item_gross[i], capped[i], item_net[i],
+                          item_caps.get(i, ())) for i in range(k)),
+                       *((c.evidence_id, c.participant_id, c.metric_code, CLAWBACK, -a, 0, -a, ())
+                         for c, a in zip(n.clawbacks, claw_units))], key=lambda row: row[0])
+        ids, item_participants, item_codes, kinds, item_gross, capped, item_net, row_caps = (
+            [list(col) for col in zip(*rows)])
+        item_caps = {i: c for i, c in enumerate(row_caps) if c}
+    items = PayoutItems(code, ids, item_participants, item_codes, kinds, item_gross, capped, item_net, item_caps)
+
+    def measurement_item(mid: int, mcode: str) -> MeasurementItem:
+        i = position_of[mid]
+        quantity, relative = measured[mid]
+        return MeasurementItem(mid, mcode, quantity, relative, money(gross[i]), money(gross[i] - net[i]),
+                               money(net[i]), merged([i]))
+
+    measurement_items = tuple(measurement_item(m.measurement_id, m.metric_code) for m in n.measurements) + tuple(
+        measurement_item(a.current.measurement_id, a.metric_code) for a in n.adjustments if a.current is not None)
+    adjustment_items = tuple(MeasurementItem(a.replaced_id, a.metric_code, _ZERO, None, money(-amount), money(0),
+                                             money(-amount)) for a, amount in zip(n.adjustments, replaced_paid))
+    total = money(sum(units(line.net) for line in lines))
+    return PayoutResult(
+        contract_id=n.contract_id, period_start=n.period_start, period_end=n.period_end,
+        terms_version=terms.version, currency=code,
+        lines=tuple(lines), items=items, measurement_items=measurement_items,
+        shares=split_total(total, terms.payer_shares, code), total=total,
+        inputs_hash=hashlib.sha256(canonical).hexdigest(), adjustment_items=adjustment_items,
+    )
 
 
 def _calculate(n: PayoutInputs, canonical: bytes) -> PayoutResult:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from itertools import chain, repeat
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from ledger import chart, commitments, journal, payouts, schedule
@@ -328,11 +328,12 @@ def calculate_payout(uow: UnitOfWork, *, actor: Actor, contract_id: int, period_
     )
     s.add(payout)
     s.flush()
-    for old in s.execute(select(PayoutCalculation).where(
-            PayoutCalculation.contract_id == contract.id, PayoutCalculation.period_start == period_start,
-            PayoutCalculation.period_end == period_end, PayoutCalculation.status == "CALCULATED",
-            PayoutCalculation.id != payout.id)).scalars():
-        old.status, old.superseded_by_id = "SUPERSEDED", payout.id
+    # one UPDATE, not the superseded payouts loaded first: each holds its recorded inputs, some
+    # megabytes for a large payout
+    s.execute(update(PayoutCalculation).where(
+        PayoutCalculation.contract_id == contract.id, PayoutCalculation.period_start == period_start,
+        PayoutCalculation.period_end == period_end, PayoutCalculation.status == "CALCULATED",
+        PayoutCalculation.id != payout.id).values(status="SUPERSEDED", superseded_by_id=payout.id))
     _record_result(s, payout, result, cur)
     s.flush()
     s.refresh(payout, ["lines", "shares"])

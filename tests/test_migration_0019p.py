@@ -84,13 +84,24 @@ def test_old_payout_items_stay_readable_traceable_and_auditable(old_url):
         # then every item is there, unchanged
         after = conn.execute(sa.text(f"SELECT {ITEM_COLUMNS} FROM payout_items ORDER BY id")).all()
         assert after == before
-        # the items keep their key to the payout, and only that one
-        keys = sa.inspect(conn).get_foreign_keys("payout_items")
-        assert [(k["constrained_columns"], k["referred_table"]) for k in keys] == [(["payout_id"], "payouts")]
-    # and stay append-only
-    for change in ("UPDATE payout_items SET net_minor = 0", "DELETE FROM payout_items"):
+        # without a foreign key checked per item
+        assert sa.inspect(conn).get_foreign_keys("payout_items") == []
+        payout_id = after[0].payout_id
+    # but they stay append-only, an item still names a payout that exists, and no payout
+    # with items (none at all) can be deleted
+    for change in ("UPDATE payout_items SET net_minor = 0", "DELETE FROM payout_items",
+                   "INSERT INTO payout_items (payout_id, kind, metric_code, gross_minor, capped_minor, net_minor) "
+                   "VALUES (999999, 'OUTCOME', 'ATTENDANCE', 1, 0, 1)",
+                   f"DELETE FROM payouts WHERE id = {payout_id}"):
         with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
             conn.execute(sa.text(change))
+    # an INSERT of many rows is refused whole if one names no payout
+    with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO payout_items (payout_id, kind, metric_code, gross_minor, capped_minor, "
+                             "net_minor) VALUES (:p, 'OUTCOME', 'A', 1, 0, 1), (999999, 'OUTCOME', 'A', 1, 0, 1)"),
+                     {"p": payout_id})
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(f"SELECT {ITEM_COLUMNS} FROM payout_items ORDER BY id")).all() == before
     with db.reading() as s:
         # an auditor recomputes each old payout from its recorded inputs to the same figures
         for pid in payout_ids:

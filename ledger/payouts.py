@@ -109,6 +109,7 @@ order is kept because it decides ties in the split.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -132,7 +133,7 @@ __all__ = [
     "Clawback", "PayoutInputs", "PayoutLine", "PayoutItem", "MeasurementItem", "PayerAmount",
     "PayoutResult", "calculate", "validate", "canonical_inputs", "inputs_hash", "split_total",
     "inputs_from_canonical", "ADJUSTMENT", "MeasurementAdjustment", "calculate_with_canonical", "calculate_decimal",
-    "PayoutItems",
+    "PayoutItems", "EvidenceColumns",
 ]
 
 RATE_CARD = "RATE_CARD"
@@ -243,6 +244,71 @@ class EvidenceItem:
     price: Decimal | None = None
 
 
+class EvidenceColumns(Sequence):
+    """Evidence items as five columns (ids, participants, metric codes, days, areas), none with
+    a price of its own, read as a tuple of `EvidenceItem`. A large payout has 100 000 of them:
+    `ledger.calculations.gather_inputs` streams them from the database cursor into these
+    columns, and the engine validates, hashes and calculates them from the columns, without an
+    object per item. Equal to any sequence of the same `EvidenceItem`s."""
+
+    __slots__ = ("evidence_ids", "participant_ids", "metric_codes", "achieved_on", "areas")
+
+    def __init__(self, evidence_ids: list[int], participant_ids: list[int], metric_codes: list[str],
+                 achieved_on: list[date], areas: list[str | None]):
+        if not len(evidence_ids) == len(participant_ids) == len(metric_codes) == len(achieved_on) == len(areas):
+            raise _fail("evidence columns differ in length", "INVALID_INPUT", "evidence")
+        self.evidence_ids, self.participant_ids, self.metric_codes, self.achieved_on, self.areas = (
+            evidence_ids, participant_ids, metric_codes, achieved_on, areas)
+
+    def __len__(self) -> int:
+        return len(self.evidence_ids)
+
+    def _item(self, i: int) -> EvidenceItem:
+        return EvidenceItem(self.evidence_ids[i], self.participant_ids[i], self.metric_codes[i], self.achieved_on[i],
+                            self.areas[i])
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(self._item(j) for j in range(*i.indices(len(self))))
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError("evidence index out of range")
+        return self._item(i)
+
+    def __iter__(self):
+        return map(self._item, range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"EvidenceColumns({list(self)!r})"
+
+    def _normal(self, start: date, end: date, rate_codes: set[str]) -> EvidenceColumns | None:
+        """These columns sorted by evidence id, if every row is the usual valid one (what
+        `_normalise` accepts in one test per row); None if any is not, and the rows must go
+        through the checks that say what is wrong."""
+        ids, days, areas = self.evidence_ids, self.achieved_on, self.areas
+        if not ids:
+            return self
+        if not (set(map(type, ids)) == {int} and set(map(type, self.participant_ids)) == {int}
+                and set(map(type, self.metric_codes)) == {str} and set(self.metric_codes) <= rate_codes and set(map(type, days)) == {date}
+                and start <= min(days) and max(days) <= end and len(set(ids)) == len(ids)
+                and all(a is None or (type(a) is str and a and "\x00" not in a) for a in set(areas))):
+            return None
+        if all(a < b for a, b in zip(ids, itertools.islice(ids, 1, None))):
+            return self
+        by_id = sorted(range(len(ids)), key=ids.__getitem__)
+        return EvidenceColumns(*([column[i] for i in by_id] for column in
+                                 (ids, self.participant_ids, self.metric_codes, days, areas)))
+
+
 @dataclass(frozen=True)
 class Measurement:
     """A measured result of a BASELINE_IMPROVEMENT or COMPARISON_THRESHOLD metric."""
@@ -350,7 +416,8 @@ class PayoutInputs:
     adjustments: tuple[MeasurementAdjustment, ...] = ()
 
     def __post_init__(self) -> None:
-        _tuple(self, "evidence")
+        if not isinstance(self.evidence, EvidenceColumns):
+            _tuple(self, "evidence")
         _tuple(self, "measurements")
         _tuple(self, "clawbacks")
         _tuple(self, "adjustments")
@@ -622,14 +689,19 @@ def _normalise(inputs: PayoutInputs) -> PayoutInputs:
         code = terms.currency
         metrics = {m.code: m for m in terms.metrics}
 
+        rate_codes = {c for c, x in metrics.items() if x.kind == RATE_CARD}
+        # columns of usual rows are checked a column at a time; any other evidence row by row
+        columns = inputs.evidence._normal(start, end, rate_codes) if isinstance(inputs.evidence, EvidenceColumns) \
+            else None
         # Sorted first so that, when several rows are wrong, the same one is reported
         # whatever order they came in.
         by_id = attrgetter("evidence_id")
-        if all(type(i) is int for i in map(by_id, inputs.evidence)):
+        if columns is not None:
+            evidence = ()
+        elif all(type(i) is int for i in map(by_id, inputs.evidence)):
             evidence = sorted(inputs.evidence, key=by_id)
         else:  # the first id that is not an integer is reported
             evidence = sorted(inputs.evidence, key=lambda e: _int_id(e.evidence_id, "evidence id", field_="evidence"))
-        rate_codes = {c for c, x in metrics.items() if x.kind == RATE_CARD}
         seen: set[int] = set()
         norm_evidence = []
         for e in evidence:
@@ -746,7 +818,7 @@ def _normalise(inputs: PayoutInputs) -> PayoutInputs:
 
         clawbacks = sorted(inputs.clawbacks, key=lambda c: _int_id(c.evidence_id, "evidence id", field_="clawbacks"))
         seen = set()
-        evidence_ids = {e.evidence_id for e in norm_evidence}
+        evidence_ids = set(columns.evidence_ids) if columns is not None else {e.evidence_id for e in norm_evidence}
         norm_clawbacks = []
         for c in clawbacks:
             f = f"clawbacks.{c.evidence_id}"
@@ -768,7 +840,7 @@ def _normalise(inputs: PayoutInputs) -> PayoutInputs:
 
         return PayoutInputs(
             contract_id=inputs.contract_id, period_start=start, period_end=end, terms=terms,
-            evidence=tuple(norm_evidence), measurements=tuple(norm_measurements),
+            evidence=columns if columns is not None else tuple(norm_evidence), measurements=tuple(norm_measurements),
             paid_before=paid, clawbacks=tuple(norm_clawbacks),
             adjustments=_adjustments(inputs.adjustments, start, end, metrics, code,
                                      {m.measurement_id for m in norm_measurements}),
@@ -925,14 +997,29 @@ def _canonical(n: PayoutInputs) -> bytes:
     # A few hundred days, areas and metric codes recur over 100 000 rows: each is encoded once.
     days: dict[date, str] = {}
     texts: dict[str | None, str] = {None: "null"}
-    evidence = ",".join([
-        _EVIDENCE_JSON % (days.get(e.achieved_on) or days.setdefault(e.achieved_on, e.achieved_on.isoformat()),
-                          texts.get(e.area) or texts.setdefault(e.area, encode_basestring(e.area)),
-                          e.evidence_id,
-                          texts.get(e.metric_code) or texts.setdefault(e.metric_code, encode_basestring(e.metric_code)),
-                          e.participant_id, "" if e.price is None else ',"price":"%s"' % _plain(e.price))
-        for e in n.evidence])
-    return text.replace('"evidence":[]', f'"evidence":[{evidence}]', 1).encode("utf-8")
+
+    def day(d: date) -> str:
+        return days.get(d) or days.setdefault(d, d.isoformat())
+
+    def string(v: str | None) -> str:
+        return texts.get(v) or texts.setdefault(v, encode_basestring(v))
+
+    ev = n.evidence
+    if isinstance(ev, EvidenceColumns):  # no price of their own; each distinct value encoded once
+        day_text = {d: day(d) for d in set(ev.achieved_on)}
+        text_of = {v: string(v) for v in {*ev.metric_codes, *ev.areas}}
+        row = _EVIDENCE_JSON.replace("%s}", "}")
+        rows = [row % (day_text[on], text_of[area], eid, text_of[code], pid)
+                for eid, pid, code, on, area in zip(ev.evidence_ids, ev.participant_ids, ev.metric_codes,
+                                                    ev.achieved_on, ev.areas)]
+    else:
+        rows = [_EVIDENCE_JSON % (day(e.achieved_on), string(e.area), e.evidence_id, string(e.metric_code),
+                                  e.participant_id, "" if e.price is None else ',"price":"%s"' % _plain(e.price))
+                for e in ev]
+    evidence = ",".join(rows)
+    del rows  # (a large payout's rows: freed before the document is put together)
+    head, tail = text.split('"evidence":[]', 1)
+    return "".join((head, '"evidence":[', evidence, "]", tail)).encode("utf-8")
 
 
 _EVIDENCE_JSON = '{"achieved_on":"%s","area":%s,"evidence_id":%d,"metric_code":%s,"participant_id":%d%s}'
@@ -1206,23 +1293,30 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
     # the parts, one position each: evidence items first (in evidence id order), then measurements
     # and current versions of adjusted measurements (in measurement id order)
     evidence = n.evidence
+    if isinstance(evidence, EvidenceColumns):
+        ids, participants, codes, days, areas = (evidence.evidence_ids, evidence.participant_ids.copy(),
+                                                 evidence.metric_codes.copy(), evidence.achieved_on, evidence.areas)
+        own_prices: list[Decimal | None] | None = None
+    else:
+        ids = [e.evidence_id for e in evidence]
+        participants = [e.participant_id for e in evidence]
+        codes = [e.metric_code for e in evidence]
+        days = [e.achieved_on for e in evidence]
+        areas = [e.area for e in evidence]
+        own_prices = [e.price for e in evidence]
+    # an item's price depends only on its metric and area (unless it has its own): once per pair
     prices: dict[tuple[str, str | None], int] = {}
-    gross: list[int] = []
-    for e in evidence:
-        if e.price is not None:
-            gross.append(units(e.price))
-            continue
-        key = (e.metric_code, e.area)
-        price = prices.get(key)
-        if price is None:
-            metric = metrics[e.metric_code]
-            supplement = dict(metric.area_supplements).get(e.area, _ZERO) if e.area is not None else _ZERO
-            price = prices[key] = units(quantize(metric.unit_price * (1 + supplement / _HUNDRED), code))
-        gross.append(price)
-    k = len(evidence)
-    participants: list[int | None] = [e.participant_id for e in evidence]
-    codes: list[str] = [e.metric_code for e in evidence]
-    order: list[int] = [e.achieved_on.toordinal() * 2 for e in evidence]  # see `_Part.order`
+    for key in set(zip(codes, areas)):
+        mcode, area = key
+        metric = metrics[mcode]
+        supplement = dict(metric.area_supplements).get(area, _ZERO) if area is not None else _ZERO
+        prices[key] = units(quantize(metric.unit_price * (1 + supplement / _HUNDRED), code))
+    gross: list[int] = list(map(prices.__getitem__, zip(codes, areas)))
+    if own_prices is not None:
+        gross = [g if p is None else units(p) for g, p in zip(gross, own_prices)]
+    k = len(ids)
+    ordinals = {d: d.toordinal() * 2 for d in set(days)}
+    order: list[int] = list(map(ordinals.__getitem__, days))  # see `_Part.order`
 
     measured: dict[int, tuple[Decimal, Decimal | None]] = {}
     measured_parts: list[tuple[int, Measurement, int, bool]] = []  # (id, measurement, gross, is adjustment)
@@ -1390,7 +1484,6 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
     # the items: evidence (positions 0..k-1, already in evidence id order), and clawbacks
     # (each cap applies at most once to a part, in CAP_ORDER: a part's own caps are merged already)
     item_caps = caps if len(gross) == k else {i: c for i, c in caps.items() if i < k}
-    ids = [e.evidence_id for e in evidence]
     item_participants = participants[:k]
     item_codes = codes[:k]
     item_gross, item_net = gross[:k], net[:k]

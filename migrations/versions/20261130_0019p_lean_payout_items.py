@@ -16,7 +16,10 @@ database must enforce stays enforced:
   large payout's COPY; a row trigger on SQLite), and payouts, which only ever change
   status, can no longer be deleted (the foreign key refused that for a payout with items);
 * the index on measurement_id holds only the measurement items (a few per payout), not
-  100 000 NULLs per large payout.
+  100 000 NULLs per large payout;
+* on PostgreSQL built with lz4, a payout's recorded inputs (11 MB of JSON for 100 000 items)
+  are compressed with lz4 instead of pglz: twice as fast to write, about the same size. Values
+  written before stay as they are; PostgreSQL reads either.
 
 Data-preserving: no row is changed. On SQLite the table is copied into its new shape (how
 SQLite drops a foreign key), and its append-only triggers are created again.
@@ -78,8 +81,18 @@ def _payout_integrity_triggers(create: bool) -> None:
                    "BEGIN SELECT RAISE(ABORT, 'payouts are never deleted: DELETE refused'); END")
 
 
+def _inputs_compression(method: str) -> None:
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    available = bind.execute(sa.text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"))
+    if method in (available.scalar() or []):
+        op.execute(f"ALTER TABLE payouts ALTER COLUMN inputs SET COMPRESSION {method}")
+
+
 def upgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
+    _inputs_compression("lz4")
     with op.batch_alter_table('payout_items', schema=None) as batch_op:
         for column, table in DROPPED_KEYS:
             batch_op.drop_constraint(op.f(f'fk_payout_items_{column}_{table}'), type_='foreignkey')
@@ -93,6 +106,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
+    _inputs_compression("pglz")
     _payout_integrity_triggers(create=False)
     with op.batch_alter_table('payout_items', schema=None) as batch_op:
         batch_op.drop_index('ix_payout_items_measurement')

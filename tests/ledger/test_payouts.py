@@ -18,7 +18,7 @@ from ledger.payouts import (
     BASELINE_IMPROVEMENT, CLAWBACK, COMPARISON_THRESHOLD, HIGHER_IS_BETTER, LOWER_IS_BETTER,
     MAX_VALUE, METRIC_CAP_PER_PARTICIPANT, METRIC_CAP_PER_PERIOD, METRIC_CAP_TOTAL, ONCE_ONLY,
     OUTCOME, PARTICIPANT_CAP, RATE_CARD, Clawback, EvidenceItem, Measurement, MetricTerms,
-    MeasurementAdjustment, PaidBefore, PayerAmount, PayerShare, PayoutInputs, Terms, calculate, calculate_decimal, calculate_with_canonical,
+    MeasurementAdjustment, PaidBefore, PayerAmount, PayerShare, PayoutInputs, Terms, calculate, calculate_decimal, calculate_with_canonical, EvidenceColumns,
     canonical_inputs, inputs_hash, split_total,
 )
 
@@ -968,3 +968,41 @@ def test_the_minor_unit_engine_gives_the_decimal_engines_figures_to_the_ore(payo
     assert [";".join(f"{n}={a}" for n, a in line.caps) for line in flat.lines] == \
         [";".join(f"{n}={a}" for n, a in line.caps) for line in reference.lines]
     assert {a.as_tuple().exponent for a in _amounts(flat)} <= {-2}
+
+
+def _as_columns(evidence) -> EvidenceColumns:
+    return EvidenceColumns(*(list(column) for column in zip(*((e.evidence_id, e.participant_id, e.metric_code,
+                                                               e.achieved_on, e.area) for e in evidence)))
+                           ) if evidence else EvidenceColumns([], [], [], [], [])
+
+
+@PROPS
+@given(payout_inputs(), st.randoms(use_true_random=False))
+def test_evidence_given_as_columns_is_the_same_payout_and_the_same_inputs_hash(payout, rnd):
+    # given the evidence rows as columns, in any order (what gather_inputs streams from the database)
+    rows = list(payout.evidence)
+    rnd.shuffle(rows)
+    columns = replace(payout, evidence=_as_columns(rows))
+
+    # when
+    a, b = calculate(payout), calculate(columns)
+
+    # then
+    assert a == b and tuple(a.items) == tuple(b.items)
+    assert canonical_inputs(columns) == canonical_inputs(payout)
+
+
+@pytest.mark.parametrize("bad, code", [
+    (lambda e: replace(e, metric_code="NOPE"), "UNKNOWN_METRIC"),
+    (lambda e: replace(e, achieved_on=date(2023, 12, 31)), "EVIDENCE_OUTSIDE_PERIOD"),
+    (lambda e: replace(e, evidence_id=2), "DUPLICATE_EVIDENCE"),
+    (lambda e: replace(e, participant_id="7"), "INVALID_INPUT"),
+])
+def test_a_bad_row_among_evidence_columns_is_refused_as_it_is_among_rows(bad, code):
+    metric = MetricTerms("RC", RATE_CARD, HIGHER_IS_BETTER, D("100.00"))
+    rows = [EvidenceItem(i, 1, "RC", date(2024, 1, 5)) for i in (1, 2, 3)]
+    rows[2] = bad(rows[2])
+    for evidence in (rows, _as_columns(rows)):
+        with pytest.raises(ValidationError) as err:
+            calculate(inputs(terms(metric), evidence=evidence))
+        assert err.value.code == code

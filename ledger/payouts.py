@@ -244,7 +244,44 @@ class EvidenceItem:
     price: Decimal | None = None
 
 
-class EvidenceColumns(Sequence):
+class _Columns(Sequence):
+    """Rows kept as columns (one list per field), read as a tuple of row objects made on demand
+    by `_item`: a large payout has 100 000 rows, and its hot paths read the columns instead.
+    Equal to any sequence of the same row objects."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _item(self, i: int) -> Any:
+        raise NotImplementedError
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(self._item(j) for j in range(*i.indices(len(self))))
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"{type(self).__name__} index out of range")
+        return self._item(i)
+
+    def __iter__(self):
+        return map(self._item, range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self)!r})"
+
+
+class EvidenceColumns(_Columns):
     """Evidence items as five columns (ids, participants, metric codes, days, areas), none with
     a price of its own, read as a tuple of `EvidenceItem`. A large payout has 100 000 of them:
     `ledger.calculations.gather_inputs` streams them from the database cursor into these
@@ -266,29 +303,6 @@ class EvidenceColumns(Sequence):
     def _item(self, i: int) -> EvidenceItem:
         return EvidenceItem(self.evidence_ids[i], self.participant_ids[i], self.metric_codes[i], self.achieved_on[i],
                             self.areas[i])
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return tuple(self._item(j) for j in range(*i.indices(len(self))))
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError("evidence index out of range")
-        return self._item(i)
-
-    def __iter__(self):
-        return map(self._item, range(len(self)))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
-            return NotImplemented
-        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
-
-    def __hash__(self) -> int:
-        return hash(tuple(self))
-
-    def __repr__(self) -> str:
-        return f"EvidenceColumns({list(self)!r})"
 
     def _normal(self, start: date, end: date, rate_codes: set[str]) -> EvidenceColumns | None:
         """These columns sorted by evidence id, if every row is the usual valid one (what
@@ -1167,7 +1181,7 @@ def calculate_decimal(inputs: PayoutInputs) -> PayoutResult:
         return _calculate(n, _canonical(n))
 
 
-class PayoutItems(Sequence):
+class PayoutItems(_Columns):
     """A payout's evidence items as columns of plain ints and strs (amounts in minor units),
     read as a tuple of `PayoutItem`: a large payout has 100 000 of them, and recording one
     (ledger/calculations.py) writes the columns straight to the database without ever making
@@ -1201,29 +1215,6 @@ class PayoutItems(Sequence):
         return PayoutItem(self.evidence_ids[i], self.participant_ids[i], self.metric_codes[i], self.kinds[i],
                           money(self.gross[i]), money(self.capped[i]), money(self.net[i]),
                           tuple((name, money(a)) for name, a in self.caps.get(i, ())))
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return tuple(self._item(j) for j in range(*i.indices(len(self))))
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError("payout item index out of range")
-        return self._item(i)
-
-    def __iter__(self):
-        return map(self._item, range(len(self)))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
-            return NotImplemented
-        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
-
-    def __hash__(self) -> int:
-        return hash(tuple(self))
-
-    def __repr__(self) -> str:
-        return f"PayoutItems({list(self)!r})"
 
 
 def _from_units(units: int, currency: str) -> Decimal:

@@ -423,7 +423,7 @@ class PayoutInputs:
     period_start: date
     period_end: date
     terms: Terms
-    evidence: tuple[EvidenceItem, ...] = ()
+    evidence: tuple[EvidenceItem, ...] | EvidenceColumns = ()  # any sequence of items is made a tuple
     measurements: tuple[Measurement, ...] = ()
     paid_before: PaidBefore = field(default_factory=PaidBefore)
     clawbacks: tuple[Clawback, ...] = ()
@@ -501,7 +501,7 @@ class PayoutResult:
     terms_version: int
     currency: str
     lines: tuple[PayoutLine, ...]
-    items: tuple[PayoutItem, ...]
+    items: PayoutItems  # read as a tuple of PayoutItem
     measurement_items: tuple[MeasurementItem, ...]
     shares: tuple[PayerAmount, ...]
     total: Decimal

@@ -4,13 +4,13 @@ result; approve (four eyes) and post to the ledger; recompute from the recorded 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
-from itertools import chain
+from itertools import chain, islice, repeat
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from ledger import chart, commitments, journal, payouts, schedule
@@ -160,9 +160,12 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
     return payouts.PayoutInputs(
         contract_id=str(contract.id), period_start=period_start, period_end=period_end,
         terms=engine_terms(terms, cur),
-        evidence=tuple(payouts.EvidenceItem(eid, pid, code, on, area, None if priced.single else
-                                            priced.item(code, on, area))
-                       for eid, pid, code, on, area in evidence),
+        # one terms version over the contract's life (the common case): the columns as read;
+        # otherwise an item each, with its price under the version in force on its day (§7)
+        evidence=evidence if priced.single else tuple(
+            payouts.EvidenceItem(eid, pid, code, on, area, priced.item(code, on, area))
+            for eid, pid, code, on, area in zip(evidence.evidence_ids, evidence.participant_ids,
+                                                evidence.metric_codes, evidence.achieved_on, evidence.areas)),
         measurements=tuple(payouts.Measurement(x.id, x.metric_code, x.period_start, x.period_end, x.observed_value,
                                                x.comparison_value, x.cohort_size,
                                                priced.unit(x.metric_code, x.period_end))
@@ -179,16 +182,19 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
 
 
 def _unpaid_evidence(s: Session, contract_id: int, codes: list[str], first_day: date,
-                     last_day: date) -> list[tuple[int, int, str, date, str | None]]:
+                     last_day: date) -> payouts.EvidenceColumns:
     """(id, participant, metric, achieved on, area) of the VERIFIED rate-card evidence in the
-    period that no posted payout has paid (see `gather_inputs`), as plain tuples.
+    period that no posted payout has paid (see `gather_inputs`), as columns.
 
     A large payout reads 100 000 of these, so this is one statement through the raw driver
-    cursor (no ORM or Core row each), with what was paid summed once per evidence item in a
-    joined aggregate (a hash join) rather than counted by two subqueries per row.
+    cursor, with what was paid summed once per evidence item in a joined aggregate (a hash
+    join) rather than counted by two subqueries per row; the rows are streamed from the cursor
+    a batch at a time into five lists (no ORM or Core row, tuple list or object per item kept),
+    and the few hundred distinct days are one date object each.
     """
+    columns = payouts.EvidenceColumns([], [], [], [], [])
     if not codes:
-        return []
+        return columns
     conn = s.connection()
     sqlite = conn.dialect.name == "sqlite"
     mark = "?" if sqlite else "%s"
@@ -204,17 +210,23 @@ def _unpaid_evidence(s: Session, contract_id: int, codes: list[str], first_day: 
            "AND (paid.times IS NULL OR paid.times <= 0)")
     # SQLite keeps dates as ISO text (as the ORM writes them)
     days = (first_day.isoformat(), last_day.isoformat()) if sqlite else (first_day, last_day)
+    parsed: dict = {}  # the day as read → one date object
+    texts: dict = {}  # one str per metric code and area
+    ids, participants, metrics, achieved, areas = (columns.evidence_ids, columns.participant_ids,
+                                                   columns.metric_codes, columns.achieved_on, columns.areas)
     cursor = conn.connection.driver_connection.cursor()
     try:
         cursor.execute(sql, (contract_id, contract_id, *codes, *days))
-        rows = cursor.fetchall()
+        while batch := cursor.fetchmany(10_000):
+            for eid, pid, code, on, area in batch:
+                ids.append(eid)
+                participants.append(pid)
+                metrics.append(texts.get(code) or texts.setdefault(code, code))
+                achieved.append(parsed.get(on) or parsed.setdefault(on, date.fromisoformat(on) if sqlite else on))
+                areas.append(area if area is None else texts.get(area) or texts.setdefault(area, area))
     finally:
         cursor.close()
-    if sqlite:
-        parsed: dict[str, date] = {}
-        rows = [(eid, pid, code, parsed.get(on) or parsed.setdefault(on, date.fromisoformat(on)), area)
-                for eid, pid, code, on, area in rows]
-    return rows
+    return columns
 
 
 def measurement_adjustments(s: Session, contract_id: int, period_start: date, period_end: date,
@@ -328,11 +340,12 @@ def calculate_payout(uow: UnitOfWork, *, actor: Actor, contract_id: int, period_
     )
     s.add(payout)
     s.flush()
-    for old in s.execute(select(PayoutCalculation).where(
-            PayoutCalculation.contract_id == contract.id, PayoutCalculation.period_start == period_start,
-            PayoutCalculation.period_end == period_end, PayoutCalculation.status == "CALCULATED",
-            PayoutCalculation.id != payout.id)).scalars():
-        old.status, old.superseded_by_id = "SUPERSEDED", payout.id
+    # one UPDATE, not the superseded payouts loaded first: each holds its recorded inputs, some
+    # megabytes for a large payout
+    s.execute(update(PayoutCalculation).where(
+        PayoutCalculation.contract_id == contract.id, PayoutCalculation.period_start == period_start,
+        PayoutCalculation.period_end == period_end, PayoutCalculation.status == "CALCULATED",
+        PayoutCalculation.id != payout.id).values(status="SUPERSEDED", superseded_by_id=payout.id))
     _record_result(s, payout, result, cur)
     s.flush()
     s.refresh(payout, ["lines", "shares"])
@@ -348,45 +361,58 @@ def _record_result(s: Session, payout: PayoutCalculation, result: payouts.Payout
                          caps=";".join(f"{name}={amt}" for name, amt in line.caps)))
     for i, share in enumerate(result.shares):
         s.add(PayoutShare(payout_id=payout.id, position=i, party_id=int(share.party_id), amount_minor=u(share.amount)))
-    # a payout can have 100 000 items: they go in as plain tuples in one bulk write (see
-    # _write_items), never an ORM object or a dict each (amounts are already quantized to the
-    # minor unit, so scaleb is exact)
+    # a payout can have 100 000 items: the engine keeps them as columns of plain ints and strs
+    # (payouts.PayoutItems), which go to the database as they are in one bulk write (see
+    # _write_items): never an ORM object, a dict or a Decimal per item
     exp = m.exponent(cur)
-    pid = payout.id
-    # (a generator: each row is made as the driver takes it, never 100 000 of them at once)
-    rows = chain(
-        ((pid, x.kind, x.evidence_id, None, x.participant_id, x.metric_code, int(x.gross.scaleb(exp)),
-          int(x.capped.scaleb(exp)), int(x.net.scaleb(exp))) for x in result.items),
-        ((pid, kind, None, x.measurement_id, None, x.metric_code, int(x.gross.scaleb(exp)),
-          int(x.capped.scaleb(exp)), int(x.net.scaleb(exp)))
-         for kind, group in (("OUTCOME", result.measurement_items), ("ADJUSTMENT", result.adjustment_items))
-         for x in group))
+    measured = [(payout.id, kind, None, x.measurement_id, None, x.metric_code, int(x.gross.scaleb(exp)),
+                 int(x.capped.scaleb(exp)), int(x.net.scaleb(exp)))
+                for kind, group in (("OUTCOME", result.measurement_items), ("ADJUSTMENT", result.adjustment_items))
+                for x in group]
     s.flush()
-    if result.items or result.measurement_items or result.adjustment_items:
-        _write_items(s, rows)
+    _write_items(s, payout.id, result.items, measured)
 
 
 _ITEM_COLUMNS = ("payout_id", "kind", "evidence_id", "measurement_id", "participant_id", "metric_code",
                  "gross_minor", "capped_minor", "net_minor")
+_BATCH = 10_000  # evidence item rows per write
 
 
-def _write_items(s: Session, rows: Iterable[tuple]) -> None:
-    """Payout item rows, in the order of `_ITEM_COLUMNS`, through the session's own connection
-    and transaction: COPY on PostgreSQL (about 5x an executemany, BENCHMARKS.md), one driver
-    executemany on SQLite. Every column is a plain int or str, which both drivers store exactly
-    as the ORM would."""
+def _copy_text(value: str) -> str:
+    """A str as a field of COPY's text format (backslash, tab, newline and carriage return escaped)."""
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _write_items(s: Session, payout_id: int, items: payouts.PayoutItems, measured: list[tuple]) -> None:
+    """The payout's evidence items (columns) and measurement items (row tuples in the order of
+    `_ITEM_COLUMNS`), through the session's own connection and transaction: COPY on PostgreSQL
+    (about 5x an executemany, BENCHMARKS.md), the evidence items as COPY text made a batch at a
+    time with one format per row (their types are fixed: ids and amounts ints, kind and metric
+    code strs); one driver executemany on SQLite. Both store exactly what the ORM would."""
+    if not items and not measured:
+        return
     conn = s.connection()
     raw = conn.connection.driver_connection
+    columns = (items.kinds, items.evidence_ids, items.participant_ids, items.metric_codes, items.gross, items.capped,
+               items.net)
     if conn.dialect.name == "postgresql":
+        text = {v: _copy_text(v) for v in {*items.kinds, *items.metric_codes}}
+        line = f"{int(payout_id)}\t%s\t%d\t\\N\t%d\t%s\t%d\t%d\t%d\n"
+        rows = zip(*columns)
         with raw.cursor() as cursor:
             with cursor.copy(f"COPY payout_items ({', '.join(_ITEM_COLUMNS)}) FROM STDIN") as copy:
-                for row in rows:
+                while batch := [line % (text[kind], eid, pid, text[code], gross, capped, net)
+                                for kind, eid, pid, code, gross, capped, net in islice(rows, _BATCH)]:
+                    copy.write("".join(batch))
+                for row in measured:
                     copy.write_row(row)
     else:
         cursor = raw.cursor()
         try:
             cursor.executemany(f"INSERT INTO payout_items ({', '.join(_ITEM_COLUMNS)}) "
-                               f"VALUES ({', '.join('?' * len(_ITEM_COLUMNS))})", rows)
+                               f"VALUES ({', '.join('?' * len(_ITEM_COLUMNS))})",
+                               chain(zip(repeat(payout_id), columns[0], columns[1], repeat(None), *columns[2:]),
+                                     measured))
         finally:
             cursor.close()
 

@@ -109,9 +109,10 @@ order is kept because it decides ties in the split.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
@@ -131,7 +132,8 @@ __all__ = [
     "MetricTerms", "PayerShare", "Terms", "EvidenceItem", "Measurement", "PaidBefore",
     "Clawback", "PayoutInputs", "PayoutLine", "PayoutItem", "MeasurementItem", "PayerAmount",
     "PayoutResult", "calculate", "validate", "canonical_inputs", "inputs_hash", "split_total",
-    "inputs_from_canonical", "ADJUSTMENT", "MeasurementAdjustment", "calculate_with_canonical",
+    "inputs_from_canonical", "ADJUSTMENT", "MeasurementAdjustment", "calculate_with_canonical", "calculate_decimal",
+    "PayoutItems", "EvidenceColumns",
 ]
 
 RATE_CARD = "RATE_CARD"
@@ -242,6 +244,85 @@ class EvidenceItem:
     price: Decimal | None = None
 
 
+class _Columns(Sequence):
+    """Rows kept as columns (one list per field), read as a tuple of row objects made on demand
+    by `_item`: a large payout has 100 000 rows, and its hot paths read the columns instead.
+    Equal to any sequence of the same row objects."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _item(self, i: int) -> Any:
+        raise NotImplementedError
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(self._item(j) for j in range(*i.indices(len(self))))
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"{type(self).__name__} index out of range")
+        return self._item(i)
+
+    def __iter__(self):
+        return map(self._item, range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self)!r})"
+
+
+class EvidenceColumns(_Columns):
+    """Evidence items as five columns (ids, participants, metric codes, days, areas), none with
+    a price of its own, read as a tuple of `EvidenceItem`. A large payout has 100 000 of them:
+    `ledger.calculations.gather_inputs` streams them from the database cursor into these
+    columns, and the engine validates, hashes and calculates them from the columns, without an
+    object per item. Equal to any sequence of the same `EvidenceItem`s."""
+
+    __slots__ = ("evidence_ids", "participant_ids", "metric_codes", "achieved_on", "areas")
+
+    def __init__(self, evidence_ids: list[int], participant_ids: list[int], metric_codes: list[str],
+                 achieved_on: list[date], areas: list[str | None]):
+        if not len(evidence_ids) == len(participant_ids) == len(metric_codes) == len(achieved_on) == len(areas):
+            raise _fail("evidence columns differ in length", "INVALID_INPUT", "evidence")
+        self.evidence_ids, self.participant_ids, self.metric_codes, self.achieved_on, self.areas = (
+            evidence_ids, participant_ids, metric_codes, achieved_on, areas)
+
+    def __len__(self) -> int:
+        return len(self.evidence_ids)
+
+    def _item(self, i: int) -> EvidenceItem:
+        return EvidenceItem(self.evidence_ids[i], self.participant_ids[i], self.metric_codes[i], self.achieved_on[i],
+                            self.areas[i])
+
+    def _normal(self, start: date, end: date, rate_codes: set[str]) -> EvidenceColumns | None:
+        """These columns sorted by evidence id, if every row is the usual valid one (what
+        `_normalise` accepts in one test per row); None if any is not, and the rows must go
+        through the checks that say what is wrong."""
+        ids, days, areas = self.evidence_ids, self.achieved_on, self.areas
+        if not ids:
+            return self
+        if not (set(map(type, ids)) == {int} and set(map(type, self.participant_ids)) == {int}
+                and set(map(type, self.metric_codes)) == {str} and set(self.metric_codes) <= rate_codes and set(map(type, days)) == {date}
+                and start <= min(days) and max(days) <= end and len(set(ids)) == len(ids)
+                and all(a is None or (type(a) is str and a and "\x00" not in a) for a in set(areas))):
+            return None
+        if all(a < b for a, b in zip(ids, itertools.islice(ids, 1, None))):
+            return self
+        by_id = sorted(range(len(ids)), key=ids.__getitem__)
+        return EvidenceColumns(*([column[i] for i in by_id] for column in
+                                 (ids, self.participant_ids, self.metric_codes, days, areas)))
+
+
 @dataclass(frozen=True)
 class Measurement:
     """A measured result of a BASELINE_IMPROVEMENT or COMPARISON_THRESHOLD metric."""
@@ -342,14 +423,15 @@ class PayoutInputs:
     period_start: date
     period_end: date
     terms: Terms
-    evidence: tuple[EvidenceItem, ...] = ()
+    evidence: tuple[EvidenceItem, ...] | EvidenceColumns = ()  # any sequence of items is made a tuple
     measurements: tuple[Measurement, ...] = ()
     paid_before: PaidBefore = field(default_factory=PaidBefore)
     clawbacks: tuple[Clawback, ...] = ()
     adjustments: tuple[MeasurementAdjustment, ...] = ()
 
     def __post_init__(self) -> None:
-        _tuple(self, "evidence")
+        if not isinstance(self.evidence, EvidenceColumns):
+            _tuple(self, "evidence")
         _tuple(self, "measurements")
         _tuple(self, "clawbacks")
         _tuple(self, "adjustments")
@@ -419,7 +501,7 @@ class PayoutResult:
     terms_version: int
     currency: str
     lines: tuple[PayoutLine, ...]
-    items: tuple[PayoutItem, ...]
+    items: PayoutItems  # read as a tuple of PayoutItem
     measurement_items: tuple[MeasurementItem, ...]
     shares: tuple[PayerAmount, ...]
     total: Decimal
@@ -621,14 +703,19 @@ def _normalise(inputs: PayoutInputs) -> PayoutInputs:
         code = terms.currency
         metrics = {m.code: m for m in terms.metrics}
 
+        rate_codes = {c for c, x in metrics.items() if x.kind == RATE_CARD}
+        # columns of usual rows are checked a column at a time; any other evidence row by row
+        columns = inputs.evidence._normal(start, end, rate_codes) if isinstance(inputs.evidence, EvidenceColumns) \
+            else None
         # Sorted first so that, when several rows are wrong, the same one is reported
         # whatever order they came in.
         by_id = attrgetter("evidence_id")
-        if all(type(i) is int for i in map(by_id, inputs.evidence)):
+        if columns is not None:
+            evidence = ()
+        elif all(type(i) is int for i in map(by_id, inputs.evidence)):
             evidence = sorted(inputs.evidence, key=by_id)
         else:  # the first id that is not an integer is reported
             evidence = sorted(inputs.evidence, key=lambda e: _int_id(e.evidence_id, "evidence id", field_="evidence"))
-        rate_codes = {c for c, x in metrics.items() if x.kind == RATE_CARD}
         seen: set[int] = set()
         norm_evidence = []
         for e in evidence:
@@ -745,7 +832,7 @@ def _normalise(inputs: PayoutInputs) -> PayoutInputs:
 
         clawbacks = sorted(inputs.clawbacks, key=lambda c: _int_id(c.evidence_id, "evidence id", field_="clawbacks"))
         seen = set()
-        evidence_ids = {e.evidence_id for e in norm_evidence}
+        evidence_ids = set(columns.evidence_ids) if columns is not None else {e.evidence_id for e in norm_evidence}
         norm_clawbacks = []
         for c in clawbacks:
             f = f"clawbacks.{c.evidence_id}"
@@ -767,7 +854,7 @@ def _normalise(inputs: PayoutInputs) -> PayoutInputs:
 
         return PayoutInputs(
             contract_id=inputs.contract_id, period_start=start, period_end=end, terms=terms,
-            evidence=tuple(norm_evidence), measurements=tuple(norm_measurements),
+            evidence=columns if columns is not None else tuple(norm_evidence), measurements=tuple(norm_measurements),
             paid_before=paid, clawbacks=tuple(norm_clawbacks),
             adjustments=_adjustments(inputs.adjustments, start, end, metrics, code,
                                      {m.measurement_id for m in norm_measurements}),
@@ -924,14 +1011,29 @@ def _canonical(n: PayoutInputs) -> bytes:
     # A few hundred days, areas and metric codes recur over 100 000 rows: each is encoded once.
     days: dict[date, str] = {}
     texts: dict[str | None, str] = {None: "null"}
-    evidence = ",".join([
-        _EVIDENCE_JSON % (days.get(e.achieved_on) or days.setdefault(e.achieved_on, e.achieved_on.isoformat()),
-                          texts.get(e.area) or texts.setdefault(e.area, encode_basestring(e.area)),
-                          e.evidence_id,
-                          texts.get(e.metric_code) or texts.setdefault(e.metric_code, encode_basestring(e.metric_code)),
-                          e.participant_id, "" if e.price is None else ',"price":"%s"' % _plain(e.price))
-        for e in n.evidence])
-    return text.replace('"evidence":[]', f'"evidence":[{evidence}]', 1).encode("utf-8")
+
+    def day(d: date) -> str:
+        return days.get(d) or days.setdefault(d, d.isoformat())
+
+    def string(v: str | None) -> str:
+        return texts.get(v) or texts.setdefault(v, encode_basestring(v))
+
+    ev = n.evidence
+    if isinstance(ev, EvidenceColumns):  # no price of their own; each distinct value encoded once
+        day_text = {d: day(d) for d in set(ev.achieved_on)}
+        text_of = {v: string(v) for v in {*ev.metric_codes, *ev.areas}}
+        row = _EVIDENCE_JSON.replace("%s}", "}")
+        rows = [row % (day_text[on], text_of[area], eid, text_of[code], pid)
+                for eid, pid, code, on, area in zip(ev.evidence_ids, ev.participant_ids, ev.metric_codes,
+                                                    ev.achieved_on, ev.areas)]
+    else:
+        rows = [_EVIDENCE_JSON % (day(e.achieved_on), string(e.area), e.evidence_id, string(e.metric_code),
+                                  e.participant_id, "" if e.price is None else ',"price":"%s"' % _plain(e.price))
+                for e in ev]
+    evidence = ",".join(rows)
+    del rows  # (a large payout's rows: freed before the document is put together)
+    head, tail = text.split('"evidence":[]', 1)
+    return "".join((head, '"evidence":[', evidence, "]", tail)).encode("utf-8")
 
 
 _EVIDENCE_JSON = '{"achieved_on":"%s","area":%s,"evidence_id":%d,"metric_code":%s,"participant_id":%d%s}'
@@ -1067,7 +1169,345 @@ def calculate_with_canonical(inputs: PayoutInputs) -> tuple[PayoutResult, bytes]
     n = _normalise(inputs)
     with localcontext(_CTX):
         canonical = _canonical(n)
-        return _calculate(n, canonical), canonical
+        return _calculate_minor_units(n, canonical), canonical
+
+
+def calculate_decimal(inputs: PayoutInputs) -> PayoutResult:
+    """The same payout by the Decimal engine: a `_Part` object and Decimal amounts per item,
+    written as PAYOUTS.md reads. Not used to pay anything: it is the reference the minor-unit
+    engine (`calculate`) is proven identical to, figure for figure (tests/ledger/test_payouts.py)."""
+    n = _normalise(inputs)
+    with localcontext(_CTX):
+        return _calculate(n, _canonical(n))
+
+
+class PayoutItems(_Columns):
+    """A payout's evidence items as columns of plain ints and strs (amounts in minor units),
+    read as a tuple of `PayoutItem`: a large payout has 100 000 of them, and recording one
+    (ledger/calculations.py) writes the columns straight to the database without ever making
+    a `PayoutItem` or a `Decimal` per item. Equal to any sequence of the same `PayoutItem`s."""
+
+    __slots__ = ("currency", "evidence_ids", "participant_ids", "metric_codes", "kinds", "gross", "capped", "net",
+                 "caps", "_amounts")
+
+    def __init__(self, currency: str, evidence_ids: list[int], participant_ids: list[int], metric_codes: list[str],
+                 kinds: list[str], gross: list[int], capped: list[int], net: list[int],
+                 caps: dict[int, tuple[tuple[str, int], ...]]):
+        self.currency = currency
+        self.evidence_ids, self.participant_ids, self.metric_codes, self.kinds = (
+            evidence_ids, participant_ids, metric_codes, kinds)
+        self.gross, self.capped, self.net = gross, capped, net
+        self.caps = caps  # by position; most items are never capped
+        self._amounts: dict[int, Decimal] = {}
+
+    def __len__(self) -> int:
+        return len(self.evidence_ids)
+
+    def _money(self, units: int) -> Decimal:
+        d = self._amounts.get(units)
+        if d is None:
+            with localcontext(_CTX):
+                d = self._amounts[units] = _from_units(units, self.currency)
+        return d
+
+    def _item(self, i: int) -> PayoutItem:
+        money = self._money
+        return PayoutItem(self.evidence_ids[i], self.participant_ids[i], self.metric_codes[i], self.kinds[i],
+                          money(self.gross[i]), money(self.capped[i]), money(self.net[i]),
+                          tuple((name, money(a)) for name, a in self.caps.get(i, ())))
+
+
+def _from_units(units: int, currency: str) -> Decimal:
+    """Minor units as the Decimal amount the Decimal engine gives (exactly its digits and exponent)."""
+    return quantize(Decimal(units).scaleb(-exponent(currency)), currency) + 0
+
+
+def _cap_units(positions: list[int], net: list[int], caps: dict[int, tuple], room: int, name: str) -> None:
+    """`_apply_cap` on the minor-unit engine's columns: pay the parts at `positions`, in their
+    pay order, until `room` is used up, and record what the cap removed."""
+    room = max(room, 0)
+    if sum([net[i] for i in positions]) <= room:  # the usual case: the cap does not bind
+        return
+    for i in positions:
+        amount = net[i]
+        take = amount if amount < room else room
+        if take < amount:
+            caps[i] = (*caps.get(i, ()), (name, amount - take))
+            net[i] = take
+        room -= take
+
+
+def _merged_units(positions: Iterable[int], caps: dict[int, tuple]) -> dict[str, int]:
+    removed: dict[str, int] = defaultdict(int)
+    for i in positions:
+        for name, amount in caps.get(i, ()):
+            removed[name] += amount
+    return removed
+
+
+def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
+    """`_calculate` in integer minor units over flat columns (one list per field, a position per
+    part) instead of a `_Part` object and Decimals per item: the same rules in the same order,
+    so the same figures to the öre (a hypothesis test holds it to `calculate_decimal`). Every
+    amount is a whole number of minor units here: prices are rounded per item before any cap,
+    and caps, paid-before and clawbacks are validated to the minor unit."""
+    terms = n.terms
+    code = terms.currency
+    exp = exponent(code)
+    metrics = {m.code: m for m in terms.metrics}
+    paid = n.paid_before
+
+    def units(d: Decimal) -> int:
+        return int(d.scaleb(exp))
+
+    def money(u: int) -> Decimal:
+        return _from_units(u, code)
+
+    # "paid before" less this payout's clawbacks and replaced measurements (see `_calculate`)
+    claw_units = [units(c.amount) for c in n.clawbacks]
+    clawed = sum(claw_units)
+    prior_total = units(paid.total) - clawed
+    prior_metric: dict[str, int] = defaultdict(int, {k: units(v) for k, v in paid.per_metric})
+    prior_participant: dict[int, int] = defaultdict(int, {k: units(v) for k, v in paid.per_participant})
+    prior_pair: dict[tuple[int, str], int] = defaultdict(int, {(p, m): units(v)
+                                                               for p, m, v in paid.per_participant_metric})
+    prior_in_period: dict[str, int] = defaultdict(int, {k: units(v) for k, v in paid.per_metric_in_period})
+    for c, amount in zip(n.clawbacks, claw_units):
+        prior_metric[c.metric_code] -= amount
+        prior_participant[c.participant_id] -= amount
+        prior_pair[(c.participant_id, c.metric_code)] -= amount
+    replaced_paid = [units(a.paid) for a in n.adjustments]
+    for a, amount in zip(n.adjustments, replaced_paid):
+        prior_total -= amount
+        prior_metric[a.metric_code] -= amount
+
+    # the parts, one position each: evidence items first (in evidence id order), then measurements
+    # and current versions of adjusted measurements (in measurement id order)
+    evidence = n.evidence
+    if isinstance(evidence, EvidenceColumns):
+        ids, participants, codes, days, areas = (evidence.evidence_ids, evidence.participant_ids.copy(),
+                                                 evidence.metric_codes.copy(), evidence.achieved_on, evidence.areas)
+        own_prices: list[Decimal | None] | None = None
+    else:
+        ids = [e.evidence_id for e in evidence]
+        participants = [e.participant_id for e in evidence]
+        codes = [e.metric_code for e in evidence]
+        days = [e.achieved_on for e in evidence]
+        areas = [e.area for e in evidence]
+        own_prices = [e.price for e in evidence]
+    # an item's price depends only on its metric and area (unless it has its own): once per pair
+    prices: dict[tuple[str, str | None], int] = {}
+    for key in set(zip(codes, areas)):
+        mcode, area = key
+        metric = metrics[mcode]
+        supplement = dict(metric.area_supplements).get(area, _ZERO) if area is not None else _ZERO
+        prices[key] = units(quantize(metric.unit_price * (1 + supplement / _HUNDRED), code))
+    gross: list[int] = list(map(prices.__getitem__, zip(codes, areas)))
+    if own_prices is not None:
+        gross = [g if p is None else units(p) for g, p in zip(gross, own_prices)]
+    k = len(ids)
+    ordinals = {d: d.toordinal() * 2 for d in set(days)}
+    order: list[int] = list(map(ordinals.__getitem__, days))  # see `_Part.order`
+
+    measured: dict[int, tuple[Decimal, Decimal | None]] = {}
+    measured_parts: list[tuple[int, Measurement, int, bool]] = []  # (id, measurement, gross, is adjustment)
+    for m in n.measurements:
+        metric = metrics[m.metric_code]
+        measured[m.measurement_id] = quantity, _ = _measured(m, metric)
+        unit_price = m.unit_price if m.unit_price is not None else metric.unit_price
+        measured_parts.append((m.measurement_id, m, units(quantize(quantity * unit_price, code)), False))
+    for a in n.adjustments:
+        if a.current is not None:
+            m = a.current
+            measured[m.measurement_id] = quantity, _ = _measured(m, metrics[m.metric_code])
+            measured_parts.append((m.measurement_id, m, units(quantize(quantity * metrics[m.metric_code].unit_price,
+                                                                      code)), True))
+    measured_parts.sort(key=lambda x: x[0])
+    position_of: dict[int, int] = {}  # measurement id → position
+    adjusting: set[int] = set()  # positions of adjusted measurements' current versions
+    for mid, m, g, is_adjustment in measured_parts:
+        position_of[mid] = len(gross)
+        if is_adjustment:
+            adjusting.add(len(gross))
+        gross.append(g)
+        participants.append(None)
+        codes.append(m.metric_code)
+        order.append(m.period_end.toordinal() * 2 + 1)
+    net = gross.copy()
+    caps: dict[int, tuple[tuple[str, int], ...]] = {}  # what caps removed from a part, in CAP_ORDER
+
+    # the pay order (a stable sort keeps the id order within a day and rank)
+    pay = sorted(range(len(gross)), key=order.__getitem__)
+    del order
+
+    # Caps (1)–(4) in one pass over the parts in pay order. Each cap pays the parts it covers in
+    # pay order until its room is used up (`_apply_cap`), so what a part keeps under a cap depends
+    # only on the parts before it in pay order and on the caps before it: each part can go
+    # through every cap, in CAP_ORDER, before the next part comes, with one room per participant,
+    # pair and metric carried along (no list of parts per participant, pair or metric).
+    once_only = {c for c, x in metrics.items() if x.once_only}
+    pair_cap = {c: units(x.cap_per_participant) for c, x in metrics.items() if x.cap_per_participant is not None}
+    participant_cap = None if terms.participant_cap is None else units(terms.participant_cap)
+    room_period = {c: max(units(x.cap_per_period) - prior_in_period[c], 0)
+                   for c, x in metrics.items() if x.cap_per_period is not None}
+    room_total = {c: max(units(x.cap_total) - prior_metric[c], 0) for c, x in metrics.items() if x.cap_total is not None}
+    room_max = max(units(terms.max_value) - prior_total, 0)
+    room_pair: dict[tuple[int, str], int] = {}
+    room_participant: dict[int, int] = {}
+    paid_once: set[tuple[int, str]] = set()
+    # (the dicts' methods as locals: this loop runs once per item, 100 000 times in a large payout)
+    pair_room, participant_room, period_room, total_room = (
+        room_pair.get, room_participant.get, room_period.get, room_total.get)
+    pair_cap_of, prior_of_pair = pair_cap.get, prior_pair.get
+    for i in pay:
+        amount = net[i]
+        mcode = codes[i]
+        pid = participants[i]
+        removed = None
+        if pid is not None:
+            pair = (pid, mcode)
+            if mcode in once_only:  # the first in pay order is paid, unless one was paid before
+                if pair in paid_once or prior_of_pair(pair, 0) > 0:
+                    if amount:
+                        removed = ((ONCE_ONLY, amount),)
+                        amount = 0
+                else:
+                    paid_once.add(pair)
+            cap = pair_cap_of(mcode)
+            if cap is not None:
+                room = pair_room(pair)
+                if room is None:
+                    room = max(cap - prior_of_pair(pair, 0), 0)
+                if amount > room:
+                    removed = (*(removed or ()), (METRIC_CAP_PER_PARTICIPANT, amount - room))
+                    amount = room
+                room_pair[pair] = room - amount
+            if participant_cap is not None:
+                room = participant_room(pid)
+                if room is None:
+                    room = max(participant_cap - prior_participant.get(pid, 0), 0)
+                if amount > room:
+                    removed = (*(removed or ()), (PARTICIPANT_CAP, amount - room))
+                    amount = room
+                room_participant[pid] = room - amount
+        room = period_room(mcode)
+        if room is not None:
+            if amount > room:
+                removed = (*(removed or ()), (METRIC_CAP_PER_PERIOD, amount - room))
+                amount = room
+            room_period[mcode] = room - amount
+        room = total_room(mcode)
+        if room is not None:
+            if amount > room:
+                removed = (*(removed or ()), (METRIC_CAP_TOTAL, amount - room))
+                amount = room
+            room_total[mcode] = room - amount
+        if amount > room_max:
+            removed = (*(removed or ()), (MAX_VALUE, amount - room_max))
+            amount = room_max
+        room_max -= amount
+        if removed is not None:
+            caps[i] = removed
+            net[i] = amount
+    # (5) PAYER_CAP (PAYOUTS.md §8): on the total after every other cap, so a pass of its own
+    earned = sum(net)
+    allowed = units(payer_cap_total(money(earned - clawed), terms.payer_shares, dict(paid.per_payer), code))
+    if allowed < earned - clawed:
+        _cap_units(pay, net, caps, allowed + clawed, PAYER_CAP)
+    del pay
+
+    def merged(positions: Iterable[int]) -> tuple[tuple[str, Decimal], ...]:
+        removed = _merged_units(positions, caps)
+        return tuple((name, money(removed[name])) for name in CAP_ORDER if name in removed)
+
+    # one OUTCOME line per metric: its parts' count and gross (counted by distinct price, a few
+    # per metric), less what the caps removed (a part's caps are exactly its gross less its net)
+    # (the current versions of adjusted measurements are on the ADJUSTMENT lines instead)
+    count = Counter(codes)
+    gross_of: dict[str, int] = defaultdict(int)
+    for (mcode, g), times in Counter(zip(codes, gross)).items():
+        gross_of[mcode] += g * times
+    for i in adjusting:
+        count[codes[i]] -= 1
+        gross_of[codes[i]] -= gross[i]
+    removed_of: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for i, removed in caps.items():
+        if i not in adjusting:
+            for name, amount in removed:
+                removed_of[codes[i]][name] += amount
+    quantity_of: dict[str, list[Decimal]] = defaultdict(list)
+    for mid, i in position_of.items():
+        if i not in adjusting:
+            quantity_of[codes[i]].append(measured[mid][0])
+    lines: list[PayoutLine] = []
+    for mcode in sorted(count):
+        if not count[mcode]:
+            continue
+        metric = metrics[mcode]
+        quantity = Decimal(count[mcode]) if metric.kind == RATE_CARD else sum(quantity_of[mcode], _ZERO)
+        removed = removed_of.get(mcode, {})
+        g = gross_of[mcode]
+        nt = g - sum(removed.values())
+        lines.append(PayoutLine(mcode, OUTCOME, quantity, metric.unit_price, money(g), money(g - nt), money(nt),
+                                tuple((name, money(removed[name])) for name in CAP_ORDER if name in removed)))
+    claws: dict[tuple[str, Decimal | None], list[int]] = defaultdict(list)
+    for c, amount in zip(n.clawbacks, claw_units):
+        claws[(c.metric_code, c.unit_price)].append(amount)
+    for (mcode, paid_price), amounts in claws.items():
+        amount = money(-sum(amounts))
+        unit_price = paid_price if paid_price is not None else (
+            metrics[mcode].unit_price if mcode in metrics else money(0))
+        lines.append(PayoutLine(mcode, CLAWBACK, Decimal(-len(amounts)), unit_price, amount, money(0), amount))
+    paid_for: dict[str, int] = defaultdict(int)
+    for a, amount in zip(n.adjustments, replaced_paid):
+        paid_for[a.metric_code] += amount
+    for mcode in sorted(paid_for):
+        current = [a.current.measurement_id for a in n.adjustments if a.metric_code == mcode and a.current is not None]
+        positions = [position_of[mid] for mid in current]
+        unit_price = metrics[mcode].unit_price if mcode in metrics else money(0)
+        g = sum([gross[i] for i in positions])
+        nt = sum([net[i] for i in positions])
+        lines.append(PayoutLine(mcode, ADJUSTMENT, sum((measured[mid][0] for mid in current), _ZERO), unit_price,
+                                money(g - paid_for[mcode]), money(g - nt), money(nt - paid_for[mcode]),
+                                merged(positions)))
+    lines.sort(key=lambda line: (line.metric_code, line.kind != OUTCOME, line.unit_price))
+
+    # the items: evidence (positions 0..k-1, already in evidence id order), and clawbacks
+    # (each cap applies at most once to a part, in CAP_ORDER: a part's own caps are merged already)
+    item_caps = caps if len(gross) == k else {i: c for i, c in caps.items() if i < k}
+    item_participants = participants[:k]
+    item_codes = codes[:k]
+    item_gross, item_net = gross[:k], net[:k]
+    capped = [g - nt for g, nt in zip(item_gross, item_net)]
+    kinds = [OUTCOME] * k
+    if n.clawbacks:  # merged in evidence id order, as the Decimal engine sorts its items
+        rows = sorted([*((ids[i], item_participants[i], item_codes[i], OUTCOME, item_gross[i], capped[i], item_net[i],
+                          item_caps.get(i, ())) for i in range(k)),
+                       *((c.evidence_id, c.participant_id, c.metric_code, CLAWBACK, -a, 0, -a, ())
+                         for c, a in zip(n.clawbacks, claw_units))], key=lambda row: row[0])
+        ids, item_participants, item_codes, kinds, item_gross, capped, item_net, row_caps = (
+            [list(col) for col in zip(*rows)])
+        item_caps = {i: c for i, c in enumerate(row_caps) if c}
+    items = PayoutItems(code, ids, item_participants, item_codes, kinds, item_gross, capped, item_net, item_caps)
+
+    def measurement_item(mid: int, mcode: str) -> MeasurementItem:
+        i = position_of[mid]
+        quantity, relative = measured[mid]
+        return MeasurementItem(mid, mcode, quantity, relative, money(gross[i]), money(gross[i] - net[i]),
+                               money(net[i]), merged([i]))
+
+    measurement_items = tuple(measurement_item(m.measurement_id, m.metric_code) for m in n.measurements) + tuple(
+        measurement_item(a.current.measurement_id, a.metric_code) for a in n.adjustments if a.current is not None)
+    adjustment_items = tuple(MeasurementItem(a.replaced_id, a.metric_code, _ZERO, None, money(-amount), money(0),
+                                             money(-amount)) for a, amount in zip(n.adjustments, replaced_paid))
+    total = money(sum(units(line.net) for line in lines))
+    return PayoutResult(
+        contract_id=n.contract_id, period_start=n.period_start, period_end=n.period_end,
+        terms_version=terms.version, currency=code,
+        lines=tuple(lines), items=items, measurement_items=measurement_items,
+        shares=split_total(total, terms.payer_shares, code), total=total,
+        inputs_hash=hashlib.sha256(canonical).hexdigest(), adjustment_items=adjustment_items,
+    )
 
 
 def _calculate(n: PayoutInputs, canonical: bytes) -> PayoutResult:

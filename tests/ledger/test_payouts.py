@@ -18,7 +18,7 @@ from ledger.payouts import (
     BASELINE_IMPROVEMENT, CLAWBACK, COMPARISON_THRESHOLD, HIGHER_IS_BETTER, LOWER_IS_BETTER,
     MAX_VALUE, METRIC_CAP_PER_PARTICIPANT, METRIC_CAP_PER_PERIOD, METRIC_CAP_TOTAL, ONCE_ONLY,
     OUTCOME, PARTICIPANT_CAP, RATE_CARD, Clawback, EvidenceItem, Measurement, MetricTerms,
-    MeasurementAdjustment, PaidBefore, PayerAmount, PayerShare, PayoutInputs, Terms, calculate, calculate_with_canonical,
+    MeasurementAdjustment, PaidBefore, PayerAmount, PayerShare, PayoutInputs, Terms, calculate, calculate_decimal, calculate_with_canonical, EvidenceColumns,
     canonical_inputs, inputs_hash, split_total,
 )
 
@@ -923,3 +923,86 @@ def test_canonical_inputs_are_exactly_the_documented_json(payout, area):
                                    ensure_ascii=False).encode("utf-8")
     assert [e["evidence_id"] for e in json.loads(canonical)["evidence"]] == sorted(e.evidence_id for e in payout.evidence)
     assert all(e["area"] == area for e in json.loads(canonical)["evidence"])
+
+
+def _amounts(result):
+    """Every money amount of a result."""
+    for line in result.lines:
+        yield from (line.unit_price, line.gross, line.capped, line.net, *(a for _, a in line.caps))
+    for row in (*result.items, *result.measurement_items, *result.adjustment_items):
+        yield from (row.gross, row.capped, row.net, *(a for _, a in row.caps))
+    yield from (s.amount for s in result.shares)
+    yield result.total
+
+
+@st.composite
+def crowded_payout_inputs(draw):
+    """`payout_inputs_with_everything` with many items over few participants, so that every
+    per-participant cap, the metric caps and the maximum value bind again and again."""
+    p = draw(payout_inputs_with_everything())
+    n = draw(st.integers(0, 120))
+    people = draw(st.integers(1, 6))
+    ids = draw(st.lists(st.integers(1, 10**6), min_size=n, max_size=n, unique=True).filter(
+        lambda xs: not set(xs) & {c.evidence_id for c in p.clawbacks}))
+    evidence = tuple(EvidenceItem(i, draw(st.integers(1, people)), draw(st.sampled_from(["RC1", "RC2"])),
+                                  p.period_start + timedelta(days=draw(st.integers(0, 20))),
+                                  draw(st.sampled_from([None, "URBAN", "RURAL", "NORTH"])),
+                                  draw(st.none() | money(2_000_000))) for i in ids)
+    return replace(p, evidence=evidence)
+
+
+@PROPS
+@given(payout_inputs_with_everything() | crowded_payout_inputs())
+def test_the_minor_unit_engine_gives_the_decimal_engines_figures_to_the_ore(payout):
+    # when the payout is calculated in integer minor units over flat columns (what pays)
+    # and by the Decimal engine with an object per item (the reference)
+    flat, reference = calculate(payout), calculate_decimal(payout)
+
+    # then every line, item, measurement item, adjustment, share and the total are the same to
+    # the öre, and so is the inputs hash
+    assert flat == reference
+    assert tuple(flat.items) == tuple(reference.items) and flat.inputs_hash == reference.inputs_hash
+    # the caps a line records read the same ("MAX_VALUE=12.50"), and every amount carries exactly
+    # the currency's decimals (where a cap leaves nothing the Decimal engine can give "0", not "0.00")
+    assert [line.caps for line in flat.lines] == [line.caps for line in reference.lines]
+    assert [";".join(f"{n}={a}" for n, a in line.caps) for line in flat.lines] == \
+        [";".join(f"{n}={a}" for n, a in line.caps) for line in reference.lines]
+    assert {a.as_tuple().exponent for a in _amounts(flat)} <= {-2}
+
+
+def _as_columns(evidence) -> EvidenceColumns:
+    return EvidenceColumns(*(list(column) for column in zip(*((e.evidence_id, e.participant_id, e.metric_code,
+                                                               e.achieved_on, e.area) for e in evidence)))
+                           ) if evidence else EvidenceColumns([], [], [], [], [])
+
+
+@PROPS
+@given(payout_inputs(), st.randoms(use_true_random=False))
+def test_evidence_given_as_columns_is_the_same_payout_and_the_same_inputs_hash(payout, rnd):
+    # given the evidence rows as columns, in any order (what gather_inputs streams from the database)
+    rows = list(payout.evidence)
+    rnd.shuffle(rows)
+    columns = replace(payout, evidence=_as_columns(rows))
+
+    # when
+    a, b = calculate(payout), calculate(columns)
+
+    # then
+    assert a == b and tuple(a.items) == tuple(b.items)
+    assert canonical_inputs(columns) == canonical_inputs(payout)
+
+
+@pytest.mark.parametrize("bad, code", [
+    (lambda e: replace(e, metric_code="NOPE"), "UNKNOWN_METRIC"),
+    (lambda e: replace(e, achieved_on=date(2023, 12, 31)), "EVIDENCE_OUTSIDE_PERIOD"),
+    (lambda e: replace(e, evidence_id=2), "DUPLICATE_EVIDENCE"),
+    (lambda e: replace(e, participant_id="7"), "INVALID_INPUT"),
+])
+def test_a_bad_row_among_evidence_columns_is_refused_as_it_is_among_rows(bad, code):
+    metric = MetricTerms("RC", RATE_CARD, HIGHER_IS_BETTER, D("100.00"))
+    rows = [EvidenceItem(i, 1, "RC", date(2024, 1, 5)) for i in (1, 2, 3)]
+    rows[2] = bad(rows[2])
+    for evidence in (rows, _as_columns(rows)):
+        with pytest.raises(ValidationError) as err:
+            calculate(inputs(terms(metric), evidence=evidence))
+        assert err.value.code == code

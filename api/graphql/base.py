@@ -633,19 +633,34 @@ async def child_page(info: Info, name: str, model: Any, parent_column: Any, pare
 
         def q(s):
             order = pk.desc() if window.backward else pk
-            inner = filtered(window.bounded(
-                select(model, func.row_number().over(partition_by=parent_column, order_by=order).label("rn"))
-                .where(parent_column.in_(parents)), pk))
-            sub = inner.subquery()
-            if to_nodes is None:
-                row = aliased(model, sub)
-                rows = s.execute(select(row).where(sub.c.rn <= window.size + 1).order_by(sub.c[pk.key])).scalars().all()
-                node_of = to_node
+            if len(parents) == 1:
+                # one parent (the usual query, a contract's page): a plain LIMIT, not a window function
+                # over every child of the parent
+                page = filtered(window.bounded(select(model if to_nodes is None else model.__table__)
+                                               .where(parent_column == parents[0]), pk)).order_by(order)
+                page = page.limit(window.size + 1)
+                if to_nodes is None:
+                    rows = sorted(s.execute(page).scalars().all(), key=lambda r: getattr(r, pk.key))
+                    node_of = to_node
+                else:
+                    rows = sorted(s.connection().execute(page).all(), key=lambda r: getattr(r, pk.key))
+                    nodes = to_nodes(s, rows)
+                    node_of = lambda r: nodes[getattr(r, pk.key)]  # noqa: E731
             else:
-                columns = [sub.c[col.name] for col in model.__table__.columns]
-                rows = s.execute(select(*columns).where(sub.c.rn <= window.size + 1).order_by(sub.c[pk.key])).all()
-                nodes = to_nodes(s, rows)
-                node_of = lambda r: nodes[getattr(r, pk.key)]  # noqa: E731
+                inner = filtered(window.bounded(
+                    select(model, func.row_number().over(partition_by=parent_column, order_by=order).label("rn"))
+                    .where(parent_column.in_(parents)), pk))
+                sub = inner.subquery()
+                if to_nodes is None:
+                    row = aliased(model, sub)
+                    rows = s.execute(select(row).where(sub.c.rn <= window.size + 1)
+                                     .order_by(sub.c[pk.key])).scalars().all()
+                    node_of = to_node
+                else:
+                    columns = [sub.c[col.name] for col in model.__table__.columns]
+                    rows = s.execute(select(*columns).where(sub.c.rn <= window.size + 1).order_by(sub.c[pk.key])).all()
+                    nodes = to_nodes(s, rows)
+                    node_of = lambda r: nodes[getattr(r, pk.key)]  # noqa: E731
             grouped: dict[int, list] = {}
             for r in rows:
                 grouped.setdefault(getattr(r, parent_column.key), []).append(r)

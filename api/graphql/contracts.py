@@ -438,10 +438,12 @@ async def load_contract(info: Info, contract_id: int) -> OutcomeContract | None:
 
     async def batch(keys: list[int]) -> list[OutcomeContract | None]:
         clause = visible_contracts(actor)  # the SQL form also lets a payer see the contracts it pays
-        stmt = select(models.OutcomeContract).where(models.OutcomeContract.id.in_(keys))
+        # plain rows of the table (the same attribute names as the model), not ORM instances
+        table = models.OutcomeContract.__table__
+        stmt = select(table).where(table.c.id.in_(keys))
         if clause is not None:
             stmt = stmt.where(clause)
-        rows = await c.db.read(lambda s: {x.id: x for x in s.execute(stmt).scalars()})
+        rows = await c.db.read(lambda s: {x.id: x for x in s.connection().execute(stmt)})
         return [OutcomeContract.from_row(rows[k]) if k in rows else None for k in keys]
     return await c.loader("contract", lambda: DataLoader(batch)).load(contract_id)
 

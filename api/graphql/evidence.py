@@ -106,16 +106,34 @@ class Evidence(Node):
     def from_table_rows(cls, s, rows) -> dict[int, "Evidence"]:
         """Evidence items by key from plain rows of the evidence table, with their participants and
         documents in one SELECT each (the same two the ORM's selectin loading runs, without its instances)."""
+        if not rows:
+            return {}
         P, D = models.Participant, models.EvidenceDocument
-        participants = {p.id: Participant.from_row(p)
-                        for p in s.execute(select(P.id, P.external_ref, P.area, P.enrolled_on, P.enrolled_by)
-                                           .where(P.id.in_({r.participant_id for r in rows})))} if rows else {}
+        # Core statements on the session's connection: no ORM compile state or loading around them
+        conn = s.connection()
+        participants = {p.id: Participant(pk=p.id, external_ref=p.external_ref, area=p.area, enrolled_on=p.enrolled_on,
+                                          enrolled_by=p.enrolled_by)
+                        for p in conn.execute(select(P.id, P.external_ref, P.area, P.enrolled_on, P.enrolled_by)
+                                              .where(P.id.in_({r.participant_id for r in rows})))}
         documents: dict[int, list[Document]] = {}
-        if rows:
-            for d in s.execute(select(D.evidence_id, D.sha256, D.filename, D.media_type, D.uploaded)
-                               .where(D.evidence_id.in_([r.id for r in rows])).order_by(D.id)):
-                documents.setdefault(d.evidence_id, []).append(Document.from_row(d))
-        return {e.id: cls.of(e, participants.get(e.participant_id), documents.get(e.id, [])) for e in rows}
+        for d in conn.execute(select(D.evidence_id, D.sha256, D.filename, D.media_type, D.uploaded.label("uploaded"))
+                              .where(D.evidence_id.in_([r.id for r in rows])).order_by(D.id)):
+            documents.setdefault(d.evidence_id, []).append(Document.from_row(d))
+        statuses = EvidenceStatus.__members__
+        out = {}
+        for e in rows:
+            # by position: a plain row's attributes are looked up by name on every access
+            (id_, contract_id, participant_id, metric_code, achieved_on, period_start, period_end, value, status,
+             submitted_by, _party, submitted_at, decided_by, decided_at, decision_note, invalidated_by,
+             invalidated_at, invalidation_reason) = e
+            out[id_] = cls(pk=id_, contract_pk=contract_id, participant=participants.get(participant_id),
+                           metric_code=metric_code, status=statuses[status], achieved_on=achieved_on,
+                           period_start=period_start, period_end=period_end, value=value,
+                           documents=documents.get(id_, []), submitted_by=submitted_by, submitted_at=submitted_at,
+                           decided_by=decided_by, decided_at=decided_at, decision_note=decision_note,
+                           invalidated_by=invalidated_by, invalidated_at=invalidated_at,
+                           invalidation_reason=invalidation_reason)
+        return out
 
 
 @strawberry.enum(description="Which version of a measured result this is.")

@@ -427,6 +427,14 @@ class RequestDB:
         self._lock = asyncio.Lock()
         self._session: Session | None = None
 
+    async def in_thread(self, fn: Callable[[], T]) -> T:
+        """Run `fn` in a worker thread, one at a time with this request's other database work."""
+        return await self._in_thread(fn)
+
+    def end_reads(self) -> None:
+        """(In a worker thread) give the read session's connection back; the next read opens a new one."""
+        self._reset()
+
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         async with self._lock:
             future = asyncio.get_running_loop().run_in_executor(self.executor, fn)

@@ -18,6 +18,7 @@ and the answer are exactly what graphql-core gives.
 from __future__ import annotations
 
 import inspect
+from operator import attrgetter
 from typing import Any, Callable
 
 from graphql import (
@@ -44,7 +45,7 @@ def _reads_only_self(field: Any) -> Callable[[Any], Any] | None:
     resolver = field.base_resolver
     if resolver is None:
         name, read = field.python_name, field.default_resolver
-        return lambda source: read(source, name)
+        return attrgetter(name) if read is getattr else (lambda source: read(source, name))
     if resolver.is_async or field.arguments:
         return None
     func = resolver.wrapped_func
@@ -53,13 +54,8 @@ def _reads_only_self(field: Any) -> Callable[[Any], Any] | None:
     return func
 
 
-def _complete_leaf(coerce: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def complete(value: Any) -> Any:
-        coerced = coerce(value)
-        if coerced is None:
-            raise _NOT_PLAIN  # graphql-core reports it; let it
-        return coerced
-    return complete
+def _same(value: Any) -> Any:
+    return value
 
 
 class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -92,14 +88,15 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
         grouped, defer_usages, _forbidden = self.collect_subfields(return_type, field_details_list)
         if defer_usages:
             return _NO_PLAN
-        steps: list[tuple[str, Callable[[Any], Any], Callable[[Any], Any]]] = []
+        # (response key, getter, completion of a non-null value, whether the field is non-null)
+        steps: list[tuple[str, Callable[[Any], Any], Callable[[Any], Any], bool]] = []
         for response_key, details in grouped.items():
             if any(d.defer_usage is not None or d.fragment_variable_values for d in details):
                 return _NO_PLAN
             name = details[0].node.name.value
             if name == "__typename":
                 type_name = return_type.name
-                steps.append((response_key, lambda _s, n=type_name: n, lambda v: v))
+                steps.append((response_key, lambda _s, n=type_name: n, _same, True))
                 continue
             field_def = return_type.fields.get(name)
             if field_def is None or details[0].node.arguments:
@@ -107,21 +104,30 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
             getter = _reads_only_self((field_def.extensions or {}).get("strawberry-definition"))
             if getter is None:
                 return _NO_PLAN
-            complete = self._completer(field_def.type, details)
+            required = is_non_null_type(field_def.type)
+            complete = self._completer(field_def.type.of_type if required else field_def.type, details)
             if complete is None:
                 return _NO_PLAN
-            steps.append((response_key, getter, complete))
+            steps.append((response_key, getter, complete, required))
         is_type_of = return_type.is_type_of
 
         def apply(source: Any, info: Any = None) -> dict[str, Any]:
             if is_type_of is not None and not is_type_of(source, info):
                 raise _NOT_PLAIN
             out = {}
-            for response_key, getter, complete in steps:
+            for response_key, getter, complete, required in steps:
                 value = getter(source)
-                out[response_key] = None if value is None else complete(value)
+                if value is None:
+                    if required:
+                        raise _NOT_PLAIN
+                    out[response_key] = None
+                    continue
+                completed = complete(value)
+                if completed is None:  # a leaf the scalar would not coerce: graphql-core says how
+                    raise _NOT_PLAIN
+                out[response_key] = completed
             return out
-        return _with_null_checks(apply, grouped, return_type)
+        return apply
 
     def _completer(self, type_: Any, details) -> Callable[[Any], Any] | None:
         """How to complete a non-null value of `type_`; None if not by a plan."""
@@ -153,32 +159,18 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
                             raise _NOT_PLAIN
                         out.append(None)
                     else:
-                        out.append(item(x))
+                        completed = item(x)
+                        if completed is None:  # a leaf the scalar would not coerce
+                            raise _NOT_PLAIN
+                        out.append(completed)
                 return out
             return complete_list
         if is_leaf_type(type_):
-            return _complete_leaf(type_.coerce_output_value)
+            return type_.coerce_output_value
         if is_object_type(type_):
             plan = self._plan(type_, details)
             if plan is _NO_PLAN:
                 return None
             return plan
         return None  # interfaces and unions: their runtime type is resolved field by field
-
-
-def _with_null_checks(apply: Callable, grouped, return_type: GraphQLObjectType) -> Callable:
-    """`apply`, refusing (so graphql-core reports it) a null in a field the schema says is non-null."""
-    required = [key for key, details in grouped.items()
-                if (f := return_type.fields.get(details[0].node.name.value)) is not None
-                and isinstance(f.type, GraphQLNonNull)]
-    if not required:
-        return apply
-
-    def checked(source: Any, info: Any = None) -> dict[str, Any]:
-        out = apply(source, info)
-        for key in required:
-            if out[key] is None:
-                raise _NOT_PLAIN
-        return out
-    return checked
 

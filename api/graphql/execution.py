@@ -110,9 +110,10 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 return _NO_PLAN
             steps.append((response_key, getter, complete, required))
         is_type_of = return_type.is_type_of
+        own_class = definition.origin  # an instance of exactly this class is of this type: no need to ask
 
         def apply(source: Any, info: Any = None) -> dict[str, Any]:
-            if is_type_of is not None and not is_type_of(source, info):
+            if is_type_of is not None and type(source) is not own_class and not is_type_of(source, info):
                 raise _NOT_PLAIN
             out = {}
             for response_key, getter, complete, required in steps:

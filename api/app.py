@@ -81,8 +81,9 @@ class UtfallGraphQL(GraphQL):
         return decode_json(data)
 
     async def get_context(self, request: Request, response) -> Context:
-        rdb = RequestDB(self.db, self.executor)
-        request.state.rdb = rdb
+        rdb = request.state.rdb  # the session the token was checked in
+        if rdb is None:
+            rdb = request.state.rdb = RequestDB(self.db, self.executor)
         context = Context(db=rdb, actor=request.state.actor, request=request, request_id=request.state.request_id,
                           secret=self.secret, signer=self.signer)
         request.state.context = context
@@ -141,8 +142,9 @@ class UtfallGraphQL(GraphQL):
         async with self.gate.slot():
             try:
                 if secret is not None:
+                    request.state.rdb = RequestDB(self.db, self.executor)
                     try:
-                        request.state.actor = await self._authenticate(secret)
+                        request.state.actor = await self._authenticate(secret, request.state.rdb)
                     except PermissionDenied as err:
                         return _unauthorized(err.message)
                 response = await super().run(request, context, root_value)
@@ -156,20 +158,21 @@ class UtfallGraphQL(GraphQL):
                 return failure_response(ctx_.unavailable, request.state.request_id)
             return response
 
-    async def _authenticate(self, secret: str):
-        """The actor for a bearer secret: one thread hop, one SELECT, the session opened and closed there."""
-        db = self.db
+    async def _authenticate(self, secret: str, rdb: RequestDB):
+        """The actor for a bearer secret: one thread hop, one SELECT, in the session the query then reads in
+        (one pooled connection per request, checked out once)."""
         now = utcnow()
-
-        def check():
-            with db.reading() as s:
-                actor, last_used = tokens.authenticate_with_last_use(s, secret, now)
-            if last_used is None or now - last_used > TOUCH_EVERY:
-                with db.uow() as uow:
+        actor, last_used = await rdb.read(lambda s: tokens.authenticate_with_last_use(s, secret, now))
+        if last_used is None or now - last_used > TOUCH_EVERY:
+            # at most once a minute per token; the read session gives its connection back first, so
+            # the request never holds two
+            def touch():
+                rdb.end_reads()
+                with self.db.uow() as uow:
                     tokens.touch(uow, actor.token_id, now)
                     uow.commit()
-            return actor
-        return await asyncio.get_running_loop().run_in_executor(self.executor, check)
+            await rdb.in_thread(touch)
+        return actor
 
 
 def decode_json(data: str | bytes) -> object:

@@ -427,6 +427,14 @@ class RequestDB:
         self._lock = asyncio.Lock()
         self._session: Session | None = None
 
+    async def in_thread(self, fn: Callable[[], T]) -> T:
+        """Run `fn` in a worker thread, one at a time with this request's other database work."""
+        return await self._in_thread(fn)
+
+    def end_reads(self) -> None:
+        """(In a worker thread) give the read session's connection back; the next read opens a new one."""
+        self._reset()
+
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         async with self._lock:
             future = asyncio.get_running_loop().run_in_executor(self.executor, fn)
@@ -586,12 +594,22 @@ async def load_rows(info: Info, name: str, model: Any, column: Any, key: Any, to
     return await c.loader(name, lambda: DataLoader(batch)).load(key)
 
 
-async def child_page(info: Info, name: str, model: Any, parent_column: Any, parent_id: int, *, first: int | None,
-                     after: str | None, to_node: Callable[[Any], T], filters: dict | None = None,
-                     where: Callable[[Any], Any] | None = None, last: int | None = None,
-                     before: str | None = None,
-                     to_nodes: Callable[[Session, list[Any]], dict[int, T]] | None = None) -> "Connection[T]":
-    """A page of a parent's children; the pages of all parents in one query resolve in one SELECT.
+async def child_page(info: Info, name: str, model: Any, parent_column: Any, parent_id: int, **page: Any
+                     ) -> "Connection[T]":
+    """A page of a parent's children; the pages of all parents in one query resolve in one SELECT
+    (see child_pages for the arguments)."""
+    loader, _read = child_pages(info, name, model, parent_column, **page)
+    return await loader.load((parent_id,))
+
+
+def child_pages(info: Info, name: str, model: Any, parent_column: Any, *, first: int | None,
+                after: str | None, to_node: Callable[[Any], T], filters: dict | None = None,
+                where: Callable[[Any], Any] | None = None, last: int | None = None,
+                before: str | None = None,
+                to_nodes: Callable[[Session, list[Any]], dict[int, T]] | None = None) -> tuple[Any, Callable]:
+    """The request's loader of these pages (keyed by `(parent_id,)`) and `read(session, parents)`, which
+    reads the pages of `parents` in the calling thread: a resolver that loads the parents can read
+    their pages in the same thread hop and prime the loader with them.
 
     to_nodes, when given, builds the nodes of all the pages at once from plain rows of the
     model's table (keyed by primary key) instead of ORM instances, one at a time by to_node:
@@ -628,42 +646,57 @@ async def child_page(info: Info, name: str, model: Any, parent_column: Any, pare
 
     counts = c.loader(f"count:{name}:{_hashable(filters)}", lambda: DataLoader(count_batch))
 
-    async def batch(keys: list[tuple]) -> list[Connection]:
-        parents = [k[0] for k in keys]
-
-        def q(s):
-            order = pk.desc() if window.backward else pk
+    def read(s: Session, parents: list[int]) -> dict[int, Connection]:
+        order = pk.desc() if window.backward else pk
+        if len(parents) == 1:
+            # one parent (the usual query, a contract's page): a plain LIMIT, not a window function
+            # over every child of the parent
+            page = filtered(window.bounded(select(model if to_nodes is None else model.__table__)
+                                           .where(parent_column == parents[0]), pk)).order_by(order)
+            page = page.limit(window.size + 1)
+            if to_nodes is None:
+                rows = sorted(s.execute(page).scalars().all(), key=lambda r: getattr(r, pk.key))
+                node_of = to_node
+            else:
+                rows = sorted(s.connection().execute(page).all(), key=lambda r: getattr(r, pk.key))
+                nodes = to_nodes(s, rows)
+                node_of = lambda r: nodes[getattr(r, pk.key)]  # noqa: E731
+        else:
             inner = filtered(window.bounded(
                 select(model, func.row_number().over(partition_by=parent_column, order_by=order).label("rn"))
                 .where(parent_column.in_(parents)), pk))
             sub = inner.subquery()
             if to_nodes is None:
                 row = aliased(model, sub)
-                rows = s.execute(select(row).where(sub.c.rn <= window.size + 1).order_by(sub.c[pk.key])).scalars().all()
+                rows = s.execute(select(row).where(sub.c.rn <= window.size + 1)
+                                 .order_by(sub.c[pk.key])).scalars().all()
                 node_of = to_node
             else:
                 columns = [sub.c[col.name] for col in model.__table__.columns]
                 rows = s.execute(select(*columns).where(sub.c.rn <= window.size + 1).order_by(sub.c[pk.key])).all()
                 nodes = to_nodes(s, rows)
                 node_of = lambda r: nodes[getattr(r, pk.key)]  # noqa: E731
-            grouped: dict[int, list] = {}
-            for r in rows:
-                grouped.setdefault(getattr(r, parent_column.key), []).append(r)
-            forward_from = window.after is not None and not window.backward
-            back_from = window.before is not None and window.backward
-            before_start = beyond(s, parents, pk <= window.after) if forward_from else set()
-            after_end = beyond(s, parents, pk >= window.before) if back_from else set()
-            out = {}
-            for p in parents:
-                mine = grouped.get(p, [])
-                if window.backward:
-                    mine.sort(key=lambda r: getattr(r, pk.key), reverse=True)
-                edges, page = edges_of(mine, lambda r: getattr(r, pk.key), node_of, window, p in before_start,
-                                       p in after_end)
-                out[p] = Connection(edges=edges, page_info=page, counter=lambda p=p: counts.load(p))
-            return out
-        found = await c.db.read(q)
+        grouped: dict[int, list] = {}
+        for r in rows:
+            grouped.setdefault(getattr(r, parent_column.key), []).append(r)
+        forward_from = window.after is not None and not window.backward
+        back_from = window.before is not None and window.backward
+        before_start = beyond(s, parents, pk <= window.after) if forward_from else set()
+        after_end = beyond(s, parents, pk >= window.before) if back_from else set()
+        out = {}
+        for p in parents:
+            mine = grouped.get(p, [])
+            if window.backward:
+                mine.sort(key=lambda r: getattr(r, pk.key), reverse=True)
+            edges, page = edges_of(mine, lambda r: getattr(r, pk.key), node_of, window, p in before_start,
+                                   p in after_end)
+            out[p] = Connection(edges=edges, page_info=page, counter=lambda p=p: counts.load(p))
+        return out
+
+    async def batch(keys: list[tuple]) -> list[Connection]:
+        parents = [k[0] for k in keys]
+        found = await c.db.read(lambda s: read(s, parents))
         return [found[k[0]] for k in keys]
 
     loader = c.loader(f"page:{name}:{_hashable(filters)}:{window}", lambda: DataLoader(batch))
-    return await loader.load((parent_id,))
+    return loader, read

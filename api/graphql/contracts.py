@@ -14,7 +14,7 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    BEFORE, LAST, Connection, Currency, Money, MoneyInput, Node, UserError, Window, audited, child_page, ctx,
+    BEFORE, LAST, Connection, Currency, Money, MoneyInput, Node, UserError, Window, audited, child_page, child_pages, ctx,
     decode_key_cursor, from_global_id, keyset_page, load_rows, mutate, query_error, require_actor,
 )
 from api.graphql.change_requests import CHANGE_REQUEST_FIELD, ChangeRequest, is_request, request_fields
@@ -303,9 +303,8 @@ class OutcomeContract(Node):
     async def evidence(self, info: Info, status: EvidenceStatus | None = None, first: int | None = None,
                        after: str | None = None, last: Annotated[int | None, LAST] = None,
                        before: Annotated[str | None, BEFORE] = None) -> Connection[Evidence]:
-        return await child_page(info, "evidence", models.Evidence, models.Evidence.contract_id, self.pk, first=first,
-                                after=after, last=last, before=before, to_node=Evidence.from_row,
-                                to_nodes=Evidence.from_table_rows, filters={"status": status.value} if status else None)
+        loader, _read = _evidence_pages(info, status, first, after, last, before)
+        return await loader.load((self.pk,))
 
     @strawberry.field
     async def measurements(self, info: Info) -> list[Measurement]:
@@ -431,19 +430,73 @@ async def load_terms(info: Info, contract_id: int) -> list[ContractTerms]:
     return await c.loader("terms", lambda: DataLoader(batch)).load(contract_id)
 
 
-async def load_contract(info: Info, contract_id: int) -> OutcomeContract | None:
-    """A contract through the request's DataLoader; null when the caller may not see it."""
+def _evidence_pages(info: Info, status: EvidenceStatus | None, first: int | None, after: str | None,
+                    last: int | None, before: str | None):
+    """The loader of contracts' evidence pages for these arguments, and the read that fills it."""
+    return child_pages(info, "evidence", models.Evidence, models.Evidence.contract_id, first=first, after=after,
+                       last=last, before=before, to_node=Evidence.from_row, to_nodes=Evidence.from_table_rows,
+                       filters={"status": status.value} if status else None)
+
+
+def _selected_evidence_pages(info: Info) -> list:
+    """The evidence pages the query asks of the contract being resolved, to read with it in one thread hop.
+
+    Only fields selected directly, without directives, with their arguments coerced as graphql-core
+    will coerce them for the field's resolver. Only an optimisation: arguments it cannot take as they
+    are (a bad page size, a cursor not ours) leave the page to the evidence field's own resolver,
+    which reports them."""
+    from graphql import FieldNode
+    from graphql.execution.values import VariableValues, get_argument_values
+    raw = info._raw_info
+    pages: dict[int, tuple] = {}
+    try:
+        field_def = raw.return_type.fields["evidence"]
+        variables = VariableValues({}, raw.variable_values)
+        for node in raw.field_nodes[0].selection_set.selections:
+            if not isinstance(node, FieldNode) or node.name.value != "evidence" or node.directives:
+                continue
+            args = get_argument_values(field_def, node, variables)
+            loader, read = _evidence_pages(info, args.get("status"), args.get("first"), args.get("after"),
+                                           args.get("last"), args.get("before"))
+            pages[id(loader)] = (loader, read)
+    except Exception:  # noqa: BLE001 - see above
+        return []
+    return list(pages.values())
+
+
+async def load_contract(info: Info, contract_id: int, pages: list | None = None) -> OutcomeContract | None:
+    """A contract through the request's DataLoader; null when the caller may not see it.
+
+    `pages` (loaders and reads from child_pages) are read in the same thread hop as the contract,
+    only if the caller may see it, and primed into their loaders."""
     c = ctx(info)
     actor = require_actor(info)
+    clause = visible_contracts(actor)  # the SQL form also lets a payer see the contracts it pays
+    # plain rows of the table (the same attribute names as the model), not ORM instances
+    table = models.OutcomeContract.__table__
 
-    async def batch(keys: list[int]) -> list[OutcomeContract | None]:
-        clause = visible_contracts(actor)  # the SQL form also lets a payer see the contracts it pays
-        stmt = select(models.OutcomeContract).where(models.OutcomeContract.id.in_(keys))
+    def read(s, keys: list[int]) -> dict:
+        stmt = select(table).where(table.c.id.in_(keys))
         if clause is not None:
             stmt = stmt.where(clause)
-        rows = await c.db.read(lambda s: {x.id: x for x in s.execute(stmt).scalars()})
+        return {x.id: x for x in s.connection().execute(stmt)}
+
+    async def batch(keys: list[int]) -> list[OutcomeContract | None]:
+        rows = await c.db.read(lambda s: read(s, keys))
         return [OutcomeContract.from_row(rows[k]) if k in rows else None for k in keys]
-    return await c.loader("contract", lambda: DataLoader(batch)).load(contract_id)
+    loader = c.loader("contract", lambda: DataLoader(batch))
+    if not pages or loader.cache_map.get(contract_id) is not None:
+        return await loader.load(contract_id)
+
+    def read_with_pages(s):
+        rows = read(s, [contract_id])
+        return rows, ([read_pages(s, [contract_id]) for _loader, read_pages in pages] if rows else [])
+    rows, found = await c.db.read(read_with_pages)
+    contract = OutcomeContract.from_row(rows[contract_id]) if contract_id in rows else None
+    loader.prime(contract_id, contract)
+    for (page_loader, _read), page in zip(pages, found):
+        page_loader.prime((contract_id,), page[contract_id])
+    return contract
 
 
 async def load_fund(info: Info, fund_id: int) -> Fund | None:
@@ -767,7 +820,8 @@ class ContractQueries:
     @strawberry.field
     async def contract(self, info: Info, id: strawberry.ID) -> OutcomeContract | None:
         try:
-            return await load_contract(info, from_global_id(id, "OutcomeContract"))
+            # the evidence pages it asks for come in the same thread hop as the contract
+            return await load_contract(info, from_global_id(id, "OutcomeContract"), _selected_evidence_pages(info))
         except DomainError as err:
             raise query_error(err) from None
 

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import strawberry
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from strawberry.types import Info
 
 from api.graphql.base import (
@@ -106,16 +106,54 @@ class Evidence(Node):
     def from_table_rows(cls, s, rows) -> dict[int, "Evidence"]:
         """Evidence items by key from plain rows of the evidence table, with their participants and
         documents in one SELECT each (the same two the ORM's selectin loading runs, without its instances)."""
-        P, D = models.Participant, models.EvidenceDocument
-        participants = {p.id: Participant.from_row(p)
-                        for p in s.execute(select(P.id, P.external_ref, P.area, P.enrolled_on, P.enrolled_by)
-                                           .where(P.id.in_({r.participant_id for r in rows})))} if rows else {}
+        if not rows:
+            return {}
+        # Core statements on the session's connection: no ORM compile state or loading around them
+        conn = s.connection()
+        contracts = {r.contract_id for r in rows}
+        if len(contracts) == 1:
+            # one contract's page: its items are that contract's evidence between the first and last key,
+            # three bound values instead of a hundred (no IN list to render and parse every request)
+            span = {"contract": rows[0].contract_id, "lo": min(r.id for r in rows), "hi": max(r.id for r in rows)}
+            found_participants = conn.execute(_PARTICIPANTS_OF_SPAN, span)
+            found_documents = conn.execute(_DOCUMENTS_OF_SPAN, span)
+        else:
+            found_participants = conn.execute(_PARTICIPANTS.where(
+                models.Participant.id.in_({r.participant_id for r in rows})))
+            found_documents = conn.execute(_DOCUMENTS.where(
+                models.EvidenceDocument.evidence_id.in_([r.id for r in rows])))
+        participants = {p.id: Participant(pk=p.id, external_ref=p.external_ref, area=p.area, enrolled_on=p.enrolled_on,
+                                          enrolled_by=p.enrolled_by) for p in found_participants}
         documents: dict[int, list[Document]] = {}
-        if rows:
-            for d in s.execute(select(D.evidence_id, D.sha256, D.filename, D.media_type, D.uploaded)
-                               .where(D.evidence_id.in_([r.id for r in rows])).order_by(D.id)):
-                documents.setdefault(d.evidence_id, []).append(Document.from_row(d))
-        return {e.id: cls.of(e, participants.get(e.participant_id), documents.get(e.id, [])) for e in rows}
+        for d in found_documents:
+            documents.setdefault(d.evidence_id, []).append(Document.from_row(d))
+        statuses = EvidenceStatus.__members__
+        out = {}
+        for e in rows:
+            # by position: a plain row's attributes are looked up by name on every access
+            (id_, contract_id, participant_id, metric_code, achieved_on, period_start, period_end, value, status,
+             submitted_by, _party, submitted_at, decided_by, decided_at, decision_note, invalidated_by,
+             invalidated_at, invalidation_reason) = e
+            out[id_] = cls(pk=id_, contract_pk=contract_id, participant=participants.get(participant_id),
+                           metric_code=metric_code, status=statuses[status], achieved_on=achieved_on,
+                           period_start=period_start, period_end=period_end, value=value,
+                           documents=documents.get(id_, []), submitted_by=submitted_by, submitted_at=submitted_at,
+                           decided_by=decided_by, decided_at=decided_at, decision_note=decision_note,
+                           invalidated_by=invalidated_by, invalidated_at=invalidated_at,
+                           invalidation_reason=invalidation_reason)
+        return out
+
+
+_PARTICIPANTS = select(models.Participant.id, models.Participant.external_ref, models.Participant.area,
+                       models.Participant.enrolled_on, models.Participant.enrolled_by)
+_DOCUMENTS = select(models.EvidenceDocument.evidence_id, models.EvidenceDocument.sha256,
+                    models.EvidenceDocument.filename, models.EvidenceDocument.media_type,
+                    models.EvidenceDocument.uploaded.label("uploaded")).order_by(models.EvidenceDocument.id)
+_SPAN = (models.Evidence.contract_id == bindparam("contract"),
+         models.Evidence.id.between(bindparam("lo"), bindparam("hi")))
+_PARTICIPANTS_OF_SPAN = _PARTICIPANTS.where(models.Participant.id.in_(select(models.Evidence.participant_id)
+                                                                      .where(*_SPAN)))
+_DOCUMENTS_OF_SPAN = _DOCUMENTS.where(models.EvidenceDocument.evidence_id.in_(select(models.Evidence.id).where(*_SPAN)))
 
 
 @strawberry.enum(description="Which version of a measured result this is.")

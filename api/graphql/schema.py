@@ -23,6 +23,7 @@ from strawberry.types import Info
 
 from api.graphql import (audit, change_requests, contracts, corrections, evidence, forecast, investments, ledger,
                          parties, payouts, proofs, publishing, reports)
+from api.graphql.execution import PlainFieldsExecutionContext
 from api.graphql.limits import CostLimitRule
 from api.graphql.manual import describe
 from api.logs import redact
@@ -217,6 +218,8 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
                                                investments.Investment, investments.Drawdown, investments.Distribution,
                                                corrections.Dispute, change_requests.ChangeRequest],
         config=StrawberryConfig(scalar_map=SCALAR_MAP), extensions=extensions,
+        # plain-data objects (a page of evidence) completed in one step, not field by field
+        execution_context_class=PlainFieldsExecutionContext,
     )
     describe(built._schema)  # the manual: GraphiQL's documentation pane and the exported SDL read these
     return built

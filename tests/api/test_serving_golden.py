@@ -80,3 +80,55 @@ def test_the_plain_row_read_path_answers_exactly_as_the_orm_path(api, db, monkey
         slow = api.post(q, variables if "$c" in q else None, token=token)
         assert "errors" not in fast[name], fast[name]["errors"]
         assert json.dumps(fast[name], ensure_ascii=False) == json.dumps(slow, ensure_ascii=False), name
+
+
+PAGES_QUERY = """query($c: ID!, $n: Int, $s: EvidenceStatus) { contract(id: $c) { title
+  evidence(first: $n) { pageInfo { hasNextPage endCursor } nodes { id status participant { externalRef } } }
+  verified: evidence(status: $s, last: 5) { pageInfo { hasPreviousPage } nodes { id status } }
+  rejected: evidence(status: REJECTED, first: 3) { nodes { id documents { sha256 } } } } }"""
+
+
+def test_a_contract_and_its_evidence_pages_are_read_in_one_thread_hop(api, db, monkeypatch):
+    from api.graphql import contracts
+    from api.graphql.base import RequestDB
+    demo.load(db, today=TODAY, secret=b"golden-secret-0123456789")
+    with db.reading() as s:
+        contract_id = s.execute(select(OutcomeContract.id).order_by(OutcomeContract.id)).scalars().first()
+    token = api.token("AUDITOR")
+    variables = {"c": to_global_id("OutcomeContract", contract_id), "n": 40, "s": "VERIFIED"}
+    reads = [0]
+    read = RequestDB.read
+
+    def counted(self, fn):
+        reads[0] += 1
+        return read(self, fn)
+    monkeypatch.setattr(RequestDB, "read", counted)
+    together = api.post(PAGES_QUERY, variables, token=token)
+    assert "errors" not in together, together["errors"]
+    assert reads[0] == 2  # the token, then the contract with its three pages
+    assert len(together["data"]["contract"]["evidence"]["nodes"]) == 40
+
+    # the same answer, to the byte, as each page read by its own resolver
+    monkeypatch.setattr(contracts, "_selected_evidence_pages", lambda info: [])
+    reads[0] = 0
+    apart = api.post(PAGES_QUERY, variables, token=token)
+    assert reads[0] == 5
+    assert json.dumps(together, ensure_ascii=False) == json.dumps(apart, ensure_ascii=False)
+
+
+def test_a_contract_the_caller_may_not_see_answers_like_one_that_does_not_exist(api, db):
+    demo.load(db, today=TODAY, secret=b"golden-secret-0123456789")
+    with db.reading() as s:
+        contract_id = s.execute(select(OutcomeContract.id).order_by(OutcomeContract.id)).scalars().first()
+    # a provider of no contract: the contract is not theirs, so it is not there
+    from ledger.access import SYSTEM
+    from ledger.parties import create_party
+    with db.uow() as uow:
+        other = create_party(uow, actor=SYSTEM, name="Annan Utförare AB", role="PROVIDER", ownership="PRIVATE").id
+        uow.commit()
+    token = api.token("PROVIDER", party_id=other)
+    body = api.post(PAGES_QUERY, {"c": to_global_id("OutcomeContract", contract_id), "n": 5, "s": "VERIFIED"},
+                    token=token)
+    missing = api.post(PAGES_QUERY, {"c": to_global_id("OutcomeContract", 10 ** 9), "n": 5, "s": "VERIFIED"},
+                       token=token)
+    assert body == missing == {"data": {"contract": None}}

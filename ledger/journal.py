@@ -599,6 +599,15 @@ def _set_loaded(s: Session, cls: type, pk, **values) -> None:
             set_committed_value(obj, name, value)
 
 
+def _loaded_instance(cls: type, values: dict):
+    """A new instance of the mapped `cls` holding `values` as its columns, set in its dict as a
+    load sets them: the constructor's per-attribute change tracking costs more than the posting's
+    own Python, and the values are the row just written (`_attach` makes it persistent)."""
+    obj = cls._sa_class_manager.new_instance()
+    obj.__dict__.update(values)
+    return obj
+
+
 def _attach(s: Session, obj) -> None:
     """Make a transient object whose row was just inserted persistent in `s` without a SELECT,
     as if it had been loaded: every column is set, so nothing is expired or reloaded."""
@@ -675,8 +684,8 @@ def post(
         _set_loaded(s, Account, account_id, balance_minor=row.balance_minor, last_sequence=sequence)
     # the transaction as posted, persistent in the session with its entries, built from the
     # values just inserted instead of reading them back (a SELECT and a selectin load)
-    result = Transaction(**tx)
-    lines = [Entry(**row) for row in made.writes.entry_rows]
+    result = _loaded_instance(Transaction, tx)
+    lines = [_loaded_instance(Entry, row) for row in made.writes.entry_rows]
     set_committed_value(result, "entries", lines)
     _attach(s, result)
     for e in lines:

@@ -337,6 +337,21 @@ class _PipelinedStatements(_CoreStatements):
                     "VALUES (%(sequence)s, %(line)s, %(account_id)s, %(currency)s, %(amount_minor)s, "
                     "%(balance_after_minor)s)")
     INSERT_NODE = "INSERT INTO merkle_nodes (level, position, hash) VALUES (%(level)s, %(position)s, %(hash)s)"
+    # The transaction, its entries and the Merkle nodes it completes in ONE statement (a statement
+    # costs psycopg more Python than its rows do): the entries take their sequence from the
+    # inserted transaction, so it is inserted first; the foreign keys are checked at the end of
+    # the statement, when every row is in. Arrays go as text literals (`_array`): psycopg's list
+    # dumpers cost more than the statement's other parameters together.
+    # A transaction that completes no node (every other one) names no merkle_nodes.
+    INSERT_ROWS = ("WITH t AS (INSERT INTO ledger_transactions (sequence, posted_at, effective_date, kind, "
+                   "description, actor, reverses, contract_id, previous_hash, hash) "
+                   "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING sequence) "
+                   "INSERT INTO ledger_entries (sequence, line, account_id, currency, amount_minor, balance_after_minor) "
+                   "SELECT t.sequence, v.* FROM t, unnest(%s::integer[], %s::integer[], %s::varchar[], %s::bigint[], "
+                   "%s::bigint[]) AS v")
+    INSERT_ROWS_AND_NODES = INSERT_ROWS.replace(
+        " RETURNING sequence) ", " RETURNING sequence), n AS (INSERT INTO merkle_nodes (level, position, hash) "
+        "SELECT * FROM unnest(%s::integer[], %s::bigint[], %s::varchar[])) ", 1)
     # Every account's new balance in one statement, each row moved only if it still holds the
     # balance the posting computed from and is open; if any is not, the statement fails (a
     # division by zero), and so does everything after it in the transaction. Under the head lock
@@ -394,13 +409,26 @@ class _PipelinedStatements(_CoreStatements):
         return {row[0]: _AccountRow(*row) for row in self._run(self.READ_ACCOUNTS, work)}
 
     def _queue_writes(self, cur, writes: "_Writes") -> None:
-        cur.execute(self.INSERT_TRANSACTION, writes.tx)
-        cur.executemany(self.INSERT_ENTRY, writes.entry_rows)
-        if writes.nodes:
-            cur.executemany(self.INSERT_NODE, writes.nodes)
-        cur.execute(self.SET_BALANCES, writes.balances)
+        tx, entries, nodes = writes.tx, writes.entry_rows, writes.nodes
+        row = (tx["sequence"], tx["posted_at"], tx["effective_date"], tx["kind"], tx["description"], tx["actor"],
+               tx["reverses"], tx["contract_id"], tx["previous_hash"], tx["hash"])
+        lines = (_array([e["line"] for e in entries]), _array([e["account_id"] for e in entries]),
+                 _array([e["currency"] for e in entries]), _array([e["amount_minor"] for e in entries]),
+                 _array([e["balance_after_minor"] for e in entries]))
+        if nodes:
+            cur.execute(self.INSERT_ROWS_AND_NODES, row + (
+                _array([n["level"] for n in nodes]), _array([n["position"] for n in nodes]),
+                _array([n["hash"] for n in nodes])) + lines)
+        else:
+            cur.execute(self.INSERT_ROWS, row + lines)
+        b = writes.balances
+        cur.execute(self.SET_BALANCES, {"sequence": b["sequence"], "ids": _array(b["ids"]), "old": _array(b["old"]),
+                                        "new": _array(b["new"]), "n": b["n"]})
         if writes.buckets is not None:
-            cur.execute(effective_balances.RECORD_POSTGRESQL, writes.buckets)
+            k = writes.buckets
+            cur.execute(effective_balances.RECORD_POSTGRESQL, {"sequence": k["sequence"], "a": _array(k["a"]),
+                                                               "l": _array(k["l"]), "b": _array(k["b"]),
+                                                               "m": _array(k["m"])})
 
     def write(self, writes: "_Writes") -> None:
         def work():
@@ -441,6 +469,15 @@ class _PipelinedStatements(_CoreStatements):
             except sa_exc.DBAPIError as failed:  # the transaction was broken before: say why
                 raise failed from err
             return False
+
+
+def _array(values: Sequence[int | str]) -> str:
+    """A PostgreSQL array literal of ints, or of strings of letters and digits (currency codes, hex
+    hashes: nothing to quote or escape), for a parameter cast to an array type."""
+    for v in values:
+        if type(v) is not int and not (type(v) is str and v.isascii() and v.isalnum()):
+            raise ValueError(f"not an int or a plain word: {v!r}")
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 @dataclass(frozen=True)
@@ -562,6 +599,15 @@ def _set_loaded(s: Session, cls: type, pk, **values) -> None:
             set_committed_value(obj, name, value)
 
 
+def _loaded_instance(cls: type, values: dict):
+    """A new instance of the mapped `cls` holding `values` as its columns, set in its dict as a
+    load sets them: the constructor's per-attribute change tracking costs more than the posting's
+    own Python, and the values are the row just written (`_attach` makes it persistent)."""
+    obj = cls._sa_class_manager.new_instance()
+    obj.__dict__.update(values)
+    return obj
+
+
 def _attach(s: Session, obj) -> None:
     """Make a transient object whose row was just inserted persistent in `s` without a SELECT,
     as if it had been loaded: every column is set, so nothing is expired or reloaded."""
@@ -638,8 +684,8 @@ def post(
         _set_loaded(s, Account, account_id, balance_minor=row.balance_minor, last_sequence=sequence)
     # the transaction as posted, persistent in the session with its entries, built from the
     # values just inserted instead of reading them back (a SELECT and a selectin load)
-    result = Transaction(**tx)
-    lines = [Entry(**row) for row in made.writes.entry_rows]
+    result = _loaded_instance(Transaction, tx)
+    lines = [_loaded_instance(Entry, row) for row in made.writes.entry_rows]
     set_committed_value(result, "entries", lines)
     _attach(s, result)
     for e in lines:

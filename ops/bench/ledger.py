@@ -669,9 +669,14 @@ def statements_per_posting(lg: Ledger, a: int, b: int) -> list[str]:
         if verb in ("SAVEPOINT", "RELEASE"):  # the posting's own savepoint, in its round trip
             seen.append(verb)
             return
-        if verb == "WITH":  # a checked write: `WITH moved AS (UPDATE table ...) SELECT ...`
-            words = words[words.index("(UPDATE"):]
-            words[0] = verb = "UPDATE"
+        if verb == "WITH":  # writes in one statement: `WITH t AS (INSERT INTO table ...), ... SELECT ...`
+            upper = [w.upper() for w in words]
+            for i, w in enumerate(upper[:-2]):
+                if w in ("(INSERT", "INSERT") and upper[i + 1] == "INTO":
+                    seen.append(f"INSERT {words[i + 2].split('.')[-1]}")
+                elif w == "(UPDATE":
+                    seen.append(f"UPDATE {words[i + 1].split('.')[-1]}")
+            return
         after = {"SELECT": "FROM", "INSERT": "INTO", "UPDATE": "UPDATE"}.get(verb)
         upper = [w.upper() for w in words]
         table = words[upper.index(after) + 1] if after in upper else "?"

@@ -43,6 +43,7 @@ log = logging.getLogger("utfall")
 TOUCH_EVERY = timedelta(minutes=1)
 STATIC_DIR = Path(__file__).parent / "static"
 BODY_TIMEOUT = 10.0  # seconds for a whole request body to arrive; slow clients get 408
+KNOWN_ACTORS = 10_000  # tokens whose actor the process remembers (see UtfallGraphQL.known_actors)
 MAX_JSON_DEPTH = 64  # nesting of a GraphQL request's JSON (variables are never deeper than the inputs)
 
 
@@ -71,6 +72,10 @@ class UtfallGraphQL(GraphQL):
         self.gate = gate
         self.body_timeout = body_timeout
         self.signer = signer
+        # the actor of each token this process has authenticated, by the secret's hash: a request with a
+        # known token runs its query as that actor and checks the token (the same SELECT) in the thread
+        # hop of its first read, before that read; only an unknown token costs a hop of its own
+        self.known_actors: dict[str, object] = {}
 
     @property
     def graphql_ide_html(self) -> str:
@@ -140,18 +145,38 @@ class UtfallGraphQL(GraphQL):
             if scheme.lower() != "bearer" or not secret:
                 return _unauthorized("the Authorization header must be 'Bearer <token>'")
         async with self.gate.slot():
-            try:
-                if secret is not None:
-                    request.state.rdb = RequestDB(self.db, self.executor)
-                    try:
-                        request.state.actor = await self._authenticate(secret, request.state.rdb)
-                    except PermissionDenied as err:
-                        return _unauthorized(err.message)
-                response = await super().run(request, context, root_value)
-            finally:
-                # the read session gives its connection back before the slot is free again
-                if request.state.rdb is not None:
-                    await request.state.rdb.close()
+            for attempt in (1, 2):
+                try:
+                    if secret is not None:
+                        request.state.rdb = rdb = RequestDB(self.db, self.executor)
+                        known = self.known_actors.get(tokens.secret_hash(secret)) if attempt == 1 else None
+                        if known is not None:
+                            # checked in the thread hop of the query's first read, before that read
+                            rdb.check_first(lambda rdb=rdb, known=known: self._recheck(secret, known, rdb))
+                            request.state.actor = known
+                        else:
+                            try:
+                                request.state.actor = await self._authenticate(secret, rdb)
+                            except PermissionDenied as err:
+                                return _unauthorized(err.message)
+                    response = await super().run(request, context, root_value)
+                    rdb = request.state.rdb
+                    if rdb is not None and rdb.pending:
+                        # a query that read nothing: the token still counts
+                        with contextlib.suppress(PermissionDenied, _ActorChanged):  # answered below
+                            await rdb.in_thread(lambda: None)
+                finally:
+                    # the read session gives its connection back before the slot is free again
+                    if request.state.rdb is not None:
+                        await request.state.rdb.close()
+                refused = request.state.rdb.refused if request.state.rdb is not None else None
+                if isinstance(refused, _ActorChanged) and attempt == 1:
+                    request.state.context = None
+                    continue  # nothing was read or written as the old actor: answer as the token's actor now
+                if isinstance(refused, PermissionDenied):
+                    request.state.actor = None
+                    return _unauthorized(refused.message)  # exactly the answer of a token checked first
+                break
             ctx_ = request.state.context
             if ctx_ is not None and ctx_.unavailable is not None:
                 # the database went away while the query ran: say so, not "Unexpected error"
@@ -160,19 +185,41 @@ class UtfallGraphQL(GraphQL):
 
     async def _authenticate(self, secret: str, rdb: RequestDB):
         """The actor for a bearer secret: one thread hop, one SELECT, in the session the query then reads in
-        (one pooled connection per request, checked out once)."""
+        (one pooled connection per request, checked out once). Its first use in this process."""
         now = utcnow()
         actor, last_used = await rdb.read(lambda s: tokens.authenticate_with_last_use(s, secret, now))
         if last_used is None or now - last_used > TOUCH_EVERY:
-            # at most once a minute per token; the read session gives its connection back first, so
-            # the request never holds two
-            def touch():
-                rdb.end_reads()
-                with self.db.uow() as uow:
-                    tokens.touch(uow, actor.token_id, now)
-                    uow.commit()
-            await rdb.in_thread(touch)
+            await rdb.in_thread(lambda: self._touch(rdb, actor, now))
+        self._remember(secret, actor)
         return actor
+
+    def _recheck(self, secret: str, known, rdb: RequestDB) -> None:
+        """(In the worker thread of the request's first hop) the same check as _authenticate, of a token
+        this process has seen: unknown, revoked or expired raise PermissionDenied, as on first use."""
+        now = utcnow()
+        try:
+            actor, last_used = tokens.authenticate_with_last_use(rdb.session(), secret, now)
+        except PermissionDenied:
+            self.known_actors.pop(tokens.secret_hash(secret), None)
+            raise
+        if actor != known:
+            self.known_actors.pop(tokens.secret_hash(secret), None)
+            raise _ActorChanged()
+        if last_used is None or now - last_used > TOUCH_EVERY:
+            self._touch(rdb, actor, now)
+
+    def _touch(self, rdb: RequestDB, actor, now) -> None:
+        # at most once a minute per token; the read session gives its connection back first, so
+        # the request never holds two
+        rdb.end_reads()
+        with self.db.uow() as uow:
+            tokens.touch(uow, actor.token_id, now)
+            uow.commit()
+
+    def _remember(self, secret: str, actor) -> None:
+        if len(self.known_actors) >= KNOWN_ACTORS:
+            self.known_actors.clear()  # a bound on memory; a forgotten token is checked in a hop of its own again
+        self.known_actors[tokens.secret_hash(secret)] = actor
 
 
 def decode_json(data: str | bytes) -> object:
@@ -325,6 +372,10 @@ class BodyLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+class _ActorChanged(Exception):
+    """A known token now names another actor than the one remembered: the request starts again."""
 
 
 def _unauthorized(message: str) -> JSONResponse:

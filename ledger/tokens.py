@@ -25,7 +25,8 @@ class IssuedToken:
     api_token: ApiToken
 
 
-def _hash(secret: str) -> str:
+def secret_hash(secret: str) -> str:
+    """What is stored of a secret (and what a process may keep to recognise one): its SHA-256."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
@@ -45,7 +46,7 @@ def create_token(
     elif party_id is not None:
         get_party(uow, party_id)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    tok = ApiToken(name=name, role=role, party_id=party_id, secret_hash=_hash(secret), expires_at=expires_at)
+    tok = ApiToken(name=name, role=role, party_id=party_id, secret_hash=secret_hash(secret), expires_at=expires_at)
     uow.session.add(tok)
     uow.session.flush()
     return IssuedToken(secret, tok)
@@ -65,7 +66,7 @@ def authenticate_with_last_use(s: Session, secret: str, now: datetime) -> tuple[
     if len(secret) > 200 or "\x00" in secret:
         raise PermissionDenied("unknown bearer token", code="UNAUTHENTICATED")
     # the columns it needs as a plain row (no ORM instance): this runs before every request
-    tok = s.connection().execute(_BY_SECRET_HASH, {"secret_hash": _hash(secret)}).one_or_none()
+    tok = s.connection().execute(_BY_SECRET_HASH, {"secret_hash": secret_hash(secret)}).one_or_none()
     if tok is None:
         raise PermissionDenied("unknown bearer token", code="UNAUTHENTICATED")
     if tok.revoked_at is not None:

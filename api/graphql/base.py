@@ -235,17 +235,26 @@ class Edge(Generic[T]):
     node: T
 
 
+def _edges(self: "Connection"):  # the type is the field's: list[Edge[T]]
+    # made only when a query asks for them: most ask for nodes, and an edge and a cursor per item cost
+    # as much as the rest of a hundred-item page's completion
+    return [Edge(cursor=self.encode(k), node=n) for k, n in zip(self.keys, self.node_list)]
+
+
 @strawberry.type(description="A page of items: `first`/`after` pages forward (pass `endCursor` as `after` for the "
                              "next page), `last`/`before` backward (pass `startCursor` as `before`). A page holds 20 "
                              "items unless you ask for up to 100.")
 class Connection(Generic[T]):
-    edges: list[Edge[T]]
+    edges: list[Edge[T]] = strawberry.field(resolver=_edges)
     page_info: PageInfo
+    node_list: strawberry.Private[list[Any]]
+    keys: strawberry.Private[list[Any]]  # each node's key, made a cursor by `encode`
+    encode: strawberry.Private[Callable[[Any], str]] = None  # type: ignore[assignment]
     counter: strawberry.Private[Callable[[], Awaitable[int]] | None] = None
 
     @strawberry.field
     def nodes(self) -> list[T]:
-        return [e.node for e in self.edges]
+        return self.node_list
 
     @strawberry.field(description="How many items there are in all pages together, with the same filters.")
     async def total_count(self) -> int:
@@ -253,8 +262,8 @@ class Connection(Generic[T]):
 
     def mapped(self, to_node: Callable[[Any], Any]) -> "Connection":
         """The same page with each node made into another: rows into their GraphQL type, given what a row lacks."""
-        return Connection(edges=[Edge(cursor=e.cursor, node=to_node(e.node)) for e in self.edges],
-                          page_info=self.page_info, counter=self.counter)
+        return Connection(page_info=self.page_info, node_list=[to_node(n) for n in self.node_list], keys=self.keys,
+                          encode=self.encode, counter=self.counter)
 
 
 def encode_cursor(key: int) -> str:
@@ -316,20 +325,22 @@ def _exists(session: Session, stmt: Any, key: Any) -> bool:
 
 def edges_of(rows: Sequence[Any], key: Callable[[Any], Any], to_node: Callable[[Any], T], window: Window,
              beyond_start: bool, beyond_end: bool,
-             encode: Callable[[Any], str] = encode_cursor) -> tuple[list[Edge[T]], PageInfo]:
-    """A page's edges and page info from up to size+1 rows in the window's direction (the extra row means 'more').
+             encode: Callable[[Any], str] = encode_cursor, counter: Callable[[], Awaitable[int]] | None = None
+             ) -> "Connection[T]":
+    """A page from up to size+1 rows in the window's direction (the extra row means 'more').
 
-    beyond_start/beyond_end: whether items exist on the far side of the cursor the page starts from."""
+    beyond_start/beyond_end: whether items exist on the far side of the cursor the page starts from.
+    Only the first and last cursors are made here (pageInfo); an edge's when a query asks for edges."""
     more = len(rows) > window.size
     rows = list(rows[:window.size])
     if window.backward:
         rows.reverse()
-    edges = [Edge(cursor=encode(key(r)), node=to_node(r)) for r in rows]
-    return edges, PageInfo(
+    keys = [key(r) for r in rows]
+    return Connection(page_info=PageInfo(
         has_next_page=beyond_end if window.backward else more,
         has_previous_page=more if window.backward else beyond_start,
-        start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None,
-    )
+        start_cursor=encode(keys[0]) if keys else None, end_cursor=encode(keys[-1]) if keys else None,
+    ), node_list=[to_node(r) for r in rows], keys=keys, encode=encode, counter=counter)
 
 
 async def keyset_page(info: Info, build: Callable[[Session], Any], key: Any, to_node: Callable[[Any], T],
@@ -347,9 +358,9 @@ async def keyset_page(info: Info, build: Callable[[Session], Any], key: Any, to_
         start_beyond = (window.after is not None and not window.backward
                         and _exists(s, stmt.where(key <= window.after), key))
         end_beyond = window.before is not None and window.backward and _exists(s, stmt.where(key >= window.before), key)
-        edges, info_ = edges_of(rows, lambda r: getattr(r, key.key), to_node, window, start_beyond, end_beyond)
-        return Connection(edges=edges, page_info=info_, counter=lambda: db.read(
-            lambda s2: s2.execute(select(func.count()).select_from(build(s2).order_by(None).subquery())).scalar_one()))
+        return edges_of(rows, lambda r: getattr(r, key.key), to_node, window, start_beyond, end_beyond,
+                        counter=lambda: db.read(lambda s2: s2.execute(
+                            select(func.count()).select_from(build(s2).order_by(None).subquery())).scalar_one()))
     return await db.read(q)
 
 
@@ -403,12 +414,11 @@ def list_page(kind: str, items: Sequence[Any], key: Callable[[Any], tuple], to_n
     rows = chosen[::-1][:window.size + 1] if window.backward else chosen[:window.size + 1]
     beyond_start = window.after is not None and not window.backward and start > 0
     beyond_end = window.before is not None and window.backward and end < len(keys)
-    edges, page = edges_of(rows, tagged, to_node, window, beyond_start, beyond_end, encode_key_cursor)
     total = len(ordered)
 
     async def count() -> int:
         return total
-    return Connection(edges=edges, page_info=page, counter=count)
+    return edges_of(rows, tagged, to_node, window, beyond_start, beyond_end, encode_key_cursor, count)
 
 
 # --- request context ------------------------------------------------------------------------
@@ -426,6 +436,36 @@ class RequestDB:
         self.executor = executor
         self._lock = asyncio.Lock()
         self._session: Session | None = None
+        # a check that must pass, in the worker thread, before this request's first database work
+        # (the token of a caller already known to the process): see check_first
+        self._first: Callable[[], None] | None = None
+        self.refused: BaseException | None = None  # what the first check raised; nothing runs after it
+
+    def check_first(self, check: Callable[[], None]) -> None:
+        """Run `check` in the thread of this request's first hop, before that hop's work.
+
+        It saves a thread hop of its own: the token of a caller the process has seen is checked
+        in the same hop as the query's first read (or write). If it raises, that work never runs,
+        nor any after it; `pending` says whether it still has to run (a query that read nothing)."""
+        self._first = check
+
+    @property
+    def pending(self) -> bool:
+        return self._first is not None
+
+    def _checked(self, fn: Callable[[], T]) -> Callable[[], T]:
+        def call() -> T:
+            if self.refused is not None:
+                raise self.refused
+            if self._first is not None:
+                check, self._first = self._first, None
+                try:
+                    check()
+                except BaseException as exc:
+                    self.refused = exc
+                    raise
+            return fn()
+        return call
 
     async def in_thread(self, fn: Callable[[], T]) -> T:
         """Run `fn` in a worker thread, one at a time with this request's other database work."""
@@ -435,9 +475,15 @@ class RequestDB:
         """(In a worker thread) give the read session's connection back; the next read opens a new one."""
         self._reset()
 
-    async def _in_thread(self, fn: Callable[[], T]) -> T:
+    def session(self) -> Session:
+        """(In a worker thread) the request's read session, opened on first use."""
+        if self._session is None:
+            self._session = self.db.read_session()
+        return self._session
+
+    async def _in_thread(self, fn: Callable[[], T], checked: bool = True) -> T:
         async with self._lock:
-            future = asyncio.get_running_loop().run_in_executor(self.executor, fn)
+            future = asyncio.get_running_loop().run_in_executor(self.executor, self._checked(fn) if checked else fn)
             try:
                 return await asyncio.shield(future)
             except asyncio.CancelledError:
@@ -448,9 +494,7 @@ class RequestDB:
 
     async def read(self, fn: Callable[[Session], T]) -> T:
         def call() -> T:
-            if self._session is None:
-                self._session = self.db.read_session()
-            return fn(self._session)
+            return fn(self.session())
         return await self._in_thread(call)
 
     async def write(self, fn: Callable[[UnitOfWork], T]) -> T:
@@ -474,7 +518,7 @@ class RequestDB:
 
     async def close(self) -> None:
         if self._session is not None:
-            await self._in_thread(self._reset)
+            await self._in_thread(self._reset, checked=False)  # giving the connection back needs no check
 
 
 @dataclass
@@ -688,9 +732,8 @@ def child_pages(info: Info, name: str, model: Any, parent_column: Any, *, first:
             mine = grouped.get(p, [])
             if window.backward:
                 mine.sort(key=lambda r: getattr(r, pk.key), reverse=True)
-            edges, page = edges_of(mine, lambda r: getattr(r, pk.key), node_of, window, p in before_start,
-                                   p in after_end)
-            out[p] = Connection(edges=edges, page_info=page, counter=lambda p=p: counts.load(p))
+            out[p] = edges_of(mine, lambda r: getattr(r, pk.key), node_of, window, p in before_start, p in after_end,
+                              counter=lambda p=p: counts.load(p))
         return out
 
     async def batch(keys: list[tuple]) -> list[Connection]:

@@ -311,7 +311,7 @@ class LedgerQueries:
         build, at = _account_filter(info, party_id, contract_id, as_of)
         page = await keyset_page(info, build, models.Account.id, LedgerAccount.from_row, window)
         if at is not None or effective_on is not None:
-            accounts = [e.node for e in page.edges]
+            accounts = page.node_list
             await ctx(info).db.read(lambda s: _balanced(s, accounts, at, effective_on))
         return page
 

@@ -67,6 +67,25 @@ def test_a_revoked_or_expired_token_is_refused(api, db):
     assert api.post(VIEWER, token=expired["data"]["createApiToken"]["token"], expect_status=401)
 
 
+def test_a_token_revoked_after_use_is_refused_before_anything_is_read_or_written(api, db):
+    # given a token this server has already let in (its actor remembered; the token checked with the first read)
+    admin = api.token("ADMIN")
+    other = api.post(CREATE_TOKEN, {"input": {"name": "eve", "role": "ADMIN"}}, admin)["data"]["createApiToken"]
+    assert api.ok(VIEWER, token=other["token"])["viewer"]["role"] == "ADMIN"
+    first_use = api.post("{ viewer { name } }", token="utf_never_issued", expect_status=401)
+    api.ok("mutation($id: ID!) { revokeApiToken(input: {tokenId: $id}) { apiToken { revokedAt } } }",
+           {"id": other["apiToken"]["id"]}, admin)
+    before = table_counts(db)
+    # when it reads, writes or asks nothing of the database
+    answers = [api.post(query, variables, token=other["token"], expect_status=401) for query, variables in (
+        ("{ funds { nodes { id } } }", None), (CREATE_PARTY, {"input": {"name": "Eves AB", "role": "PROVIDER", "ownership": "PRIVATE",
+                                                               "orgNumber": "5560360793"}}), (VIEWER, None))]
+    # then each is answered like a token checked before the query, and nothing was written
+    assert all(a["errors"][0]["extensions"] == first_use["errors"][0]["extensions"] for a in answers)
+    assert all(a["errors"][0]["message"] == "this token has been revoked" and "data" not in a for a in answers)
+    assert table_counts(db) == before
+
+
 def test_tokens_are_stored_hashed_and_bound_to_a_role_and_party(api, db):
     # given
     admin = api.token("ADMIN")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
 
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
@@ -211,25 +211,19 @@ def _unpaid_evidence(s: Session, contract_id: int, codes: list[str], first_day: 
     # SQLite keeps dates as ISO text (as the ORM writes them)
     days = (first_day.isoformat(), last_day.isoformat()) if sqlite else (first_day, last_day)
     parsed: dict = {}  # the day as read → one date object
-    texts: dict = {}  # one str per metric code and area (and None for no area)
+    texts: dict = {}  # one str per metric code and area
     ids, participants, metrics, achieved, areas = (columns.evidence_ids, columns.participant_ids,
                                                    columns.metric_codes, columns.achieved_on, columns.areas)
     cursor = conn.connection.driver_connection.cursor()
     try:
         cursor.execute(sql, (contract_id, contract_id, *codes, *days))
         while batch := cursor.fetchmany(10_000):
-            # a batch of rows turned into its five columns in C (zip), no Python step per row;
-            # each value that recurs (days, codes, areas) is kept once: setdefault(v, v) gives
-            # the first object seen equal to v
-            batch_ids, batch_participants, batch_metrics, batch_days, batch_areas = zip(*batch)
-            del batch
-            ids.extend(batch_ids)
-            participants.extend(batch_participants)
-            metrics.extend(map(texts.setdefault, batch_metrics, batch_metrics))
-            areas.extend(map(texts.setdefault, batch_areas, batch_areas))
-            for day in set(batch_days).difference(parsed):
-                parsed[day] = date.fromisoformat(day) if sqlite else day
-            achieved.extend(map(parsed.__getitem__, batch_days))
+            for eid, pid, code, on, area in batch:
+                ids.append(eid)
+                participants.append(pid)
+                metrics.append(texts.get(code) or texts.setdefault(code, code))
+                achieved.append(parsed.get(on) or parsed.setdefault(on, date.fromisoformat(on) if sqlite else on))
+                areas.append(area if area is None else texts.get(area) or texts.setdefault(area, area))
     finally:
         cursor.close()
     return columns
@@ -393,8 +387,8 @@ def _write_items(s: Session, payout_id: int, items: payouts.PayoutItems, measure
     """The payout's evidence items (columns) and measurement items (row tuples in the order of
     `_ITEM_COLUMNS`), through the session's own connection and transaction: COPY on PostgreSQL
     (about 5x an executemany, BENCHMARKS.md), the evidence items as COPY text made a batch at a
-    time in one join over the columns (their types are fixed: ids and amounts ints, kind and
-    metric code strs); one driver executemany on SQLite. Both store exactly what the ORM would."""
+    time with one format per row (their types are fixed: ids and amounts ints, kind and metric
+    code strs); one driver executemany on SQLite. Both store exactly what the ORM would."""
     if not items and not measured:
         return
     conn = s.connection()
@@ -402,20 +396,14 @@ def _write_items(s: Session, payout_id: int, items: payouts.PayoutItems, measure
     columns = (items.kinds, items.evidence_ids, items.participant_ids, items.metric_codes, items.gross, items.capped,
                items.net)
     if conn.dialect.name == "postgresql":
-        # A row is its ints as str() and preformatted pieces between them (the payout id and
-        # kind before the evidence id, the metric code between the participant and the gross),
-        # put together a batch at a time in one join over the column slices: no format call
-        # per row. The ints are exact (the engine's minor units and ids), so str() is their COPY text.
-        ahead = {kind: f"{int(payout_id)}\t{_copy_text(kind)}\t" for kind in set(items.kinds)}
-        between = {code: f"\t{_copy_text(code)}\t" for code in set(items.metric_codes)}
+        text = {v: _copy_text(v) for v in {*items.kinds, *items.metric_codes}}
+        line = f"{int(payout_id)}\t%s\t%d\t\\N\t%d\t%s\t%d\t%d\t%d\n"
+        rows = zip(*columns)
         with raw.cursor() as cursor:
             with cursor.copy(f"COPY payout_items ({', '.join(_ITEM_COLUMNS)}) FROM STDIN") as copy:
-                for at in range(0, len(items), _BATCH):
-                    kinds, eids, pids, codes, gross, capped, net = (column[at:at + _BATCH] for column in columns)
-                    copy.write("".join(chain.from_iterable(zip(
-                        map(ahead.__getitem__, kinds), map(str, eids), repeat("\t\\N\t"), map(str, pids),
-                        map(between.__getitem__, codes), map(str, gross), repeat("\t"), map(str, capped),
-                        repeat("\t"), map(str, net), repeat("\n")))))
+                while batch := [line % (text[kind], eid, pid, text[code], gross, capped, net)
+                                for kind, eid, pid, code, gross, capped, net in islice(rows, _BATCH)]:
+                    copy.write("".join(batch))
                 for row in measured:
                     copy.write_row(row)
     else:

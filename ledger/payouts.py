@@ -117,7 +117,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from json.encoder import encode_basestring
-from operator import attrgetter
+from operator import attrgetter, sub
 from typing import Any
 
 from ledger.errors import ValidationError
@@ -316,7 +316,8 @@ class EvidenceColumns(_Columns):
                 and start <= min(days) and max(days) <= end and len(set(ids)) == len(ids)
                 and all(a is None or (type(a) is str and a and "\x00" not in a) for a in set(areas))):
             return None
-        if all(a < b for a, b in zip(ids, itertools.islice(ids, 1, None))):
+        # (the ids are distinct, checked above: in order is sorted, which sorted() sees in one pass in C)
+        if ids == sorted(ids):
             return self
         by_id = sorted(range(len(ids)), key=ids.__getitem__)
         return EvidenceColumns(*([column[i] for i in by_id] for column in
@@ -1019,19 +1020,27 @@ def _canonical(n: PayoutInputs) -> bytes:
         return texts.get(v) or texts.setdefault(v, encode_basestring(v))
 
     ev = n.evidence
-    if isinstance(ev, EvidenceColumns):  # no price of their own; each distinct value encoded once
-        day_text = {d: day(d) for d in set(ev.achieved_on)}
-        text_of = {v: string(v) for v in {*ev.metric_codes, *ev.areas}}
-        row = _EVIDENCE_JSON.replace("%s}", "}")
-        rows = [row % (day_text[on], text_of[area], eid, text_of[code], pid)
-                for eid, pid, code, on, area in zip(ev.evidence_ids, ev.participant_ids, ev.metric_codes,
-                                                    ev.achieved_on, ev.areas)]
+    if isinstance(ev, EvidenceColumns):  # no price of their own
+        # Each row is four preformatted pieces and its two ids, put together in one join over
+        # the columns (no format call per row): the text up to the evidence id is the same for
+        # every row of a day and area, and the text between the two ids for every row of a
+        # metric, so each distinct piece is made once; the ids are exact ints (validated), so
+        # str() writes them as %d does. The first row's piece has no leading comma.
+        ahead = {key: ',{"achieved_on":"%s","area":%s,"evidence_id":' % (day(key[0]), string(key[1]))
+                 for key in set(zip(ev.achieved_on, ev.areas))}
+        between = {code: ',"metric_code":%s,"participant_id":' % string(code) for code in set(ev.metric_codes)}
+        firsts = list(map(ahead.__getitem__, zip(ev.achieved_on, ev.areas)))
+        if firsts:
+            firsts[0] = firsts[0][1:]
+        evidence = "".join(itertools.chain.from_iterable(zip(
+            firsts, map(str, ev.evidence_ids), map(between.__getitem__, ev.metric_codes),
+            map(str, ev.participant_ids), itertools.repeat("}"))))
+        del firsts  # (a large payout's pieces: freed before the document is put together)
     else:
-        rows = [_EVIDENCE_JSON % (day(e.achieved_on), string(e.area), e.evidence_id, string(e.metric_code),
-                                  e.participant_id, "" if e.price is None else ',"price":"%s"' % _plain(e.price))
-                for e in ev]
-    evidence = ",".join(rows)
-    del rows  # (a large payout's rows: freed before the document is put together)
+        evidence = ",".join([_EVIDENCE_JSON % (day(e.achieved_on), string(e.area), e.evidence_id,
+                                               string(e.metric_code), e.participant_id,
+                                               "" if e.price is None else ',"price":"%s"' % _plain(e.price))
+                             for e in ev])
     head, tail = text.split('"evidence":[]', 1)
     return "".join((head, '"evidence":[', evidence, "]", tail)).encode("utf-8")
 
@@ -1340,32 +1349,35 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
     pay = sorted(range(len(gross)), key=order.__getitem__)
     del order
 
-    # Caps (1)–(4) in one pass over the parts in pay order. Each cap pays the parts it covers in
-    # pay order until its room is used up (`_apply_cap`), so what a part keeps under a cap depends
-    # only on the parts before it in pay order and on the caps before it: each part can go
-    # through every cap, in CAP_ORDER, before the next part comes, with one room per participant,
-    # pair and metric carried along (no list of parts per participant, pair or metric).
+    # Caps (1)–(4). Each cap pays the parts it covers in pay order until its room is used up
+    # (`_apply_cap`), so what a part keeps under a cap depends only on the parts before it in pay
+    # order and on the caps before it. The caps of one participant (once only, per participant
+    # and metric, per participant) go in one pass over the evidence parts in pay order, each
+    # part through them in CAP_ORDER, with one room per participant and pair carried along (no
+    # list of parts per participant or pair). The caps over many participants (per period,
+    # total, MAX_VALUE) then go a cap at a pass, in CAP_ORDER, over every part in pay order
+    # (`_cap_units`): a pass is one sum in C unless its cap binds. Amounts are never negative,
+    # so a cap binds only if the sum of what it covers exceeds its room.
     once_only = {c for c, x in metrics.items() if x.once_only}
-    pair_cap = {c: units(x.cap_per_participant) for c, x in metrics.items() if x.cap_per_participant is not None}
-    participant_cap = None if terms.participant_cap is None else units(terms.participant_cap)
-    room_period = {c: max(units(x.cap_per_period) - prior_in_period[c], 0)
-                   for c, x in metrics.items() if x.cap_per_period is not None}
-    room_total = {c: max(units(x.cap_total) - prior_metric[c], 0) for c, x in metrics.items() if x.cap_total is not None}
-    room_max = max(units(terms.max_value) - prior_total, 0)
-    room_pair: dict[tuple[int, str], int] = {}
-    room_participant: dict[int, int] = {}
+    pair_cap = {c: max(units(x.cap_per_participant), 0) for c, x in metrics.items()
+                if x.cap_per_participant is not None}
+    participant_cap = None if terms.participant_cap is None else max(units(terms.participant_cap), 0)
+    # the rooms left by earlier payouts; a pair or participant not in them starts with the whole cap
+    room_pair = {pair: max(pair_cap[pair[1]] - v, 0) for pair, v in prior_pair.items() if pair[1] in pair_cap}
+    room_participant = ({} if participant_cap is None else
+                        {pid: max(participant_cap - v, 0) for pid, v in prior_participant.items()})
     paid_once: set[tuple[int, str]] = set()
-    # (the dicts' methods as locals: this loop runs once per item, 100 000 times in a large payout)
-    pair_room, participant_room, period_room, total_room = (
-        room_pair.get, room_participant.get, room_period.get, room_total.get)
-    pair_cap_of, prior_of_pair = pair_cap.get, prior_pair.get
-    for i in pay:
-        amount = net[i]
-        mcode = codes[i]
-        pid = participants[i]
-        removed = None
-        if pid is not None:
-            pair = (pid, mcode)
+    evidence_pay = pay if len(gross) == k else [i for i in pay if i < k]  # (measurements come after position k)
+    if once_only or pair_cap or participant_cap is not None:
+        # the evidence parts' columns in pay order, made in C; the loop below runs once per
+        # item, 100 000 times in a large payout, so the dicts' methods are locals too
+        pay_participants = list(map(participants.__getitem__, evidence_pay))
+        pay_codes = list(map(codes.__getitem__, evidence_pay))
+        pair_room, participant_room, prior_of_pair = room_pair.get, room_participant.get, prior_pair.get
+        for i, pid, mcode, pair, cap, amount in zip(
+                evidence_pay, pay_participants, pay_codes, zip(pay_participants, pay_codes),
+                map(pair_cap.get, pay_codes), map(net.__getitem__, evidence_pay)):
+            removed = None
             if mcode in once_only:  # the first in pay order is paid, unless one was paid before
                 if pair in paid_once or prior_of_pair(pair, 0) > 0:
                     if amount:
@@ -1373,42 +1385,29 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
                         amount = 0
                 else:
                     paid_once.add(pair)
-            cap = pair_cap_of(mcode)
             if cap is not None:
-                room = pair_room(pair)
-                if room is None:
-                    room = max(cap - prior_of_pair(pair, 0), 0)
+                room = pair_room(pair, cap)
                 if amount > room:
                     removed = (*(removed or ()), (METRIC_CAP_PER_PARTICIPANT, amount - room))
                     amount = room
                 room_pair[pair] = room - amount
             if participant_cap is not None:
-                room = participant_room(pid)
-                if room is None:
-                    room = max(participant_cap - prior_participant.get(pid, 0), 0)
+                room = participant_room(pid, participant_cap)
                 if amount > room:
                     removed = (*(removed or ()), (PARTICIPANT_CAP, amount - room))
                     amount = room
                 room_participant[pid] = room - amount
-        room = period_room(mcode)
-        if room is not None:
-            if amount > room:
-                removed = (*(removed or ()), (METRIC_CAP_PER_PERIOD, amount - room))
-                amount = room
-            room_period[mcode] = room - amount
-        room = total_room(mcode)
-        if room is not None:
-            if amount > room:
-                removed = (*(removed or ()), (METRIC_CAP_TOTAL, amount - room))
-                amount = room
-            room_total[mcode] = room - amount
-        if amount > room_max:
-            removed = (*(removed or ()), (MAX_VALUE, amount - room_max))
-            amount = room_max
-        room_max -= amount
-        if removed is not None:
-            caps[i] = removed
-            net[i] = amount
+            if removed is not None:
+                caps[i] = removed
+                net[i] = amount
+        del pay_participants, pay_codes
+    for name, cap_of, prior in ((METRIC_CAP_PER_PERIOD, "cap_per_period", prior_in_period),
+                                (METRIC_CAP_TOTAL, "cap_total", prior_metric)):
+        for c, x in metrics.items():
+            cap = getattr(x, cap_of)
+            if cap is not None:
+                _cap_units([i for i in pay if codes[i] == c], net, caps, max(units(cap) - prior[c], 0), name)
+    _cap_units(pay, net, caps, max(units(terms.max_value) - prior_total, 0), MAX_VALUE)
     # (5) PAYER_CAP (PAYOUTS.md §8): on the total after every other cap, so a pass of its own
     earned = sum(net)
     allowed = units(payer_cap_total(money(earned - clawed), terms.payer_shares, dict(paid.per_payer), code))
@@ -1478,7 +1477,7 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
     item_participants = participants[:k]
     item_codes = codes[:k]
     item_gross, item_net = gross[:k], net[:k]
-    capped = [g - nt for g, nt in zip(item_gross, item_net)]
+    capped = list(map(sub, item_gross, item_net))
     kinds = [OUTCOME] * k
     if n.clawbacks:  # merged in evidence id order, as the Decimal engine sorts its items
         rows = sorted([*((ids[i], item_participants[i], item_codes[i], OUTCOME, item_gross[i], capped[i], item_net[i],

@@ -992,6 +992,27 @@ def test_evidence_given_as_columns_is_the_same_payout_and_the_same_inputs_hash(p
     assert canonical_inputs(columns) == canonical_inputs(payout)
 
 
+@PROPS
+@given(crowded_payout_inputs(), st.randoms(use_true_random=False))
+def test_crowded_evidence_as_columns_is_the_decimal_engines_payout_and_inputs_hash(payout, rnd):
+    # given many items over few participants, every cap binding again and again, and the
+    # evidence (without prices of its own: columns carry none) as columns in any order, as
+    # gather_inputs streams them from the database
+    payout = replace(payout, evidence=tuple(replace(e, price=None) for e in payout.evidence))
+    rows = list(payout.evidence)
+    rnd.shuffle(rows)
+    columns = replace(payout, evidence=_as_columns(rows))
+
+    # when the columns are calculated (what pays) and the rows by the Decimal engine (the reference)
+    flat, canonical = calculate_with_canonical(columns)
+    reference = calculate_decimal(payout)
+
+    # then the figures are the same to the öre, and so are the recorded inputs and their hash
+    assert flat == reference and tuple(flat.items) == tuple(reference.items)
+    assert canonical == canonical_inputs(payout)
+    assert flat.inputs_hash == reference.inputs_hash == hashlib.sha256(canonical).hexdigest()
+
+
 @pytest.mark.parametrize("bad, code", [
     (lambda e: replace(e, metric_code="NOPE"), "UNKNOWN_METRIC"),
     (lambda e: replace(e, achieved_on=date(2023, 12, 31)), "EVIDENCE_OUTSIDE_PERIOD"),

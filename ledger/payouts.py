@@ -117,7 +117,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from json.encoder import encode_basestring
-from operator import attrgetter, sub
+from operator import attrgetter, lt, sub
 from typing import Any
 
 from ledger.errors import ValidationError
@@ -158,6 +158,8 @@ CAP_ORDER = (ONCE_ONLY, METRIC_CAP_PER_PARTICIPANT, PARTICIPANT_CAP, METRIC_CAP_
              PAYER_CAP)
 
 CANONICAL_SCHEMA = "utfall/payout-inputs/1"
+# the caps over many participants, applied after each participant's own caps
+_LATER_CAPS = frozenset((METRIC_CAP_PER_PERIOD, METRIC_CAP_TOTAL, MAX_VALUE, PAYER_CAP))
 
 # One context for every figure, so the caller's (or an auditor's) decimal settings never
 # change a result. 100 digits is far beyond any amount the input limits below let through.
@@ -311,14 +313,22 @@ class EvidenceColumns(_Columns):
         ids, days, areas = self.evidence_ids, self.achieved_on, self.areas
         if not ids:
             return self
-        if not (set(map(type, ids)) == {int} and set(map(type, self.participant_ids)) == {int}
-                and set(map(type, self.metric_codes)) == {str} and set(self.metric_codes) <= rate_codes and set(map(type, days)) == {date}
-                and start <= min(days) and max(days) <= end and len(set(ids)) == len(ids)
-                and all(a is None or (type(a) is str and a and "\x00" not in a) for a in set(areas))):
+        try:  # a few hundred distinct days, codes and areas: their values are checked once each
+            distinct_days, distinct_codes, distinct_areas = set(days), set(self.metric_codes), set(areas)
+        except TypeError:  # an unhashable value: the row checks say what is wrong with it
             return None
-        # (the ids are distinct, checked above: in order is sorted, which sorted() sees in one pass in C)
-        if ids == sorted(ids):
+        if not (set(map(type, ids)) == {int} and set(map(type, self.participant_ids)) == {int}
+                and set(map(type, self.metric_codes)) == {str} and distinct_codes <= rate_codes
+                and all(type(d) is date for d in distinct_days)
+                and start <= min(distinct_days) and max(distinct_days) <= end
+                and all(a is None or (type(a) is str and a and "\x00" not in a) for a in distinct_areas)):
+            return None
+        # ids each greater than the one before are sorted and distinct: one pass in C (the usual
+        # case, rows streamed in id order); otherwise distinct is checked and the rows sorted
+        if all(map(lt, ids, itertools.islice(ids, 1, None))):
             return self
+        if len(set(ids)) != len(ids):
+            return None
         by_id = sorted(range(len(ids)), key=ids.__getitem__)
         return EvidenceColumns(*([column[i] for i in by_id] for column in
                                  (ids, self.participant_ids, self.metric_codes, days, areas)))
@@ -936,7 +946,7 @@ def _plain(d: Decimal) -> str:
     return format(d, "f")
 
 
-def _canonical(n: PayoutInputs) -> bytes:
+def _canonical(n: PayoutInputs, classes: tuple[dict, list[int]] | None = None) -> bytes:
     # `n` is normalised: money already carries exactly the minor-unit decimals and other
     # decimals no trailing zeros, so format(…, "f") is the canonical text of each.
     def opt(d: Decimal | None) -> str | None:
@@ -1021,21 +1031,29 @@ def _canonical(n: PayoutInputs) -> bytes:
 
     ev = n.evidence
     if isinstance(ev, EvidenceColumns):  # no price of their own
-        # Each row is four preformatted pieces and its two ids, put together in one join over
-        # the columns (no format call per row): the text up to the evidence id is the same for
-        # every row of a day and area, and the text between the two ids for every row of a
-        # metric, so each distinct piece is made once; the ids are exact ints (validated), so
-        # str() writes them as %d does. The first row's piece has no leading comma.
-        ahead = {key: ',{"achieved_on":"%s","area":%s,"evidence_id":' % (day(key[0]), string(key[1]))
-                 for key in set(zip(ev.achieved_on, ev.areas))}
-        between = {code: ',"metric_code":%s,"participant_id":' % string(code) for code in set(ev.metric_codes)}
-        firsts = list(map(ahead.__getitem__, zip(ev.achieved_on, ev.areas)))
-        if firsts:
-            firsts[0] = firsts[0][1:]
-        evidence = "".join(itertools.chain.from_iterable(zip(
-            firsts, map(str, ev.evidence_ids), map(between.__getitem__, ev.metric_codes),
-            map(str, ev.participant_ids), itertools.repeat("}"))))
-        del firsts  # (a large payout's pieces: freed before the document is put together)
+        # A row is four pieces: the text up to its evidence id (the same for every row of a day,
+        # metric and area: its class, see `_row_classes`, made once per class and starting with
+        # the previous row's closing "},"), the id, the text up to its participant id (one per
+        # class too) and the participant id. One %-format over all the pieces writes the ids
+        # straight from the ints (exact ints, validated: %s writes them as str() does), with no
+        # literal text to scan in the format itself.
+        first, row_class = classes if classes is not None else _row_classes(ev.achieved_on, ev.metric_codes,
+                                                                            ev.areas)
+        ahead: dict[int, str] = {}
+        between: dict[int, str] = {}
+        for (on, code, area), c in first.items():
+            ahead[c] = '},{"achieved_on":"%s","area":%s,"evidence_id":' % (day(on), string(area))
+            between[c] = ',"metric_code":%s,"participant_id":' % string(code)
+        k = len(row_class)
+        pieces: list = [None] * (4 * k)
+        pieces[0::4] = map(ahead.__getitem__, row_class)
+        pieces[1::4] = ev.evidence_ids
+        pieces[2::4] = map(between.__getitem__, row_class)
+        pieces[3::4] = ev.participant_ids
+        if k:
+            pieces[0] = pieces[0][2:]  # the first row has no row before it to close
+        evidence = "%s" * len(pieces) % tuple(pieces) + ("}" if k else "")
+        del pieces  # (a large payout's pieces: freed before the document is put together)
     else:
         evidence = ",".join([_EVIDENCE_JSON % (day(e.achieved_on), string(e.area), e.evidence_id,
                                                string(e.metric_code), e.participant_id,
@@ -1043,6 +1061,16 @@ def _canonical(n: PayoutInputs) -> bytes:
                              for e in ev])
     head, tail = text.split('"evidence":[]', 1)
     return "".join((head, '"evidence":[', evidence, "]", tail)).encode("utf-8")
+
+
+def _row_classes(days: list[date], codes: list[str], areas: list[str | None]) -> tuple[dict, list[int]]:
+    """The evidence rows' classes: rows of one day, metric and area are paid the same price, take
+    the same place in the pay order and are written alike in the canonical inputs, so that work is
+    done once per class (a few thousand) instead of once per row (100 000 in a large payout).
+    Returns {(day, metric code, area): class} and each row's class, a class being numbered by the
+    position of its first row; made in one pass in C."""
+    first: dict = {}
+    return first, list(map(first.setdefault, zip(days, codes, areas), itertools.count()))
 
 
 _EVIDENCE_JSON = '{"achieved_on":"%s","area":%s,"evidence_id":%d,"metric_code":%s,"participant_id":%d%s}'
@@ -1176,9 +1204,12 @@ def calculate_with_canonical(inputs: PayoutInputs) -> tuple[PayoutResult, bytes]
     """`calculate(inputs)` and `canonical_inputs(inputs)` together, validating the inputs once:
     what a payout records (on 100 000 items validation is a third of the engine's time)."""
     n = _normalise(inputs)
+    ev = n.evidence
+    # the evidence rows' classes, made once for both
+    classes = _row_classes(ev.achieved_on, ev.metric_codes, ev.areas) if isinstance(ev, EvidenceColumns) else None
     with localcontext(_CTX):
-        canonical = _canonical(n)
-        return _calculate_minor_units(n, canonical), canonical
+        canonical = _canonical(n, classes)
+        return _calculate_minor_units(n, canonical, classes), canonical
 
 
 def calculate_decimal(inputs: PayoutInputs) -> PayoutResult:
@@ -1231,19 +1262,22 @@ def _from_units(units: int, currency: str) -> Decimal:
     return quantize(Decimal(units).scaleb(-exponent(currency)), currency) + 0
 
 
-def _cap_units(positions: list[int], net: list[int], caps: dict[int, tuple], room: int, name: str) -> None:
+def _cap_units(positions: Iterable[int], net: list[int], caps: dict[int, tuple], room: int, name: str) -> list[int]:
     """`_apply_cap` on the minor-unit engine's columns: pay the parts at `positions`, in their
-    pay order, until `room` is used up, and record what the cap removed."""
+    pay order, until `room` is used up, and record what the cap removed; the positions it
+    capped. The callers test first, by one sum in C, that the cap binds at all (the usual case
+    is that it does not)."""
     room = max(room, 0)
-    if sum([net[i] for i in positions]) <= room:  # the usual case: the cap does not bind
-        return
+    capped = []
     for i in positions:
         amount = net[i]
         take = amount if amount < room else room
         if take < amount:
             caps[i] = (*caps.get(i, ()), (name, amount - take))
             net[i] = take
+            capped.append(i)
         room -= take
+    return capped
 
 
 def _merged_units(positions: Iterable[int], caps: dict[int, tuple]) -> dict[str, int]:
@@ -1254,12 +1288,14 @@ def _merged_units(positions: Iterable[int], caps: dict[int, tuple]) -> dict[str,
     return removed
 
 
-def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
+def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dict, list[int]] | None = None
+                           ) -> PayoutResult:
     """`_calculate` in integer minor units over flat columns (one list per field, a position per
     part) instead of a `_Part` object and Decimals per item: the same rules in the same order,
     so the same figures to the öre (a hypothesis test holds it to `calculate_decimal`). Every
     amount is a whole number of minor units here: prices are rounded per item before any cap,
-    and caps, paid-before and clawbacks are validated to the minor unit."""
+    and caps, paid-before and clawbacks are validated to the minor unit. `classes` are the
+    evidence rows' `_row_classes`, when the caller has made them already."""
     terms = n.terms
     code = terms.currency
     exp = exponent(code)
@@ -1294,8 +1330,8 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
     # and current versions of adjusted measurements (in measurement id order)
     evidence = n.evidence
     if isinstance(evidence, EvidenceColumns):
-        ids, participants, codes, days, areas = (evidence.evidence_ids, evidence.participant_ids.copy(),
-                                                 evidence.metric_codes.copy(), evidence.achieved_on, evidence.areas)
+        ids, participants, codes, days, areas = (evidence.evidence_ids, evidence.participant_ids,
+                                                 evidence.metric_codes, evidence.achieved_on, evidence.areas)
         own_prices: list[Decimal | None] | None = None
     else:
         ids = [e.evidence_id for e in evidence]
@@ -1304,19 +1340,32 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
         days = [e.achieved_on for e in evidence]
         areas = [e.area for e in evidence]
         own_prices = [e.price for e in evidence]
-    # an item's price depends only on its metric and area (unless it has its own): once per pair
+        if not any(p is not None for p in own_prices):
+            own_prices = None
+    k = len(ids)
+    # Per class of rows (day, metric, area; `_row_classes`), not per row: the price (unless an
+    # item has its own), the place in the pay order (see `_Part.order`) and the metric's slot
+    # in a participant's rooms (below); each row's is then read from its class in C.
+    first, row_class = classes if classes is not None else _row_classes(days, codes, areas)
+    slot_of = {c: s for s, c in enumerate(sorted(metrics), 1)}  # slot 0: the participant's own room
     prices: dict[tuple[str, str | None], int] = {}
-    for key in set(zip(codes, areas)):
-        mcode, area = key
-        metric = metrics[mcode]
-        supplement = dict(metric.area_supplements).get(area, _ZERO) if area is not None else _ZERO
-        prices[key] = units(quantize(metric.unit_price * (1 + supplement / _HUNDRED), code))
-    gross: list[int] = list(map(prices.__getitem__, zip(codes, areas)))
+    class_price: dict[int, int] = {}
+    class_order: dict[int, int] = {}
+    class_slot: dict[int, int] = {}
+    for (on, mcode, area), c in first.items():
+        price = prices.get((mcode, area))
+        if price is None:
+            metric = metrics[mcode]
+            supplement = dict(metric.area_supplements).get(area, _ZERO) if area is not None else _ZERO
+            price = prices[(mcode, area)] = units(quantize(metric.unit_price * (1 + supplement / _HUNDRED), code))
+        class_price[c], class_order[c], class_slot[c] = price, on.toordinal() * 2, slot_of[mcode]
+    gross: list[int] = list(map(class_price.__getitem__, row_class))
     if own_prices is not None:
         gross = [g if p is None else units(p) for g, p in zip(gross, own_prices)]
-    k = len(ids)
-    ordinals = {d: d.toordinal() * 2 for d in set(days)}
-    order: list[int] = list(map(ordinals.__getitem__, days))  # see `_Part.order`
+    order: list[int] = list(map(class_order.__getitem__, row_class))
+    # the evidence already in pay order (rows submitted as achieved, the usual case): its parts
+    # are read in place below, not through a permutation
+    evidence_in_order = order == sorted(order)
 
     measured: dict[int, tuple[Decimal, Decimal | None]] = {}
     measured_parts: list[tuple[int, Measurement, int, bool]] = []  # (id, measurement, gross, is adjustment)
@@ -1334,105 +1383,144 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
     measured_parts.sort(key=lambda x: x[0])
     position_of: dict[int, int] = {}  # measurement id → position
     adjusting: set[int] = set()  # positions of adjusted measurements' current versions
+    if measured_parts:
+        codes = codes.copy()
     for mid, m, g, is_adjustment in measured_parts:
         position_of[mid] = len(gross)
         if is_adjustment:
             adjusting.add(len(gross))
         gross.append(g)
-        participants.append(None)
         codes.append(m.metric_code)
         order.append(m.period_end.toordinal() * 2 + 1)
     net = gross.copy()
     caps: dict[int, tuple[tuple[str, int], ...]] = {}  # what caps removed from a part, in CAP_ORDER
 
     # the pay order (a stable sort keeps the id order within a day and rank)
-    pay = sorted(range(len(gross)), key=order.__getitem__)
+    pay: Sequence[int] = range(len(gross)) if evidence_in_order and not measured_parts else \
+        sorted(range(len(gross)), key=order.__getitem__)
     del order
 
     # Caps (1)–(4). Each cap pays the parts it covers in pay order until its room is used up
     # (`_apply_cap`), so what a part keeps under a cap depends only on the parts before it in pay
     # order and on the caps before it. The caps of one participant (once only, per participant
     # and metric, per participant) go in one pass over the evidence parts in pay order, each
-    # part through them in CAP_ORDER, with one room per participant and pair carried along (no
-    # list of parts per participant or pair). The caps over many participants (per period,
-    # total, MAX_VALUE) then go a cap at a pass, in CAP_ORDER, over every part in pay order
-    # (`_cap_units`): a pass is one sum in C unless its cap binds. Amounts are never negative,
-    # so a cap binds only if the sum of what it covers exceeds its room.
-    once_only = {c for c, x in metrics.items() if x.once_only}
+    # part through them in CAP_ORDER, with the participant's rooms carried along: one list per
+    # participant, [its room, its room under each metric's cap (slot_of), whether each metric
+    # was paid once], found for each part in C, so the pass itself does no hashing. The caps
+    # over many participants (per period, total, MAX_VALUE) then go a cap at a pass, in
+    # CAP_ORDER, over every part in pay order (`_cap_units`), each only if one sum in C shows it
+    # binds. Amounts are never negative, so a cap binds only if the sum of what it covers
+    # exceeds its room.
+    slots = len(slot_of)
+    once = {slot_of[c] for c, x in metrics.items() if x.once_only}
     pair_cap = {c: max(units(x.cap_per_participant), 0) for c, x in metrics.items()
                 if x.cap_per_participant is not None}
     participant_cap = None if terms.participant_cap is None else max(units(terms.participant_cap), 0)
-    # the rooms left by earlier payouts; a pair or participant not in them starts with the whole cap
-    room_pair = {pair: max(pair_cap[pair[1]] - v, 0) for pair, v in prior_pair.items() if pair[1] in pair_cap}
-    room_participant = ({} if participant_cap is None else
-                        {pid: max(participant_cap - v, 0) for pid, v in prior_participant.items()})
-    paid_once: set[tuple[int, str]] = set()
-    evidence_pay = pay if len(gross) == k else [i for i in pay if i < k]  # (measurements come after position k)
-    if once_only or pair_cap or participant_cap is not None:
-        # the evidence parts' columns in pay order, made in C; the loop below runs once per
-        # item, 100 000 times in a large payout, so the dicts' methods are locals too
-        pay_participants = list(map(participants.__getitem__, evidence_pay))
-        pay_codes = list(map(codes.__getitem__, evidence_pay))
-        pair_room, participant_room, prior_of_pair = room_pair.get, room_participant.get, prior_pair.get
-        for i, pid, mcode, pair, cap, amount in zip(
-                evidence_pay, pay_participants, pay_codes, zip(pay_participants, pay_codes),
-                map(pair_cap.get, pay_codes), map(net.__getitem__, evidence_pay)):
-            removed = None
-            if mcode in once_only:  # the first in pay order is paid, unless one was paid before
-                if pair in paid_once or prior_of_pair(pair, 0) > 0:
+    # what each cap took from each metric's evidence parts (by slot), for the lines
+    taken_once, taken_pair, taken_participant = [0] * (slots + 1), [0] * (slots + 1), [0] * (slots + 1)
+    if once or pair_cap or participant_cap is not None:
+        # a participant's rooms before this payout: the whole caps, less what earlier payouts
+        # paid (for the few participants they paid)
+        blank = [participant_cap, *(pair_cap.get(c) for c in slot_of), *([False] * slots)]
+        rooms = dict(zip(set(participants), map(list, itertools.repeat(blank))))
+        if participant_cap is not None:
+            for pid, v in prior_participant.items():
+                if pid in rooms:
+                    rooms[pid][0] = max(participant_cap - v, 0)
+        for (pid, mcode), v in prior_pair.items():
+            if pid in rooms and mcode in slot_of:
+                if mcode in pair_cap:
+                    rooms[pid][slot_of[mcode]] = max(pair_cap[mcode] - v, 0)
+                if v > 0:  # once only: one was paid before
+                    rooms[pid][slot_of[mcode] + slots] = True
+        evidence_pay = range(k) if evidence_in_order else [i for i in pay if i < k]
+        row_slot = map(class_slot.__getitem__, row_class)
+        if evidence_in_order:
+            parts = zip(evidence_pay, map(rooms.__getitem__, participants), row_slot, gross)
+        else:  # (measurements come after position k)
+            row_slot = list(row_slot)
+            parts = zip(evidence_pay, map(rooms.__getitem__, map(participants.__getitem__, evidence_pay)),
+                        map(row_slot.__getitem__, evidence_pay), map(gross.__getitem__, evidence_pay))
+        for i, room_of, s, amount in parts:  # 100 000 times in a large payout
+            removed = ()  # what the caps take from this part, in CAP_ORDER
+            if once and s in once:  # the first in pay order is paid, unless one was paid before
+                if room_of[s + slots]:
                     if amount:
                         removed = ((ONCE_ONLY, amount),)
+                        taken_once[s] += amount
                         amount = 0
                 else:
-                    paid_once.add(pair)
-            if cap is not None:
-                room = pair_room(pair, cap)
+                    room_of[s + slots] = True
+            room = room_of[s]
+            if room is not None:
                 if amount > room:
-                    removed = (*(removed or ()), (METRIC_CAP_PER_PARTICIPANT, amount - room))
+                    removed += ((METRIC_CAP_PER_PARTICIPANT, amount - room),)
+                    taken_pair[s] += amount - room
                     amount = room
-                room_pair[pair] = room - amount
-            if participant_cap is not None:
-                room = participant_room(pid, participant_cap)
+                room_of[s] = room - amount
+            room = room_of[0]
+            if room is not None:
                 if amount > room:
-                    removed = (*(removed or ()), (PARTICIPANT_CAP, amount - room))
+                    removed += ((PARTICIPANT_CAP, amount - room),)
+                    taken_participant[s] += amount - room
                     amount = room
-                room_participant[pid] = room - amount
-            if removed is not None:
+                room_of[0] = room - amount
+            if removed:
                 caps[i] = removed
                 net[i] = amount
-        del pay_participants, pay_codes
+        del rooms, parts
+    capped_later: list[int] = []  # the parts the caps below capped
     for name, cap_of, prior in ((METRIC_CAP_PER_PERIOD, "cap_per_period", prior_in_period),
                                 (METRIC_CAP_TOTAL, "cap_total", prior_metric)):
         for c, x in metrics.items():
             cap = getattr(x, cap_of)
             if cap is not None:
-                _cap_units([i for i in pay if codes[i] == c], net, caps, max(units(cap) - prior[c], 0), name)
-    _cap_units(pay, net, caps, max(units(terms.max_value) - prior_total, 0), MAX_VALUE)
+                room = max(units(cap) - prior[c], 0)
+                if sum(itertools.compress(net, map(c.__eq__, codes))) > room:
+                    capped_later += _cap_units([i for i in pay if codes[i] == c], net, caps, room, name)
+    room = max(units(terms.max_value) - prior_total, 0)
+    if sum(net) > room:
+        capped_later += _cap_units(pay, net, caps, room, MAX_VALUE)
     # (5) PAYER_CAP (PAYOUTS.md §8): on the total after every other cap, so a pass of its own
     earned = sum(net)
     allowed = units(payer_cap_total(money(earned - clawed), terms.payer_shares, dict(paid.per_payer), code))
     if allowed < earned - clawed:
-        _cap_units(pay, net, caps, allowed + clawed, PAYER_CAP)
+        capped_later += _cap_units(pay, net, caps, allowed + clawed, PAYER_CAP)
     del pay
 
     def merged(positions: Iterable[int]) -> tuple[tuple[str, Decimal], ...]:
         removed = _merged_units(positions, caps)
         return tuple((name, money(removed[name])) for name in CAP_ORDER if name in removed)
 
-    # one OUTCOME line per metric: its parts' count and gross (counted by distinct price, a few
-    # per metric), less what the caps removed (a part's caps are exactly its gross less its net)
+    # one OUTCOME line per metric: its parts' count and gross (per class of evidence rows, or by
+    # distinct price where items have prices of their own), less what the caps removed (a part's
+    # caps are exactly its gross less its net): the participants' caps as they were taken, the
+    # later ones from the parts they capped
     # (the current versions of adjusted measurements are on the ADJUSTMENT lines instead)
-    count = Counter(codes)
+    count: dict[str, int] = defaultdict(int)
     gross_of: dict[str, int] = defaultdict(int)
-    for (mcode, g), times in Counter(zip(codes, gross)).items():
-        gross_of[mcode] += g * times
-    for i in adjusting:
-        count[codes[i]] -= 1
-        gross_of[codes[i]] -= gross[i]
-    removed_of: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for i, removed in caps.items():
+    if own_prices is None:
+        times_of = Counter(row_class)
+        for (_, mcode, _), c in first.items():
+            count[mcode] += times_of[c]
+            gross_of[mcode] += times_of[c] * class_price[c]
+    else:
+        for (mcode, g), times in Counter(zip(codes[:k], gross[:k])).items():
+            count[mcode] += times
+            gross_of[mcode] += g * times
+    for i in position_of.values():
         if i not in adjusting:
-            for name, amount in removed:
+            count[codes[i]] += 1
+            gross_of[codes[i]] += gross[i]
+    removed_of: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for mcode, s in slot_of.items():
+        for name, taken in ((ONCE_ONLY, taken_once), (METRIC_CAP_PER_PARTICIPANT, taken_pair),
+                            (PARTICIPANT_CAP, taken_participant)):
+            if taken[s]:
+                removed_of[mcode][name] += taken[s]
+    for i in set(capped_later) - adjusting:
+        for name, amount in caps[i]:
+            if name in _LATER_CAPS:
                 removed_of[codes[i]][name] += amount
     quantity_of: dict[str, list[Decimal]] = defaultdict(list)
     for mid, i in position_of.items():
@@ -1474,9 +1562,8 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
     # the items: evidence (positions 0..k-1, already in evidence id order), and clawbacks
     # (each cap applies at most once to a part, in CAP_ORDER: a part's own caps are merged already)
     item_caps = caps if len(gross) == k else {i: c for i, c in caps.items() if i < k}
-    item_participants = participants[:k]
-    item_codes = codes[:k]
-    item_gross, item_net = gross[:k], net[:k]
+    item_participants = participants  # (read only, as the evidence ids are)
+    item_codes, item_gross, item_net = (codes, gross, net) if len(gross) == k else (codes[:k], gross[:k], net[:k])
     capped = list(map(sub, item_gross, item_net))
     kinds = [OUTCOME] * k
     if n.clawbacks:  # merged in evidence id order, as the Decimal engine sorts its items

@@ -117,7 +117,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from json.encoder import encode_basestring
-from operator import attrgetter, lt, sub
+from operator import add, attrgetter, lt, mul, sub
 from typing import Any
 
 from ledger.errors import ValidationError
@@ -1034,16 +1034,18 @@ def _canonical(n: PayoutInputs, classes: tuple[dict, list[int]] | None = None) -
         # A row is four pieces: the text up to its evidence id (the same for every row of a day,
         # metric and area: its class, see `_row_classes`, made once per class and starting with
         # the previous row's closing "},"), the id, the text up to its participant id (one per
-        # class too) and the participant id. One %-format over all the pieces writes the ids
-        # straight from the ints (exact ints, validated: %s writes them as str() does), with no
-        # literal text to scan in the format itself.
+        # class too) and the participant id. One bytes %-format over all the pieces, the
+        # document around them two more, writes the UTF-8 bytes at once: the ids straight from
+        # the ints (exact ints, validated: %d writes them as str() does), no literal text to
+        # scan in the format, and a large payout's 11 MB written once, not as text, then copied
+        # into the document, then encoded.
         first, row_class = classes if classes is not None else _row_classes(ev.achieved_on, ev.metric_codes,
                                                                             ev.areas)
-        ahead: dict[int, str] = {}
-        between: dict[int, str] = {}
+        ahead: dict[int, bytes] = {}
+        between: dict[int, bytes] = {}
         for (on, code, area), c in first.items():
-            ahead[c] = '},{"achieved_on":"%s","area":%s,"evidence_id":' % (day(on), string(area))
-            between[c] = ',"metric_code":%s,"participant_id":' % string(code)
+            ahead[c] = ('},{"achieved_on":"%s","area":%s,"evidence_id":' % (day(on), string(area))).encode("utf-8")
+            between[c] = (',"metric_code":%s,"participant_id":' % string(code)).encode("utf-8")
         k = len(row_class)
         pieces: list = [None] * (4 * k)
         pieces[0::4] = map(ahead.__getitem__, row_class)
@@ -1052,15 +1054,18 @@ def _canonical(n: PayoutInputs, classes: tuple[dict, list[int]] | None = None) -
         pieces[3::4] = ev.participant_ids
         if k:
             pieces[0] = pieces[0][2:]  # the first row has no row before it to close
-        evidence = "%s" * len(pieces) % tuple(pieces) + ("}" if k else "")
-        del pieces  # (a large payout's pieces: freed before the document is put together)
+        head, tail = text.split('"evidence":[]', 1)
+        arguments = ((head + '"evidence":[').encode("utf-8"), *pieces, (("}]" if k else "]") + tail).encode("utf-8"))
+        del pieces  # (a large payout's pieces: 3 MB, freed before the 11 MB are written)
+        return (b"%b" + b"%b%d%b%d" * k + b"%b") % arguments
     else:
         evidence = ",".join([_EVIDENCE_JSON % (day(e.achieved_on), string(e.area), e.evidence_id,
                                                string(e.metric_code), e.participant_id,
                                                "" if e.price is None else ',"price":"%s"' % _plain(e.price))
                              for e in ev])
-    head, tail = text.split('"evidence":[]', 1)
-    return "".join((head, '"evidence":[', evidence, "]", tail)).encode("utf-8")
+        head, tail = text.split('"evidence":[]', 1)
+        document = "".join((head, '"evidence":[', evidence, "]", tail))
+    return document.encode("utf-8")
 
 
 def _row_classes(days: list[date], codes: list[str], areas: list[str | None]) -> tuple[dict, list[int]]:
@@ -1232,12 +1237,14 @@ class PayoutItems(_Columns):
 
     def __init__(self, currency: str, evidence_ids: list[int], participant_ids: list[int], metric_codes: list[str],
                  kinds: list[str], gross: list[int], capped: list[int], net: list[int],
-                 caps: dict[int, tuple[tuple[str, int], ...]]):
+                 caps: dict[str, dict[int, int]]):
         self.currency = currency
         self.evidence_ids, self.participant_ids, self.metric_codes, self.kinds = (
             evidence_ids, participant_ids, metric_codes, kinds)
         self.gross, self.capped, self.net = gross, capped, net
-        self.caps = caps  # by position; most items are never capped
+        # what each cap (by name, in CAP_ORDER) took from the items it capped, by position: most
+        # items are never capped, and plain ints in dicts are no work for the cycle collector
+        self.caps = caps
         self._amounts: dict[int, Decimal] = {}
 
     def __len__(self) -> int:
@@ -1254,7 +1261,7 @@ class PayoutItems(_Columns):
         money = self._money
         return PayoutItem(self.evidence_ids[i], self.participant_ids[i], self.metric_codes[i], self.kinds[i],
                           money(self.gross[i]), money(self.capped[i]), money(self.net[i]),
-                          tuple((name, money(a)) for name, a in self.caps.get(i, ())))
+                          tuple((name, money(taken[i])) for name, taken in self.caps.items() if i in taken))
 
 
 def _from_units(units: int, currency: str) -> Decimal:
@@ -1262,30 +1269,25 @@ def _from_units(units: int, currency: str) -> Decimal:
     return quantize(Decimal(units).scaleb(-exponent(currency)), currency) + 0
 
 
-def _cap_units(positions: Iterable[int], net: list[int], caps: dict[int, tuple], room: int, name: str) -> list[int]:
+def _cap_units(positions: Iterable[int], net: list[int], taken: dict[int, int], room: int) -> None:
     """`_apply_cap` on the minor-unit engine's columns: pay the parts at `positions`, in their
-    pay order, until `room` is used up, and record what the cap removed; the positions it
-    capped. The callers test first, by one sum in C, that the cap binds at all (the usual case
-    is that it does not)."""
+    pay order, until `room` is used up, and record in `taken` what the cap removed from each
+    part it capped. The callers test first, by one sum in C, that the cap binds at all (the
+    usual case is that it does not)."""
     room = max(room, 0)
-    capped = []
     for i in positions:
         amount = net[i]
         take = amount if amount < room else room
         if take < amount:
-            caps[i] = (*caps.get(i, ()), (name, amount - take))
+            taken[i] = amount - take
             net[i] = take
-            capped.append(i)
         room -= take
-    return capped
 
 
-def _merged_units(positions: Iterable[int], caps: dict[int, tuple]) -> dict[str, int]:
-    removed: dict[str, int] = defaultdict(int)
-    for i in positions:
-        for name, amount in caps.get(i, ()):
-            removed[name] += amount
-    return removed
+def _merged_units(positions: Iterable[int], caps: dict[str, dict[int, int]]) -> dict[str, int]:
+    positions = list(positions)
+    return {name: sum(taken[i] for i in positions if i in taken) for name, taken in caps.items()
+            if any(i in taken for i in positions)}
 
 
 def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dict, list[int]] | None = None
@@ -1347,7 +1349,7 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dic
     # item has its own), the place in the pay order (see `_Part.order`) and the metric's slot
     # in a participant's rooms (below); each row's is then read from its class in C.
     first, row_class = classes if classes is not None else _row_classes(days, codes, areas)
-    slot_of = {c: s for s, c in enumerate(sorted(metrics), 1)}  # slot 0: the participant's own room
+    slot_of = {c: s for s, c in enumerate(sorted(metrics), 1)}  # (a participant's rooms, below; 0 is no metric)
     prices: dict[tuple[str, str | None], int] = {}
     class_price: dict[int, int] = {}
     class_order: dict[int, int] = {}
@@ -1393,7 +1395,8 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dic
         codes.append(m.metric_code)
         order.append(m.period_end.toordinal() * 2 + 1)
     net = gross.copy()
-    caps: dict[int, tuple[tuple[str, int], ...]] = {}  # what caps removed from a part, in CAP_ORDER
+    # what each cap removed from each part it capped: {name: {position: amount}}, in CAP_ORDER
+    caps: dict[str, dict[int, int]] = {name: {} for name in CAP_ORDER}
 
     # the pay order (a stable sort keeps the id order within a day and rank)
     pay: Sequence[int] = range(len(gross)) if evidence_in_order and not measured_parts else \
@@ -1404,72 +1407,79 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dic
     # (`_apply_cap`), so what a part keeps under a cap depends only on the parts before it in pay
     # order and on the caps before it. The caps of one participant (once only, per participant
     # and metric, per participant) go in one pass over the evidence parts in pay order, each
-    # part through them in CAP_ORDER, with the participant's rooms carried along: one list per
-    # participant, [its room, its room under each metric's cap (slot_of), whether each metric
-    # was paid once], found for each part in C, so the pass itself does no hashing. The caps
-    # over many participants (per period, total, MAX_VALUE) then go a cap at a pass, in
-    # CAP_ORDER, over every part in pay order (`_cap_units`), each only if one sum in C shows it
-    # binds. Amounts are never negative, so a cap binds only if the sum of what it covers
-    # exceeds its room.
-    slots = len(slot_of)
+    # part through them in CAP_ORDER, with the rooms carried along in flat lists: a
+    # participant's room at its number (0, 1, … in `number`), its room under a metric's cap and
+    # whether the metric was paid once at number × (metrics + 1) + the metric's slot; each
+    # part's numbers are found in C, so the pass itself does no hashing and makes no object per
+    # participant. The caps over many participants (per period, total, MAX_VALUE) then go a cap
+    # at a pass, in CAP_ORDER, over every part in pay order (`_cap_units`), each only if one sum
+    # in C shows it binds. Amounts are never negative, so a cap binds only if the sum of what it
+    # covers exceeds its room.
+    width = len(slot_of) + 1
     once = {slot_of[c] for c, x in metrics.items() if x.once_only}
     pair_cap = {c: max(units(x.cap_per_participant), 0) for c, x in metrics.items()
                 if x.cap_per_participant is not None}
     participant_cap = None if terms.participant_cap is None else max(units(terms.participant_cap), 0)
-    # what each cap took from each metric's evidence parts (by slot), for the lines
-    taken_once, taken_pair, taken_participant = [0] * (slots + 1), [0] * (slots + 1), [0] * (slots + 1)
+    # what each of these caps took from each metric's evidence parts (by slot), for the lines
+    taken_once, taken_pair, taken_participant = [0] * width, [0] * width, [0] * width
     if once or pair_cap or participant_cap is not None:
-        # a participant's rooms before this payout: the whole caps, less what earlier payouts
-        # paid (for the few participants they paid)
-        blank = [participant_cap, *(pair_cap.get(c) for c in slot_of), *([False] * slots)]
-        rooms = dict(zip(set(participants), map(list, itertools.repeat(blank))))
+        people = set(participants)
+        number = dict(zip(people, range(len(people))))
+        # the rooms before this payout: the whole caps, less what earlier payouts paid (for the
+        # few participants they paid)
+        participant_room = [participant_cap] * len(people)
+        pair_room = [None, *(pair_cap.get(c) for c in slot_of)] * len(people)
+        paid_once = [False] * len(pair_room) if once else []
         if participant_cap is not None:
             for pid, v in prior_participant.items():
-                if pid in rooms:
-                    rooms[pid][0] = max(participant_cap - v, 0)
+                if pid in number:
+                    participant_room[number[pid]] = max(participant_cap - v, 0)
         for (pid, mcode), v in prior_pair.items():
-            if pid in rooms and mcode in slot_of:
+            if pid in number and mcode in slot_of:
+                q = number[pid] * width + slot_of[mcode]
                 if mcode in pair_cap:
-                    rooms[pid][slot_of[mcode]] = max(pair_cap[mcode] - v, 0)
-                if v > 0:  # once only: one was paid before
-                    rooms[pid][slot_of[mcode] + slots] = True
+                    pair_room[q] = max(pair_cap[mcode] - v, 0)
+                if once:
+                    paid_once[q] = v > 0  # once only: one was paid before
+        row_slot = list(map(class_slot.__getitem__, row_class))
+        row_number = list(map(number.__getitem__, participants))
         evidence_pay = range(k) if evidence_in_order else [i for i in pay if i < k]
-        row_slot = map(class_slot.__getitem__, row_class)
         if evidence_in_order:
-            parts = zip(evidence_pay, map(rooms.__getitem__, participants), row_slot, gross)
+            pay_number, pay_slot, pay_gross = row_number, row_slot, gross
         else:  # (measurements come after position k)
-            row_slot = list(row_slot)
-            parts = zip(evidence_pay, map(rooms.__getitem__, map(participants.__getitem__, evidence_pay)),
-                        map(row_slot.__getitem__, evidence_pay), map(gross.__getitem__, evidence_pay))
-        for i, room_of, s, amount in parts:  # 100 000 times in a large payout
-            removed = ()  # what the caps take from this part, in CAP_ORDER
+            pay_number, pay_slot, pay_gross = (list(map(column.__getitem__, evidence_pay))
+                                               for column in (row_number, row_slot, gross))
+        del row_number, row_slot
+        pair_of = map(add, map(mul, pay_number, itertools.repeat(width)), pay_slot)
+        took_once, took_pair, took_participant = caps[ONCE_ONLY], caps[METRIC_CAP_PER_PARTICIPANT], \
+            caps[PARTICIPANT_CAP]
+        for i, p, q, s, amount in zip(evidence_pay, pay_number, pair_of, pay_slot, pay_gross):  # 100 000 times
+            changed = False
             if once and s in once:  # the first in pay order is paid, unless one was paid before
-                if room_of[s + slots]:
+                if paid_once[q]:
                     if amount:
-                        removed = ((ONCE_ONLY, amount),)
+                        took_once[i] = amount
                         taken_once[s] += amount
-                        amount = 0
+                        amount, changed = 0, True
                 else:
-                    room_of[s + slots] = True
-            room = room_of[s]
+                    paid_once[q] = True
+            room = pair_room[q]
             if room is not None:
                 if amount > room:
-                    removed += ((METRIC_CAP_PER_PARTICIPANT, amount - room),)
+                    took_pair[i] = amount - room
                     taken_pair[s] += amount - room
-                    amount = room
-                room_of[s] = room - amount
-            room = room_of[0]
+                    amount, changed = room, True
+                pair_room[q] = room - amount
+            room = participant_room[p]
             if room is not None:
                 if amount > room:
-                    removed += ((PARTICIPANT_CAP, amount - room),)
+                    took_participant[i] = amount - room
                     taken_participant[s] += amount - room
-                    amount = room
-                room_of[0] = room - amount
-            if removed:
-                caps[i] = removed
+                    amount, changed = room, True
+                participant_room[p] = room - amount
+            if changed:
                 net[i] = amount
-        del rooms, parts
-    capped_later: list[int] = []  # the parts the caps below capped
+        del pay_number, pay_slot, pay_gross, participant_room, pair_room, paid_once
     for name, cap_of, prior in ((METRIC_CAP_PER_PERIOD, "cap_per_period", prior_in_period),
                                 (METRIC_CAP_TOTAL, "cap_total", prior_metric)):
         for c, x in metrics.items():
@@ -1477,15 +1487,15 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dic
             if cap is not None:
                 room = max(units(cap) - prior[c], 0)
                 if sum(itertools.compress(net, map(c.__eq__, codes))) > room:
-                    capped_later += _cap_units([i for i in pay if codes[i] == c], net, caps, room, name)
+                    _cap_units([i for i in pay if codes[i] == c], net, caps[name], room)
     room = max(units(terms.max_value) - prior_total, 0)
     if sum(net) > room:
-        capped_later += _cap_units(pay, net, caps, room, MAX_VALUE)
+        _cap_units(pay, net, caps[MAX_VALUE], room)
     # (5) PAYER_CAP (PAYOUTS.md §8): on the total after every other cap, so a pass of its own
     earned = sum(net)
     allowed = units(payer_cap_total(money(earned - clawed), terms.payer_shares, dict(paid.per_payer), code))
     if allowed < earned - clawed:
-        capped_later += _cap_units(pay, net, caps, allowed + clawed, PAYER_CAP)
+        _cap_units(pay, net, caps[PAYER_CAP], allowed + clawed)
     del pay
 
     def merged(positions: Iterable[int]) -> tuple[tuple[str, Decimal], ...]:
@@ -1518,9 +1528,9 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dic
                             (PARTICIPANT_CAP, taken_participant)):
             if taken[s]:
                 removed_of[mcode][name] += taken[s]
-    for i in set(capped_later) - adjusting:
-        for name, amount in caps[i]:
-            if name in _LATER_CAPS:
+    for name in _LATER_CAPS:
+        for i, amount in caps[name].items():
+            if i not in adjusting:
                 removed_of[codes[i]][name] += amount
     quantity_of: dict[str, list[Decimal]] = defaultdict(list)
     for mid, i in position_of.items():
@@ -1560,20 +1570,20 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dic
     lines.sort(key=lambda line: (line.metric_code, line.kind != OUTCOME, line.unit_price))
 
     # the items: evidence (positions 0..k-1, already in evidence id order), and clawbacks
-    # (each cap applies at most once to a part, in CAP_ORDER: a part's own caps are merged already)
-    item_caps = caps if len(gross) == k else {i: c for i, c in caps.items() if i < k}
+    item_caps = caps if len(gross) == k else {name: {i: a for i, a in taken.items() if i < k}
+                                              for name, taken in caps.items()}
     item_participants = participants  # (read only, as the evidence ids are)
     item_codes, item_gross, item_net = (codes, gross, net) if len(gross) == k else (codes[:k], gross[:k], net[:k])
     capped = list(map(sub, item_gross, item_net))
     kinds = [OUTCOME] * k
     if n.clawbacks:  # merged in evidence id order, as the Decimal engine sorts its items
         rows = sorted([*((ids[i], item_participants[i], item_codes[i], OUTCOME, item_gross[i], capped[i], item_net[i],
-                          item_caps.get(i, ())) for i in range(k)),
-                       *((c.evidence_id, c.participant_id, c.metric_code, CLAWBACK, -a, 0, -a, ())
+                          i) for i in range(k)),
+                       *((c.evidence_id, c.participant_id, c.metric_code, CLAWBACK, -a, 0, -a, None)
                          for c, a in zip(n.clawbacks, claw_units))], key=lambda row: row[0])
-        ids, item_participants, item_codes, kinds, item_gross, capped, item_net, row_caps = (
+        ids, item_participants, item_codes, kinds, item_gross, capped, item_net, was = (
             [list(col) for col in zip(*rows)])
-        item_caps = {i: c for i, c in enumerate(row_caps) if c}
+        item_caps = {name: {j: taken[i] for j, i in enumerate(was) if i in taken} for name, taken in item_caps.items()}
     items = PayoutItems(code, ids, item_participants, item_codes, kinds, item_gross, capped, item_net, item_caps)
 
     def measurement_item(mid: int, mcode: str) -> MeasurementItem:

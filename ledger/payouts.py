@@ -117,7 +117,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from json.encoder import encode_basestring
-from operator import add, attrgetter, lt, mul, sub
+from operator import add, attrgetter, lt, sub
 from typing import Any
 
 from ledger.errors import ValidationError
@@ -1349,7 +1349,7 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dic
     # item has its own), the place in the pay order (see `_Part.order`) and the metric's slot
     # in a participant's rooms (below); each row's is then read from its class in C.
     first, row_class = classes if classes is not None else _row_classes(days, codes, areas)
-    slot_of = {c: s for s, c in enumerate(sorted(metrics), 1)}  # (a participant's rooms, below; 0 is no metric)
+    slot_of = {c: s for s, c in enumerate(sorted(metrics), 1)}  # (in a participant's rooms, below: 0 is its own)
     prices: dict[tuple[str, str | None], int] = {}
     class_price: dict[int, int] = {}
     class_order: dict[int, int] = {}
@@ -1407,11 +1407,11 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dic
     # (`_apply_cap`), so what a part keeps under a cap depends only on the parts before it in pay
     # order and on the caps before it. The caps of one participant (once only, per participant
     # and metric, per participant) go in one pass over the evidence parts in pay order, each
-    # part through them in CAP_ORDER, with the rooms carried along in flat lists: a
-    # participant's room at its number (0, 1, … in `number`), its room under a metric's cap and
-    # whether the metric was paid once at number × (metrics + 1) + the metric's slot; each
-    # part's numbers are found in C, so the pass itself does no hashing and makes no object per
-    # participant. The caps over many participants (per period, total, MAX_VALUE) then go a cap
+    # part through them in CAP_ORDER, with the rooms carried along in one flat list: a
+    # participant's from its `base` on (its own room, then its room under each metric's cap at
+    # the metric's slot), and whether it was paid once for a metric in `paid_once` at the same
+    # place; each part's places are found in C, so the pass itself does no hashing and makes no
+    # object per participant. The caps over many participants (per period, total, MAX_VALUE) then go a cap
     # at a pass, in CAP_ORDER, over every part in pay order (`_cap_units`), each only if one sum
     # in C shows it binds. Amounts are never negative, so a cap binds only if the sum of what it
     # covers exceeds its room.
@@ -1424,36 +1424,35 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dic
     taken_once, taken_pair, taken_participant = [0] * width, [0] * width, [0] * width
     if once or pair_cap or participant_cap is not None:
         people = set(participants)
-        number = dict(zip(people, range(len(people))))
+        base = dict(zip(people, range(0, width * len(people), width)))
         # the rooms before this payout: the whole caps, less what earlier payouts paid (for the
         # few participants they paid)
-        participant_room = [participant_cap] * len(people)
-        pair_room = [None, *(pair_cap.get(c) for c in slot_of)] * len(people)
-        paid_once = [False] * len(pair_room) if once else []
+        rooms = [participant_cap, *(pair_cap.get(c) for c in slot_of)] * len(people)
+        paid_once = [False] * len(rooms) if once else []
         if participant_cap is not None:
             for pid, v in prior_participant.items():
-                if pid in number:
-                    participant_room[number[pid]] = max(participant_cap - v, 0)
+                if pid in base:
+                    rooms[base[pid]] = max(participant_cap - v, 0)
         for (pid, mcode), v in prior_pair.items():
-            if pid in number and mcode in slot_of:
-                q = number[pid] * width + slot_of[mcode]
+            if pid in base and mcode in slot_of:
+                q = base[pid] + slot_of[mcode]
                 if mcode in pair_cap:
-                    pair_room[q] = max(pair_cap[mcode] - v, 0)
+                    rooms[q] = max(pair_cap[mcode] - v, 0)
                 if once:
                     paid_once[q] = v > 0  # once only: one was paid before
         row_slot = list(map(class_slot.__getitem__, row_class))
-        row_number = list(map(number.__getitem__, participants))
+        row_base = list(map(base.__getitem__, participants))
         evidence_pay = range(k) if evidence_in_order else [i for i in pay if i < k]
         if evidence_in_order:
-            pay_number, pay_slot, pay_gross = row_number, row_slot, gross
+            pay_base, pay_slot, pay_gross = row_base, row_slot, gross
         else:  # (measurements come after position k)
-            pay_number, pay_slot, pay_gross = (list(map(column.__getitem__, evidence_pay))
-                                               for column in (row_number, row_slot, gross))
-        del row_number, row_slot
-        pair_of = map(add, map(mul, pay_number, itertools.repeat(width)), pay_slot)
+            pay_base, pay_slot, pay_gross = (list(map(column.__getitem__, evidence_pay))
+                                             for column in (row_base, row_slot, gross))
+        del row_base, row_slot
         took_once, took_pair, took_participant = caps[ONCE_ONLY], caps[METRIC_CAP_PER_PARTICIPANT], \
             caps[PARTICIPANT_CAP]
-        for i, p, q, s, amount in zip(evidence_pay, pay_number, pair_of, pay_slot, pay_gross):  # 100 000 times
+        for i, p, q, s, amount in zip(evidence_pay, pay_base, map(add, pay_base, pay_slot), pay_slot,
+                                      pay_gross):  # 100 000 times in a large payout
             changed = False
             if once and s in once:  # the first in pay order is paid, unless one was paid before
                 if paid_once[q]:
@@ -1463,23 +1462,23 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dic
                         amount, changed = 0, True
                 else:
                     paid_once[q] = True
-            room = pair_room[q]
+            room = rooms[q]
             if room is not None:
                 if amount > room:
                     took_pair[i] = amount - room
                     taken_pair[s] += amount - room
                     amount, changed = room, True
-                pair_room[q] = room - amount
-            room = participant_room[p]
+                rooms[q] = room - amount
+            room = rooms[p]
             if room is not None:
                 if amount > room:
                     took_participant[i] = amount - room
                     taken_participant[s] += amount - room
                     amount, changed = room, True
-                participant_room[p] = room - amount
+                rooms[p] = room - amount
             if changed:
                 net[i] = amount
-        del pay_number, pay_slot, pay_gross, participant_room, pair_room, paid_once
+        del pay_base, pay_slot, pay_gross, rooms, paid_once
     for name, cap_of, prior in ((METRIC_CAP_PER_PERIOD, "cap_per_period", prior_in_period),
                                 (METRIC_CAP_TOTAL, "cap_total", prior_metric)):
         for c, x in metrics.items():

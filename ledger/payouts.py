@@ -117,7 +117,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from json.encoder import encode_basestring
-from operator import attrgetter, sub
+from operator import add, attrgetter, lt, sub
 from typing import Any
 
 from ledger.errors import ValidationError
@@ -158,6 +158,8 @@ CAP_ORDER = (ONCE_ONLY, METRIC_CAP_PER_PARTICIPANT, PARTICIPANT_CAP, METRIC_CAP_
              PAYER_CAP)
 
 CANONICAL_SCHEMA = "utfall/payout-inputs/1"
+# the caps over many participants, applied after each participant's own caps
+_LATER_CAPS = frozenset((METRIC_CAP_PER_PERIOD, METRIC_CAP_TOTAL, MAX_VALUE, PAYER_CAP))
 
 # One context for every figure, so the caller's (or an auditor's) decimal settings never
 # change a result. 100 digits is far beyond any amount the input limits below let through.
@@ -311,14 +313,22 @@ class EvidenceColumns(_Columns):
         ids, days, areas = self.evidence_ids, self.achieved_on, self.areas
         if not ids:
             return self
-        if not (set(map(type, ids)) == {int} and set(map(type, self.participant_ids)) == {int}
-                and set(map(type, self.metric_codes)) == {str} and set(self.metric_codes) <= rate_codes and set(map(type, days)) == {date}
-                and start <= min(days) and max(days) <= end and len(set(ids)) == len(ids)
-                and all(a is None or (type(a) is str and a and "\x00" not in a) for a in set(areas))):
+        try:  # a few hundred distinct days, codes and areas: their values are checked once each
+            distinct_days, distinct_codes, distinct_areas = set(days), set(self.metric_codes), set(areas)
+        except TypeError:  # an unhashable value: the row checks say what is wrong with it
             return None
-        # (the ids are distinct, checked above: in order is sorted, which sorted() sees in one pass in C)
-        if ids == sorted(ids):
+        if not (set(map(type, ids)) == {int} and set(map(type, self.participant_ids)) == {int}
+                and set(map(type, self.metric_codes)) == {str} and distinct_codes <= rate_codes
+                and all(type(d) is date for d in distinct_days)
+                and start <= min(distinct_days) and max(distinct_days) <= end
+                and all(a is None or (type(a) is str and a and "\x00" not in a) for a in distinct_areas)):
+            return None
+        # ids each greater than the one before are sorted and distinct: one pass in C (the usual
+        # case, rows streamed in id order); otherwise distinct is checked and the rows sorted
+        if all(map(lt, ids, itertools.islice(ids, 1, None))):
             return self
+        if len(set(ids)) != len(ids):
+            return None
         by_id = sorted(range(len(ids)), key=ids.__getitem__)
         return EvidenceColumns(*([column[i] for i in by_id] for column in
                                  (ids, self.participant_ids, self.metric_codes, days, areas)))
@@ -936,7 +946,7 @@ def _plain(d: Decimal) -> str:
     return format(d, "f")
 
 
-def _canonical(n: PayoutInputs) -> bytes:
+def _canonical(n: PayoutInputs, classes: tuple[dict, list[int]] | None = None) -> bytes:
     # `n` is normalised: money already carries exactly the minor-unit decimals and other
     # decimals no trailing zeros, so format(…, "f") is the canonical text of each.
     def opt(d: Decimal | None) -> str | None:
@@ -1021,28 +1031,51 @@ def _canonical(n: PayoutInputs) -> bytes:
 
     ev = n.evidence
     if isinstance(ev, EvidenceColumns):  # no price of their own
-        # Each row is four preformatted pieces and its two ids, put together in one join over
-        # the columns (no format call per row): the text up to the evidence id is the same for
-        # every row of a day and area, and the text between the two ids for every row of a
-        # metric, so each distinct piece is made once; the ids are exact ints (validated), so
-        # str() writes them as %d does. The first row's piece has no leading comma.
-        ahead = {key: ',{"achieved_on":"%s","area":%s,"evidence_id":' % (day(key[0]), string(key[1]))
-                 for key in set(zip(ev.achieved_on, ev.areas))}
-        between = {code: ',"metric_code":%s,"participant_id":' % string(code) for code in set(ev.metric_codes)}
-        firsts = list(map(ahead.__getitem__, zip(ev.achieved_on, ev.areas)))
-        if firsts:
-            firsts[0] = firsts[0][1:]
-        evidence = "".join(itertools.chain.from_iterable(zip(
-            firsts, map(str, ev.evidence_ids), map(between.__getitem__, ev.metric_codes),
-            map(str, ev.participant_ids), itertools.repeat("}"))))
-        del firsts  # (a large payout's pieces: freed before the document is put together)
+        # A row is four pieces: the text up to its evidence id (the same for every row of a day,
+        # metric and area: its class, see `_row_classes`, made once per class and starting with
+        # the previous row's closing "},"), the id, the text up to its participant id (one per
+        # class too) and the participant id. One bytes %-format over all the pieces, the
+        # document around them two more, writes the UTF-8 bytes at once: the ids straight from
+        # the ints (exact ints, validated: %d writes them as str() does), no literal text to
+        # scan in the format, and a large payout's 11 MB written once, not as text, then copied
+        # into the document, then encoded.
+        first, row_class = classes if classes is not None else _row_classes(ev.achieved_on, ev.metric_codes,
+                                                                            ev.areas)
+        ahead: dict[int, bytes] = {}
+        between: dict[int, bytes] = {}
+        for (on, code, area), c in first.items():
+            ahead[c] = ('},{"achieved_on":"%s","area":%s,"evidence_id":' % (day(on), string(area))).encode("utf-8")
+            between[c] = (',"metric_code":%s,"participant_id":' % string(code)).encode("utf-8")
+        k = len(row_class)
+        pieces: list = [None] * (4 * k)
+        pieces[0::4] = map(ahead.__getitem__, row_class)
+        pieces[1::4] = ev.evidence_ids
+        pieces[2::4] = map(between.__getitem__, row_class)
+        pieces[3::4] = ev.participant_ids
+        if k:
+            pieces[0] = pieces[0][2:]  # the first row has no row before it to close
+        head, tail = text.split('"evidence":[]', 1)
+        arguments = ((head + '"evidence":[').encode("utf-8"), *pieces, (("}]" if k else "]") + tail).encode("utf-8"))
+        del pieces  # (a large payout's pieces: 3 MB, freed before the 11 MB are written)
+        return (b"%b" + b"%b%d%b%d" * k + b"%b") % arguments
     else:
         evidence = ",".join([_EVIDENCE_JSON % (day(e.achieved_on), string(e.area), e.evidence_id,
                                                string(e.metric_code), e.participant_id,
                                                "" if e.price is None else ',"price":"%s"' % _plain(e.price))
                              for e in ev])
-    head, tail = text.split('"evidence":[]', 1)
-    return "".join((head, '"evidence":[', evidence, "]", tail)).encode("utf-8")
+        head, tail = text.split('"evidence":[]', 1)
+        document = "".join((head, '"evidence":[', evidence, "]", tail))
+    return document.encode("utf-8")
+
+
+def _row_classes(days: list[date], codes: list[str], areas: list[str | None]) -> tuple[dict, list[int]]:
+    """The evidence rows' classes: rows of one day, metric and area are paid the same price, take
+    the same place in the pay order and are written alike in the canonical inputs, so that work is
+    done once per class (a few thousand) instead of once per row (100 000 in a large payout).
+    Returns {(day, metric code, area): class} and each row's class, a class being numbered by the
+    position of its first row; made in one pass in C."""
+    first: dict = {}
+    return first, list(map(first.setdefault, zip(days, codes, areas), itertools.count()))
 
 
 _EVIDENCE_JSON = '{"achieved_on":"%s","area":%s,"evidence_id":%d,"metric_code":%s,"participant_id":%d%s}'
@@ -1176,9 +1209,12 @@ def calculate_with_canonical(inputs: PayoutInputs) -> tuple[PayoutResult, bytes]
     """`calculate(inputs)` and `canonical_inputs(inputs)` together, validating the inputs once:
     what a payout records (on 100 000 items validation is a third of the engine's time)."""
     n = _normalise(inputs)
+    ev = n.evidence
+    # the evidence rows' classes, made once for both
+    classes = _row_classes(ev.achieved_on, ev.metric_codes, ev.areas) if isinstance(ev, EvidenceColumns) else None
     with localcontext(_CTX):
-        canonical = _canonical(n)
-        return _calculate_minor_units(n, canonical), canonical
+        canonical = _canonical(n, classes)
+        return _calculate_minor_units(n, canonical, classes), canonical
 
 
 def calculate_decimal(inputs: PayoutInputs) -> PayoutResult:
@@ -1201,12 +1237,14 @@ class PayoutItems(_Columns):
 
     def __init__(self, currency: str, evidence_ids: list[int], participant_ids: list[int], metric_codes: list[str],
                  kinds: list[str], gross: list[int], capped: list[int], net: list[int],
-                 caps: dict[int, tuple[tuple[str, int], ...]]):
+                 caps: dict[str, dict[int, int]]):
         self.currency = currency
         self.evidence_ids, self.participant_ids, self.metric_codes, self.kinds = (
             evidence_ids, participant_ids, metric_codes, kinds)
         self.gross, self.capped, self.net = gross, capped, net
-        self.caps = caps  # by position; most items are never capped
+        # what each cap (by name, in CAP_ORDER) took from the items it capped, by position: most
+        # items are never capped, and plain ints in dicts are no work for the cycle collector
+        self.caps = caps
         self._amounts: dict[int, Decimal] = {}
 
     def __len__(self) -> int:
@@ -1223,7 +1261,7 @@ class PayoutItems(_Columns):
         money = self._money
         return PayoutItem(self.evidence_ids[i], self.participant_ids[i], self.metric_codes[i], self.kinds[i],
                           money(self.gross[i]), money(self.capped[i]), money(self.net[i]),
-                          tuple((name, money(a)) for name, a in self.caps.get(i, ())))
+                          tuple((name, money(taken[i])) for name, taken in self.caps.items() if i in taken))
 
 
 def _from_units(units: int, currency: str) -> Decimal:
@@ -1231,35 +1269,35 @@ def _from_units(units: int, currency: str) -> Decimal:
     return quantize(Decimal(units).scaleb(-exponent(currency)), currency) + 0
 
 
-def _cap_units(positions: list[int], net: list[int], caps: dict[int, tuple], room: int, name: str) -> None:
+def _cap_units(positions: Iterable[int], net: list[int], taken: dict[int, int], room: int) -> None:
     """`_apply_cap` on the minor-unit engine's columns: pay the parts at `positions`, in their
-    pay order, until `room` is used up, and record what the cap removed."""
+    pay order, until `room` is used up, and record in `taken` what the cap removed from each
+    part it capped. The callers test first, by one sum in C, that the cap binds at all (the
+    usual case is that it does not)."""
     room = max(room, 0)
-    if sum([net[i] for i in positions]) <= room:  # the usual case: the cap does not bind
-        return
     for i in positions:
         amount = net[i]
         take = amount if amount < room else room
         if take < amount:
-            caps[i] = (*caps.get(i, ()), (name, amount - take))
+            taken[i] = amount - take
             net[i] = take
         room -= take
 
 
-def _merged_units(positions: Iterable[int], caps: dict[int, tuple]) -> dict[str, int]:
-    removed: dict[str, int] = defaultdict(int)
-    for i in positions:
-        for name, amount in caps.get(i, ()):
-            removed[name] += amount
-    return removed
+def _merged_units(positions: Iterable[int], caps: dict[str, dict[int, int]]) -> dict[str, int]:
+    positions = list(positions)
+    return {name: sum(taken[i] for i in positions if i in taken) for name, taken in caps.items()
+            if any(i in taken for i in positions)}
 
 
-def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
+def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dict, list[int]] | None = None
+                           ) -> PayoutResult:
     """`_calculate` in integer minor units over flat columns (one list per field, a position per
     part) instead of a `_Part` object and Decimals per item: the same rules in the same order,
     so the same figures to the öre (a hypothesis test holds it to `calculate_decimal`). Every
     amount is a whole number of minor units here: prices are rounded per item before any cap,
-    and caps, paid-before and clawbacks are validated to the minor unit."""
+    and caps, paid-before and clawbacks are validated to the minor unit. `classes` are the
+    evidence rows' `_row_classes`, when the caller has made them already."""
     terms = n.terms
     code = terms.currency
     exp = exponent(code)
@@ -1294,8 +1332,8 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
     # and current versions of adjusted measurements (in measurement id order)
     evidence = n.evidence
     if isinstance(evidence, EvidenceColumns):
-        ids, participants, codes, days, areas = (evidence.evidence_ids, evidence.participant_ids.copy(),
-                                                 evidence.metric_codes.copy(), evidence.achieved_on, evidence.areas)
+        ids, participants, codes, days, areas = (evidence.evidence_ids, evidence.participant_ids,
+                                                 evidence.metric_codes, evidence.achieved_on, evidence.areas)
         own_prices: list[Decimal | None] | None = None
     else:
         ids = [e.evidence_id for e in evidence]
@@ -1304,19 +1342,32 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
         days = [e.achieved_on for e in evidence]
         areas = [e.area for e in evidence]
         own_prices = [e.price for e in evidence]
-    # an item's price depends only on its metric and area (unless it has its own): once per pair
+        if not any(p is not None for p in own_prices):
+            own_prices = None
+    k = len(ids)
+    # Per class of rows (day, metric, area; `_row_classes`), not per row: the price (unless an
+    # item has its own), the place in the pay order (see `_Part.order`) and the metric's slot
+    # in a participant's rooms (below); each row's is then read from its class in C.
+    first, row_class = classes if classes is not None else _row_classes(days, codes, areas)
+    slot_of = {c: s for s, c in enumerate(sorted(metrics), 1)}  # (in a participant's rooms, below: 0 is its own)
     prices: dict[tuple[str, str | None], int] = {}
-    for key in set(zip(codes, areas)):
-        mcode, area = key
-        metric = metrics[mcode]
-        supplement = dict(metric.area_supplements).get(area, _ZERO) if area is not None else _ZERO
-        prices[key] = units(quantize(metric.unit_price * (1 + supplement / _HUNDRED), code))
-    gross: list[int] = list(map(prices.__getitem__, zip(codes, areas)))
+    class_price: dict[int, int] = {}
+    class_order: dict[int, int] = {}
+    class_slot: dict[int, int] = {}
+    for (on, mcode, area), c in first.items():
+        price = prices.get((mcode, area))
+        if price is None:
+            metric = metrics[mcode]
+            supplement = dict(metric.area_supplements).get(area, _ZERO) if area is not None else _ZERO
+            price = prices[(mcode, area)] = units(quantize(metric.unit_price * (1 + supplement / _HUNDRED), code))
+        class_price[c], class_order[c], class_slot[c] = price, on.toordinal() * 2, slot_of[mcode]
+    gross: list[int] = list(map(class_price.__getitem__, row_class))
     if own_prices is not None:
         gross = [g if p is None else units(p) for g, p in zip(gross, own_prices)]
-    k = len(ids)
-    ordinals = {d: d.toordinal() * 2 for d in set(days)}
-    order: list[int] = list(map(ordinals.__getitem__, days))  # see `_Part.order`
+    order: list[int] = list(map(class_order.__getitem__, row_class))
+    # the evidence already in pay order (rows submitted as achieved, the usual case): its parts
+    # are read in place below, not through a permutation
+    evidence_in_order = order == sorted(order)
 
     measured: dict[int, tuple[Decimal, Decimal | None]] = {}
     measured_parts: list[tuple[int, Measurement, int, bool]] = []  # (id, measurement, gross, is adjustment)
@@ -1334,105 +1385,151 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
     measured_parts.sort(key=lambda x: x[0])
     position_of: dict[int, int] = {}  # measurement id → position
     adjusting: set[int] = set()  # positions of adjusted measurements' current versions
+    if measured_parts:
+        codes = codes.copy()
     for mid, m, g, is_adjustment in measured_parts:
         position_of[mid] = len(gross)
         if is_adjustment:
             adjusting.add(len(gross))
         gross.append(g)
-        participants.append(None)
         codes.append(m.metric_code)
         order.append(m.period_end.toordinal() * 2 + 1)
     net = gross.copy()
-    caps: dict[int, tuple[tuple[str, int], ...]] = {}  # what caps removed from a part, in CAP_ORDER
+    # what each cap removed from each part it capped: {name: {position: amount}}, in CAP_ORDER
+    caps: dict[str, dict[int, int]] = {name: {} for name in CAP_ORDER}
 
     # the pay order (a stable sort keeps the id order within a day and rank)
-    pay = sorted(range(len(gross)), key=order.__getitem__)
+    pay: Sequence[int] = range(len(gross)) if evidence_in_order and not measured_parts else \
+        sorted(range(len(gross)), key=order.__getitem__)
     del order
 
     # Caps (1)–(4). Each cap pays the parts it covers in pay order until its room is used up
     # (`_apply_cap`), so what a part keeps under a cap depends only on the parts before it in pay
     # order and on the caps before it. The caps of one participant (once only, per participant
     # and metric, per participant) go in one pass over the evidence parts in pay order, each
-    # part through them in CAP_ORDER, with one room per participant and pair carried along (no
-    # list of parts per participant or pair). The caps over many participants (per period,
-    # total, MAX_VALUE) then go a cap at a pass, in CAP_ORDER, over every part in pay order
-    # (`_cap_units`): a pass is one sum in C unless its cap binds. Amounts are never negative,
-    # so a cap binds only if the sum of what it covers exceeds its room.
-    once_only = {c for c, x in metrics.items() if x.once_only}
+    # part through them in CAP_ORDER, with the rooms carried along in one flat list: a
+    # participant's from its `base` on (its own room, then its room under each metric's cap at
+    # the metric's slot), and whether it was paid once for a metric in `paid_once` at the same
+    # place; each part's places are found in C, so the pass itself does no hashing and makes no
+    # object per participant. The caps over many participants (per period, total, MAX_VALUE) then go a cap
+    # at a pass, in CAP_ORDER, over every part in pay order (`_cap_units`), each only if one sum
+    # in C shows it binds. Amounts are never negative, so a cap binds only if the sum of what it
+    # covers exceeds its room.
+    width = len(slot_of) + 1
+    once = {slot_of[c] for c, x in metrics.items() if x.once_only}
     pair_cap = {c: max(units(x.cap_per_participant), 0) for c, x in metrics.items()
                 if x.cap_per_participant is not None}
     participant_cap = None if terms.participant_cap is None else max(units(terms.participant_cap), 0)
-    # the rooms left by earlier payouts; a pair or participant not in them starts with the whole cap
-    room_pair = {pair: max(pair_cap[pair[1]] - v, 0) for pair, v in prior_pair.items() if pair[1] in pair_cap}
-    room_participant = ({} if participant_cap is None else
-                        {pid: max(participant_cap - v, 0) for pid, v in prior_participant.items()})
-    paid_once: set[tuple[int, str]] = set()
-    evidence_pay = pay if len(gross) == k else [i for i in pay if i < k]  # (measurements come after position k)
-    if once_only or pair_cap or participant_cap is not None:
-        # the evidence parts' columns in pay order, made in C; the loop below runs once per
-        # item, 100 000 times in a large payout, so the dicts' methods are locals too
-        pay_participants = list(map(participants.__getitem__, evidence_pay))
-        pay_codes = list(map(codes.__getitem__, evidence_pay))
-        pair_room, participant_room, prior_of_pair = room_pair.get, room_participant.get, prior_pair.get
-        for i, pid, mcode, pair, cap, amount in zip(
-                evidence_pay, pay_participants, pay_codes, zip(pay_participants, pay_codes),
-                map(pair_cap.get, pay_codes), map(net.__getitem__, evidence_pay)):
-            removed = None
-            if mcode in once_only:  # the first in pay order is paid, unless one was paid before
-                if pair in paid_once or prior_of_pair(pair, 0) > 0:
+    # what each of these caps took from each metric's evidence parts (by slot), for the lines
+    taken_once, taken_pair, taken_participant = [0] * width, [0] * width, [0] * width
+    if once or pair_cap or participant_cap is not None:
+        people = set(participants)
+        base = dict(zip(people, range(0, width * len(people), width)))
+        # the rooms before this payout: the whole caps, less what earlier payouts paid (for the
+        # few participants they paid)
+        rooms = [participant_cap, *(pair_cap.get(c) for c in slot_of)] * len(people)
+        paid_once = [False] * len(rooms) if once else []
+        if participant_cap is not None:
+            for pid, v in prior_participant.items():
+                if pid in base:
+                    rooms[base[pid]] = max(participant_cap - v, 0)
+        for (pid, mcode), v in prior_pair.items():
+            if pid in base and mcode in slot_of:
+                q = base[pid] + slot_of[mcode]
+                if mcode in pair_cap:
+                    rooms[q] = max(pair_cap[mcode] - v, 0)
+                if once:
+                    paid_once[q] = v > 0  # once only: one was paid before
+        row_slot = list(map(class_slot.__getitem__, row_class))
+        row_base = list(map(base.__getitem__, participants))
+        evidence_pay = range(k) if evidence_in_order else [i for i in pay if i < k]
+        if evidence_in_order:
+            pay_base, pay_slot, pay_gross = row_base, row_slot, gross
+        else:  # (measurements come after position k)
+            pay_base, pay_slot, pay_gross = (list(map(column.__getitem__, evidence_pay))
+                                             for column in (row_base, row_slot, gross))
+        del row_base, row_slot
+        took_once, took_pair, took_participant = caps[ONCE_ONLY], caps[METRIC_CAP_PER_PARTICIPANT], \
+            caps[PARTICIPANT_CAP]
+        for i, p, q, s, amount in zip(evidence_pay, pay_base, map(add, pay_base, pay_slot), pay_slot,
+                                      pay_gross):  # 100 000 times in a large payout
+            changed = False
+            if once and s in once:  # the first in pay order is paid, unless one was paid before
+                if paid_once[q]:
                     if amount:
-                        removed = ((ONCE_ONLY, amount),)
-                        amount = 0
+                        took_once[i] = amount
+                        taken_once[s] += amount
+                        amount, changed = 0, True
                 else:
-                    paid_once.add(pair)
-            if cap is not None:
-                room = pair_room(pair, cap)
+                    paid_once[q] = True
+            room = rooms[q]
+            if room is not None:
                 if amount > room:
-                    removed = (*(removed or ()), (METRIC_CAP_PER_PARTICIPANT, amount - room))
-                    amount = room
-                room_pair[pair] = room - amount
-            if participant_cap is not None:
-                room = participant_room(pid, participant_cap)
+                    took_pair[i] = amount - room
+                    taken_pair[s] += amount - room
+                    amount, changed = room, True
+                rooms[q] = room - amount
+            room = rooms[p]
+            if room is not None:
                 if amount > room:
-                    removed = (*(removed or ()), (PARTICIPANT_CAP, amount - room))
-                    amount = room
-                room_participant[pid] = room - amount
-            if removed is not None:
-                caps[i] = removed
+                    took_participant[i] = amount - room
+                    taken_participant[s] += amount - room
+                    amount, changed = room, True
+                rooms[p] = room - amount
+            if changed:
                 net[i] = amount
-        del pay_participants, pay_codes
+        del pay_base, pay_slot, pay_gross, rooms, paid_once
     for name, cap_of, prior in ((METRIC_CAP_PER_PERIOD, "cap_per_period", prior_in_period),
                                 (METRIC_CAP_TOTAL, "cap_total", prior_metric)):
         for c, x in metrics.items():
             cap = getattr(x, cap_of)
             if cap is not None:
-                _cap_units([i for i in pay if codes[i] == c], net, caps, max(units(cap) - prior[c], 0), name)
-    _cap_units(pay, net, caps, max(units(terms.max_value) - prior_total, 0), MAX_VALUE)
+                room = max(units(cap) - prior[c], 0)
+                if sum(itertools.compress(net, map(c.__eq__, codes))) > room:
+                    _cap_units([i for i in pay if codes[i] == c], net, caps[name], room)
+    room = max(units(terms.max_value) - prior_total, 0)
+    if sum(net) > room:
+        _cap_units(pay, net, caps[MAX_VALUE], room)
     # (5) PAYER_CAP (PAYOUTS.md §8): on the total after every other cap, so a pass of its own
     earned = sum(net)
     allowed = units(payer_cap_total(money(earned - clawed), terms.payer_shares, dict(paid.per_payer), code))
     if allowed < earned - clawed:
-        _cap_units(pay, net, caps, allowed + clawed, PAYER_CAP)
+        _cap_units(pay, net, caps[PAYER_CAP], allowed + clawed)
     del pay
 
     def merged(positions: Iterable[int]) -> tuple[tuple[str, Decimal], ...]:
         removed = _merged_units(positions, caps)
         return tuple((name, money(removed[name])) for name in CAP_ORDER if name in removed)
 
-    # one OUTCOME line per metric: its parts' count and gross (counted by distinct price, a few
-    # per metric), less what the caps removed (a part's caps are exactly its gross less its net)
+    # one OUTCOME line per metric: its parts' count and gross (per class of evidence rows, or by
+    # distinct price where items have prices of their own), less what the caps removed (a part's
+    # caps are exactly its gross less its net): the participants' caps as they were taken, the
+    # later ones from the parts they capped
     # (the current versions of adjusted measurements are on the ADJUSTMENT lines instead)
-    count = Counter(codes)
+    count: dict[str, int] = defaultdict(int)
     gross_of: dict[str, int] = defaultdict(int)
-    for (mcode, g), times in Counter(zip(codes, gross)).items():
-        gross_of[mcode] += g * times
-    for i in adjusting:
-        count[codes[i]] -= 1
-        gross_of[codes[i]] -= gross[i]
-    removed_of: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for i, removed in caps.items():
+    if own_prices is None:
+        times_of = Counter(row_class)
+        for (_, mcode, _), c in first.items():
+            count[mcode] += times_of[c]
+            gross_of[mcode] += times_of[c] * class_price[c]
+    else:
+        for (mcode, g), times in Counter(zip(codes[:k], gross[:k])).items():
+            count[mcode] += times
+            gross_of[mcode] += g * times
+    for i in position_of.values():
         if i not in adjusting:
-            for name, amount in removed:
+            count[codes[i]] += 1
+            gross_of[codes[i]] += gross[i]
+    removed_of: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for mcode, s in slot_of.items():
+        for name, taken in ((ONCE_ONLY, taken_once), (METRIC_CAP_PER_PARTICIPANT, taken_pair),
+                            (PARTICIPANT_CAP, taken_participant)):
+            if taken[s]:
+                removed_of[mcode][name] += taken[s]
+    for name in _LATER_CAPS:
+        for i, amount in caps[name].items():
+            if i not in adjusting:
                 removed_of[codes[i]][name] += amount
     quantity_of: dict[str, list[Decimal]] = defaultdict(list)
     for mid, i in position_of.items():
@@ -1472,21 +1569,20 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes) -> PayoutResult:
     lines.sort(key=lambda line: (line.metric_code, line.kind != OUTCOME, line.unit_price))
 
     # the items: evidence (positions 0..k-1, already in evidence id order), and clawbacks
-    # (each cap applies at most once to a part, in CAP_ORDER: a part's own caps are merged already)
-    item_caps = caps if len(gross) == k else {i: c for i, c in caps.items() if i < k}
-    item_participants = participants[:k]
-    item_codes = codes[:k]
-    item_gross, item_net = gross[:k], net[:k]
+    item_caps = caps if len(gross) == k else {name: {i: a for i, a in taken.items() if i < k}
+                                              for name, taken in caps.items()}
+    item_participants = participants  # (read only, as the evidence ids are)
+    item_codes, item_gross, item_net = (codes, gross, net) if len(gross) == k else (codes[:k], gross[:k], net[:k])
     capped = list(map(sub, item_gross, item_net))
     kinds = [OUTCOME] * k
     if n.clawbacks:  # merged in evidence id order, as the Decimal engine sorts its items
         rows = sorted([*((ids[i], item_participants[i], item_codes[i], OUTCOME, item_gross[i], capped[i], item_net[i],
-                          item_caps.get(i, ())) for i in range(k)),
-                       *((c.evidence_id, c.participant_id, c.metric_code, CLAWBACK, -a, 0, -a, ())
+                          i) for i in range(k)),
+                       *((c.evidence_id, c.participant_id, c.metric_code, CLAWBACK, -a, 0, -a, None)
                          for c, a in zip(n.clawbacks, claw_units))], key=lambda row: row[0])
-        ids, item_participants, item_codes, kinds, item_gross, capped, item_net, row_caps = (
+        ids, item_participants, item_codes, kinds, item_gross, capped, item_net, was = (
             [list(col) for col in zip(*rows)])
-        item_caps = {i: c for i, c in enumerate(row_caps) if c}
+        item_caps = {name: {j: taken[i] for j, i in enumerate(was) if i in taken} for name, taken in item_caps.items()}
     items = PayoutItems(code, ids, item_participants, item_codes, kinds, item_gross, capped, item_net, item_caps)
 
     def measurement_item(mid: int, mcode: str) -> MeasurementItem:

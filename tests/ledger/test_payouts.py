@@ -1027,3 +1027,47 @@ def test_a_bad_row_among_evidence_columns_is_refused_as_it_is_among_rows(bad, co
         with pytest.raises(ValidationError) as err:
             calculate(inputs(terms(metric), evidence=evidence))
         assert err.value.code == code
+
+
+@PROPS
+@given(crowded_payout_inputs())
+def test_evidence_streamed_in_pay_order_as_columns_is_the_decimal_engines_payout(payout):
+    # given the evidence as gather_inputs usually streams it: ids increasing with the days they
+    # were achieved on (the engine then reads it in place instead of through a pay-order
+    # permutation), with measurements, adjustments, clawbacks and every cap beside it
+    payout = replace(payout, evidence=tuple(replace(e, price=None) for e in payout.evidence))
+    rows = sorted(payout.evidence, key=lambda e: (e.achieved_on, e.evidence_id))
+    rows = [replace(e, evidence_id=i) for i, e in enumerate(rows, 1)]
+    payout = replace(payout, evidence=tuple(rows), clawbacks=tuple(
+        replace(c, evidence_id=c.evidence_id + 10**7) for c in payout.clawbacks))
+
+    # when
+    flat, canonical = calculate_with_canonical(replace(payout, evidence=_as_columns(rows)))
+    reference = calculate_decimal(payout)
+
+    # then
+    assert flat == reference and tuple(flat.items) == tuple(reference.items)
+    assert canonical == canonical_inputs(payout) and flat.inputs_hash == reference.inputs_hash
+
+
+ODD_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=12)
+
+
+@PROPS
+@given(payout_inputs(), st.lists(st.none() | ODD_TEXT | st.sampled_from(["100 %", "%s%d%b", 'evidence":[]', "ö\\\"\n"]),
+                                 min_size=1, max_size=4), st.randoms(use_true_random=False))
+def test_evidence_columns_write_any_area_as_the_documented_json(payout, areas, rnd):
+    # given evidence columns whose areas need escaping in JSON, or look like format directives
+    rows = [replace(e, area=rnd.choice(areas)) for e in payout.evidence]
+    rnd.shuffle(rows)
+    columns = replace(payout, evidence=_as_columns(rows))
+
+    # when
+    canonical = canonical_inputs(columns)
+
+    # then: the bytes the rows give, which are json.dumps with sorted keys and no whitespace
+    assert canonical == canonical_inputs(replace(payout, evidence=tuple(rows)))
+    assert canonical == json.dumps(json.loads(canonical), sort_keys=True, separators=(",", ":"),
+                                   ensure_ascii=False).encode("utf-8")
+    assert sorted((e["evidence_id"], e["area"]) for e in json.loads(canonical)["evidence"]) == \
+        sorted((e.evidence_id, e.area) for e in rows)

@@ -6,6 +6,7 @@ import base64
 import bisect
 import dataclasses
 import enum
+import functools
 import json
 import re
 from operator import attrgetter, itemgetter
@@ -181,6 +182,7 @@ def user_errors(err: DomainError) -> list[UserError]:
 
 # --- global IDs -----------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=65536)  # a page of a hundred items asks for a hundred, again on every request
 def to_global_id(type_name: str, pk: int | str) -> str:
     return base64.b64encode(f"{type_name}:{pk}".encode()).decode()
 

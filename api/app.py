@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import re
@@ -449,6 +450,17 @@ class Guard:
                                   "status": response.status_code, "request_id": request_id}))
             if not started:
                 await response(scope, receive, secured)
+
+
+def settle_heap() -> None:
+    """(Once, in the serving process, after the app is built) put every object made so far out of the
+    cyclic garbage collector's reach: modules, the schema, SQLAlchemy's metadata and caches.
+
+    They live as long as the process, yet each full collection walks all of them (~250 000;
+    about 100 ms every thousand requests or so, ~0.5 ms a request of the contract query). Objects
+    made while serving are collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 def pool_options(url: str, workers: int) -> dict:

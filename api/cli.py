@@ -64,11 +64,13 @@ def cmd_token_create(args, settings) -> int:
 
 def cmd_serve(args, settings) -> int:
     import uvicorn
-    from api.app import create_app
+    from api.app import create_app, settle_heap
     from api.logs import configure
     configure()
+    app = create_app(settings)
+    settle_heap()
     # our own per-request line (with request id, status, duration) replaces uvicorn's access log
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, access_log=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
     return 0
 
 

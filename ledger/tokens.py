@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from ledger.access import PARTY_BOUND, Actor, require_role
+from ledger.cursor_reads import CursorQuery
 from ledger.db import UnitOfWork
 from ledger.errors import NotFound, PermissionDenied, ValidationError
 from ledger.models import ApiToken
@@ -57,23 +58,26 @@ def authenticate(s: Session, secret: str, now: datetime) -> Actor:
     return authenticate_with_last_use(s, secret, now)[0]
 
 
-_BY_SECRET_HASH = select(ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.party_id, ApiToken.revoked_at,
-                         ApiToken.expires_at, ApiToken.last_used_at).where(ApiToken.secret_hash == bindparam("secret_hash"))
+# on the driver's cursor: it runs before every request
+_BY_SECRET_HASH = CursorQuery(select(ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.party_id, ApiToken.revoked_at,
+                                     ApiToken.expires_at, ApiToken.last_used_at)
+                              .where(ApiToken.secret_hash == bindparam("secret_hash")))
 
 
 def authenticate_with_last_use(s: Session, secret: str, now: datetime) -> tuple[Actor, datetime | None]:
     """The actor for a bearer secret and when its token was last used, in one SELECT."""
     if len(secret) > 200 or "\x00" in secret:
         raise PermissionDenied("unknown bearer token", code="UNAUTHENTICATED")
-    # the columns it needs as a plain row (no ORM instance): this runs before every request
-    tok = s.connection().execute(_BY_SECRET_HASH, {"secret_hash": secret_hash(secret)}).one_or_none()
-    if tok is None:
+    # the columns it needs as a plain row (no ORM instance); secret_hash is unique: one row or none
+    found = _BY_SECRET_HASH.rows(s.connection(), {"secret_hash": secret_hash(secret)})
+    if not found:
         raise PermissionDenied("unknown bearer token", code="UNAUTHENTICATED")
-    if tok.revoked_at is not None:
+    token_id, name, role, party_id, revoked_at, expires_at, last_used_at = found[0]
+    if revoked_at is not None:
         raise PermissionDenied("this token has been revoked", code="UNAUTHENTICATED")
-    if tok.expires_at is not None and tok.expires_at <= now:
+    if expires_at is not None and expires_at <= now:
         raise PermissionDenied("this token has expired", code="UNAUTHENTICATED")
-    return Actor(name=tok.name, role=tok.role, party_id=tok.party_id, token_id=tok.id), tok.last_used_at
+    return Actor(name=name, role=role, party_id=party_id, token_id=token_id), last_used_at
 
 
 def touch(uow: UnitOfWork, token_id: int, now: datetime) -> None:

@@ -6,8 +6,10 @@ import base64
 import bisect
 import dataclasses
 import enum
+import functools
 import json
 import re
+from operator import attrgetter, itemgetter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from strawberry.types import Info
 
+from ledger import cursor_reads
 from ledger import money as m
 from ledger.access import Actor
 from ledger.audit import IdempotencyRace, run_mutation
@@ -179,6 +182,7 @@ def user_errors(err: DomainError) -> list[UserError]:
 
 # --- global IDs -----------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=65536)  # a page of a hundred items asks for a hundred, again on every request
 def to_global_id(type_name: str, pk: int | str) -> str:
     return base64.b64encode(f"{type_name}:{pk}".encode()).decode()
 
@@ -690,21 +694,35 @@ def child_pages(info: Info, name: str, model: Any, parent_column: Any, *, first:
 
     counts = c.loader(f"count:{name}:{_hashable(filters)}", lambda: DataLoader(count_batch))
 
+    if to_nodes is None:  # ORM instances
+        key_of, parent_of = attrgetter(pk.key), attrgetter(parent_column.key)
+    else:  # plain rows of the table, its columns in order
+        columns = list(model.__table__.columns.keys())
+        key_of, parent_of = itemgetter(columns.index(pk.key)), itemgetter(columns.index(parent_column.key))
+
     def read(s: Session, parents: list[int]) -> dict[int, Connection]:
         order = pk.desc() if window.backward else pk
-        if len(parents) == 1:
-            # one parent (the usual query, a contract's page): a plain LIMIT, not a window function
-            # over every child of the parent
+        if len(parents) == 1 and to_nodes is not None and where is None:
+            # one parent (the usual query, a contract's page) on the driver's cursor: a plain LIMIT, not a
+            # window function over every child of the parent
+            page = cursor_reads.child_page(model.__table__, parent_column, tuple(filters), after=window.after is not None,
+                                           before=window.before is not None, backward=window.backward,
+                                           limit=window.size + 1)
+            rows = sorted(page.rows(s.connection(), {"parent": parents[0], "after": window.after,
+                                                     "before": window.before, **filters}), key=key_of)
+            nodes = to_nodes(s, rows)
+            node_of = lambda r: nodes[key_of(r)]  # noqa: E731
+        elif len(parents) == 1:
             page = filtered(window.bounded(select(model if to_nodes is None else model.__table__)
                                            .where(parent_column == parents[0]), pk)).order_by(order)
             page = page.limit(window.size + 1)
             if to_nodes is None:
-                rows = sorted(s.execute(page).scalars().all(), key=lambda r: getattr(r, pk.key))
+                rows = sorted(s.execute(page).scalars().all(), key=key_of)
                 node_of = to_node
             else:
-                rows = sorted(s.connection().execute(page).all(), key=lambda r: getattr(r, pk.key))
+                rows = sorted(s.connection().execute(page).all(), key=key_of)
                 nodes = to_nodes(s, rows)
-                node_of = lambda r: nodes[getattr(r, pk.key)]  # noqa: E731
+                node_of = lambda r: nodes[key_of(r)]  # noqa: E731
         else:
             inner = filtered(window.bounded(
                 select(model, func.row_number().over(partition_by=parent_column, order_by=order).label("rn"))
@@ -719,10 +737,10 @@ def child_pages(info: Info, name: str, model: Any, parent_column: Any, *, first:
                 columns = [sub.c[col.name] for col in model.__table__.columns]
                 rows = s.execute(select(*columns).where(sub.c.rn <= window.size + 1).order_by(sub.c[pk.key])).all()
                 nodes = to_nodes(s, rows)
-                node_of = lambda r: nodes[getattr(r, pk.key)]  # noqa: E731
+                node_of = lambda r: nodes[key_of(r)]  # noqa: E731
         grouped: dict[int, list] = {}
         for r in rows:
-            grouped.setdefault(getattr(r, parent_column.key), []).append(r)
+            grouped.setdefault(parent_of(r), []).append(r)
         forward_from = window.after is not None and not window.backward
         back_from = window.before is not None and window.backward
         before_start = beyond(s, parents, pk <= window.after) if forward_from else set()
@@ -731,8 +749,8 @@ def child_pages(info: Info, name: str, model: Any, parent_column: Any, *, first:
         for p in parents:
             mine = grouped.get(p, [])
             if window.backward:
-                mine.sort(key=lambda r: getattr(r, pk.key), reverse=True)
-            out[p] = edges_of(mine, lambda r: getattr(r, pk.key), node_of, window, p in before_start, p in after_end,
+                mine.sort(key=key_of, reverse=True)
+            out[p] = edges_of(mine, key_of, node_of, window, p in before_start, p in after_end,
                               counter=lambda p=p: counts.load(p))
         return out
 

@@ -28,7 +28,7 @@ from api.graphql.proofs import RECEIPT_DESCRIPTION, Receipt, receipt_for
 from ledger import chart, contracts, funds, models, sanctions
 from ledger.corrections import change_requests
 from ledger.errors import DomainError
-from ledger.reads import visible_contracts, visible_funds
+from ledger.reads import visible_contract_row, visible_contracts, visible_funds
 
 
 @strawberry.enum
@@ -489,10 +489,10 @@ async def load_contract(info: Info, contract_id: int, pages: list | None = None)
         return await loader.load(contract_id)
 
     def read_with_pages(s):
-        rows = read(s, [contract_id])
-        return rows, ([read_pages(s, [contract_id]) for _loader, read_pages in pages] if rows else [])
-    rows, found = await c.db.read(read_with_pages)
-    contract = OutcomeContract.from_row(rows[contract_id]) if contract_id in rows else None
+        row = visible_contract_row(s.connection(), actor, contract_id)
+        return row, ([read_pages(s, [contract_id]) for _loader, read_pages in pages] if row is not None else [])
+    row, found = await c.db.read(read_with_pages)
+    contract = OutcomeContract.from_row(row) if row is not None else None
     loader.prime(contract_id, contract)
     for (page_loader, _read), page in zip(pages, found):
         page_loader.prime((contract_id,), page[contract_id])

@@ -15,6 +15,7 @@ from api.graphql.base import (
     require_actor, to_global_id,
 )
 from ledger import evidence as uc
+from ledger.cursor_reads import CursorQuery
 from ledger import models
 from ledger.errors import DomainError
 from ledger.identity import redactor
@@ -104,33 +105,35 @@ class Evidence(Node):
 
     @classmethod
     def from_table_rows(cls, s, rows) -> dict[int, "Evidence"]:
-        """Evidence items by key from plain rows of the evidence table, with their participants and
-        documents in one SELECT each (the same two the ORM's selectin loading runs, without its instances)."""
+        """Evidence items by key from plain rows of the evidence table (its columns in order), with their
+        participants and documents in one SELECT each (the same two the ORM's selectin loading runs,
+        without its instances)."""
         if not rows:
             return {}
-        # Core statements on the session's connection: no ORM compile state or loading around them
         conn = s.connection()
-        contracts = {r.contract_id for r in rows}
+        contracts = {r[1] for r in rows}
         if len(contracts) == 1:
             # one contract's page: its items are that contract's evidence between the first and last key,
-            # three bound values instead of a hundred (no IN list to render and parse every request)
-            span = {"contract": rows[0].contract_id, "lo": min(r.id for r in rows), "hi": max(r.id for r in rows)}
-            found_participants = conn.execute(_PARTICIPANTS_OF_SPAN, span)
-            found_documents = conn.execute(_DOCUMENTS_OF_SPAN, span)
+            # three bound values instead of a hundred (no IN list to render and parse every request), on
+            # the driver's cursor
+            span = {"contract": rows[0][1], "lo": min(r[0] for r in rows), "hi": max(r[0] for r in rows)}
+            found_participants = _PARTICIPANTS_OF_SPAN.rows(conn, span)
+            found_documents = _DOCUMENTS_OF_SPAN.rows(conn, span)
         else:
             found_participants = conn.execute(_PARTICIPANTS.where(
-                models.Participant.id.in_({r.participant_id for r in rows})))
+                models.Participant.id.in_({r[2] for r in rows}))).all()
             found_documents = conn.execute(_DOCUMENTS.where(
-                models.EvidenceDocument.evidence_id.in_([r.id for r in rows])))
-        participants = {p.id: Participant(pk=p.id, external_ref=p.external_ref, area=p.area, enrolled_on=p.enrolled_on,
-                                          enrolled_by=p.enrolled_by) for p in found_participants}
+                models.EvidenceDocument.evidence_id.in_([r[0] for r in rows]))).all()
+        participants = {id_: Participant(pk=id_, external_ref=external_ref, area=area, enrolled_on=enrolled_on,
+                                         enrolled_by=enrolled_by)
+                        for id_, external_ref, area, enrolled_on, enrolled_by in found_participants}
         documents: dict[int, list[Document]] = {}
-        for d in found_documents:
-            documents.setdefault(d.evidence_id, []).append(Document.from_row(d))
+        for evidence_id, sha256, filename, media_type, uploaded in found_documents:
+            documents.setdefault(evidence_id, []).append(Document(sha256=sha256, filename=filename,
+                                                                  media_type=media_type, uploaded=uploaded))
         statuses = EvidenceStatus.__members__
         out = {}
         for e in rows:
-            # by position: a plain row's attributes are looked up by name on every access
             (id_, contract_id, participant_id, metric_code, achieved_on, period_start, period_end, value, status,
              submitted_by, _party, submitted_at, decided_by, decided_at, decision_note, invalidated_by,
              invalidated_at, invalidation_reason) = e
@@ -151,9 +154,10 @@ _DOCUMENTS = select(models.EvidenceDocument.evidence_id, models.EvidenceDocument
                     models.EvidenceDocument.uploaded.label("uploaded")).order_by(models.EvidenceDocument.id)
 _SPAN = (models.Evidence.contract_id == bindparam("contract"),
          models.Evidence.id.between(bindparam("lo"), bindparam("hi")))
-_PARTICIPANTS_OF_SPAN = _PARTICIPANTS.where(models.Participant.id.in_(select(models.Evidence.participant_id)
-                                                                      .where(*_SPAN)))
-_DOCUMENTS_OF_SPAN = _DOCUMENTS.where(models.EvidenceDocument.evidence_id.in_(select(models.Evidence.id).where(*_SPAN)))
+_PARTICIPANTS_OF_SPAN = CursorQuery(_PARTICIPANTS.where(models.Participant.id.in_(
+    select(models.Evidence.participant_id).where(*_SPAN))))
+_DOCUMENTS_OF_SPAN = CursorQuery(_DOCUMENTS.where(models.EvidenceDocument.evidence_id.in_(
+    select(models.Evidence.id).where(*_SPAN))))
 
 
 @strawberry.enum(description="Which version of a measured result this is.")

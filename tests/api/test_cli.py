@@ -129,3 +129,21 @@ def test_the_demo_never_prints_the_database_password(capsys, monkeypatch):
         assert "***@" in out.out
     finally:
         drop_pg_database(name)  # WITH (FORCE): the demo's pooled connections go with it
+
+
+def test_serve_puts_the_start_up_heap_out_of_the_collectors_reach_before_serving(monkeypatch):
+    import gc
+
+    import uvicorn
+
+    from api import app as app_module, logs
+    served = []
+    monkeypatch.setattr(logs, "configure", lambda: None)
+    monkeypatch.setattr(app_module, "create_app", lambda settings: "the app")
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append((app, gc.get_freeze_count())))
+    gc.unfreeze()
+    try:
+        assert cli.cmd_serve(argparse.Namespace(host="127.0.0.1", port=1), settings=None) == 0
+    finally:
+        gc.unfreeze()
+    assert served and served[0][0] == "the app" and served[0][1] > 0

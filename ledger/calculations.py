@@ -98,7 +98,11 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
     """Everything the engine needs, from the database: SQL does the selecting, SQL and one pass over
     the posted payouts' item blocks the summing (`_paid_before`)."""
     cur = contract.currency
-    terms = terms_in_force(s, contract.id, period_end)
+    # every terms version, read once: the period's is the newest in force on its last day (as
+    # terms_in_force picks it), the others price items on other days (PAYOUTS.md §7)
+    history = sorted(terms_history(s, contract.id), key=lambda t: (t.effective_from, t.version))
+    in_force = [t for t in history if t.effective_from <= period_end]
+    terms = in_force[-1] if in_force else min(history, key=lambda t: t.version)
     posted = _posted(contract.id)
     rate_codes = [x.code for x in terms.metrics if x.kind == "RATE_CARD"]
     last_day = period_end if contract.terminated_on is None else min(period_end, contract.terminated_on)
@@ -135,7 +139,6 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
     amount = lambda units: m.from_minor(int(units), cur).amount  # noqa: E731
     # PAYOUTS.md §7: an item is priced under the version in force on its achievedOn, a measurement
     # under the one on its periodEnd; only prices that differ from the period's version are recorded
-    history = sorted(terms_history(s, contract.id), key=lambda t: (t.effective_from, t.version))
     priced = _Pricing(history, terms, cur)
     # what each payer has paid matters only to payers with a maxAmount (PAYER_CAP)
     per_payer = ({str(p): amount(v) for p, v in commitments.paid_by_payer(s, contract.id).items()}

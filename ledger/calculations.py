@@ -4,16 +4,16 @@ result; approve (four eyes) and post to the ledger; recompute from the recorded 
 from __future__ import annotations
 
 import gc
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
-from itertools import chain, islice, repeat
 
-from sqlalchemy import and_, exists, func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import and_, case, exists, func, select, update
+from sqlalchemy.orm import Session
 
-from ledger import chart, commitments, journal, payouts, schedule
+from ledger import chart, commitments, journal, payout_items, payouts, schedule
 from ledger import money as m
 from ledger.access import Actor, require_role
 from ledger.contracts import get_contract, terms_history, terms_in_force
@@ -95,21 +95,19 @@ def _posted(contract_id: int):
 
 
 def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, period_end: date) -> payouts.PayoutInputs:
-    """Everything the engine needs, from the database: SQL does the selecting and summing."""
+    """Everything the engine needs, from the database: SQL does the selecting, SQL and one pass over
+    the posted payouts' item blocks the summing (`_paid_before`)."""
     cur = contract.currency
-    terms = terms_in_force(s, contract.id, period_end)
+    # every terms version, read once: the period's is the newest in force on its last day (as
+    # terms_in_force picks it), the others price items on other days (PAYOUTS.md §7)
+    history = sorted(terms_history(s, contract.id), key=lambda t: (t.effective_from, t.version))
+    in_force = [t for t in history if t.effective_from <= period_end]
+    terms = in_force[-1] if in_force else min(history, key=lambda t: t.version)
     posted = _posted(contract.id)
     rate_codes = [x.code for x in terms.metrics if x.kind == "RATE_CARD"]
-    # an item is paid while its posted payments outnumber its posted clawbacks: an item clawed
-    # back and then reinstated (a dispute upheld) is payable again (see also _unpaid_evidence)
-    def items_of(kind):
-        x = aliased(PayoutItem)
-        return (select(func.count()).select_from(x).where(x.evidence_id == Evidence.id, x.kind == kind,
-                                                          x.payout_id.in_(posted))
-                .correlate(Evidence).scalar_subquery())
-    paid_item = items_of("OUTCOME") > items_of("CLAWBACK")
     last_day = period_end if contract.terminated_on is None else min(period_end, contract.terminated_on)
-    evidence = _unpaid_evidence(s, contract.id, rate_codes, period_start, last_day)
+    paid = _paid_before(s, contract.id, period_start, period_end)
+    evidence = _unpaid_evidence(s, contract.id, rate_codes, period_start, last_day, paid.paid_evidence())
     used = exists().where(PayoutItem.measurement_id == Measurement.id, PayoutItem.payout_id.in_(posted))
     measurements = s.execute(
         select(Measurement).where(Measurement.contract_id == contract.id, Measurement.period_start >= period_start,
@@ -118,41 +116,29 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
     measured_codes = {x.code for x in terms.metrics if x.kind != "RATE_CARD"}
     adjustments = measurement_adjustments(s, contract.id, period_start, period_end, measured_codes)
     adjusted = {a.current.measurement_id for a in adjustments if a.current is not None}
-    mine = PayoutItem.payout_id.in_(posted)
-    per_metric = s.execute(select(PayoutItem.metric_code, func.sum(PayoutItem.net_minor)).where(mine)
-                           .group_by(PayoutItem.metric_code)).all()
-    per_participant = s.execute(select(PayoutItem.participant_id, func.sum(PayoutItem.net_minor))
-                                .where(mine, PayoutItem.participant_id.is_not(None))
-                                .group_by(PayoutItem.participant_id)).all()
-    per_pair = s.execute(select(PayoutItem.participant_id, PayoutItem.metric_code, func.sum(PayoutItem.net_minor))
-                         .where(mine, PayoutItem.participant_id.is_not(None))
-                         .group_by(PayoutItem.participant_id, PayoutItem.metric_code)).all()
-    total = s.execute(select(func.coalesce(func.sum(PayoutItem.net_minor), 0)).where(mine)).scalar_one()
-    # what the period's earlier payouts paid per metric: every per-period cap counts it
-    same_period = PayoutItem.payout_id.in_(posted.where(PayoutCalculation.period_start == period_start,
-                                                        PayoutCalculation.period_end == period_end))
-    # (outcomes and adjustments only: a clawback in it gave back another period's money), less what
-    # was paid for measurements this payout adjusts: their adjustment line replaces that money, so
-    # the cap must not count it twice
+    per_metric, per_participant = paid.per_metric(), paid.per_participant()
+    per_pair = [(p, c, v) for (p, c), v in paid.per_pair.items()]
+    # what the period's earlier payouts paid per metric (outcomes and adjustments only: a
+    # clawback in it gave back another period's money) counts against every per-period cap,
+    # less what was paid for measurements this payout adjusts: their adjustment line replaces
+    # that money, so the cap must not count it twice
     replaced: dict[str, int] = {}
     for a in adjustments:
         replaced[a.metric_code] = replaced.get(a.metric_code, 0) + a.paid
-    in_period = [(code, v - replaced.get(code, 0)) for code, v in s.execute(
-        select(PayoutItem.metric_code, func.sum(PayoutItem.net_minor))
-        .where(same_period, PayoutItem.kind.in_(("OUTCOME", "ADJUSTMENT")))
-        .group_by(PayoutItem.metric_code)).all()]
-    # clawbacks: invalidated evidence that is paid (see paid_item), for its net paid amount, at the price paid
-    claw_rows = s.execute(
-        select(Evidence.id, Evidence.participant_id, Evidence.metric_code, func.sum(PayoutItem.net_minor),
-               Evidence.achieved_on)
-        .join(PayoutItem, and_(PayoutItem.evidence_id == Evidence.id, mine))
-        .where(Evidence.contract_id == contract.id, Evidence.status == "INVALIDATED", paid_item)
-        .group_by(Evidence.id, Evidence.participant_id, Evidence.metric_code, Evidence.achieved_on)
-    ).all()
+    in_period = [(code, v - replaced.get(code, 0)) for code, v in paid.in_period.items()]
+    total = sum(per_metric.values())
+    # clawbacks: invalidated evidence that is paid, for its net paid amount, at the price paid
+    claw_rows = []
+    if paid.times:
+        invalidated = [row for row in s.execute(
+            select(Evidence.id, Evidence.participant_id, Evidence.metric_code, Evidence.achieved_on)
+            .where(Evidence.contract_id == contract.id, Evidence.status == "INVALIDATED").order_by(Evidence.id))
+            if paid.times.get(row[0], 0) > 0]
+        net_of = paid.net_of_evidence({row[0] for row in invalidated})
+        claw_rows = [(eid, pid, code, net_of[eid], on) for eid, pid, code, on in invalidated]
     amount = lambda units: m.from_minor(int(units), cur).amount  # noqa: E731
     # PAYOUTS.md §7: an item is priced under the version in force on its achievedOn, a measurement
     # under the one on its periodEnd; only prices that differ from the period's version are recorded
-    history = sorted(terms_history(s, contract.id), key=lambda t: (t.effective_from, t.version))
     priced = _Pricing(history, terms, cur)
     # what each payer has paid matters only to payers with a maxAmount (PAYER_CAP)
     per_payer = ({str(p): amount(v) for p, v in commitments.paid_by_payer(s, contract.id).items()}
@@ -171,8 +157,8 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
                                                priced.unit(x.metric_code, x.period_end))
                            for x in measurements if x.metric_code in measured_codes and x.id not in adjusted),
         paid_before=payouts.PaidBefore(
-            total=amount(total), per_metric=[(c, amount(v)) for c, v in per_metric],
-            per_participant=[(p, amount(v)) for p, v in per_participant],
+            total=amount(total), per_metric=[(c, amount(v)) for c, v in per_metric.items()],
+            per_participant=[(p, amount(v)) for p, v in per_participant.items()],
             per_participant_metric=[(p, c, amount(v)) for p, c, v in per_pair], per_payer=per_payer,
             per_metric_in_period=[(c, amount(v)) for c, v in in_period]),
         clawbacks=tuple(payouts.Clawback(eid, pid, code, amount(v), priced.paid_unit(code, on))
@@ -181,16 +167,109 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
     )
 
 
-def _unpaid_evidence(s: Session, contract_id: int, codes: list[str], first_day: date,
-                     last_day: date) -> payouts.EvidenceColumns:
-    """(id, participant, metric, achieved on, area) of the VERIFIED rate-card evidence in the
-    period that no posted payout has paid (see `gather_inputs`), as columns.
+class _Paid:
+    """What the POSTED payouts of a contract paid, in minor units, summed over their items
+    (rows and blocks together, see ledger/payout_items.py)."""
 
-    A large payout reads 100 000 of these, so this is one statement through the raw driver
-    cursor, with what was paid summed once per evidence item in a joined aggregate (a hash
-    join) rather than counted by two subqueries per row; the rows are streamed from the cursor
-    a batch at a time into five lists (no ORM or Core row, tuple list or object per item kept),
-    and the few hundred distinct days are one date object each.
+    def __init__(self) -> None:
+        self.per_pair: dict[tuple[int, str], int] = {}  # (participant, metric code) → net
+        self.unpaired: dict[str, int] = {}  # metric code → net of items without a participant (measurements)
+        self.in_period: dict[str, int] = {}  # metric code → net of OUTCOME and ADJUSTMENT items of the period
+        # evidence → its OUTCOME items less its CLAWBACK items: an item is paid while its posted
+        # payments outnumber its posted clawbacks, so one clawed back and then reinstated (a
+        # dispute upheld) is payable again
+        self.times: Counter = Counter()
+        self.row_net: dict[int, int] = {}  # evidence → net of its item rows
+        self.blocks: list[payout_items.Block] = []
+
+    def per_participant(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for (pid, _), net in self.per_pair.items():
+            out[pid] = out.get(pid, 0) + net
+        return out
+
+    def per_metric(self) -> dict[str, int]:
+        out = dict(self.unpaired)
+        for (_, code), net in self.per_pair.items():
+            out[code] = out.get(code, 0) + net
+        return out
+
+    def paid_evidence(self) -> set[int]:
+        return {eid for eid, n in self.times.items() if n > 0}
+
+    def net_of_evidence(self, wanted: set[int]) -> dict[int, int]:
+        """The net paid for each of `wanted` over all its items."""
+        out = {eid: self.row_net.get(eid, 0) for eid in wanted}
+        for b in self.blocks:
+            for eid, net in zip(b.evidence_ids, b.net):
+                if eid in wanted:
+                    out[eid] += net
+        return out
+
+
+def _paid_before(s: Session, contract_id: int, period_start: date, period_end: date) -> _Paid:
+    """The sums `gather_inputs` needs over the contract's posted payouts: three GROUP BYs over
+    the item rows (measurement items, and evidence items of payouts calculated before
+    migration 0020p) and one pass in Python over the item blocks, summed per (participant,
+    metric) only: the other sums follow from those, and what each evidence item was paid is
+    summed only for the few that are clawed back (`_Paid.net_of_evidence`)."""
+    paid = _Paid()
+    periods = dict(s.execute(
+        select(PayoutCalculation.id, (PayoutCalculation.period_start == period_start)
+               & (PayoutCalculation.period_end == period_end))
+        .where(PayoutCalculation.contract_id == contract_id, PayoutCalculation.status == "POSTED")).all())
+    if not periods:
+        return paid
+    ids = list(periods)
+    mine = PayoutItem.payout_id.in_(ids)
+    per_pair, in_period, times = paid.per_pair, paid.in_period, paid.times
+    for pid, code, net in s.execute(select(PayoutItem.participant_id, PayoutItem.metric_code,
+                                           func.sum(PayoutItem.net_minor))
+                                    .where(mine).group_by(PayoutItem.participant_id, PayoutItem.metric_code)):
+        if pid is None:
+            paid.unpaired[code] = int(net)
+        else:
+            per_pair[(pid, code)] = int(net)
+    same = [p for p, yes in periods.items() if yes]
+    if same:
+        for code, net in s.execute(select(PayoutItem.metric_code, func.sum(PayoutItem.net_minor))
+                                   .where(PayoutItem.payout_id.in_(same),
+                                          PayoutItem.kind.in_(("OUTCOME", "ADJUSTMENT")))
+                                   .group_by(PayoutItem.metric_code)):
+            in_period[code] = int(net)
+    for eid, n, net in s.execute(
+            select(PayoutItem.evidence_id, func.sum(case((PayoutItem.kind == "OUTCOME", 1),
+                                                         (PayoutItem.kind == "CLAWBACK", -1), else_=0)),
+                   func.sum(PayoutItem.net_minor))
+            .where(mine, PayoutItem.evidence_id.is_not(None)).group_by(PayoutItem.evidence_id)):
+        times[eid], paid.row_net[eid] = int(n), int(net)
+    paid.blocks = payout_items.blocks_of(s, ids)
+    pair_of = per_pair.get
+    for b in paid.blocks:
+        for pair, net in zip(zip(b.participant_ids, b.metric_codes), b.net):
+            per_pair[pair] = pair_of(pair, 0) + net
+        if set(b.kinds) == {"OUTCOME"}:  # a block of payments only (most are): counted in C
+            times.update(b.evidence_ids)
+        else:
+            for kind, eid in zip(b.kinds, b.evidence_ids):
+                times[eid] += 1 if kind == "OUTCOME" else -1 if kind == "CLAWBACK" else 0
+        if periods[b.payout_id]:
+            for kind, code, net in zip(b.kinds, b.metric_codes, b.net):
+                if kind == "OUTCOME":
+                    in_period[code] = in_period.get(code, 0) + net
+    return paid
+
+
+def _unpaid_evidence(s: Session, contract_id: int, codes: list[str], first_day: date,
+                     last_day: date, paid: set[int]) -> payouts.EvidenceColumns:
+    """(id, participant, metric, achieved on, area) of the VERIFIED rate-card evidence in the
+    period that is not in `paid` (what posted payouts have paid, see `_paid_before`), as columns.
+
+    A large payout reads 100 000 of these, so this is the bare join through the raw driver
+    cursor, the paid items left out by one set lookup each as they stream past (the posted
+    payouts' items are packed blocks, not rows SQL could join); the rows are read a batch at
+    a time into five lists (no ORM or Core row, tuple list or object per item kept), and the
+    few hundred distinct days are one date object each.
     """
     columns = payouts.EvidenceColumns([], [], [], [], [])
     if not codes:
@@ -200,14 +279,8 @@ def _unpaid_evidence(s: Session, contract_id: int, codes: list[str], first_day: 
     mark = "?" if sqlite else "%s"
     sql = ("SELECT e.id, e.participant_id, e.metric_code, e.achieved_on, p.area "
            "FROM evidence e JOIN participants p ON p.id = e.participant_id "
-           "LEFT JOIN (SELECT i.evidence_id AS evidence_id, "
-           "SUM(CASE i.kind WHEN 'OUTCOME' THEN 1 WHEN 'CLAWBACK' THEN -1 ELSE 0 END) AS times "
-           "FROM payout_items i JOIN payouts c ON c.id = i.payout_id "
-           f"WHERE c.contract_id = {mark} AND c.status = 'POSTED' AND i.evidence_id IS NOT NULL "
-           "GROUP BY i.evidence_id) paid ON paid.evidence_id = e.id "
            f"WHERE e.contract_id = {mark} AND e.status = 'VERIFIED' "
-           f"AND e.metric_code IN ({', '.join([mark] * len(codes))}) AND e.achieved_on BETWEEN {mark} AND {mark} "
-           "AND (paid.times IS NULL OR paid.times <= 0)")
+           f"AND e.metric_code IN ({', '.join([mark] * len(codes))}) AND e.achieved_on BETWEEN {mark} AND {mark}")
     # SQLite keeps dates as ISO text (as the ORM writes them)
     days = (first_day.isoformat(), last_day.isoformat()) if sqlite else (first_day, last_day)
     parsed: dict = {}  # the day as read → one date object
@@ -216,9 +289,11 @@ def _unpaid_evidence(s: Session, contract_id: int, codes: list[str], first_day: 
                                                    columns.metric_codes, columns.achieved_on, columns.areas)
     cursor = conn.connection.driver_connection.cursor()
     try:
-        cursor.execute(sql, (contract_id, contract_id, *codes, *days))
+        cursor.execute(sql, (contract_id, *codes, *days))
         while batch := cursor.fetchmany(10_000):
             for eid, pid, code, on, area in batch:
+                if paid and eid in paid:
+                    continue
                 ids.append(eid)
                 participants.append(pid)
                 metrics.append(texts.get(code) or texts.setdefault(code, code))
@@ -362,59 +437,17 @@ def _record_result(s: Session, payout: PayoutCalculation, result: payouts.Payout
     for i, share in enumerate(result.shares):
         s.add(PayoutShare(payout_id=payout.id, position=i, party_id=int(share.party_id), amount_minor=u(share.amount)))
     # a payout can have 100 000 items: the engine keeps them as columns of plain ints and strs
-    # (payouts.PayoutItems), which go to the database as they are in one bulk write (see
-    # _write_items): never an ORM object, a dict or a Decimal per item
+    # (payouts.PayoutItems), which go to the database as they are in a few packed block rows
+    # (ledger/payout_items.py): never an ORM object, a dict or a Decimal per item
     exp = m.exponent(cur)
-    measured = [(payout.id, kind, None, x.measurement_id, None, x.metric_code, int(x.gross.scaleb(exp)),
-                 int(x.capped.scaleb(exp)), int(x.net.scaleb(exp)))
+    measured = [(kind, x.measurement_id, x.metric_code, int(x.gross.scaleb(exp)), int(x.capped.scaleb(exp)),
+                 int(x.net.scaleb(exp)))
                 for kind, group in (("OUTCOME", result.measurement_items), ("ADJUSTMENT", result.adjustment_items))
                 for x in group]
     s.flush()
-    _write_items(s, payout.id, result.items, measured)
-
-
-_ITEM_COLUMNS = ("payout_id", "kind", "evidence_id", "measurement_id", "participant_id", "metric_code",
-                 "gross_minor", "capped_minor", "net_minor")
-_BATCH = 10_000  # evidence item rows per write
-
-
-def _copy_text(value: str) -> str:
-    """A str as a field of COPY's text format (backslash, tab, newline and carriage return escaped)."""
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def _write_items(s: Session, payout_id: int, items: payouts.PayoutItems, measured: list[tuple]) -> None:
-    """The payout's evidence items (columns) and measurement items (row tuples in the order of
-    `_ITEM_COLUMNS`), through the session's own connection and transaction: COPY on PostgreSQL
-    (about 5x an executemany, BENCHMARKS.md), the evidence items as COPY text made a batch at a
-    time with one format per row (their types are fixed: ids and amounts ints, kind and metric
-    code strs); one driver executemany on SQLite. Both store exactly what the ORM would."""
-    if not items and not measured:
-        return
-    conn = s.connection()
-    raw = conn.connection.driver_connection
-    columns = (items.kinds, items.evidence_ids, items.participant_ids, items.metric_codes, items.gross, items.capped,
-               items.net)
-    if conn.dialect.name == "postgresql":
-        text = {v: _copy_text(v) for v in {*items.kinds, *items.metric_codes}}
-        line = f"{int(payout_id)}\t%s\t%d\t\\N\t%d\t%s\t%d\t%d\t%d\n"
-        rows = zip(*columns)
-        with raw.cursor() as cursor:
-            with cursor.copy(f"COPY payout_items ({', '.join(_ITEM_COLUMNS)}) FROM STDIN") as copy:
-                while batch := [line % (text[kind], eid, pid, text[code], gross, capped, net)
-                                for kind, eid, pid, code, gross, capped, net in islice(rows, _BATCH)]:
-                    copy.write("".join(batch))
-                for row in measured:
-                    copy.write_row(row)
-    else:
-        cursor = raw.cursor()
-        try:
-            cursor.executemany(f"INSERT INTO payout_items ({', '.join(_ITEM_COLUMNS)}) "
-                               f"VALUES ({', '.join('?' * len(_ITEM_COLUMNS))})",
-                               chain(zip(repeat(payout_id), columns[0], columns[1], repeat(None), *columns[2:]),
-                                     measured))
-        finally:
-            cursor.close()
+    items = result.items
+    payout_items.write(s, payout.id, items.kinds, items.evidence_ids, items.participant_ids, items.metric_codes,
+                       items.gross, items.capped, items.net, measured)
 
 
 def get_payout(uow_or_session, payout_id: int, *, for_update: bool = False) -> PayoutCalculation:

@@ -374,6 +374,7 @@ def amend_contract(
 
 def _refuse_below_paid(s, contract: OutcomeContract, spec: TermsSpec) -> None:
     """BELOW_AMOUNT_PAID: no cap of an amendment may sit below what has been paid under it (PAYOUTS.md §7)."""
+    from ledger import payout_items
     from ledger.models import PayoutCalculation, PayoutItem
     paid = commitments.paid_by_payer(s, contract.id)
     if m.minor_units(spec.max_value) < sum(paid.values()):
@@ -383,11 +384,14 @@ def _refuse_below_paid(s, contract: OutcomeContract, spec: TermsSpec) -> None:
         if share.max_amount is not None and m.minor_units(share.max_amount) < paid.get(share.party_id, 0):
             raise Conflict(f"this payer has already paid {m.from_minor(paid[share.party_id], contract.currency).amount}",
                            code="BELOW_AMOUNT_PAID", field=["payerShares", str(i), "maxAmount"])
-    per_metric = dict(s.execute(
-        select(PayoutItem.metric_code, func.sum(PayoutItem.net_minor))
-        .join(PayoutCalculation, PayoutCalculation.id == PayoutItem.payout_id)
-        .where(PayoutCalculation.contract_id == contract.id, PayoutCalculation.status == "POSTED")
-        .group_by(PayoutItem.metric_code)).all())
+    posted = select(PayoutCalculation.id).where(PayoutCalculation.contract_id == contract.id,
+                                                PayoutCalculation.status == "POSTED")
+    per_metric = {code: int(v) for code, v in s.execute(
+        select(PayoutItem.metric_code, func.sum(PayoutItem.net_minor)).where(PayoutItem.payout_id.in_(posted))
+        .group_by(PayoutItem.metric_code))}
+    for block in payout_items.blocks_of(s, posted):  # the evidence items since migration 0020p
+        for code, net in zip(block.metric_codes, block.net):
+            per_metric[code] = per_metric.get(code, 0) + net
     for i, metric in enumerate(spec.metrics):
         if metric.cap_total is not None and m.minor_units(metric.cap_total) < int(per_metric.get(metric.code) or 0):
             raise Conflict(f"{metric.code} has already been paid "

@@ -17,6 +17,7 @@ metric, area, status), the periods joined in as a VALUES list, paid items filter
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
@@ -24,9 +25,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
 from sqlalchemy import exists, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from ledger import payouts, schedule
+from ledger import payout_items, payouts, schedule
 from ledger import money as m
 from ledger.models import (
     ContractTerms, Measurement, OutcomeContract, PayoutCalculation, PayoutItem, PayoutShare,
@@ -95,11 +97,27 @@ def forecast(s: Session, *, fund_id: int | None = None, contract_id: int | None 
             f"WHEN e.contract_id IN ({', '.join(bind(c, sa.Integer) for c in cids)}) THEN {bucket(ps)}"
             for ps, cids in by_schedule.items()) + " END"
     ids_sql = ", ".join(bind(cid, sa.Integer) for cid in ids)
+    posted_periods = {pid: (cid, start) for pid, cid, start in s.execute(
+        select(PayoutCalculation.id, PayoutCalculation.contract_id, PayoutCalculation.period_start)
+        .where(PayoutCalculation.contract_id.in_(ids), PayoutCalculation.status == "POSTED"))}
+    # what posted payouts paid as item blocks (since migration 0020p; the item rows are joined below)
+    blocks = payout_items.blocks_of(s, list(posted_periods)) if posted_periods else []
+    paid_in_blocks = sorted({eid for b in blocks for kind, eid in zip(b.kinds, b.evidence_ids) if kind == "OUTCOME"})
+    not_in_blocks = ""
+    if paid_in_blocks:
+        # one parameter however many items: an array on PostgreSQL, a JSON array on SQLite
+        # (both planned as a hashed or indexed set, not a comparison per id)
+        if s.get_bind().dialect.name == "postgresql":
+            params.append(sa.bindparam("paid", paid_in_blocks, type_=ARRAY(sa.BigInteger)))
+            not_in_blocks = "AND e.id NOT IN (SELECT unnest(:paid)) "
+        else:
+            params.append(sa.bindparam("paid", json.dumps(paid_in_blocks), type_=sa.Text))
+            not_in_blocks = "AND e.id NOT IN (SELECT value FROM json_each(:paid)) "
     sql = (f"SELECT e.contract_id, {period_sql} AS ps, e.metric_code, p.area, e.status, COUNT(*) "
            f"FROM evidence e JOIN participants p ON p.id = e.participant_id "
            f"WHERE e.contract_id IN ({ids_sql}) AND e.status IN ('VERIFIED', 'SUBMITTED') "
            f"AND NOT EXISTS (SELECT 1 FROM payout_items i JOIN payouts o ON o.id = i.payout_id "
-           f"WHERE i.evidence_id = e.id AND i.kind = 'OUTCOME' AND o.status = 'POSTED') "
+           f"WHERE i.evidence_id = e.id AND i.kind = 'OUTCOME' AND o.status = 'POSTED') {not_in_blocks}"
            f"GROUP BY 1, 2, 3, 4, 5")
     counts = [(cid, ps if isinstance(ps, date) else date.fromisoformat(ps), code, area, status, n)
               for cid, ps, code, area, status, n in s.execute(sa.text(sql).bindparams(*params)) if ps is not None]
@@ -121,6 +139,11 @@ def forecast(s: Session, *, fund_id: int | None = None, contract_id: int | None 
             .group_by(PayoutCalculation.contract_id, PayoutCalculation.period_start, PayoutCalculation.period_end,
                       PayoutItem.metric_code)):
         in_period[(cid, ps, code)] += int(units)
+    for b in blocks:
+        cid, ps = posted_periods[b.payout_id]
+        for kind, code, net in zip(b.kinds, b.metric_codes, b.net):
+            if kind == "OUTCOME":
+                in_period[(cid, ps, code)] += net
 
     gross: dict[tuple[int, date, str], int] = defaultdict(int)  # (contract, period start, VERIFIED|SUBMITTED)
     history: dict[int, list] = defaultdict(list)

@@ -105,3 +105,17 @@ def contract(db, fm, fund, manager, muni, prov, ver=None, *, max_value: str = "1
             contracts.activate_contract(uow, actor=fm, contract_id=c.id)
         uow.commit()
     return c
+
+
+def payout(db, fm, contract_id: int, period: tuple[date, date], *, approver=None):
+    """A payout of the period calculated by `fm`, and approved by `approver` (four eyes) if given."""
+    from ledger import calculations
+    with db.uow() as uow:
+        p = calculations.calculate_payout(uow, actor=fm, contract_id=contract_id, period_start=period[0],
+                                          period_end=period[1])
+        uow.commit()
+    if approver is not None:
+        with db.uow() as uow:
+            calculations.approve_payout(uow, actor=approver, payout_id=p.id)
+            uow.commit()
+    return p

@@ -12,7 +12,7 @@ APPEND_ONLY = ("ledger_transactions", "ledger_entries", "audit_events",
                "payout_lines", "payout_items", "payout_shares", "payments", "merkle_nodes", "effective_balance_buckets",
                "indigo_field_statuses",
                "investments", "investment_drawdowns", "distributions", "distribution_lines",
-               "distribution_receipts", "investment_closings", "document_uploads")
+               "distribution_receipts", "investment_closings", "document_uploads", "payout_item_blocks")
 
 
 def test_alembic_head_matches_the_orm(engine):

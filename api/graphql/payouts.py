@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+from bisect import bisect_left, bisect_right
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
@@ -12,14 +13,14 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from api.graphql.base import (
-    BEFORE, LAST, MAX_LIST, Connection, Money, MoneyInput, Node, UserError, Window, audited, child_page, ctx,
-    decode_cursor, decode_key_cursor, encode_cursor, from_global_id, keyset_page, list_page, load_rows, mutate,
+    BEFORE, LAST, MAX_LIST, Connection, Money, MoneyInput, Node, UserError, Window, audited, ctx,
+    decode_cursor, decode_key_cursor, edges_of, encode_cursor, from_global_id, keyset_page, list_page, load_rows, mutate,
     page_size, query_error, require_actor,
 )
 from api.graphql.ledger import LedgerTransaction, load_transaction
 from api.graphql.parties import Party, load_party
 from api.graphql.proofs import RECEIPT_DESCRIPTION, Receipt, receipt_for
-from ledger import calculations, models, settlement
+from ledger import calculations, models, payout_items, settlement
 from ledger import money as m
 from ledger.errors import DomainError
 from ledger.reads import visible_accounts, visible_contracts
@@ -114,6 +115,36 @@ class Recomputed:
     differences: list[str]
 
 
+async def load_items(info: Info, payout_id: int) -> payout_items.ItemColumns:
+    """A payout's items in id order (the order recorded), rows and packed blocks together
+    (ledger/payout_items.py); the payouts of one request are read together."""
+    c = ctx(info)
+
+    async def batch(keys: list[int]) -> list[payout_items.ItemColumns]:
+        found = await c.db.read(lambda s: payout_items.columns_of(s, keys))
+        return [found[k] for k in keys]
+    return await c.loader("payout_items", lambda: DataLoader(batch)).load(payout_id)
+
+
+def item_page(items: payout_items.ItemColumns, metric_code: str | None, window: Window, to_node) -> Connection:
+    """A page of a payout's items by keyset on the item id, as child_page makes one from SQL
+    (the same cursors, page info and totalCount); ItemRows are made for the page only."""
+    at = range(len(items)) if metric_code is None else [i for i, c in enumerate(items.metric_code) if c == metric_code]
+    ids = items.id if metric_code is None else [items.id[i] for i in at]
+    lo = 0 if window.after is None else bisect_right(ids, window.after)
+    hi = len(ids) if window.before is None else bisect_left(ids, window.before)
+    taken = range(hi - 1, max(lo, hi - window.size - 1) - 1, -1) if window.backward else \
+        range(lo, min(hi, lo + window.size + 1))
+    beyond_start = window.after is not None and not window.backward and lo > 0
+    beyond_end = window.before is not None and window.backward and hi < len(ids)
+    total = len(ids)
+
+    async def count() -> int:
+        return total
+    return edges_of([items.row(at[k]) for k in taken], lambda x: x.id, to_node, window, beyond_start, beyond_end,
+                    counter=count)
+
+
 @strawberry.type(description="What one evidence item or measurement earned in a payout, or gave back (CLAWBACK).")
 class PayoutItem:
     kind: PayoutLineKind
@@ -125,7 +156,7 @@ class PayoutItem:
     measurement_id: strawberry.Private[int | None]
 
     @classmethod
-    def from_row(cls, x: models.PayoutItem, currency: str) -> "PayoutItem":
+    def from_row(cls, x: payout_items.ItemRow, currency: str) -> "PayoutItem":
         return cls(kind=PayoutLineKind(x.kind), metric_code=x.metric_code, gross=Money.minor(x.gross_minor, currency),
                    capped=Money.minor(x.capped_minor, currency), net=Money.minor(x.net_minor, currency),
                    evidence_id=x.evidence_id, measurement_id=x.measurement_id)
@@ -174,31 +205,18 @@ class Payout(Node):
     @strawberry.field(description="Every evidence item and measurement the payout paid or clawed back. "
                                   "`itemsConnection` is the paged form, with totalCount and paging both ways.")
     async def items(self, info: Info, metric_code: MetricCodeArg = None) -> list[PayoutItem]:
-        c = ctx(info)
-
-        async def batch(keys: list[int]) -> list[list[PayoutItem]]:
-            def q(s):
-                out = {k: [] for k in keys}
-                rows = s.execute(select(models.PayoutItem, models.PayoutCalculation.currency)
-                                 .join(models.PayoutCalculation, models.PayoutCalculation.id == models.PayoutItem.payout_id)
-                                 .where(models.PayoutItem.payout_id.in_(keys)).order_by(models.PayoutItem.id)).all()
-                for x, cur in rows:
-                    out[x.payout_id].append(PayoutItem.from_row(x, cur))
-                return out
-            found = await c.db.read(q)
-            return [found[k] for k in keys]
-        items = await c.loader("payout_items", lambda: DataLoader(batch)).load(self.pk)
-        return [x for x in items if metric_code is None or x.metric_code == metric_code]
+        items = await load_items(info, self.pk)
+        return [PayoutItem.from_row(x, self.total.code) for x in items.rows()
+                if metric_code is None or x.metric_code == metric_code]
 
     @strawberry.field(description="The payout's evidence items and measurements a page at a time, in the order they "
                                   "were recorded: the same ones as `items`.")
     async def items_connection(self, info: Info, metric_code: MetricCodeArg = None, first: int | None = None,
                                after: str | None = None, last: Annotated[int | None, LAST] = None,
                                before: Annotated[str | None, BEFORE] = None) -> Connection[PayoutItem]:
-        rows = await child_page(info, "payout_items", models.PayoutItem, models.PayoutItem.payout_id, self.pk,
-                                first=first, after=after, last=last, before=before, to_node=lambda row: row,
-                                filters={"metric_code": metric_code} if metric_code is not None else None)
-        return rows.mapped(lambda row: PayoutItem.from_row(row, self.total.code))
+        window = Window.of(first, after, last, before)
+        return item_page(await load_items(info, self.pk), metric_code, window,
+                         lambda x: PayoutItem.from_row(x, self.total.code))
 
     @strawberry.field(description="The ledger transaction that posted this payout.")
     async def transaction(self, info: Info) -> LedgerTransaction | None:

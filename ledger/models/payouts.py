@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ledger.models.base import Base, DecimalText, UTCDateTime, utcnow
@@ -68,7 +68,12 @@ class PayoutLine(Base):
 
 
 class PayoutItem(Base):
-    """What one evidence item or measurement earned (or, for a clawback, gave back)."""
+    """What one evidence item or measurement earned (or, for a clawback, gave back).
+
+    Since migration 0020p a payout's evidence items are recorded in `PayoutItemBlock`s; this
+    table keeps its measurement items (a few per payout) and the evidence items of payouts
+    calculated before (read beside the blocks, see ledger/payout_items.py).
+    """
 
     __tablename__ = "payout_items"
     # No foreign keys (migration 0019p): a key costs a lookup per item, 100 000 in a large
@@ -92,6 +97,36 @@ class PayoutItem(Base):
     gross_minor: Mapped[int] = mapped_column(BigInteger)
     capped_minor: Mapped[int] = mapped_column(BigInteger)
     net_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class PayoutItemBlock(Base):
+    """Up to `ledger.payout_items.BLOCK` evidence items of one payout as one compact, append-only row.
+
+    One row per few thousand items instead of one per item: a payout over 100 000 items
+    writes 13 rows, not 100 000 rows and their index entries (migration 0020p). The items
+    keep the ids they would have had as rows (first_item_id onwards, taken from the
+    payout_items id sequence), so each is still traced amount → payout → evidence.
+    `packed` holds six columns of little-endian signed 64-bit integers, item_count values each:
+    evidence id, participant id, an index into `names`, gross, capped and net in minor units
+    (whole öre: never a float). `names` is the block's distinct "KIND METRIC_CODE" pairs, one per
+    line. Evidence → payout: the blocks whose min..max evidence id range holds an id
+    (ix_payout_item_blocks_evidence), membership checked in the block.
+    """
+
+    __tablename__ = "payout_item_blocks"
+    __table_args__ = (
+        Index("ix_payout_item_blocks_evidence", "min_evidence_id", "max_evidence_id"),
+        CheckConstraint("item_count > 0", name="item_count_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"), index=True)
+    first_item_id: Mapped[int] = mapped_column(BigInteger)
+    item_count: Mapped[int] = mapped_column(Integer)
+    min_evidence_id: Mapped[int] = mapped_column(BigInteger)
+    max_evidence_id: Mapped[int] = mapped_column(BigInteger)
+    names: Mapped[str] = mapped_column(Text)
+    packed: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class PayoutShare(Base):

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ledger import commitments, schedule
+from ledger import commitments, payout_items, schedule
 from ledger import money as m
 from ledger.access import Actor, require_role
 from ledger.chart import fund_position
@@ -145,11 +145,19 @@ def read_facts(s: Session, contract: OutcomeContract) -> indigo.ProjectFacts:
         for payout_id, code, q in s.execute(select(PayoutLine.payout_id, PayoutLine.metric_code, PayoutLine.quantity)
                                             .where(PayoutLine.payout_id.in_(posted_ids))):
             qty[(payout_id, code)] += q
-        positive = dict(((pid, code), n) for pid, code, n in s.execute(
-            select(PayoutItem.payout_id, PayoutItem.metric_code, func.count(distinct(PayoutItem.participant_id)))
-            .where(PayoutItem.payout_id.in_(posted_ids), PayoutItem.kind == "OUTCOME",
-                   PayoutItem.evidence_id.is_not(None))
-            .group_by(PayoutItem.payout_id, PayoutItem.metric_code)))
+        # participants with a positive outcome per payout and metric: their evidence items, as
+        # rows (payouts calculated before migration 0020p) and as item blocks
+        who: dict[tuple[int, str], set] = defaultdict(set)
+        for pid, code, participant in s.execute(
+                select(PayoutItem.payout_id, PayoutItem.metric_code, PayoutItem.participant_id)
+                .where(PayoutItem.payout_id.in_(posted_ids), PayoutItem.kind == "OUTCOME",
+                       PayoutItem.evidence_id.is_not(None), PayoutItem.participant_id.is_not(None)).distinct()):
+            who[(pid, code)].add(participant)
+        for block in payout_items.blocks_of(s, posted_ids):
+            for kind, code, participant in zip(block.kinds, block.metric_codes, block.participant_ids):
+                if kind == "OUTCOME":
+                    who[(block.payout_id, code)].add(participant)
+        positive = {key: len(people) for key, people in who.items()}
         measured = {}
         for pid, code, observed, cohort in s.execute(
                 select(PayoutItem.payout_id, PayoutItem.metric_code, Measurement.observed_value, Measurement.cohort_size)

@@ -130,6 +130,9 @@ class UnitOfWork:
 
     may_rerun = False
     chain_memory_failed = False  # a posting from the chain memory failed: the transaction with it
+    # its postings from the chain memory are queued in the connection's pipeline, not waited for
+    # (`queue_statement`): a group commit batch's first run, whose runner syncs them
+    queue_postings = False
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -211,6 +214,14 @@ class GroupCommit:
     again, it reads what the database holds then. (A unit of work may therefore run more than
     once; only its last run commits, and its caller gets that run's result.)
 
+    Nor does the writer wait for each posting's statement: in a batch's first run, postings from
+    the chain memory are queued in a psycopg pipeline (`queue_statement`), so the server runs one
+    while the writer builds the next, and the batch waits for them all before its commit (and
+    before any statement SQLAlchemy sends). If any failed — the memory was out of date because
+    another process posted — or any unit of work raised while postings were queued (whose error
+    it is cannot be told then), the batch is rolled back and run again without queueing and with
+    a savepoint per posting, where each error is its own caller's.
+
     What stays as it was:
     - Each caller's unit of work is whole: its posting and its other writes (payout rows,
       evidence status, the idempotency record) commit together or not at all. A caller whose
@@ -245,6 +256,7 @@ class GroupCommit:
         self.batches = 0  # committed batches and the units of work in them, for benchmarks
         self.committed = 0
         self.reruns = 0  # batches run again after a unit of work failed or the chain memory was stale
+        _sync_before_statements(engine)
 
     def submit(self, fn):
         """Run `fn(uow)` in a batch; its result once the batch is durable, or its error."""
@@ -299,12 +311,14 @@ class GroupCommit:
         with self.engine.connect() as conn:
             while pending:
                 transaction = conn.begin()
+                conn.info.pop(_QUEUED, None)
                 try:
                     failed = self._run_all(conn, transaction, pending, may_rerun)
                     if failed is None:
                         transaction.commit()  # durable now
                         break
                 finally:
+                    sync_queued(conn, discard=True)
                     if transaction.is_active:
                         transaction.rollback()
                 # nothing of this run committed: answer the one that failed, run the others again
@@ -331,16 +345,22 @@ class GroupCommit:
             # the session joins the batch's transaction: its commit commits nothing, its rollback
             # (a unit of work that raised) rolls the whole transaction back
             uow._factory = lambda: Session(bind=conn, expire_on_commit=False, join_transaction_mode="rollback_only")
-            uow.may_rerun = may_rerun
+            uow.may_rerun = uow.queue_postings = may_rerun
             try:
                 with uow:
                     job.result = job.fn(uow)
                     if not uow._committed:
                         uow.commit()
             except BaseException as exc:  # noqa: BLE001 - the caller's own error, for the caller
-                return job, None if uow.chain_memory_failed else exc
+                # with postings queued, the error may be an earlier one's, come out late: the
+                # run without queueing says whose it is
+                return job, None if uow.chain_memory_failed or conn.info.get(_QUEUED) else exc
             if not transaction.is_active:
                 return job, RuntimeError("a unit of work ended its group commit batch's transaction")
+        try:
+            sync_queued(conn)
+        except Exception:  # noqa: BLE001 - a queued posting failed (the memory was out of date): whose, the rerun says
+            return jobs[0], None
         return None
 
     def _commit_alone(self, job: "_Job") -> None:
@@ -354,6 +374,51 @@ class GroupCommit:
             self.batches += 1
             self.committed += 1
         job.done.set()
+
+
+_QUEUE = "utfall_queued_statements"  # in a batch connection's info: its open pipeline and cursor
+_QUEUED = "utfall_queued_in_run"  # set once a statement was queued in the batch's current run
+
+
+def queue_statement(conn, sql: str, params) -> None:
+    """Send `sql` on `conn` (PostgreSQL) in a pipeline left open, without waiting for its
+    result: in a group commit batch the next unit of work is built while the server runs this
+    one's posting. Its error, if any, comes out when the pipeline is synced (`sync_queued`),
+    which the batch does before its commit, and before any statement SQLAlchemy sends."""
+    queued = conn.info.get(_QUEUE)
+    if queued is None:
+        raw = conn.connection.driver_connection
+        pipeline = raw.pipeline()
+        pipeline.__enter__()
+        queued = conn.info[_QUEUE] = (pipeline, raw.cursor())
+    conn.info[_QUEUED] = True
+    queued[1].execute(sql, params)
+
+
+def sync_queued(conn, *, discard: bool = False) -> None:
+    """Wait for the statements queued on `conn` and leave pipeline mode; raises the first one's
+    error (unless `discard`: the transaction is being rolled back anyway)."""
+    queued = conn.info.pop(_QUEUE, None)
+    if queued is None:
+        return
+    try:
+        queued[0].__exit__(None, None, None)
+    except Exception:  # noqa: BLE001 - for a rollback, what failed no longer matters
+        if not discard:
+            raise
+
+
+def _sync_before_statements(engine: Engine) -> None:
+    """SQLAlchemy's statements on a batch connection wait for the postings queued before them
+    (their results, a rowcount, must be the statement's own)."""
+    if getattr(engine, "_utfall_syncs_queued", False):
+        return
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _sync(conn, *_args):
+        if _QUEUE in conn.info:
+            sync_queued(conn)
+    engine._utfall_syncs_queued = True
 
 
 def _forget_chain_memory(engine: Engine) -> None:

@@ -29,7 +29,7 @@ The posting path's concurrency design (ops/SCALING.md, "What serialises")
   run one after another in one database transaction and commit together (one that raises
   rolls the batch back and the others run again without it); the head lock is taken once and
   one flush serves the batch; each posting of the batch takes the head its predecessor wrote
-  from the chain memory, as above.
+  from the chain memory, as above, its statement queued in a pipeline rather than waited for.
 - Several processes: each has its own writer today, and their batches take turns at the
   head lock; how they should share one writer is in ops/SCALING.md.
 
@@ -70,7 +70,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ledger import effective_balances
 from ledger import money as m
 from ledger import chain_ranges, tree
-from ledger.db import StaleChainMemory, UnitOfWork
+from ledger.db import StaleChainMemory, UnitOfWork, queue_statement
 from ledger.errors import Conflict, NotFound, ValidationError
 from ledger.models import GENESIS_HASH, Account, Entry, LedgerHead, Transaction, utcnow
 
@@ -448,7 +448,7 @@ class _PipelinedStatements(_CoreStatements):
         sql, params = self._statement(writes, writes.tx["sequence"] - 1)
         self._run(sql, lambda: self._execute(sql, params))
 
-    def write_remembered(self, writes: "_Writes", *, rerun: bool = False) -> bool:
+    def write_remembered(self, writes: "_Writes", *, rerun: bool = False, queue: bool = False) -> bool:
         """`write` for a posting that took the head (and perhaps balances) from the chain memory,
         in one round trip: the head moves only from the remembered one, every balance only from
         the one the posting computed from. False if the memory was out of date, or any write
@@ -456,9 +456,13 @@ class _PipelinedStatements(_CoreStatements):
         transaction is as before, for the posting to be made again from the database.
 
         `rerun`: the unit of work is rerun whole if this fails (`UnitOfWork.may_rerun`), so no
-        savepoint is sent; False then leaves the transaction failed, for the rerun to roll back."""
+        savepoint is sent; False then leaves the transaction failed, for the rerun to roll back.
+        `queue`: not even waited for (`ledger.db.queue_statement`, a group commit batch's first run)."""
         import psycopg
         sql, params = self._statement(writes, writes.tx["sequence"] - 1)
+        if queue:
+            queue_statement(self.conn, sql, params)  # its failure fails the batch's run, which reruns
+            return True
         if rerun:
             try:
                 self._execute(sql, params)
@@ -650,7 +654,8 @@ def post(
         recalled = memory.recall(ids)
         if recalled is not None:
             try:
-                made = _post_from_memory(io, conn, recalled, ids, postings, what, rerun=uow.may_rerun)
+                made = _post_from_memory(io, conn, recalled, ids, postings, what, rerun=uow.may_rerun,
+                                         queue=uow.queue_postings)
             except Exception:  # noqa: BLE001 - anything the memory made go wrong is decided afresh below
                 made = None
             except BaseException:
@@ -712,7 +717,7 @@ def post(
 
 
 def _post_from_memory(io: _PipelinedStatements, conn: Connection, recalled: tuple, ids: list[int],
-                      postings: Sequence[Posting], what: dict, *, rerun: bool) -> "_Made | None":
+                      postings: Sequence[Posting], what: dict, *, rerun: bool, queue: bool) -> "_Made | None":
     """The posting made from the chain memory's head, balances and nodes (accounts it does not
     hold read without the head lock), written in one round trip; None if the database found the
     memory out of date (nothing of it written; with `rerun`, the transaction failed)."""
@@ -721,7 +726,7 @@ def _post_from_memory(io: _PipelinedStatements, conn: Connection, recalled: tupl
     if missing:
         accounts.update(io.read_accounts(missing))
     made = _prepared(conn, head, accounts, postings, what, known=nodes)
-    return made if io.write_remembered(made.writes, rerun=rerun) else None
+    return made if io.write_remembered(made.writes, rerun=rerun, queue=queue) else None
 
 
 @dataclass(frozen=True)

@@ -114,8 +114,25 @@ def read_engine(engine: Engine) -> Engine:
     return engine.execution_options(sqlite_begin="BEGIN")
 
 
+class StaleChainMemory(Exception):
+    """A posting from the chain memory (ledger.journal.ChainMemory) found it out of date in a
+    unit of work that may be rerun (`UnitOfWork.may_rerun`): its transaction has failed, and
+    whoever runs the unit of work rolls it back and runs it again, reading the head afresh."""
+
+
 class UnitOfWork:
-    """One use case, one database transaction. Use as a context manager; call `commit()`."""
+    """One use case, one database transaction. Use as a context manager; call `commit()`.
+
+    `may_rerun`: whoever runs it will roll it back and run it again, whole, if its chain memory
+    was out of date (`chain_memory_failed`), so a posting needs no savepoint of its own to fall
+    back to (one statement less on PostgreSQL). Only runners that do so set it (`run_rerunnable`).
+    """
+
+    may_rerun = False
+    chain_memory_failed = False  # a posting from the chain memory failed: the transaction with it
+    # its postings from the chain memory are queued in the connection's pipeline, not waited for
+    # (`queue_statement`): a group commit batch's first run, whose runner syncs them
+    queue_postings = False
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -144,6 +161,9 @@ class UnitOfWork:
 
     def commit(self) -> None:
         assert self.session is not None
+        if self.chain_memory_failed:
+            # its transaction failed (a use case swallowed the error): never report it committed
+            raise StaleChainMemory("the unit of work's transaction failed on an out-of-date chain memory")
         self.session.commit()
         self._committed = True
 
@@ -156,6 +176,25 @@ class UnitOfWork:
         return self.engine.dialect.name
 
 
+def run_rerunnable(make_uow, fn):
+    """`fn(uow)` in a unit of work from `make_uow()`, committed unless `fn` did; `fn`'s result.
+    If its chain memory turned out to be out of date (no savepoint was spent on that chance), it
+    is rolled back and run once more, then with savepoints for its postings to fall back to."""
+    for may_rerun in (True, False):
+        uow = make_uow()
+        uow.may_rerun = may_rerun
+        try:
+            with uow:
+                result = fn(uow)
+                if not uow._committed:
+                    uow.commit()
+                return result
+        except BaseException:
+            if not uow.chain_memory_failed:
+                raise
+    raise AssertionError("unreachable: the second run has no chain memory to fail on")
+
+
 class GroupCommit:
     """Units of work from many threads committed in batches by one writer at a time (PostgreSQL).
 
@@ -164,15 +203,30 @@ class GroupCommit:
     Here a caller hands its unit of work (`fn(uow)`) over and waits. Whoever finds no writer
     at work becomes the writer (leader/follower: no extra thread, and a lone caller runs its
     own work without a hand-over): it takes every waiting unit of work (up to `max_batch`) and
-    runs them one after another in ONE database transaction on one connection, each in a
-    SAVEPOINT of its own, then commits once — one head lock acquisition and one flush for the
-    whole batch — and goes on while others wait.
+    runs them one after another in ONE database transaction on one connection, then commits
+    once — one head lock acquisition and one flush for the whole batch — and goes on while
+    others wait.
+
+    No savepoint per unit of work (a round trip's worth of Python each): if one raises, the
+    whole transaction is rolled back, that caller gets its error, the chain memory is forgotten
+    and the batch's other units of work run again without it, from the start. That is correct
+    because nothing of the batch was committed, and each unit of work is whole by itself: run
+    again, it reads what the database holds then. (A unit of work may therefore run more than
+    once; only its last run commits, and its caller gets that run's result.)
+
+    Nor does the writer wait for each posting's statement: in a batch's first run, postings from
+    the chain memory are queued in a psycopg pipeline (`queue_statement`), so the server runs one
+    while the writer builds the next, and the batch waits for them all before its commit (and
+    before any statement SQLAlchemy sends). If any failed — the memory was out of date because
+    another process posted — or any unit of work raised while postings were queued (whose error
+    it is cannot be told then), the batch is rolled back and run again without queueing and with
+    a savepoint per posting, where each error is its own caller's.
 
     What stays as it was:
     - Each caller's unit of work is whole: its posting and its other writes (payout rows,
-      evidence status, the idempotency record) are in its savepoint together and commit
-      together. A caller whose work raises is rolled back to its savepoint alone and gets
-      its error at once; the rest of the batch is untouched.
+      evidence status, the idempotency record) commit together or not at all. A caller whose
+      work raises gets its error at once and leaves nothing behind; the rest of the batch
+      commits without it.
     - A caller is answered only after the batch's COMMIT has returned, so an acknowledged
       unit of work is durable; a process killed mid-batch loses only unanswered work (the
       transaction never committed). If the COMMIT itself fails, every caller of the batch
@@ -180,10 +234,10 @@ class GroupCommit:
     - The chain is one linear sequence: units of work in a batch run one at a time in one
       transaction, each posting taking the head its predecessor in the batch wrote (from the
       process's chain memory, `ledger.journal.ChainMemory`, checked by the database when the
-      head moves; a caller rolled back to its savepoint takes its head move with it, and the
-      next posting finds the memory out of date and reads the head).
-    - A batch of one (a lone caller, the writer idle) runs as a unit of work of its own, with
-      no savepoint: one client pays nothing for the group commit.
+      head moves; if the memory was out of date — another process posted — the batch is
+      rolled back and run again, its first posting reading the head afresh).
+    - A batch of one (a lone caller, the writer idle) runs as a unit of work of its own: one
+      client pays nothing for the group commit.
     - Idempotency: a repeated key within a batch sees the first one's record (same
       transaction); across processes the unique key waits for the other's commit, as before.
 
@@ -201,7 +255,8 @@ class GroupCommit:
         self._writer = threading.Lock()  # held by the caller that is writing batches
         self.batches = 0  # committed batches and the units of work in them, for benchmarks
         self.committed = 0
-        _defer_releases(engine)
+        self.reruns = 0  # batches run again after a unit of work failed or the chain memory was stale
+        _sync_before_statements(engine)
 
     def submit(self, fn):
         """Run `fn(uow)` in a batch; its result once the batch is durable, or its error."""
@@ -251,38 +306,68 @@ class GroupCommit:
                         job.done.set()
 
     def _commit(self, batch: list["_Job"]) -> None:
-        ok: list[_Job] = []
+        pending = list(batch)
+        may_rerun = True  # postings may go without a savepoint; once the memory failed, with one
         with self.engine.connect() as conn:
-            conn.info[_RELEASES] = []
-            try:
-                with conn.begin():
-                    for job in batch:
-                        try:
-                            self._run(conn, job)
-                        except BaseException as exc:  # noqa: BLE001 - the caller's own error, for the caller
-                            job.error = exc
-                            job.done.set()  # rolled back to its savepoint: nothing of it will commit
-                        else:
-                            ok.append(job)
-                # leaving `conn.begin()` without an exception has committed the batch: durable now
-                # (a COMMIT releases every savepoint: the last caller's release is never sent)
-            finally:
-                del conn.info[_RELEASES]  # the info outlives this checkout; the deferral must not
+            while pending:
+                transaction = conn.begin()
+                conn.info.pop(_QUEUED, None)
+                try:
+                    failed = self._run_all(conn, transaction, pending, may_rerun)
+                    if failed is None:
+                        transaction.commit()  # durable now
+                        break
+                finally:
+                    sync_queued(conn, discard=True)
+                    if transaction.is_active:
+                        transaction.rollback()
+                # nothing of this run committed: answer the one that failed, run the others again
+                self.reruns += 1
+                job, error = failed
+                if error is None:  # not its fault: the chain memory was out of date
+                    may_rerun = False
+                else:
+                    job.error = error
+                    job.done.set()
+                    pending.remove(job)
+                _forget_chain_memory(self.engine)  # it holds what the rollback undid
         self.batches += 1
-        self.committed += len(ok)
-        for job in ok:
+        self.committed += len(batch) - sum(job.error is not None for job in batch)
+        for job in batch:
             job.done.set()
 
-    def _commit_alone(self, job: "_Job") -> None:
-        """A batch of one unit of work: its own transaction, as without group commit (no
-        savepoint to open and release: a lone caller pays nothing for the group commit)."""
-        uow = UnitOfWork(self.engine)
-        uow._factory = lambda: Session(bind=self.engine, expire_on_commit=False)
+    @staticmethod
+    def _run_all(conn, transaction, jobs: list["_Job"], may_rerun: bool):
+        """Run `jobs` in order in `transaction`: None if all ran; else (the job that failed, its
+        error, or None if it failed only on an out-of-date chain memory)."""
+        for job in jobs:
+            uow = UnitOfWork(conn.engine)
+            # the session joins the batch's transaction: its commit commits nothing, its rollback
+            # (a unit of work that raised) rolls the whole transaction back
+            uow._factory = lambda: Session(bind=conn, expire_on_commit=False, join_transaction_mode="rollback_only")
+            uow.may_rerun = uow.queue_postings = may_rerun
+            try:
+                with uow:
+                    job.result = job.fn(uow)
+                    if not uow._committed:
+                        uow.commit()
+            except BaseException as exc:  # noqa: BLE001 - the caller's own error, for the caller
+                # with postings queued, the error may be an earlier one's, come out late: the
+                # run without queueing says whose it is
+                return job, None if uow.chain_memory_failed or conn.info.get(_QUEUED) else exc
+            if not transaction.is_active:
+                return job, RuntimeError("a unit of work ended its group commit batch's transaction")
         try:
-            with uow:
-                job.result = job.fn(uow)
-                if not uow._committed:
-                    uow.commit()
+            sync_queued(conn)
+        except Exception:  # noqa: BLE001 - a queued posting failed (the memory was out of date): whose, the rerun says
+            return jobs[0], None
+        return None
+
+    def _commit_alone(self, job: "_Job") -> None:
+        """A batch of one unit of work: its own transaction, as without group commit (a lone
+        caller pays nothing for the group commit)."""
+        try:
+            job.result = run_rerunnable(lambda: UnitOfWork(self.engine), job.fn)
         except BaseException as exc:  # noqa: BLE001 - the caller's own error, for the caller
             job.error = exc
         else:
@@ -290,50 +375,55 @@ class GroupCommit:
             self.committed += 1
         job.done.set()
 
-    def _run(self, conn, job: "_Job") -> None:
-        uow = UnitOfWork(self.engine)
-        uow._factory = lambda: Session(bind=conn, expire_on_commit=False, join_transaction_mode="create_savepoint")
-        with uow:
-            job.result = job.fn(uow)
-            if not uow._committed:
-                uow.commit()  # releases this caller's savepoint only
+
+_QUEUE = "utfall_queued_statements"  # in a batch connection's info: its open pipeline and cursor
+_QUEUED = "utfall_queued_in_run"  # set once a statement was queued in the batch's current run
 
 
-_RELEASES = "utfall_deferred_releases"  # in a batch connection's info: savepoints released, not yet sent
+def queue_statement(conn, sql: str, params) -> None:
+    """Send `sql` on `conn` (PostgreSQL) in a pipeline left open, without waiting for its
+    result: in a group commit batch the next unit of work is built while the server runs this
+    one's posting. Its error, if any, comes out when the pipeline is synced (`sync_queued`),
+    which the batch does before its commit, and before any statement SQLAlchemy sends."""
+    queued = conn.info.get(_QUEUE)
+    if queued is None:
+        raw = conn.connection.driver_connection
+        pipeline = raw.pipeline()
+        pipeline.__enter__()
+        queued = conn.info[_QUEUE] = (pipeline, raw.cursor())
+    conn.info[_QUEUED] = True
+    queued[1].execute(sql, params)
 
 
-def _defer_releases(engine: Engine) -> None:
-    """In a group commit batch, a savepoint's RELEASE is sent with the next SAVEPOINT, in one
-    round trip, instead of in one of its own: a caller's release goes with the next caller's
-    savepoint.
-
-    Safe: a released savepoint is never rolled back to, so keeping it open longer changes
-    nothing but where PostgreSQL nests what follows: statements sent while its release is
-    pending run inside it, and it is inside the savepoint that encloses them (the caller's),
-    so rolling that one back undoes them as before, and releasing it keeps them. The batch's
-    COMMIT (or rollback) ends every savepoint still open. Connections outside a batch (no list
-    in their info) send their releases as before."""
-    dialect = engine.dialect
-    if getattr(dialect, "_utfall_defers_releases", False):
+def sync_queued(conn, *, discard: bool = False) -> None:
+    """Wait for the statements queued on `conn` and leave pipeline mode; raises the first one's
+    error (unless `discard`: the transaction is being rolled back anyway)."""
+    queued = conn.info.pop(_QUEUE, None)
+    if queued is None:
         return
-    release, savepoint = dialect.do_release_savepoint, dialect.do_savepoint
+    try:
+        queued[0].__exit__(None, None, None)
+    except Exception:  # noqa: BLE001 - for a rollback, what failed no longer matters
+        if not discard:
+            raise
 
-    def do_release_savepoint(connection, name):
-        pending = connection.info.get(_RELEASES)
-        if pending is None:
-            return release(connection, name)
-        pending.append(name)
 
-    def do_savepoint(connection, name):
-        pending = connection.info.get(_RELEASES)
-        if not pending:
-            return savepoint(connection, name)
-        sql = "; ".join([f"RELEASE SAVEPOINT {n}" for n in pending] + [f"SAVEPOINT {name}"])
-        pending.clear()
-        connection.exec_driver_sql(sql)
+def _sync_before_statements(engine: Engine) -> None:
+    """SQLAlchemy's statements on a batch connection wait for the postings queued before them
+    (their results, a rowcount, must be the statement's own)."""
+    if getattr(engine, "_utfall_syncs_queued", False):
+        return
 
-    dialect.do_release_savepoint, dialect.do_savepoint = do_release_savepoint, do_savepoint
-    dialect._utfall_defers_releases = True
+    @event.listens_for(engine, "before_cursor_execute")
+    def _sync(conn, *_args):
+        if _QUEUE in conn.info:
+            sync_queued(conn)
+    engine._utfall_syncs_queued = True
+
+
+def _forget_chain_memory(engine: Engine) -> None:
+    from ledger.journal import chain_memory  # the journal builds on this module
+    chain_memory(engine).forget()
 
 
 class _Job:
@@ -362,14 +452,17 @@ class Database:
         self.group_commit: GroupCommit | None = GroupCommit(self.engine) if use_group else None
 
     def write(self, fn):
-        """Run `fn(uow)` as one unit of work and commit it (unless `fn` did); `fn`'s result."""
+        """Run `fn(uow)` as one unit of work and commit it (unless `fn` did); `fn`'s result.
+        `fn` may run more than once (`run_rerunnable`); only its last run commits."""
         if self.group_commit is not None:
             return self.group_commit.submit(fn)
-        with self.uow() as uow:
-            result = fn(uow)
-            if not uow._committed:
-                uow.commit()
-            return result
+        if self._shared:  # a savepoint of a test's transaction: its postings keep savepoints of their own
+            with self.uow() as uow:
+                result = fn(uow)
+                if not uow._committed:
+                    uow.commit()
+                return result
+        return run_rerunnable(self.uow, fn)
 
     @property
     def dialect(self) -> str:

@@ -122,9 +122,9 @@ def record(conn: Connection, sequence: int, effective_date: date, entries: Itera
     conn.execute(_insert_from_latest(len(keys)), params)
 
 
-# `record` on PostgreSQL, as driver SQL with one array per column, so a posting sends it in the
-# pipeline of its other writes (ledger.journal): the same rows, each total the bucket's latest
-# plus the move, read by the statement itself under the chain head lock.
+# `record` on PostgreSQL, as driver SQL with one array per column, so a posting sends it within
+# its one writing statement (ledger.journal): the same rows, each total the bucket's latest plus
+# the move, read by the statement itself under the chain head lock.
 RECORD_POSTGRESQL = (
     "INSERT INTO effective_balance_buckets (account_id, level, bucket, sequence, cumulative_minor) "
     "SELECT v.a, v.l, v.b, %(sequence)s, v.m + COALESCE((SELECT x.cumulative_minor FROM effective_balance_buckets "

@@ -15,18 +15,21 @@ The posting path's concurrency design (ops/SCALING.md, "What serialises")
 -----------------------------------------------------------------------
 - Fewer round trips under the lock: on PostgreSQL a posting takes the head, the balances and
   the Merkle frontier this process last wrote from its chain memory (`ChainMemory`, across
-  transactions) and sends every write in ONE pipelined round trip, whose first statement takes
-  the head lock and moves the head only from the remembered one, and whose balance update
-  moves each balance only from the one the posting computed from; then the unit of work's
-  commit. Anything the memory missed (another process, a rollback, a closing) makes those
-  statements fail: the posting's writes roll back to a savepoint of their own and it is made
-  again as without memory — the head lock and the accounts in one round trip (PostgreSQL runs
-  them in order, each with its own READ COMMITTED snapshot, so the accounts are read after the
-  lock is granted), every write in one more (`_PipelinedStatements`).
+  transactions) and sends every write in ONE statement, which takes the head lock first and
+  moves the head only from the remembered one, and moves each balance only from the one the
+  posting computed from; then the unit of work's commit. Anything the memory missed (another
+  process, a rollback, a closing) makes that statement fail. Then either the posting's writes
+  roll back to a savepoint of their own, sent in the same round trip, and it is made again as
+  without memory — the head lock and the accounts in one round trip (PostgreSQL runs them in
+  order, each with its own READ COMMITTED snapshot, so the accounts are read after the lock is
+  granted), every write in one more (`_PipelinedStatements`); or, in a unit of work its runner
+  reruns whole (`UnitOfWork.may_rerun`: `Database.write`, the group commit), no savepoint is
+  spent on that chance: the transaction fails, and the unit of work runs again from the start.
 - Group commit (`ledger.db.GroupCommit`, UTFALL_GROUP_COMMIT=1): units of work of one process
-  run one after another in one database transaction, a savepoint each, and commit together;
-  the head lock is taken once and one flush serves the batch; each posting of the batch takes
-  the head its predecessor wrote from the chain memory, as above.
+  run one after another in one database transaction and commit together (one that raises
+  rolls the batch back and the others run again without it); the head lock is taken once and
+  one flush serves the batch; each posting of the batch takes the head its predecessor wrote
+  from the chain memory, as above, its statement queued in a pipeline rather than waited for.
 - Several processes: each has its own writer today, and their batches take turns at the
   head lock; how they should share one writer is in ops/SCALING.md.
 
@@ -59,15 +62,15 @@ from datetime import date, datetime, timezone
 from itertools import chain
 from json.encoder import encode_basestring
 
-from sqlalchemy import bindparam, exc as sa_exc, func, insert, inspect, select, update
+from sqlalchemy import bindparam, exc as sa_exc, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session, configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ledger import effective_balances
 from ledger import money as m
 from ledger import chain_ranges, tree
-from ledger.db import UnitOfWork
+from ledger.db import StaleChainMemory, UnitOfWork, queue_statement
 from ledger.errors import Conflict, NotFound, ValidationError
 from ledger.models import GENESIS_HASH, Account, Entry, LedgerHead, Transaction, utcnow
 
@@ -315,61 +318,62 @@ class _PipelinedStatements(_CoreStatements):
     """The same writes on PostgreSQL, sent through psycopg's pipeline mode on the session's own
     connection and transaction, as driver SQL (SQLAlchemy's execute path costs more Python than
     the round trip). A posting from the chain memory (`ChainMemory`) sends every write in ONE
-    round trip, the head lock taken by its first statement; a posting that reads the head sends
-    the head lock and the accounts in one round trip and every write in one more. The commit is
+    round trip and one statement (`WRITES`), the head lock taken first; a posting that reads the
+    head sends the head lock and the accounts in one round trip and that statement in one more
+    (a pipeline only where psycopg must begin the transaction, so its BEGIN goes along). The commit is
     the unit of work's. The head lock is held for a posting's round trips and its commit, so
     fewer of them is more postings per second for every client at once.
 
     Safe to pipeline: PostgreSQL runs the queued statements one after another in order, each
     READ COMMITTED statement with its own snapshot, so the accounts are read only once the head
     lock is granted — exactly as when sent one by one. (One statement locking the head and
-    reading the accounts together would read them in a snapshot taken before the lock wait.)
+    reading the accounts together would read them in a snapshot taken before the lock wait; the
+    writing statement's own reads are safe there, see `WRITES`.)
     A failed statement in the pipeline raises on sync as the DBAPI error SQLAlchemy would have
     wrapped; it is wrapped the same way here, so the unit of work maps it as before."""
 
     LOCK_HEAD = "SELECT sequence, hash, posted_at FROM ledger_head WHERE id = 1 FOR UPDATE"
     READ_ACCOUNTS = "SELECT id, currency, closed_at, balance_minor FROM ledger_accounts WHERE id = ANY(%s)"
-    INSERT_TRANSACTION = ("INSERT INTO ledger_transactions (sequence, posted_at, effective_date, kind, description, "
-                          "actor, reverses, contract_id, previous_hash, hash) "
-                          "VALUES (%(sequence)s, %(posted_at)s, %(effective_date)s, %(kind)s, %(description)s, "
-                          "%(actor)s, %(reverses)s, %(contract_id)s, %(previous_hash)s, %(hash)s)")
-    INSERT_ENTRY = ("INSERT INTO ledger_entries (sequence, line, account_id, currency, amount_minor, balance_after_minor) "
-                    "VALUES (%(sequence)s, %(line)s, %(account_id)s, %(currency)s, %(amount_minor)s, "
-                    "%(balance_after_minor)s)")
-    INSERT_NODE = "INSERT INTO merkle_nodes (level, position, hash) VALUES (%(level)s, %(position)s, %(hash)s)"
-    # The transaction, its entries and the Merkle nodes it completes in ONE statement (a statement
-    # costs psycopg more Python than its rows do): the entries take their sequence from the
-    # inserted transaction, so it is inserted first; the foreign keys are checked at the end of
-    # the statement, when every row is in. Arrays go as text literals (`_array`): psycopg's list
-    # dumpers cost more than the statement's other parameters together.
-    # A transaction that completes no node (every other one) names no merkle_nodes.
-    INSERT_ROWS = ("WITH t AS (INSERT INTO ledger_transactions (sequence, posted_at, effective_date, kind, "
-                   "description, actor, reverses, contract_id, previous_hash, hash) "
-                   "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING sequence) "
-                   "INSERT INTO ledger_entries (sequence, line, account_id, currency, amount_minor, balance_after_minor) "
-                   "SELECT t.sequence, v.* FROM t, unnest(%s::integer[], %s::integer[], %s::varchar[], %s::bigint[], "
-                   "%s::bigint[]) AS v")
-    INSERT_ROWS_AND_NODES = INSERT_ROWS.replace(
-        " RETURNING sequence) ", " RETURNING sequence), n AS (INSERT INTO merkle_nodes (level, position, hash) "
-        "SELECT * FROM unnest(%s::integer[], %s::bigint[], %s::varchar[])) ", 1)
-    # Every account's new balance in one statement, each row moved only if it still holds the
-    # balance the posting computed from and is open; if any is not, the statement fails (a
-    # division by zero), and so does everything after it in the transaction. Under the head lock
-    # read afresh this never happens; for accounts taken from the chain memory, or read before the
-    # lock, it is what catches a balance or a closing that the memory missed.
-    SET_BALANCES = ("WITH moved AS (UPDATE ledger_accounts AS a SET balance_minor = v.new_balance, "
-                    "last_sequence = %(sequence)s "
-                    "FROM unnest(%(ids)s::integer[], %(old)s::bigint[], %(new)s::bigint[]) "
-                    "AS v(id, old_balance, new_balance) "
-                    "WHERE a.id = v.id AND a.balance_minor = v.old_balance AND a.closed_at IS NULL RETURNING 1) "
-                    "SELECT 1 / (count(*) = %(n)s)::integer FROM moved")
-    ADVANCE_HEAD = ("UPDATE ledger_head SET sequence = %(head_sequence)s, hash = %(head_hash)s, "
-                    "posted_at = %(head_posted_at)s WHERE id = 1")
-    # The head moved only from the remembered one; otherwise the statement fails (see SET_BALANCES).
-    # It is the posting's first statement, so it is also what takes the head lock: once granted,
-    # PostgreSQL checks the WHERE against the head as the last commit left it.
-    ADVANCE_REMEMBERED_HEAD = ("WITH moved AS (" + ADVANCE_HEAD + " AND sequence = %(expected_sequence)s "
-                               "AND hash = %(expected_hash)s RETURNING 1) SELECT 1 / count(*) FROM moved")
+    # Every write of a posting in ONE statement (a statement costs psycopg more Python than its
+    # rows do, and a pipeline of several more than one statement): the head moved, the
+    # transaction, its entries, the Merkle nodes it completes, the business-date totals and the
+    # accounts' balances. Each part takes the new sequence from the one before it (`FROM head`,
+    # `FROM t`), so the head lock is taken first, and nothing is written unless the head moved:
+    # - the head moves only from `expected` (sequence, hash): for a posting from the chain memory
+    #   the remembered head, for one that read the head under its lock that head. Once the lock is
+    #   granted PostgreSQL checks the WHERE against the head as the last commit left it;
+    # - each account's balance moves only from the balance the posting computed from, and only
+    #   if the account is open (the UPDATE re-checks a row another commit changed meanwhile);
+    # - if either moved nothing, the statement fails (a division by zero), and so does
+    #   everything after it in the transaction.
+    # The statement's reads (a bucket's latest total) see a snapshot taken before the head lock
+    # was granted; the rows they read are written only by postings, and a posting committed in
+    # between would have moved the head, failing the statement. Arrays go as text literals
+    # (`_array`): psycopg's list dumpers cost more than the statement's other parameters together.
+    # A transaction that completes no Merkle node (every other one) names no merkle_nodes.
+    WRITE_HEAD = ("WITH head AS (UPDATE ledger_head SET sequence = %(sequence)s, hash = %(hash)s, "
+                  "posted_at = %(posted_at)s WHERE id = 1 AND sequence = %(expected_sequence)s "
+                  "AND hash = %(previous_hash)s RETURNING sequence), "
+                  "t AS (INSERT INTO ledger_transactions (sequence, posted_at, effective_date, kind, description, "
+                  "actor, reverses, contract_id, previous_hash, hash) "
+                  "SELECT head.sequence, %(posted_at)s::timestamptz, %(effective_date)s::date, %(kind)s::text, "
+                  "%(description)s::text, %(actor)s::text, %(reverses)s::bigint, %(contract_id)s::integer, "
+                  "%(previous_hash)s::text, %(hash)s::text FROM head RETURNING sequence), "
+                  "e AS (INSERT INTO ledger_entries (sequence, line, account_id, currency, amount_minor, "
+                  "balance_after_minor) SELECT t.sequence, v.* FROM t, unnest(%(lines)s::integer[], "
+                  "%(accounts)s::integer[], %(currencies)s::varchar[], %(amounts)s::bigint[], "
+                  "%(balances_after)s::bigint[]) AS v), ")
+    WRITE_NODES = ("n AS (INSERT INTO merkle_nodes (level, position, hash) SELECT v.* FROM t, "
+                   "unnest(%(levels)s::integer[], %(positions)s::bigint[], %(node_hashes)s::varchar[]) AS v), ")
+    WRITE_BUCKETS = "k AS (" + effective_balances.RECORD_POSTGRESQL + "), "
+    WRITE_BALANCES = ("moved AS (UPDATE ledger_accounts AS a SET balance_minor = v.new_balance, "
+                      "last_sequence = t.sequence FROM t, unnest(%(ids)s::integer[], %(old)s::bigint[], "
+                      "%(new)s::bigint[]) AS v(id, old_balance, new_balance) "
+                      "WHERE a.id = v.id AND a.balance_minor = v.old_balance AND a.closed_at IS NULL RETURNING 1) "
+                      "SELECT 1 / (count(*) = %(n)s)::integer FROM moved")
+    WRITES = {(False, False): WRITE_HEAD + WRITE_BALANCES, (True, False): WRITE_HEAD + WRITE_NODES + WRITE_BALANCES,
+              (False, True): WRITE_HEAD + WRITE_BUCKETS + WRITE_BALANCES,
+              (True, True): WRITE_HEAD + WRITE_NODES + WRITE_BUCKETS + WRITE_BALANCES}  # by (nodes?, buckets?)
     SAVEPOINT = "SAVEPOINT utfall_posting_from_memory"
     RELEASE = "RELEASE SAVEPOINT utfall_posting_from_memory"
     ROLLBACK = "ROLLBACK TO SAVEPOINT utfall_posting_from_memory"
@@ -408,50 +412,69 @@ class _PipelinedStatements(_CoreStatements):
                 return cur.execute(self.READ_ACCOUNTS, (ids,)).fetchall()
         return {row[0]: _AccountRow(*row) for row in self._run(self.READ_ACCOUNTS, work)}
 
-    def _queue_writes(self, cur, writes: "_Writes") -> None:
-        tx, entries, nodes = writes.tx, writes.entry_rows, writes.nodes
-        row = (tx["sequence"], tx["posted_at"], tx["effective_date"], tx["kind"], tx["description"], tx["actor"],
-               tx["reverses"], tx["contract_id"], tx["previous_hash"], tx["hash"])
-        lines = (_array([e["line"] for e in entries]), _array([e["account_id"] for e in entries]),
-                 _array([e["currency"] for e in entries]), _array([e["amount_minor"] for e in entries]),
-                 _array([e["balance_after_minor"] for e in entries]))
+    def _statement(self, writes: "_Writes", expected_sequence: int) -> tuple[str, dict]:
+        """The posting's one writing statement (`WRITES`) and its parameters."""
+        tx, entries, nodes, b, k = writes.tx, writes.entry_rows, writes.nodes, writes.balances, writes.buckets
+        params = {**tx, "expected_sequence": expected_sequence,
+                  "lines": _array([e["line"] for e in entries]), "accounts": _array([e["account_id"] for e in entries]),
+                  "currencies": _array([e["currency"] for e in entries]),
+                  "amounts": _array([e["amount_minor"] for e in entries]),
+                  "balances_after": _array([e["balance_after_minor"] for e in entries]),
+                  "ids": _array(b["ids"]), "old": _array(b["old"]), "new": _array(b["new"]), "n": b["n"]}
         if nodes:
-            cur.execute(self.INSERT_ROWS_AND_NODES, row + (
-                _array([n["level"] for n in nodes]), _array([n["position"] for n in nodes]),
-                _array([n["hash"] for n in nodes])) + lines)
+            params.update(levels=_array([n["level"] for n in nodes]), positions=_array([n["position"] for n in nodes]),
+                          node_hashes=_array([n["hash"] for n in nodes]))
+        if k is not None:
+            params.update(a=_array(k["a"]), l=_array(k["l"]), b=_array(k["b"]), m=_array(k["m"]))
+        return self.WRITES[bool(nodes), k is not None], params
+
+    def failed(self) -> bool:
+        """Whether the connection's transaction has failed (a statement of it raised)."""
+        import psycopg
+        return self.raw.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+
+    def _execute(self, sql: str, params: dict) -> None:
+        """One statement; at a transaction's start in a pipeline, so psycopg's BEGIN goes in its round trip."""
+        import psycopg
+        if self.raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            with self.raw.pipeline(), self.raw.cursor() as cur:
+                cur.execute(sql, params)
         else:
-            cur.execute(self.INSERT_ROWS, row + lines)
-        b = writes.balances
-        cur.execute(self.SET_BALANCES, {"sequence": b["sequence"], "ids": _array(b["ids"]), "old": _array(b["old"]),
-                                        "new": _array(b["new"]), "n": b["n"]})
-        if writes.buckets is not None:
-            k = writes.buckets
-            cur.execute(effective_balances.RECORD_POSTGRESQL, {"sequence": k["sequence"], "a": _array(k["a"]),
-                                                               "l": _array(k["l"]), "b": _array(k["b"]),
-                                                               "m": _array(k["m"])})
+            with self.raw.cursor() as cur:
+                cur.execute(sql, params)
 
     def write(self, writes: "_Writes") -> None:
-        def work():
-            with self.raw.pipeline(), self.raw.cursor() as cur:
-                self._queue_writes(cur, writes)
-                cur.execute(self.ADVANCE_HEAD, writes.head)
-        self._run(self.INSERT_TRANSACTION, work)
+        """The posting's writes, for a posting that read the head under its lock: one round trip."""
+        sql, params = self._statement(writes, writes.tx["sequence"] - 1)
+        self._run(sql, lambda: self._execute(sql, params))
 
-    def write_remembered(self, writes: "_Writes", expected: tuple[int, str]) -> bool:
+    def write_remembered(self, writes: "_Writes", *, rerun: bool = False, queue: bool = False) -> bool:
         """`write` for a posting that took the head (and perhaps balances) from the chain memory,
-        in one round trip: the head moves only from `expected` (sequence, hash), every balance
-        only from the one the posting computed from. False if the memory was out of date, or
-        any write failed: all of it is rolled back (a savepoint sent in the same round trip) and
-        the transaction is as before, for the posting to be made again from the database."""
+        in one round trip: the head moves only from the remembered one, every balance only from
+        the one the posting computed from. False if the memory was out of date, or any write
+        failed: all of it is rolled back (a savepoint sent in the same round trip) and the
+        transaction is as before, for the posting to be made again from the database.
+
+        `rerun`: the unit of work is rerun whole if this fails (`UnitOfWork.may_rerun`), so no
+        savepoint is sent; False then leaves the transaction failed, for the rerun to roll back.
+        `queue`: not even waited for (`ledger.db.queue_statement`, a group commit batch's first run)."""
         import psycopg
-        head = {**writes.head, "expected_sequence": expected[0], "expected_hash": expected[1]}
+        sql, params = self._statement(writes, writes.tx["sequence"] - 1)
+        if queue:
+            queue_statement(self.conn, sql, params)  # its failure fails the batch's run, which reruns
+            return True
+        if rerun:
+            try:
+                self._execute(sql, params)
+                return True
+            except psycopg.Error:
+                return False
         try:
             failed = None
             with self.raw.pipeline(), self.raw.cursor() as cur:
                 try:
                     cur.execute(self.SAVEPOINT)
-                    cur.execute(self.ADVANCE_REMEMBERED_HEAD, head)
-                    self._queue_writes(cur, writes)
+                    cur.execute(sql, params)
                     cur.execute(self.RELEASE)
                 except psycopg.Error as err:  # raised early, as results come in: the sync raises too
                     failed = err
@@ -602,20 +625,10 @@ def _set_loaded(s: Session, cls: type, pk, **values) -> None:
 def _loaded_instance(cls: type, values: dict):
     """A new instance of the mapped `cls` holding `values` as its columns, set in its dict as a
     load sets them: the constructor's per-attribute change tracking costs more than the posting's
-    own Python, and the values are the row just written (`_attach` makes it persistent)."""
+    own Python, and the values are the row just written."""
     obj = cls._sa_class_manager.new_instance()
     obj.__dict__.update(values)
     return obj
-
-
-def _attach(s: Session, obj) -> None:
-    """Make a transient object whose row was just inserted persistent in `s` without a SELECT,
-    as if it had been loaded: every column is set, so nothing is expired or reloaded."""
-    make_transient_to_detached(obj)
-    stale = s.identity_map.get(inspect(obj).key)
-    if stale is not None:  # a row of that key loaded before a savepoint rolled it back
-        s.expunge(stale)
-    s.add(obj)
 
 
 def post(
@@ -641,7 +654,8 @@ def post(
         recalled = memory.recall(ids)
         if recalled is not None:
             try:
-                made = _post_from_memory(io, conn, recalled, ids, postings, what)
+                made = _post_from_memory(io, conn, recalled, ids, postings, what, rerun=uow.may_rerun,
+                                         queue=uow.queue_postings)
             except Exception:  # noqa: BLE001 - anything the memory made go wrong is decided afresh below
                 made = None
             except BaseException:
@@ -652,6 +666,11 @@ def post(
                 memory.stale += 1
                 memory.forget()
                 memory.release()
+                if uow.may_rerun and io.failed():
+                    # no savepoint was sent and the writes failed, so the transaction has: the unit
+                    # of work is rerun whole, from the database, by whoever runs it
+                    uow.chain_memory_failed = True
+                    raise StaleChainMemory("the chain memory was out of date: the unit of work is rerun")
             else:
                 memory.learn(recalled[0], made.head, made.accounts, made.nodes, returning=True)
         if made is None:
@@ -678,32 +697,36 @@ def post(
 
     tx = made.writes.tx
     sequence, posted_at = tx["sequence"], tx["posted_at"]
-    # objects the session already holds now show the rows as written
-    _set_loaded(s, LedgerHead, 1, sequence=sequence, hash=tx["hash"], posted_at=posted_at)
-    for account_id, row in made.accounts.items():
-        _set_loaded(s, Account, account_id, balance_minor=row.balance_minor, last_sequence=sequence)
-    # the transaction as posted, persistent in the session with its entries, built from the
-    # values just inserted instead of reading them back (a SELECT and a selectin load)
+    if len(s.identity_map):  # (a unit of work that only posts holds none: nothing to look up)
+        # objects the session already holds now show the rows as written
+        _set_loaded(s, LedgerHead, 1, sequence=sequence, hash=tx["hash"], posted_at=posted_at)
+        for account_id, row in made.accounts.items():
+            _set_loaded(s, Account, account_id, balance_minor=row.balance_minor, last_sequence=sequence)
+    # the transaction as posted with its entries, built from the values just inserted instead of
+    # reading them back (a SELECT and a selectin load); detached: every column is set, nothing
+    # relates to a Transaction but by its sequence (its entries are view-only), and adding it to
+    # the session would cost a quarter of a posting's Python for nothing a caller reads
+    configure_mappers()  # a process's first posting may come before any query did it (cheap after that)
     result = _loaded_instance(Transaction, tx)
     lines = [_loaded_instance(Entry, row) for row in made.writes.entry_rows]
     set_committed_value(result, "entries", lines)
-    _attach(s, result)
+    make_transient_to_detached(result)
     for e in lines:
-        _attach(s, e)
+        make_transient_to_detached(e)
     return result
 
 
 def _post_from_memory(io: _PipelinedStatements, conn: Connection, recalled: tuple, ids: list[int],
-                      postings: Sequence[Posting], what: dict) -> "_Made | None":
+                      postings: Sequence[Posting], what: dict, *, rerun: bool, queue: bool) -> "_Made | None":
     """The posting made from the chain memory's head, balances and nodes (accounts it does not
     hold read without the head lock), written in one round trip; None if the database found the
-    memory out of date (nothing of it written)."""
+    memory out of date (nothing of it written; with `rerun`, the transaction failed)."""
     head, accounts, nodes = recalled
     missing = [i for i in ids if i not in accounts]
     if missing:
         accounts.update(io.read_accounts(missing))
     made = _prepared(conn, head, accounts, postings, what, known=nodes)
-    return made if io.write_remembered(made.writes, head[:2]) else None
+    return made if io.write_remembered(made.writes, rerun=rerun, queue=queue) else None
 
 
 @dataclass(frozen=True)

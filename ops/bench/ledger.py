@@ -646,12 +646,9 @@ def rate(open_client: Callable[[random.Random], tuple[Callable[[], None], Callab
 
 
 def ledger_posting(db: Database, a: int, b: int) -> None:
-    """What a posting use case does: one unit of work, one `journal.post`, one commit."""
-    with db.uow() as uow:
-        journal.post(uow, actor="bench", kind="BENCH", description="benchmark posting",
-                     effective_date=datetime.now(timezone.utc).date(),
-                     postings=[journal.Posting(a, DEBIT), journal.Posting(b, CREDIT)])
-        uow.commit()
+    """What a posting use case does: one unit of work, one `journal.post`, one commit, through
+    `Database.write` as every mutation of the service."""
+    db.write(posting_work(a, b))
 
 
 def statements_per_posting(lg: Ledger, a: int, b: int) -> list[str]:

@@ -181,3 +181,41 @@ def _post_in(uow, a: int, b: int, minor: int) -> None:
     journal.post(uow, actor="t", kind="TEST", description="in a unit of work", effective_date=date(2026, 2, 1),
                  postings=[journal.Posting(a, m.from_minor(minor, "SEK")),
                            journal.Posting(b, m.from_minor(-minor, "SEK"))])
+
+
+def test_a_unit_of_work_that_met_an_out_of_date_memory_runs_again_whole(processes):
+    # given a process whose memory another process has put out of date
+    first, second = processes[:2]
+    a, b, c = (acc.id for acc in accounts(first, 3))
+    _post(first, a, b, 100)
+    _post(second, b, c, 40)
+    runs: list[bool] = []
+
+    def work(uow):
+        # a unit of work that writes before its posting, and swallows whatever the posting raises
+        runs.append(uow.may_rerun)
+        journal.open_account(uow, code=f"SIDE_{len(runs)}", name="side", party_id=_party_of(first, a),
+                             currency="SEK")
+        try:
+            return journal.post(uow, actor="t", kind="TEST", description="third", effective_date=date(2026, 2, 1),
+                                postings=[journal.Posting(a, m.from_minor(7, "SEK")),
+                                          journal.Posting(c, m.from_minor(-7, "SEK"))]).sequence
+        except Exception:  # noqa: BLE001 - what a careless use case does: it must not commit a failed transaction
+            return None
+
+    # when
+    sequence = first.write(work)
+    # then
+    assert _whole(first, {a: 107, b: -60, c: -47}) == 3 and sequence == 3
+    with first.reading() as s:
+        sides = s.execute(select(Account.code).where(Account.code.like("SIDE_%"))).scalars().all()
+    if first.dialect == "postgresql":
+        # the first run sent no savepoint and failed whole; the second, with savepoints, made it
+        assert runs == [True, False] and sides == ["SIDE_2"]
+    else:  # SQLite posts without a memory
+        assert runs == [True] and sides == ["SIDE_1"]
+
+
+def _party_of(db: Database, account_id: int) -> int:
+    with db.reading() as s:
+        return s.get(Account, account_id).party_id

@@ -108,13 +108,18 @@ def gather_inputs(s: Session, contract: OutcomeContract, period_start: date, per
     last_day = period_end if contract.terminated_on is None else min(period_end, contract.terminated_on)
     paid = _paid_before(s, contract.id, period_start, period_end)
     evidence = _unpaid_evidence(s, contract.id, rate_codes, period_start, last_day, paid.paid_evidence())
-    used = exists().where(PayoutItem.measurement_id == Measurement.id, PayoutItem.payout_id.in_(posted))
-    measurements = s.execute(
-        select(Measurement).where(Measurement.contract_id == contract.id, Measurement.period_start >= period_start,
-                                  Measurement.period_end <= last_day, Measurement.status == "CURRENT", ~used)
-    ).scalars().all()
     measured_codes = {x.code for x in terms.metrics if x.kind != "RATE_CARD"}
-    adjustments = measurement_adjustments(s, contract.id, period_start, period_end, measured_codes)
+    # two statements fewer for the usual large payout: measurements matter only to terms with
+    # a measured metric, and a measurement is adjusted only once a posted payout paid it
+    measurements = []
+    if measured_codes:
+        used = exists().where(PayoutItem.measurement_id == Measurement.id, PayoutItem.payout_id.in_(posted))
+        measurements = s.execute(
+            select(Measurement).where(Measurement.contract_id == contract.id, Measurement.period_start >= period_start,
+                                      Measurement.period_end <= last_day, Measurement.status == "CURRENT", ~used)
+        ).scalars().all()
+    adjustments = (measurement_adjustments(s, contract.id, period_start, period_end, measured_codes)
+                   if paid.any_posted else [])
     adjusted = {a.current.measurement_id for a in adjustments if a.current is not None}
     per_metric, per_participant = paid.per_metric(), paid.per_participant()
     per_pair = [(p, c, v) for (p, c), v in paid.per_pair.items()]
@@ -181,6 +186,7 @@ class _Paid:
         self.times: Counter = Counter()
         self.row_net: dict[int, int] = {}  # evidence → net of its item rows
         self.blocks: list[payout_items.Block] = []
+        self.any_posted = False  # whether the contract has a POSTED payout at all
 
     def per_participant(self) -> dict[int, int]:
         out: dict[int, int] = {}
@@ -220,6 +226,7 @@ def _paid_before(s: Session, contract_id: int, period_start: date, period_end: d
         .where(PayoutCalculation.contract_id == contract_id, PayoutCalculation.status == "POSTED")).all())
     if not periods:
         return paid
+    paid.any_posted = True
     ids = list(periods)
     mine = PayoutItem.payout_id.in_(ids)
     per_pair, in_period, times = paid.per_pair, paid.in_period, paid.times

@@ -5,7 +5,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from ledger import calculations, chart, contracts, journal, payouts, sanctions, settlement
 from ledger import evidence as ev
@@ -208,6 +208,31 @@ def test_recorded_inputs_read_back_exactly(db, case_a):
     inputs = payouts.inputs_from_canonical(p.inputs)
     assert payouts.canonical_inputs(inputs).decode() == p.inputs
     assert payouts.inputs_hash(inputs) == p.inputs_hash
+
+
+def test_measurements_are_read_only_where_they_can_matter(db, case_a):
+    """A rate-card contract without a posted payout reads no measurement (two statements fewer
+    for the usual large payout); once a payout is posted, the adjustments are looked for again."""
+    statements: list[str] = []
+
+    def on_execute(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    def gathered() -> list[str]:
+        statements.clear()
+        event.listen(db.engine, "before_cursor_execute", on_execute)
+        try:
+            with db.reading() as s:
+                c = contracts.get_contract(s, case_a["contract"].id)
+                calculations.gather_inputs(s, c, date(2026, 1, 1), date(2026, 6, 30))
+        finally:
+            event.remove(db.engine, "before_cursor_execute", on_execute)
+        return [x for x in statements if "FROM measurements" in x]
+
+    assert gathered() == []
+    approve(db, calc(db, case_a))
+    assert len(gathered()) == 1  # the adjustments of paid measurements; still no CURRENT ones (no measured metric)
+    assert calc(db, case_a).total_minor == 0
 
 
 def test_a_draft_contract_is_not_paid_and_a_payment_must_be_in_its_currency(db):

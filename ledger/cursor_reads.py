@@ -79,6 +79,10 @@ class CursorQuery:
         try:
             cursor.execute(sql, [values[name] for name in positional] if positional is not None else values)
             rows = cursor.fetchall()
+        except connection.dialect.loaded_dbapi.Error as err:
+            # as SQLAlchemy's execute would: wrapped in its DBAPIError and, for a connection the database
+            # dropped, the pool's connections invalidated (connection_invalidated says so to the caller)
+            connection._handle_dbapi_exception(err, sql, values, cursor, None)
         finally:
             cursor.close()
         return convert(rows) if convert is not None else rows

@@ -444,6 +444,7 @@ class RequestDB:
         # (the token of a caller already known to the process): see check_first
         self._first: Callable[[], None] | None = None
         self.refused: BaseException | None = None  # what the first check raised; nothing runs after it
+        self.wrote = False  # whether a unit of work was started: then the request is never run again
 
     def check_first(self, check: Callable[[], None]) -> None:
         """Run `check` in the thread of this request's first hop, before that hop's work.
@@ -502,6 +503,8 @@ class RequestDB:
         return await self._in_thread(call)
 
     async def write(self, fn: Callable[[UnitOfWork], T]) -> T:
+        self.wrote = True
+
         def call() -> T:
             self._reset()
             for attempt in (1, 2):

@@ -38,13 +38,23 @@ def _fill(conn, given_rows) -> None:
         conn.execute(insert(probe).values(id=i, **row))
 
 
-@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(given_rows=rows, parent=st.integers(1, 3))
+def _filled_with(conn, given_rows):
+    """The probe table holding `given_rows`; the SELECT of one parent's rows (parameter `parent`)."""
+    _fill(conn, given_rows)
+    return select(probe).where(probe.c.parent == bindparam("parent")).order_by(probe.c.id)
+
+
+def one_parent(test):
+    """A property over the rows of one parent among given rows."""
+    return hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])(
+        given(given_rows=rows, parent=st.integers(1, 3))(test))
+
+
+@one_parent
 def test_a_cursor_query_gives_the_rows_core_gives(db, given_rows, parent):
     with db.reading() as s:
         conn = s.connection()
-        _fill(conn, given_rows)
-        stmt = select(probe).where(probe.c.parent == bindparam("parent")).order_by(probe.c.id)
+        stmt = _filled_with(conn, given_rows)
         assert CursorQuery(stmt).rows(conn, {"parent": parent}) == \
             [tuple(r) for r in conn.execute(stmt, {"parent": parent}).all()]
         found = CursorQuery(stmt).rows(conn, {"parent": parent})
@@ -62,13 +72,11 @@ class _ProbeOfRow:
         self._row, self._conversions = row, conversions
 
 
-@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(given_rows=rows, parent=st.integers(1, 3))
+@one_parent
 def test_lazy_columns_converted_on_read_are_the_values_core_gives(db, given_rows, parent):
     with db.reading() as s:
         conn = s.connection()
-        _fill(conn, given_rows)
-        stmt = select(probe).where(probe.c.parent == bindparam("parent")).order_by(probe.c.id)
+        stmt = _filled_with(conn, given_rows)
         query = CursorQuery(stmt, lazy=frozenset({"day", "at", "amount"}))
         core = [tuple(r) for r in conn.execute(stmt, {"parent": parent}).all()]
         lazy = query.rows(conn, {"parent": parent})

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cross_web import HTTPException  # strawberry's own (it answers it with plain text)
 from graphql import GraphQLError
-from sqlalchemy import text
+from sqlalchemy import exc as sa_exc, text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
@@ -147,6 +147,7 @@ class UtfallGraphQL(GraphQL):
                 return _unauthorized("the Authorization header must be 'Bearer <token>'")
         async with self.gate.slot():
             for attempt in (1, 2):
+                dropped = False
                 try:
                     if secret is not None:
                         request.state.rdb = rdb = RequestDB(self.db, self.executor)
@@ -166,6 +167,12 @@ class UtfallGraphQL(GraphQL):
                         # a query that read nothing: the token still counts
                         with contextlib.suppress(PermissionDenied, _ActorChanged):  # answered below
                             await rdb.in_thread(lambda: None)
+                except sa_exc.DBAPIError as err:
+                    # the token's check (or its first use) met a dropped connection: see _met_dropped_connection
+                    if attempt == 2 or not err.connection_invalidated or request.state.rdb is None \
+                            or request.state.rdb.wrote:
+                        raise
+                    dropped = True
                 finally:
                     # the read session gives its connection back before the slot is free again
                     if request.state.rdb is not None:
@@ -174,6 +181,11 @@ class UtfallGraphQL(GraphQL):
                 if isinstance(refused, _ActorChanged) and attempt == 1:
                     request.state.context = None
                     continue  # nothing was read or written as the old actor: answer as the token's actor now
+                if attempt == 1 and (dropped or self._met_dropped_connection(request)):
+                    # the pool has replaced its connections (SQLAlchemy invalidates them all on a disconnect);
+                    # a request that wrote nothing runs again on a fresh one, as pool_pre_ping would have made it
+                    request.state.context = request.state.rdb = None
+                    continue
                 if isinstance(refused, PermissionDenied):
                     request.state.actor = None
                     return _unauthorized(refused.message)  # exactly the answer of a token checked first
@@ -183,6 +195,15 @@ class UtfallGraphQL(GraphQL):
                 # the database went away while the query ran: say so, not "Unexpected error"
                 return failure_response(ctx_.unavailable, request.state.request_id)
             return response
+
+    @staticmethod
+    def _met_dropped_connection(request: Request) -> bool:
+        """Whether the request failed only because the database had dropped a pooled connection (a restart,
+        an idle timeout) and wrote nothing: then it may run again, once."""
+        rdb, context = request.state.rdb, request.state.context
+        failed = context.unavailable if context is not None else None
+        return (rdb is not None and not rdb.wrote and isinstance(failed, sa_exc.DBAPIError)
+                and failed.connection_invalidated)
 
     async def _authenticate(self, secret: str, rdb: RequestDB):
         """The actor for a bearer secret: one thread hop, one SELECT, in the session the query then reads in
@@ -464,17 +485,15 @@ def settle_heap() -> None:
 
 
 def pool_options(url: str, workers: int) -> dict:
-    """The service's pool: as many connections as worker threads (and DbGate slots), checked before use.
+    """The service's pool: as many connections as worker threads (and DbGate slots).
 
-    pool_pre_ping costs one round trip per checkout and makes a request right after the
-    database dropped its connections (a restart, an idle timeout) reconnect instead of failing.
+    No pool_pre_ping (a SELECT 1 round trip per request): make_engine pings only a connection
+    that sat idle (ledger/db.py), and a request that meets a connection the database dropped
+    while it was in use, and wrote nothing, runs again on a fresh one (UtfallGraphQL._run).
     """
     if url.startswith("sqlite") and (":memory:" in url or url in ("sqlite://", "sqlite:///")):
         return {}
-    options = {"pool_size": workers, "max_overflow": 0, "pool_timeout": 10}
-    if not url.startswith("sqlite"):
-        options["pool_pre_ping"] = True
-    return options
+    return {"pool_size": workers, "max_overflow": 0, "pool_timeout": 10}
 
 
 def create_app(settings: Settings, db: Database | None = None, *, workers: int = 8,

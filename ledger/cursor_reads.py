@@ -12,6 +12,10 @@ schema maps it).
 
 Only for statements whose parameters need no conversion on the way in (integers, strings):
 values given by name, or the values bound in the statement when it was built.
+
+Columns named `lazy` are left as the driver reads them: a reader that sends only some of them
+converts those when first read (`conversions`, `ConvertedOnRead`), not every row's every
+timestamp (a contract's evidence page: ~300 timestamps, and a query sends none of them).
 """
 from __future__ import annotations
 
@@ -46,14 +50,25 @@ def _processor(column_type: Any, dialect: Any) -> Callable[[Any], Any] | None:
 class CursorQuery:
     """A SELECT compiled once per dialect, run on the connection's DBAPI cursor; rows as tuples."""
 
-    def __init__(self, statement: Any):
+    def __init__(self, statement: Any, lazy: frozenset[str] = frozenset()):
         self.statement = statement
+        self.lazy = lazy  # names of the columns left as the driver reads them (see the module)
         # dialect name → (SQL, parameter names in order or None for named, bound values, row converter)
         self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict, Any]] = {}
+        self._conversions: dict[str, tuple] = {}
+
+    def conversions(self, dialect: Any) -> tuple:
+        """Per column, how SQLAlchemy converts a non-NULL value of it on `dialect` (None: kept as it is)."""
+        found = self._conversions.get(dialect.name)
+        if found is None:
+            found = self._conversions[dialect.name] = tuple(
+                _processor(column.type, dialect) for column in self.statement.selected_columns)
+        return found
 
     def _compile(self, dialect: Any) -> tuple:
         compiled = self.statement.compile(dialect=dialect)
-        processors = [_processor(column.type, dialect) for column in self.statement.selected_columns]
+        processors = [None if column.name in self.lazy else p
+                      for column, p in zip(self.statement.selected_columns, self.conversions(dialect))]
         convert = None
         if any(processors):
             # one tuple expression for the whole row: a call only where a column has a processor
@@ -79,20 +94,48 @@ class CursorQuery:
         try:
             cursor.execute(sql, [values[name] for name in positional] if positional is not None else values)
             rows = cursor.fetchall()
+        except connection.dialect.loaded_dbapi.Error as err:
+            # as SQLAlchemy's execute would: wrapped in its DBAPIError and, for a connection the database
+            # dropped, the pool's connections invalidated (connection_invalidated says so to the caller)
+            connection._handle_dbapi_exception(err, sql, values, cursor, None)
         finally:
             cursor.close()
         return convert(rows) if convert is not None else rows
+
+
+class ConvertedOnRead:
+    """An attribute converted from a row of a lazy CursorQuery when first read, then kept in the instance.
+
+    The instance holds the row as `_row` and the query's `conversions` as `_conversions`; a
+    non-data descriptor, so once the value is in the instance's dict, reads never come here again."""
+
+    def __init__(self, index: int):
+        self.index = index
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance._row[self.index]
+        convert = instance._conversions[self.index]
+        if value is not None and convert is not None:
+            value = convert(value)
+        instance.__dict__[self.name] = value
+        return value
 
 
 _PAGES: dict[tuple, CursorQuery] = {}
 
 
 def child_page(table: Any, parent_column: Any, filter_columns: tuple[str, ...], *, after: bool, before: bool,
-               backward: bool, limit: int) -> CursorQuery:
+               backward: bool, limit: int, lazy: frozenset[str] = frozenset()) -> CursorQuery:
     """The SELECT of one parent's page of `table`'s rows (all columns) by primary key: parameters `parent`,
     one per filter column (by its name), `after` and `before` (keys) when given; `limit` rows, ordered
-    descending when reading backwards. Made once per shape."""
-    shape = (table.name, parent_column.key, filter_columns, after, before, backward, limit)
+    descending when reading backwards; the `lazy` columns unconverted. Made once per shape."""
+    shape = (table.name, parent_column.key, filter_columns, after, before, backward, limit, lazy)
     found = _PAGES.get(shape)
     if found is None:
         from sqlalchemy import bindparam, select
@@ -104,5 +147,5 @@ def child_page(table: Any, parent_column: Any, filter_columns: tuple[str, ...], 
             stmt = stmt.where(pk > bindparam("after"))
         if before:
             stmt = stmt.where(pk < bindparam("before"))
-        found = _PAGES[shape] = CursorQuery(stmt.order_by(pk.desc() if backward else pk).limit(limit))
+        found = _PAGES[shape] = CursorQuery(stmt.order_by(pk.desc() if backward else pk).limit(limit), lazy)
     return found

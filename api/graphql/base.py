@@ -444,6 +444,7 @@ class RequestDB:
         # (the token of a caller already known to the process): see check_first
         self._first: Callable[[], None] | None = None
         self.refused: BaseException | None = None  # what the first check raised; nothing runs after it
+        self.wrote = False  # whether a unit of work was started: then the request is never run again
 
     def check_first(self, check: Callable[[], None]) -> None:
         """Run `check` in the thread of this request's first hop, before that hop's work.
@@ -502,6 +503,8 @@ class RequestDB:
         return await self._in_thread(call)
 
     async def write(self, fn: Callable[[UnitOfWork], T]) -> T:
+        self.wrote = True
+
         def call() -> T:
             self._reset()
             for attempt in (1, 2):
@@ -654,14 +657,17 @@ def child_pages(info: Info, name: str, model: Any, parent_column: Any, *, first:
                 after: str | None, to_node: Callable[[Any], T], filters: dict | None = None,
                 where: Callable[[Any], Any] | None = None, last: int | None = None,
                 before: str | None = None,
-                to_nodes: Callable[[Session, list[Any]], dict[int, T]] | None = None) -> tuple[Any, Callable]:
+                to_nodes: Callable[[Session, list[Any]], dict[int, T]] | None = None,
+                lazy_columns: frozenset[str] = frozenset()) -> tuple[Any, Callable]:
     """The request's loader of these pages (keyed by `(parent_id,)`) and `read(session, parents)`, which
     reads the pages of `parents` in the calling thread: a resolver that loads the parents can read
     their pages in the same thread hop and prime the loader with them.
 
     to_nodes, when given, builds the nodes of all the pages at once from plain rows of the
     model's table (keyed by primary key) instead of ORM instances, one at a time by to_node:
-    building ORM instances was most of the time a hundred-item page took to serve.
+    building ORM instances was most of the time a hundred-item page took to serve. With
+    lazy_columns, a page read on the driver's cursor leaves those columns unconverted and calls
+    to_nodes(session, rows, conversions) (ledger.cursor_reads: the nodes convert what is read).
 
     Keyset pagination on the primary key per parent, done with ROW_NUMBER() OVER (PARTITION BY
     parent) so fifty contracts' evidence is one statement, not fifty. Their totalCounts, when
@@ -707,10 +713,11 @@ def child_pages(info: Info, name: str, model: Any, parent_column: Any, *, first:
             # window function over every child of the parent
             page = cursor_reads.child_page(model.__table__, parent_column, tuple(filters), after=window.after is not None,
                                            before=window.before is not None, backward=window.backward,
-                                           limit=window.size + 1)
-            rows = sorted(page.rows(s.connection(), {"parent": parents[0], "after": window.after,
-                                                     "before": window.before, **filters}), key=key_of)
-            nodes = to_nodes(s, rows)
+                                           limit=window.size + 1, lazy=lazy_columns)
+            conn = s.connection()
+            rows = sorted(page.rows(conn, {"parent": parents[0], "after": window.after,
+                                           "before": window.before, **filters}), key=key_of)
+            nodes = to_nodes(s, rows, page.conversions(conn.dialect)) if lazy_columns else to_nodes(s, rows)
             node_of = lambda r: nodes[key_of(r)]  # noqa: E731
         elif len(parents) == 1:
             page = filtered(window.bounded(select(model if to_nodes is None else model.__table__)

@@ -18,7 +18,7 @@ from api.graphql.base import (
     decode_key_cursor, from_global_id, keyset_page, load_rows, mutate, query_error, require_actor,
 )
 from api.graphql.change_requests import CHANGE_REQUEST_FIELD, ChangeRequest, is_request, request_fields
-from api.graphql.evidence import Evidence, EvidenceStatus, Measurement, Participant
+from api.graphql.evidence import EVIDENCE_CONVERTED_ON_READ, Evidence, EvidenceStatus, Measurement, Participant
 from api.graphql.ledger import LedgerTransaction
 from api.graphql.payouts import (
     Obligation, Payout, PayoutStatus, obligation_page_of_contract, obligations_of_contract,
@@ -435,6 +435,7 @@ def _evidence_pages(info: Info, status: EvidenceStatus | None, first: int | None
     """The loader of contracts' evidence pages for these arguments, and the read that fills it."""
     return child_pages(info, "evidence", models.Evidence, models.Evidence.contract_id, first=first, after=after,
                        last=last, before=before, to_node=Evidence.from_row, to_nodes=Evidence.from_table_rows,
+                       lazy_columns=EVIDENCE_CONVERTED_ON_READ,
                        filters={"status": status.value} if status else None)
 
 

@@ -15,7 +15,7 @@ from api.graphql.base import (
     require_actor, to_global_id,
 )
 from ledger import evidence as uc
-from ledger.cursor_reads import CursorQuery
+from ledger.cursor_reads import ConvertedOnRead, CursorQuery
 from ledger import models
 from ledger.errors import DomainError
 from ledger.identity import redactor
@@ -104,10 +104,11 @@ class Evidence(Node):
                    invalidated_at=e.invalidated_at, invalidation_reason=e.invalidation_reason)
 
     @classmethod
-    def from_table_rows(cls, s, rows) -> dict[int, "Evidence"]:
+    def from_table_rows(cls, s, rows, conversions: tuple | None = None) -> dict[int, "Evidence"]:
         """Evidence items by key from plain rows of the evidence table (its columns in order), with their
         participants and documents in one SELECT each (the same two the ORM's selectin loading runs,
-        without its instances)."""
+        without its instances). With `conversions` (a lazy CursorQuery's), the rows' columns named in
+        EVIDENCE_CONVERTED_ON_READ are as the driver read them, and each item converts them when read."""
         if not rows:
             return {}
         conn = s.connection()
@@ -133,6 +134,18 @@ class Evidence(Node):
                                                                   media_type=media_type, uploaded=uploaded))
         statuses = EvidenceStatus.__members__
         out = {}
+        if conversions is not None:
+            new = object.__new__
+            for e in rows:
+                id_, participant_id = e[0], e[2]
+                item = new(_EvidenceOfRow)
+                item.__dict__.update(pk=id_, contract_pk=e[1], participant=participants.get(participant_id),
+                                     metric_code=e[3], status=statuses[e[8]], documents=documents.get(id_, []),
+                                     submitted_by=e[9], decided_by=e[12], decision_note=e[14],
+                                     invalidated_by=e[15], invalidation_reason=e[17], _row=e,
+                                     _conversions=conversions)
+                out[id_] = item
+            return out
         for e in rows:
             (id_, contract_id, participant_id, metric_code, achieved_on, period_start, period_end, value, status,
              submitted_by, _party, submitted_at, decided_by, decided_at, decision_note, invalidated_by,
@@ -145,6 +158,27 @@ class Evidence(Node):
                            invalidated_by=invalidated_by, invalidated_at=invalidated_at,
                            invalidation_reason=invalidation_reason)
         return out
+
+
+_EVIDENCE_COLUMN = {name: i for i, name in enumerate(models.Evidence.__table__.columns.keys())}
+
+
+class _EvidenceOfRow(Evidence):
+    """An evidence item (the same GraphQL type) whose dates, value and timestamps are converted from its row
+    of the evidence table when first read: the contract query sends one date of the seven."""
+    achieved_on = ConvertedOnRead(_EVIDENCE_COLUMN["achieved_on"])
+    period_start = ConvertedOnRead(_EVIDENCE_COLUMN["period_start"])
+    period_end = ConvertedOnRead(_EVIDENCE_COLUMN["period_end"])
+    value = ConvertedOnRead(_EVIDENCE_COLUMN["value"])
+    submitted_at = ConvertedOnRead(_EVIDENCE_COLUMN["submitted_at"])
+    decided_at = ConvertedOnRead(_EVIDENCE_COLUMN["decided_at"])
+    invalidated_at = ConvertedOnRead(_EVIDENCE_COLUMN["invalidated_at"])
+
+
+# Node.id names the class: an item's global id is an Evidence id, whatever class holds it
+_EvidenceOfRow.__name__ = Evidence.__name__
+
+EVIDENCE_CONVERTED_ON_READ = frozenset(d.name for d in vars(_EvidenceOfRow).values() if isinstance(d, ConvertedOnRead))
 
 
 _PARTICIPANTS = select(models.Participant.id, models.Participant.external_ref, models.Participant.area,

@@ -82,6 +82,27 @@ def test_the_plain_row_read_path_answers_exactly_as_the_orm_path(api, db, monkey
         assert json.dumps(fast[name], ensure_ascii=False) == json.dumps(slow, ensure_ascii=False), name
 
 
+def test_evidence_converted_on_read_answers_every_field_as_the_orm_path(api, db, monkeypatch):
+    """A contract's page leaves dates, values and timestamps unconverted until a field reads them: every
+    field, the clock's timestamps too, is what the ORM path answers."""
+    demo.load(db, today=TODAY, secret=b"golden-secret-0123456789")
+    with db.reading() as s:
+        contract_id = s.execute(select(OutcomeContract.id).order_by(OutcomeContract.id)).scalars().first()
+    query = """query($c: ID!) { contract(id: $c) { evidence(first: 100) { nodes { id achievedOn periodStart
+      periodEnd value submittedAt decidedAt invalidatedAt status metricCode submittedBy decidedBy decisionNote
+      invalidatedBy invalidationReason participant { id enrolledOn } documents { sha256 } } } } }"""
+    variables = {"c": to_global_id("OutcomeContract", contract_id)}
+    token = api.token("AUDITOR")
+    lazy = api.post(query, variables, token=token)
+    assert "errors" not in lazy, lazy["errors"]
+    nodes = lazy["data"]["contract"]["evidence"]["nodes"]
+    for field in ("submittedAt", "decidedAt", "invalidatedAt", "achievedOn"):
+        assert any(n[field] is not None for n in nodes), field  # the demo has each of them somewhere
+    monkeypatch.setattr(Evidence, "from_table_rows", None)
+    orm = api.post(query, variables, token=token)
+    assert json.dumps(lazy, ensure_ascii=False) == json.dumps(orm, ensure_ascii=False)
+
+
 PAGES_QUERY = """query($c: ID!, $n: Int, $s: EvidenceStatus) { contract(id: $c) { title
   evidence(first: $n) { pageInfo { hasNextPage endCursor } nodes { id status participant { externalRef } } }
   verified: evidence(status: $s, last: 5) { pageInfo { hasPreviousPage } nodes { id status } }

@@ -8,7 +8,7 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from sqlalchemy import Boolean, Column, Date, Integer, MetaData, String, Table, Text, bindparam, delete, insert, select
 
-from ledger.cursor_reads import CursorQuery, child_page
+from ledger.cursor_reads import ConvertedOnRead, CursorQuery, child_page
 from ledger.models.base import DecimalText, UTCDateTime
 
 metadata = MetaData()
@@ -38,18 +38,57 @@ def _fill(conn, given_rows) -> None:
         conn.execute(insert(probe).values(id=i, **row))
 
 
-@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(given_rows=rows, parent=st.integers(1, 3))
+def _filled_with(conn, given_rows):
+    """The probe table holding `given_rows`; the SELECT of one parent's rows (parameter `parent`)."""
+    _fill(conn, given_rows)
+    return select(probe).where(probe.c.parent == bindparam("parent")).order_by(probe.c.id)
+
+
+def one_parent(test):
+    """A property over the rows of one parent among given rows."""
+    return hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])(
+        given(given_rows=rows, parent=st.integers(1, 3))(test))
+
+
+@one_parent
 def test_a_cursor_query_gives_the_rows_core_gives(db, given_rows, parent):
     with db.reading() as s:
         conn = s.connection()
-        _fill(conn, given_rows)
-        stmt = select(probe).where(probe.c.parent == bindparam("parent")).order_by(probe.c.id)
+        stmt = _filled_with(conn, given_rows)
         assert CursorQuery(stmt).rows(conn, {"parent": parent}) == \
             [tuple(r) for r in conn.execute(stmt, {"parent": parent}).all()]
         found = CursorQuery(stmt).rows(conn, {"parent": parent})
         assert all(isinstance(r[3], (date, type(None))) and isinstance(r[5], (Decimal, type(None))) for r in found)
         assert all(r[4] is None or r[4].tzinfo is timezone.utc for r in found)
+
+
+class _ProbeOfRow:
+    """Columns of a probe row converted when read, as the evidence items of a contract's page are."""
+    day = ConvertedOnRead(3)
+    at = ConvertedOnRead(4)
+    amount = ConvertedOnRead(5)
+
+    def __init__(self, row, conversions):
+        self._row, self._conversions = row, conversions
+
+
+@one_parent
+def test_lazy_columns_converted_on_read_are_the_values_core_gives(db, given_rows, parent):
+    with db.reading() as s:
+        conn = s.connection()
+        stmt = _filled_with(conn, given_rows)
+        query = CursorQuery(stmt, lazy=frozenset({"day", "at", "amount"}))
+        core = [tuple(r) for r in conn.execute(stmt, {"parent": parent}).all()]
+        lazy = query.rows(conn, {"parent": parent})
+        eager = [r[:3] + r[6:] for r in core]
+        assert [r[:3] + r[6:] for r in lazy] == eager  # the other columns converted as before
+        conversions = query.conversions(conn.dialect)
+        for row, expected in zip(lazy, core):
+            item = _ProbeOfRow(row, conversions)
+            for _ in range(2):  # converted on the first read, kept for the next
+                assert (item.day, item.at, item.amount) == expected[3:6]
+                assert item.at is None or item.at.tzinfo is timezone.utc
+            assert {"day", "at", "amount"} <= set(vars(item))
 
 
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

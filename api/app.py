@@ -42,6 +42,9 @@ from ledger import schema as db_schema
 log = logging.getLogger("utfall")
 # last-used times are written at most this often per token, so reads stay reads
 TOUCH_EVERY = timedelta(minutes=1)
+# a known token is checked inline (SQLite: on the event loop) only while its last recorded use is this much
+# younger than TOUCH_EVERY, so the check finds no use to record (a write) even on a slow request
+TOUCH_MARGIN = timedelta(seconds=5)
 STATIC_DIR = Path(__file__).parent / "static"
 BODY_TIMEOUT = 10.0  # seconds for a whole request body to arrive; slow clients get 408
 KNOWN_ACTORS = 10_000  # tokens whose actor the process remembers (see UtfallGraphQL.known_actors)
@@ -77,6 +80,9 @@ class UtfallGraphQL(GraphQL):
         # known token runs its query as that actor and checks the token (the same SELECT) in the thread
         # hop of its first read, before that read; only an unknown token costs a hop of its own
         self.known_actors: dict[str, object] = {}
+        # the latest recorded use of each known token this process has seen (the database's is never older):
+        # while it is recent, checking the token only reads (see RequestDB.check_first's `inline`)
+        self.last_use_seen: dict[str, object] = {}
 
     @property
     def graphql_ide_html(self) -> str:
@@ -102,6 +108,7 @@ class UtfallGraphQL(GraphQL):
         request.state.rdb = None
         request.state.context = None
         request.state.actor = None
+        request.state.touch_due = None
         started = time.perf_counter()
         response = None
         try:
@@ -151,10 +158,17 @@ class UtfallGraphQL(GraphQL):
                 try:
                     if secret is not None:
                         request.state.rdb = rdb = RequestDB(self.db, self.executor)
-                        known = self.known_actors.get(tokens.secret_hash(secret)) if attempt == 1 else None
+                        request.state.touch_due = None
+                        hashed = tokens.secret_hash(secret)
+                        known = self.known_actors.get(hashed) if attempt == 1 else None
                         if known is not None:
-                            # checked in the thread hop of the query's first read, before that read
-                            rdb.check_first(lambda rdb=rdb, known=known: self._recheck(secret, known, rdb))
+                            # checked in the thread hop of the query's first read, before that read; only a
+                            # read (SQLite: possibly on the event loop) while its last use is recent
+                            seen = self.last_use_seen.get(hashed)
+                            reads_only = seen is not None and utcnow() - seen < TOUCH_EVERY - TOUCH_MARGIN
+                            rdb.check_first(lambda rdb=rdb, known=known, reads_only=reads_only, request=request:
+                                            self._recheck(secret, hashed, known, rdb, request if reads_only else None),
+                                            inline=reads_only)
                             request.state.actor = known
                         else:
                             try:
@@ -167,6 +181,9 @@ class UtfallGraphQL(GraphQL):
                         # a query that read nothing: the token still counts
                         with contextlib.suppress(PermissionDenied, _ActorChanged):  # answered below
                             await rdb.in_thread(lambda: None)
+                    if request.state.touch_due is not None and rdb is not None and rdb.refused is None:
+                        # a use the check left to record (it was run as a read only): in a thread, after the query
+                        await rdb.in_thread(request.state.touch_due)
                 except sa_exc.DBAPIError as err:
                     # the token's check (or its first use) met a dropped connection: see _met_dropped_connection
                     if attempt == 2 or not err.connection_invalidated or request.state.rdb is None \
@@ -212,36 +229,51 @@ class UtfallGraphQL(GraphQL):
         actor, last_used = await rdb.read(lambda s: tokens.authenticate_with_last_use(s, secret, now))
         if last_used is None or now - last_used > TOUCH_EVERY:
             await rdb.in_thread(lambda: self._touch(rdb, actor, now))
-        self._remember(secret, actor)
+            last_used = now
+        self._remember(secret, actor, last_used)
         return actor
 
-    def _recheck(self, secret: str, known, rdb: RequestDB) -> None:
-        """(In the worker thread of the request's first hop) the same check as _authenticate, of a token
-        this process has seen: unknown, revoked or expired raise PermissionDenied, as on first use."""
+    def _recheck(self, secret: str, hashed: str, known, rdb: RequestDB, read_only_for: Request | None = None) -> None:
+        """(Before the request's first database work) the same check as _authenticate, of a token this
+        process has seen: unknown, revoked or expired raise PermissionDenied, as on first use.
+
+        With `read_only_for` (the request) it never writes: a use due to be recorded is left to the
+        request (request.state.touch_due), which records it in a thread after the query."""
         now = utcnow()
         try:
             actor, last_used = tokens.authenticate_with_last_use(rdb.session(), secret, now)
         except PermissionDenied:
-            self.known_actors.pop(tokens.secret_hash(secret), None)
+            self.known_actors.pop(hashed, None)
             raise
         if actor != known:
-            self.known_actors.pop(tokens.secret_hash(secret), None)
+            self.known_actors.pop(hashed, None)
             raise _ActorChanged()
         if last_used is None or now - last_used > TOUCH_EVERY:
+            if read_only_for is not None:
+                read_only_for.state.touch_due = lambda: self._touch(rdb, actor, now, hashed)
+                return
             self._touch(rdb, actor, now)
+            last_used = now
+        self.last_use_seen[hashed] = last_used
 
-    def _touch(self, rdb: RequestDB, actor, now) -> None:
+    def _touch(self, rdb: RequestDB, actor, now, hashed: str | None = None) -> None:
         # at most once a minute per token; the read session gives its connection back first, so
         # the request never holds two
         rdb.end_reads()
         with self.db.uow() as uow:
             tokens.touch(uow, actor.token_id, now)
             uow.commit()
+        if hashed is not None:
+            self.last_use_seen[hashed] = now
 
-    def _remember(self, secret: str, actor) -> None:
+    def _remember(self, secret: str, actor, last_used) -> None:
         if len(self.known_actors) >= KNOWN_ACTORS:
             self.known_actors.clear()  # a bound on memory; a forgotten token is checked in a hop of its own again
-        self.known_actors[tokens.secret_hash(secret)] = actor
+            self.last_use_seen.clear()
+        hashed = tokens.secret_hash(secret)
+        self.known_actors[hashed] = actor
+        if last_used is not None:
+            self.last_use_seen[hashed] = last_used
 
 
 def decode_json(data: str | bytes) -> object:

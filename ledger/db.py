@@ -448,6 +448,7 @@ class Database:
         self.bind = bind
         self.engine = bind if isinstance(bind, Engine) else bind.engine
         self._shared = not isinstance(bind, Engine)
+        self._autocommit_engine: Engine | None = None  # statement_read_session's, made on first use
         use_group = group_commit and not self._shared and self.engine.dialect.name == "postgresql"
         self.group_commit: GroupCommit | None = GroupCommit(self.engine) if use_group else None
 
@@ -480,6 +481,25 @@ class Database:
 
     def read_session(self) -> Session:
         return self._session(read_engine(self.engine))
+
+    def statement_read_session(self) -> Session:
+        """A read session whose statements each see what is committed when they start, as in read_session.
+
+        On PostgreSQL its connection is in autocommit: at READ COMMITTED, the default, each
+        statement of a transaction takes its own snapshot anyway, so a transaction around reads
+        adds only its BEGIN and ROLLBACK round trips, and giving the connection back then needs
+        no round trip at all. Only for reads that need no snapshot shared between statements and
+        no transaction (no server-side cursor): the service's GraphQL reads (api.graphql.base.RequestDB).
+        Elsewhere, and in tests bound to one connection, the same as read_session."""
+        if self._shared or self.engine.dialect.name != "postgresql":
+            return self.read_session()
+        engine = self._autocommit_engine
+        if engine is None:
+            engine = self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        session = Session(bind=engine, expire_on_commit=False)
+        # closing it sends nothing to the server (psycopg's rollback of an idle connection is local)
+        session.info["closes_locally"] = True
+        return session
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

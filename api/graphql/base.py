@@ -433,6 +433,14 @@ class RequestDB:
     Blocking database work runs in a worker thread, never on the event loop. Reads of one
     request share one session, used by one thread at a time (the lock); each mutation is its
     own unit of work, after which the read session starts afresh so it sees the result.
+
+    One exception, on SQLite only: a read its caller marks `inline` (a few indexed SELECTs with a
+    bounded result, such as a contract and its first page of evidence) runs on the event loop,
+    and the read session is closed there. On SQLite a thread hop costs more CPU than such a read
+    (the wake-up of a worker and the GIL handed back and forth), a reader in WAL mode never
+    waits for a writer, and closing a read transaction is a call into the library. Anything
+    that may write or wait stays in a thread: a token check that is due to record its use, a
+    read that would have to wait for a pooled connection, every read not marked inline.
     """
 
     def __init__(self, db: Database, executor: ThreadPoolExecutor):
@@ -445,14 +453,18 @@ class RequestDB:
         self._first: Callable[[], None] | None = None
         self.refused: BaseException | None = None  # what the first check raised; nothing runs after it
         self.wrote = False  # whether a unit of work was started: then the request is never run again
+        self.reads_inline = db.engine.dialect.name == "sqlite"  # see the class
+        self._first_inline = False  # whether the first check may run on the event loop
 
-    def check_first(self, check: Callable[[], None]) -> None:
+    def check_first(self, check: Callable[[], None], *, inline: bool = False) -> None:
         """Run `check` in the thread of this request's first hop, before that hop's work.
 
         It saves a thread hop of its own: the token of a caller the process has seen is checked
         in the same hop as the query's first read (or write). If it raises, that work never runs,
-        nor any after it; `pending` says whether it still has to run (a query that read nothing)."""
+        nor any after it; `pending` says whether it still has to run (a query that read nothing).
+        `inline`: the check only reads (it will not write), so it may run with an inline read."""
         self._first = check
+        self._first_inline = inline
 
     @property
     def pending(self) -> bool:
@@ -483,7 +495,8 @@ class RequestDB:
     def session(self) -> Session:
         """(In a worker thread) the request's read session, opened on first use."""
         if self._session is None:
-            self._session = self.db.read_session()
+            # PostgreSQL: no BEGIN and ROLLBACK round trips around a request's reads (see the method)
+            self._session = self.db.statement_read_session()
         return self._session
 
     async def _in_thread(self, fn: Callable[[], T], checked: bool = True) -> T:
@@ -497,10 +510,26 @@ class RequestDB:
                 await asyncio.wait([future])
                 raise
 
-    async def read(self, fn: Callable[[Session], T]) -> T:
+    async def read(self, fn: Callable[[Session], T], *, inline: bool = False) -> T:
+        """`fn(session)` in a worker thread; with `inline` (a read of a few indexed rows that never writes)
+        on the event loop where that is safe (see the class)."""
         def call() -> T:
             return fn(self.session())
+        if inline and self._may_run_inline():
+            async with self._lock:
+                return self._checked(call)()
         return await self._in_thread(call)
+
+    def _may_run_inline(self) -> bool:
+        if not self.reads_inline or (self._first is not None and not self._first_inline):
+            return False
+        if self._session is None:
+            # opening the session takes a pooled connection: never wait for one on the event loop
+            pool = self.db.engine.pool
+            checked_out, size = getattr(pool, "checkedout", None), getattr(pool, "size", None)
+            if checked_out is not None and size is not None and checked_out() >= size():
+                return False
+        return True
 
     async def write(self, fn: Callable[[UnitOfWork], T]) -> T:
         self.wrote = True
@@ -525,6 +554,12 @@ class RequestDB:
 
     async def close(self) -> None:
         if self._session is not None:
+            if self.reads_inline or self._session.info.get("closes_locally"):
+                # SQLite: ending a read transaction and giving the connection back to the pool never waits;
+                # PostgreSQL: the statement read session has no transaction to end (Database.statement_read_session)
+                async with self._lock:
+                    self._reset()
+                return
             await self._in_thread(self._reset, checked=False)  # giving the connection back needs no check
 
 
@@ -767,4 +802,9 @@ def child_pages(info: Info, name: str, model: Any, parent_column: Any, *, first:
         return [found[k[0]] for k in keys]
 
     loader = c.loader(f"page:{name}:{_hashable(filters)}:{window}", lambda: DataLoader(batch))
+    # a first page (or a last one) of one parent, unfiltered, is a LIMIT on an index of the parent and the key,
+    # and its children's rows lie between its first and last key: a read that may run inline (RequestDB.read).
+    # A cursor or a filter may make the reads behind the page scan far more rows than it holds.
+    read.inline = (to_nodes is not None and where is None and not filters and window.after is None
+                   and window.before is None)
     return loader, read

@@ -492,7 +492,8 @@ async def load_contract(info: Info, contract_id: int, pages: list | None = None)
     def read_with_pages(s):
         row = visible_contract_row(s.connection(), actor, contract_id)
         return row, ([read_pages(s, [contract_id]) for _loader, read_pages in pages] if row is not None else [])
-    row, found = await c.db.read(read_with_pages)
+    # the contract by its key and bounded pages: on the event loop where that is safe (RequestDB.read)
+    row, found = await c.db.read(read_with_pages, inline=all(getattr(read, "inline", False) for _l, read in pages))
     contract = OutcomeContract.from_row(row) if row is not None else None
     loader.prime(contract_id, contract)
     for (page_loader, _read), page in zip(pages, found):

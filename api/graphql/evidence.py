@@ -118,16 +118,23 @@ class Evidence(Node):
             # three bound values instead of a hundred (no IN list to render and parse every request), on
             # the driver's cursor
             span = {"contract": rows[0][1], "lo": min(r[0] for r in rows), "hi": max(r[0] for r in rows)}
-            found_participants = _PARTICIPANTS_OF_SPAN.rows(conn, span)
             found_documents = _DOCUMENTS_OF_SPAN.rows(conn, span)
+            # participants' enrollment dates left as read, converted only if the query sends them
+            participant_dates = _PARTICIPANTS_OF_SPAN.conversions(conn.dialect)
+            new = object.__new__
+            participants = {}
+            for row in _PARTICIPANTS_OF_SPAN.rows(conn, span):
+                participant = participants[row[0]] = new(_ParticipantOfRow)
+                participant.__dict__.update(pk=row[0], external_ref=row[1], area=row[2], enrolled_by=row[4], _row=row,
+                                            _conversions=participant_dates)
         else:
             found_participants = conn.execute(_PARTICIPANTS.where(
                 models.Participant.id.in_({r[2] for r in rows}))).all()
             found_documents = conn.execute(_DOCUMENTS.where(
                 models.EvidenceDocument.evidence_id.in_([r[0] for r in rows]))).all()
-        participants = {id_: Participant(pk=id_, external_ref=external_ref, area=area, enrolled_on=enrolled_on,
-                                         enrolled_by=enrolled_by)
-                        for id_, external_ref, area, enrolled_on, enrolled_by in found_participants}
+            participants = {id_: Participant(pk=id_, external_ref=external_ref, area=area, enrolled_on=enrolled_on,
+                                             enrolled_by=enrolled_by)
+                            for id_, external_ref, area, enrolled_on, enrolled_by in found_participants}
         documents: dict[int, list[Document]] = {}
         for evidence_id, sha256, filename, media_type, uploaded in found_documents:
             documents.setdefault(evidence_id, []).append(Document(sha256=sha256, filename=filename,
@@ -178,6 +185,15 @@ class _EvidenceOfRow(Evidence):
 # Node.id names the class: an item's global id is an Evidence id, whatever class holds it
 _EvidenceOfRow.__name__ = Evidence.__name__
 
+
+class _ParticipantOfRow(Participant):
+    """A participant (the same GraphQL type) whose enrollment date is converted from its row of
+    _PARTICIPANTS_OF_SPAN when first read: the contract query sends it for none of a page's participants."""
+    enrolled_on = ConvertedOnRead(3)
+
+
+_ParticipantOfRow.__name__ = Participant.__name__  # its global id is a Participant's
+
 EVIDENCE_CONVERTED_ON_READ = frozenset(d.name for d in vars(_EvidenceOfRow).values() if isinstance(d, ConvertedOnRead))
 
 
@@ -189,7 +205,7 @@ _DOCUMENTS = select(models.EvidenceDocument.evidence_id, models.EvidenceDocument
 _SPAN = (models.Evidence.contract_id == bindparam("contract"),
          models.Evidence.id.between(bindparam("lo"), bindparam("hi")))
 _PARTICIPANTS_OF_SPAN = CursorQuery(_PARTICIPANTS.where(models.Participant.id.in_(
-    select(models.Evidence.participant_id).where(*_SPAN))))
+    select(models.Evidence.participant_id).where(*_SPAN))), lazy=frozenset({"enrolled_on"}))
 _DOCUMENTS_OF_SPAN = CursorQuery(_DOCUMENTS.where(models.EvidenceDocument.evidence_id.in_(
     select(models.Evidence.id).where(*_SPAN))))
 

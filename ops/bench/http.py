@@ -223,7 +223,8 @@ def _database(backend: str, tmp: Path):
         drop = lambda: None  # noqa: E731
     else:
         import psycopg
-        name = f"utfall_bench_http_{os.getpid()}"
+        # UTFALL_BENCH_DB: the database's name prefix (helpers sharing a server keep to their own names)
+        name = f"{os.environ.get('UTFALL_BENCH_DB', 'utfall_bench_http')}_{os.getpid()}"
         with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
             conn.execute(f'CREATE DATABASE "{name}"')

@@ -120,9 +120,9 @@ def test_a_contract_and_its_evidence_pages_are_read_in_one_thread_hop(api, db, m
     reads = [0]
     read = RequestDB.read
 
-    def counted(self, fn):
+    def counted(self, fn, **options):
         reads[0] += 1
-        return read(self, fn)
+        return read(self, fn, **options)
     monkeypatch.setattr(RequestDB, "read", counted)
     together = api.post(PAGES_QUERY, variables, token=token)
     assert "errors" not in together, together["errors"]

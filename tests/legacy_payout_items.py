@@ -28,9 +28,8 @@ def write_rows(s, payout_id, kinds, evidence_ids, participant_ids, metric_codes,
 
 @contextmanager
 def items_as_rows() -> Iterator[None]:
-    """Payouts calculated inside write their items as rows and read no blocks, and keep their
-    inputs in their own row (both tests using this start below 0020p)."""
-    with inputs_in_payout_rows(), pytest.MonkeyPatch.context() as mp:
+    """Payouts calculated inside write their items as rows and read no blocks."""
+    with pytest.MonkeyPatch.context() as mp:
         mp.setattr(payout_items, "write", write_rows)
         mp.setattr(payout_items, "blocks_of", lambda s, payout_ids: [])
         yield

@@ -17,7 +17,7 @@ from ledger.db import Database, make_engine
 from ledger.models import PayoutCalculation
 from tests.conftest import BACKENDS, drop_pg_database, empty_database_url
 from tests.factories import contract, funded, rate_card, sek
-from tests.legacy_payout_items import items_as_rows
+from tests.legacy_payout_items import inputs_in_payout_rows, items_as_rows
 
 FM, FM2 = Actor("frida", "FUND_MANAGER"), Actor("gustav", "FUND_MANAGER")
 SECRET = b"test-secret-for-hmac-0123456789"
@@ -75,7 +75,7 @@ def test_old_payout_items_stay_readable_traceable_and_auditable(old_url):
     command.upgrade(schema.alembic_config(old_url), "0018c")
     engine = make_engine(old_url)
     db = Database(engine)
-    with items_as_rows():  # as payouts were recorded before 0020p
+    with items_as_rows(), inputs_in_payout_rows():  # as payouts were recorded before 0020p
         contract_id, payout_ids = _paid_and_clawed_back(db)
     with engine.connect() as conn:
         before = conn.execute(sa.text(f"SELECT {ITEM_COLUMNS} FROM payout_items ORDER BY id")).all()

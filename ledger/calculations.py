@@ -10,8 +10,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
 
-from sqlalchemy import and_, case, exists, func, select, update
+from sqlalchemy import and_, case, exists, func, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ledger import chart, commitments, journal, payout_items, payouts, schedule
 from ledger import money as m
@@ -22,7 +23,7 @@ from ledger.errors import Conflict, NotFound, ValidationError
 from ledger.funds import get_fund
 from ledger.models import (
     ContractTerms, Evidence, Measurement, OutcomeContract, Participant, PayoutCalculation, PayoutItem,
-    PayoutLine, PayoutShare, utcnow,
+    PayoutLine, PayoutRecordedInputs, PayoutShare, utcnow,
 )
 from ledger.settlement import fund_of, obligation_legs
 
@@ -417,11 +418,16 @@ def calculate_payout(uow: UnitOfWork, *, actor: Actor, contract_id: int, period_
     payout = PayoutCalculation(
         contract_id=contract.id, period_start=period_start, period_end=period_end, status="CALCULATED",
         terms_version=result.terms_version, currency=cur, inputs_hash=result.inputs_hash,
-        inputs=canonical.decode("utf-8"), total_minor=_units(result.total, cur), posted_before=posted_before,
-        calculated_by=actor.name,
+        total_minor=_units(result.total, cur), posted_before=posted_before, calculated_by=actor.name,
     )
     s.add(payout)
     s.flush()
+    # the recorded inputs in their own append-only row (migration 0021p), so that superseding,
+    # approving or posting the payout never rewrites them; the attribute is set as loaded, not
+    # read back
+    recorded = canonical.decode("utf-8")
+    _record_inputs(s, payout.id, recorded)
+    set_committed_value(payout, "inputs", recorded)
     # one UPDATE, not the superseded payouts loaded first: each holds its recorded inputs, some
     # megabytes for a large payout
     s.execute(update(PayoutCalculation).where(
@@ -432,6 +438,10 @@ def calculate_payout(uow: UnitOfWork, *, actor: Actor, contract_id: int, period_
     s.flush()
     s.refresh(payout, ["lines", "shares"])
     return payout
+
+
+def _record_inputs(s: Session, payout_id: int, recorded: str) -> None:
+    s.execute(insert(PayoutRecordedInputs), [{"payout_id": payout_id, "inputs": recorded}])
 
 
 def _record_result(s: Session, payout: PayoutCalculation, result: payouts.PayoutResult, cur: str) -> None:

@@ -17,7 +17,7 @@ from ledger.db import Database, make_engine
 from ledger.models import PayoutCalculation
 from tests.conftest import BACKENDS, drop_pg_database, empty_database_url
 from tests.factories import contract, funded, rate_card, sek
-from tests.legacy_payout_items import items_as_rows
+from tests.legacy_payout_items import inputs_in_payout_rows, items_as_rows
 
 FM, FM2 = Actor("frida", "FUND_MANAGER"), Actor("gustav", "FUND_MANAGER")
 SECRET = b"test-secret-for-hmac-0123456789"
@@ -75,7 +75,7 @@ def test_old_payout_items_stay_readable_traceable_and_auditable(old_url):
     command.upgrade(schema.alembic_config(old_url), "0018c")
     engine = make_engine(old_url)
     db = Database(engine)
-    with items_as_rows():  # as payouts were recorded before 0020p
+    with items_as_rows(), inputs_in_payout_rows():  # as payouts were recorded before 0020p
         contract_id, payout_ids = _paid_and_clawed_back(db)
     with engine.connect() as conn:
         before = conn.execute(sa.text(f"SELECT {ITEM_COLUMNS} FROM payout_items ORDER BY id")).all()
@@ -88,9 +88,10 @@ def test_old_payout_items_stay_readable_traceable_and_auditable(old_url):
         assert after == before
         # without a foreign key checked per item
         assert sa.inspect(conn).get_foreign_keys("payout_items") == []
-        if conn.dialect.name == "postgresql":  # new recorded inputs are compressed with lz4 (this server has it)
-            assert conn.execute(sa.text("SELECT attcompression FROM pg_attribute WHERE attrelid = 'payouts'::regclass "
-                                        "AND attname = 'inputs'")).scalar() == "l"
+        if conn.dialect.name == "postgresql":  # new recorded inputs are compressed with lz4 (this server has it;
+            # since 0021p they are in payout_inputs)
+            assert conn.execute(sa.text("SELECT attcompression FROM pg_attribute WHERE attrelid = "
+                                        "'payout_inputs'::regclass AND attname = 'inputs'")).scalar() == "l"
         payout_id = after[0].payout_id
     # but they stay append-only, an item still names a payout that exists, and no payout
     # with items (none at all) can be deleted

@@ -15,7 +15,7 @@ from ledger.access import Actor
 from ledger.db import Database, make_engine
 from ledger.models import OutcomeContract, PayoutCalculation
 from tests.factories import payout
-from tests.legacy_payout_items import items_as_rows
+from tests.legacy_payout_items import inputs_in_payout_rows, items_as_rows
 from tests.test_migration_0019p import FM, FM2, ITEM_COLUMNS, _paid_and_clawed_back
 from tests.test_migration_0019p import old_url  # noqa: F401  (the fixture: an empty database of each backend)
 
@@ -30,7 +30,7 @@ def test_old_payout_items_stay_rows_and_read_beside_new_blocks(old_url):
     command.upgrade(schema.alembic_config(old_url), "0019p")
     engine = make_engine(old_url)
     db = Database(engine)
-    with items_as_rows():  # as payouts were recorded and read before 0020p
+    with items_as_rows(), inputs_in_payout_rows():  # as payouts were recorded and read before 0020p
         contract_id, old_payouts = _paid_and_clawed_back(db)
         with db.reading() as s:
             old_read = payout_items.rows_of(s, old_payouts)

@@ -8,7 +8,7 @@ from ledger.models.audit import AuditEvent, IdempotencyKey
 from ledger.models.funds import OutcomesFund
 from ledger.models.contracts import AreaSupplement, ContractTerms, LateClaimGrant, Metric, OutcomeContract, PayerShare, Sanction
 from ledger.models.evidence import DocumentUpload, Evidence, EvidenceDocument, Measurement, Participant
-from ledger.models.payouts import Payment, PayoutCalculation, PayoutItem, PayoutItemBlock, PayoutLine, PayoutShare
+from ledger.models.payouts import Payment, PayoutCalculation, PayoutItem, PayoutItemBlock, PayoutLine, PayoutRecordedInputs, PayoutShare
 from ledger.models.publishing import IndigoFieldStatus
 from ledger.models.investments import (
     DistributionLine, DistributionReceipt, Drawdown, Investment, InvestmentClosing, WaterfallDistribution,
@@ -20,7 +20,7 @@ __all__ = [
     "Transaction", "GENESIS_HASH", "MerkleNode", "EffectiveBalanceBucket", "AuditEvent", "IdempotencyKey", "OutcomesFund",
     "OutcomeContract",
     "ContractTerms", "LateClaimGrant", "PayerShare", "Metric", "AreaSupplement", "Sanction", "Participant", "Evidence",
-    "DocumentUpload", "EvidenceDocument", "Measurement", "PayoutCalculation", "PayoutLine", "PayoutItem", "PayoutItemBlock", "PayoutShare", "Payment",
+    "DocumentUpload", "EvidenceDocument", "Measurement", "PayoutCalculation", "PayoutLine", "PayoutItem", "PayoutItemBlock", "PayoutRecordedInputs", "PayoutShare", "Payment",
     "IndigoFieldStatus",
     "Investment", "Drawdown", "WaterfallDistribution", "DistributionLine", "DistributionReceipt", "InvestmentClosing",
     "ChangeRequest", "Dispute",

@@ -10,13 +10,28 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import select
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from ledger.models.base import Base, DecimalText, UTCDateTime, utcnow
 from ledger.models.parties import _in
 
 # REVERSED: its ledger transaction was reversed; what it paid counts as unpaid again
 PAYOUT_STATUSES = ("CALCULATED", "APPROVED", "POSTED", "SUPERSEDED", "REVERSED")
+
+
+class PayoutRecordedInputs(Base):
+    """A payout's recorded canonical inputs (the JSON its `inputs_hash` covers), written once.
+
+    A table of their own since migration 0021p: they are 11 MB for a payout over 100 000
+    items, and on SQLite every change of the payout's row (superseded, approved, posted)
+    rewrote them with it. Append-only: UPDATE and DELETE are refused by the database.
+    """
+
+    __tablename__ = "payout_inputs"
+
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"), primary_key=True)
+    inputs: Mapped[str] = mapped_column(Text)
 
 
 class PayoutCalculation(Base):
@@ -35,7 +50,6 @@ class PayoutCalculation(Base):
     terms_version: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     inputs_hash: Mapped[str] = mapped_column(String(64))
-    inputs: Mapped[str] = mapped_column(Text)  # the canonical JSON the hash covers
     total_minor: Mapped[int] = mapped_column(BigInteger)
     # how many payouts of the contract were POSTED when this was calculated: if another is
     # posted before approval, "paid before" has changed and this one must be recalculated
@@ -46,6 +60,13 @@ class PayoutCalculation(Base):
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     transaction_sequence: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("ledger_transactions.sequence"))
     superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
+
+    # the canonical JSON the hash covers, read with the row as before (PayoutRecordedInputs);
+    # recorded by ledger.calculations.calculate_payout, not by setting this attribute. Never
+    # expired by a flush of the row's status: the inputs never change
+    inputs: Mapped[str] = column_property(
+        select(PayoutRecordedInputs.inputs).where(PayoutRecordedInputs.payout_id == id).scalar_subquery(),
+        expire_on_flush=False)
 
     lines: Mapped[list["PayoutLine"]] = relationship(order_by="PayoutLine.position", lazy="selectin", viewonly=True)
     shares: Mapped[list["PayoutShare"]] = relationship(order_by="PayoutShare.position", lazy="selectin", viewonly=True)

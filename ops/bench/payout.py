@@ -273,8 +273,9 @@ def backend_on(name: str) -> Iterator[Backend]:
                 be.close()
             shutil.rmtree(where, ignore_errors=True)
     elif name == "postgresql":
-        dbname = f"utfall_bench_pay_{os.getpid()}"
-        assert dbname.startswith("utfall_bench_pay_"), dbname  # never test, postgres or root
+        # UTFALL_BENCH_DB_PREFIX: a name of one's own on a shared server (still utfall_…)
+        dbname = f"{os.environ.get('UTFALL_BENCH_DB_PREFIX', 'utfall_bench_pay')}_{os.getpid()}"
+        assert dbname.startswith("utfall_"), dbname  # never test, postgres or root
         conninfo = f"{PG_ADMIN.rsplit('/', 1)[0]}/{dbname}"
         with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
             admin.execute(f'CREATE DATABASE "{dbname}"')
@@ -411,7 +412,20 @@ def calculate(db: Database, contract_id: int):
     return payout
 
 
-def calculate_measured(be: Backend, contract_id: int, phases: list[dict], statements: list[int]) -> float:
+def _server_cpu(pid: int | None) -> float:
+    """Seconds the PostgreSQL backend `pid` has run on a CPU (/proc/<pid>/schedstat, in ns; the
+    server is on this machine), or 0 for SQLite, which runs in this process."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except OSError:
+        return float("nan")
+
+
+def calculate_measured(be: Backend, contract_id: int, phases: list[dict], statements: list[int],
+                       cpu: list[dict] | None = None) -> float:
     marks: dict[str, tuple[float, float]] = {}
     count = [0]
 
@@ -422,13 +436,19 @@ def calculate_measured(be: Backend, contract_id: int, phases: list[dict], statem
     try:
         with clocked(marks):
             t0 = time.perf_counter()
+            c0 = time.process_time()
             with be.db.uow() as uow:
+                driver = uow.session.connection().connection.driver_connection
+                pid = driver.info.backend_pid if be.name == "postgresql" else None
+                s0 = _server_cpu(pid)
                 calculations.calculate_payout(uow, actor=FM, contract_id=contract_id, period_start=PERIOD_START,
                                               period_end=PERIOD_END)
                 t_calc = time.perf_counter()
                 uow.commit()
                 t_commit = time.perf_counter()
             elapsed = time.perf_counter() - t0
+            if cpu is not None:  # CPU time moves little when other processes share the cores
+                cpu.append({"client": time.process_time() - c0, "server": _server_cpu(pid) - s0})
     finally:
         event.remove(be.engine, "before_cursor_execute", on_execute)
     g, e, r = (marks["calculations.gather_inputs"], marks["payouts.calculate_with_canonical"],
@@ -553,8 +573,9 @@ def run_backend(name: str, cfg: Config, log: Log = _stderr, *, with_profile: boo
         bare(), bare_filtered()
         phases: list[dict] = []
         statements: list[int] = []
+        cpu: list[dict] = []
         variants = {
-            "calculate_payout": lambda: calculate_measured(be, cid, phases, statements),
+            "calculate_payout": lambda: calculate_measured(be, cid, phases, statements, cpu),
             BARE_REF: bare,
             "bare SQL join + not-paid filter": bare_filtered,
             "gather_inputs": lambda: timed(lambda: gather(be.db, cid)),
@@ -586,7 +607,9 @@ def run_backend(name: str, cfg: Config, log: Log = _stderr, *, with_profile: boo
         out = [
             result("calculate_payout (uow + commit)", name, size, "s", runs["calculate_payout"], BARE_REF,
                    runs[BARE_REF], participants=cfg.participants, phases_median_s=median_phases,
-                   phases_runs=phases, statements=statements, peak_heap_bytes=peaks["calculate_payout"],
+                   phases_runs=phases, statements=statements, cpu_runs=cpu,
+                   cpu_median_s={k: summary([c[k] for c in cpu])["median"] for k in ("client", "server")},
+                   peak_heap_bytes=peaks["calculate_payout"],
                    fresh_process=rss, total_minor=first.total_minor, lines=describe(first),
                    payout_items_rows_at_end=items_rows, profile=prof),
             result("bare SQL join + not-paid filter", name, size, "s", runs["bare SQL join + not-paid filter"],
@@ -646,6 +669,10 @@ def table(results: Sequence[dict]) -> str:
                      f"{statistics_fmt(r['statements'])} SQL statements each):")
         parts = [f"{k} {v:.2f} s ({100 * v / total:.0f} %)" for k, v in ph.items()]
         lines += ["    " + "; ".join(parts[:4]), "    " + "; ".join(parts[4:])]
+        if r.get("cpu_median_s"):
+            c = r["cpu_median_s"]
+            lines.append(f"    CPU time (median): this process {c['client']:.3f} s"
+                         + (f", the PostgreSQL backend {c['server']:.3f} s" if b == "postgresql" else ""))
         g = [p["gather_inputs"] for p in r["phases_runs"]]
         lines.append(f"    gather_inputs inside the runs, in order: {', '.join(f'{x:.2f}' for x in g)} s "
                      f"(one more superseded payout's items are kept each run; "

@@ -1,17 +1,19 @@
 """Payouts through the database: Case A end to end, four eyes, posting, obligations, payments, clawback."""
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from ledger import calculations, chart, contracts, journal, payouts, sanctions, settlement
 from ledger import evidence as ev
 from ledger.access import Actor
 from ledger.contracts import ShareSpec
 from ledger.errors import DomainError
+from ledger.models import PayoutRecordedInputs
 from tests.conftest import table_counts
 from tests.factories import contract, funded, rate_card, sek
 
@@ -247,3 +249,35 @@ def test_a_draft_contract_is_not_paid_and_a_payment_must_be_in_its_currency(db):
         settlement.record_payment(uow, actor=FM, debtor_id=muni.id, creditor_id=prov.id, contract_id=draft.id,
                                   amount=m.money("10.00", "EUR"), paid_on=date(2026, 7, 1), reference="r")
     assert err.value.code == "CURRENCY_MISMATCH"
+
+
+def test_recorded_inputs_are_a_row_of_their_own_and_a_failed_calculation_writes_none(db, case_a, monkeypatch):
+    w = case_a
+    before = table_counts(db)
+    # the engine fails: no payout and no recorded inputs are kept
+    with monkeypatch.context() as mp:
+        mp.setattr(payouts, "_calculate_minor_units", lambda *a, **kw: 1 / 0)
+        with pytest.raises(ZeroDivisionError), db.uow() as uow:
+            calculations.calculate_payout(uow, actor=FM, contract_id=w["contract"].id,
+                                          period_start=date(2026, 1, 1), period_end=date(2026, 6, 30))
+    assert table_counts(db) == before
+    # otherwise a payout's inputs are one row of payout_inputs, under the payout's id, which
+    # hash to its inputs hash and stay as they were when it is superseded
+    p = calc(db, w)
+    added = {k: v - before[k] for k, v in table_counts(db).items() if v != before[k]}
+    assert added["payout_inputs"] == 1 and added["payouts"] == 1
+    calc(db, w)
+    with db.reading() as s:
+        recorded = s.execute(select(PayoutRecordedInputs.inputs).where(PayoutRecordedInputs.payout_id == p.id)
+                             ).scalar_one()
+        again = calculations.get_payout(s, p.id)
+        assert again.status == "SUPERSEDED" and recorded == p.inputs == again.inputs
+    assert hashlib.sha256(recorded.encode("utf-8")).hexdigest() == p.inputs_hash
+
+
+def test_recorded_inputs_must_name_a_payout(db):
+    # (their append-only triggers are tested by tests/test_migration_0021p.py)
+    with pytest.raises(Exception, match="(?i)foreign key"):
+        with db.uow() as uow:
+            uow.session.execute(text("INSERT INTO payout_inputs (payout_id, inputs) VALUES (999999, '{}')"))
+            uow.commit()

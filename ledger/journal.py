@@ -673,6 +673,8 @@ def post(
                     raise StaleChainMemory("the chain memory was out of date: the unit of work is rerun")
             else:
                 memory.learn(recalled[0], made.head, made.accounts, made.nodes, returning=True)
+                if uow.queue_postings:
+                    uow.queued_on = conn  # its statement waits in the connection's pipeline
         if made is None:
             # read under the head lock, always from the database: an Account object the caller
             # loaded before the lock may hold a balance another posting has since changed

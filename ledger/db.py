@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from collections.abc import Iterator
 
 from sqlalchemy import create_engine, event, exc
+from sqlalchemy.exc import ResourceClosedError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -137,6 +138,7 @@ class UnitOfWork:
     # sends COMMIT behind them in the same pipeline, one round trip for the posting and the commit
     commits_queued = False
     queued_on = None  # the connection its postings were queued on (`ledger.journal.post` sets it)
+    commit_sent = False  # its COMMIT was (or was about to be) sent: an error now may follow a commit
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -152,10 +154,13 @@ class UnitOfWork:
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self.session is not None
         try:
-            if self.commits_queued and self.queued_on is not None and not self._committed:
-                # out of pipeline mode before the rollback and the pool's checkin (nothing left queued
-                # after a commit; after an error the transaction is rolled back anyway)
-                sync_queued(self.queued_on, discard=True)
+            if self.commits_queued and self.queued_on is not None:
+                # out of pipeline mode before the rollback and the pool's checkin (after an error the
+                # transaction is rolled back anyway)
+                try:
+                    sync_queued(self.queued_on, discard=True)
+                except ResourceClosedError:  # its connection already went back (a failed commit)
+                    pass
             if not self._committed:
                 self.session.rollback()
         finally:
@@ -175,6 +180,7 @@ class UnitOfWork:
         if self.commits_queued and self.queued_on is not None and _QUEUE in self.queued_on.info:
             self.session.flush()  # its other writes, if any (their statements wait for the queue first)
             if _QUEUE in self.queued_on.info:
+                self.commit_sent = True
                 try:
                     commit_queued(self.queued_on)
                 except Exception as err:
@@ -187,7 +193,9 @@ class UnitOfWork:
                     raise StaleChainMemory("a queued posting failed: the unit of work is rerun") from err
                 # committed: whatever happens now, it must never run again
                 self.queued_on = None
+        self.commit_sent = True  # from here a failure may leave it committed or not: never rerun it
         self.session.commit()  # after commit_queued the driver's transaction is over: it sends nothing
+        self.queued_on = None  # its connection went back to the pool with the commit
         self._committed = True
 
     def flush(self) -> None:
@@ -220,7 +228,9 @@ def run_rerunnable(make_uow, fn):
         except BaseException as exc:
             # with postings queued, an error may be a queued posting's, come out late: the run
             # without queueing says whose it is
-            if not (uow.chain_memory_failed or (uow.queued_on is not None and isinstance(exc, Exception))):
+            # (never once its COMMIT was sent, unless the database said the COMMIT never ran)
+            queued_failed = uow.queued_on is not None and not uow.commit_sent and isinstance(exc, Exception)
+            if not (uow.chain_memory_failed or queued_failed):
                 raise
             _forget_chain_memory(uow.engine)  # it holds what the rollback undid
     raise AssertionError("unreachable: the second run has no chain memory to fail on")

@@ -303,3 +303,27 @@ def test_a_unit_of_work_that_posts_then_writes_more_commits_both(processes):
     assert _whole(first, {a: 17, b: -17}) == 2
     with first.reading() as s:
         assert s.execute(select(Account.code).where(Account.code == "AFTER")).scalars().all() == ["AFTER"]
+
+
+def test_a_connection_goes_back_to_the_pool_out_of_pipeline_mode(processes):
+    # given a unit of work that commits itself, then posts again (queued, on PostgreSQL), never committed
+    first = processes[0]
+    a, b = (acc.id for acc in accounts(first, 2))
+    _post(first, a, b, 10)
+
+    def work(uow):
+        _posting(a, b, 1)(uow)
+        uow.commit()
+        return _posting(a, b, 2)(uow)
+
+    # when it runs through Database.write
+    first.write(work)
+    # then every pooled connection is out of pipeline mode, what was committed is whole, and the next
+    # posting finds the head as it is
+    if first.dialect == "postgresql":
+        import psycopg
+        with first.engine.connect() as conn:
+            assert conn.connection.driver_connection.pgconn.pipeline_status == psycopg.pq.PipelineStatus.OFF
+    assert _whole(first, {a: 11, b: -11}) == 2
+    assert _post(first, b, a, 11) == 3
+    assert _whole(first, {a: 0, b: 0}) == 3

@@ -327,3 +327,20 @@ def test_a_connection_goes_back_to_the_pool_out_of_pipeline_mode(processes):
     assert _whole(first, {a: 11, b: -11}) == 2
     assert _post(first, b, a, 11) == 3
     assert _whole(first, {a: 0, b: 0}) == 3
+
+
+@pytest.mark.parametrize("legs", [2, 8, 9, 12])
+def test_postings_of_many_accounts_move_every_balance_once(processes, legs):
+    # given a process that remembers the head and the accounts (the statement names up to 8 of them
+    # one parameter each, more only as an array)
+    first = processes[0]
+    ids = [acc.id for acc in accounts(first, legs)]
+    amounts = [100 * (i + 1) for i in range(legs - 1)]
+    legs_of = lambda sign: [journal.Posting(i, m.from_minor(sign * x, "SEK"))  # noqa: E731
+                            for i, x in zip(ids, amounts + [-sum(amounts)])]
+    # when it posts to all of them, and back
+    for sign in (1, -1, 1):
+        first.write(lambda uow, sign=sign: journal.post(uow, actor="t", kind="TEST", description="many",
+                                                        effective_date=date(2026, 2, 1), postings=legs_of(sign)))
+    # then each balance moved by its own amount, once per posting
+    assert _whole(first, dict(zip(ids, amounts + [-sum(amounts)]))) == 3

@@ -139,6 +139,7 @@ class UnitOfWork:
     commits_queued = False
     queued_on = None  # the connection its postings were queued on (`ledger.journal.post` sets it)
     commit_sent = False  # its COMMIT was (or was about to be) sent: an error now may follow a commit
+    lent_memory = None  # the chain memory its queued posting keeps lent until its commit (`journal.post`)
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -153,6 +154,9 @@ class UnitOfWork:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self.session is not None
+        if self.lent_memory is not None:  # not committed: what it learned may be undone
+            self.lent_memory.forget()
+            self._give_back_memory()
         try:
             if self.commits_queued and self.queued_on is not None:
                 # out of pipeline mode before the rollback and the pool's checkin (after an error the
@@ -197,6 +201,12 @@ class UnitOfWork:
         self.session.commit()  # after commit_queued the driver's transaction is over: it sends nothing
         self.queued_on = None  # its connection went back to the pool with the commit
         self._committed = True
+        self._give_back_memory()
+
+    def _give_back_memory(self) -> None:
+        memory, self.lent_memory = self.lent_memory, None
+        if memory is not None:
+            memory.release()
 
     def flush(self) -> None:
         assert self.session is not None

@@ -25,6 +25,9 @@ The posting path's concurrency design (ops/SCALING.md, "What serialises")
   granted), every write in one more (`_PipelinedStatements`); or, in a unit of work its runner
   reruns whole (`UnitOfWork.may_rerun`: `Database.write`, the group commit), no savepoint is
   spent on that chance: the transaction fails, and the unit of work runs again from the start.
+  There the statement is not even waited for (`ledger.db.queue_statement`): through
+  `Database.write` the unit of work's COMMIT follows it in the same pipeline, so BEGIN, the
+  posting and COMMIT cost one round trip (`UnitOfWork.commit`).
 - Group commit (`ledger.db.GroupCommit`, UTFALL_GROUP_COMMIT=1): units of work of one process
   run one after another in one database transaction and commit together (one that raises
   rolls the batch back and the others run again without it); the head lock is taken once and
@@ -688,7 +691,13 @@ def post(
                     uow.chain_memory_failed = True
                     raise StaleChainMemory("the chain memory was out of date: the unit of work is rerun")
             else:
-                memory.learn(recalled[0], made.head, made.accounts, made.nodes, returning=True)
+                # a posting queued with its unit of work's COMMIT behind it (`UnitOfWork.commits_queued`)
+                # keeps the memory lent until that round trip is back: another thread posting from it
+                # meanwhile could reach the server first, and fail
+                keep_lent = uow.commits_queued and uow.lent_memory is None
+                memory.learn(recalled[0], made.head, made.accounts, made.nodes, returning=not keep_lent)
+                if keep_lent:
+                    uow.lent_memory = memory
                 if uow.queue_postings:
                     uow.queued_on = conn  # its statement waits in the connection's pipeline
         if made is None:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from collections.abc import Iterator
 
 from sqlalchemy import create_engine, event, exc
+from sqlalchemy.exc import ResourceClosedError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -133,6 +134,12 @@ class UnitOfWork:
     # its postings from the chain memory are queued in the connection's pipeline, not waited for
     # (`queue_statement`): a group commit batch's first run, whose runner syncs them
     queue_postings = False
+    # it owns its transaction and its queued postings (`run_rerunnable`'s first run): its commit
+    # sends COMMIT behind them in the same pipeline, one round trip for the posting and the commit
+    commits_queued = False
+    queued_on = None  # the connection its postings were queued on (`ledger.journal.post` sets it)
+    commit_sent = False  # its COMMIT was (or was about to be) sent: an error now may follow a commit
+    lent_memory = None  # the chain memory its queued posting keeps lent until its commit (`journal.post`)
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -147,7 +154,17 @@ class UnitOfWork:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self.session is not None
+        if self.lent_memory is not None:  # not committed: what it learned may be undone
+            self.lent_memory.forget()
+            self._give_back_memory()
         try:
+            if self.commits_queued and self.queued_on is not None:
+                # out of pipeline mode before the rollback and the pool's checkin (after an error the
+                # transaction is rolled back anyway)
+                try:
+                    sync_queued(self.queued_on, discard=True)
+                except ResourceClosedError:  # its connection already went back (a failed commit)
+                    pass
             if not self._committed:
                 self.session.rollback()
         finally:
@@ -164,8 +181,32 @@ class UnitOfWork:
         if self.chain_memory_failed:
             # its transaction failed (a use case swallowed the error): never report it committed
             raise StaleChainMemory("the unit of work's transaction failed on an out-of-date chain memory")
-        self.session.commit()
+        if self.commits_queued and self.queued_on is not None and _QUEUE in self.queued_on.info:
+            self.session.flush()  # its other writes, if any (their statements wait for the queue first)
+            if _QUEUE in self.queued_on.info:
+                self.commit_sent = True
+                try:
+                    commit_queued(self.queued_on)
+                except Exception as err:
+                    if not _transaction_failed(self.queued_on):
+                        raise  # not a statement's failure (a connection lost): whether COMMIT ran is unknown
+                    # a queued posting failed, and COMMIT was skipped: most likely the chain memory was out
+                    # of date (another process posted); whose fault it was otherwise, the rerun says
+                    self.chain_memory_failed = True
+                    _forget_chain_memory(self.engine, stale=True)
+                    raise StaleChainMemory("a queued posting failed: the unit of work is rerun") from err
+                # committed: whatever happens now, it must never run again
+                self.queued_on = None
+        self.commit_sent = True  # from here a failure may leave it committed or not: never rerun it
+        self.session.commit()  # after commit_queued the driver's transaction is over: it sends nothing
+        self.queued_on = None  # its connection went back to the pool with the commit
         self._committed = True
+        self._give_back_memory()
+
+    def _give_back_memory(self) -> None:
+        memory, self.lent_memory = self.lent_memory, None
+        if memory is not None:
+            memory.release()
 
     def flush(self) -> None:
         assert self.session is not None
@@ -183,15 +224,25 @@ def run_rerunnable(make_uow, fn):
     for may_rerun in (True, False):
         uow = make_uow()
         uow.may_rerun = may_rerun
+        if may_rerun and uow.engine.dialect.name == "postgresql":
+            # its postings from the chain memory are queued, and its commit follows them in the same
+            # round trip (`UnitOfWork.commit`): BEGIN, the posting and COMMIT, one wait
+            _sync_before_statements(uow.engine)
+            uow.queue_postings = uow.commits_queued = True
         try:
             with uow:
                 result = fn(uow)
                 if not uow._committed:
                     uow.commit()
                 return result
-        except BaseException:
-            if not uow.chain_memory_failed:
+        except BaseException as exc:
+            # with postings queued, an error may be a queued posting's, come out late: the run
+            # without queueing says whose it is
+            # (never once its COMMIT was sent, unless the database said the COMMIT never ran)
+            queued_failed = uow.queued_on is not None and not uow.commit_sent and isinstance(exc, Exception)
+            if not (uow.chain_memory_failed or queued_failed):
                 raise
+            _forget_chain_memory(uow.engine)  # it holds what the rollback undid
     raise AssertionError("unreachable: the second run has no chain memory to fail on")
 
 
@@ -389,10 +440,49 @@ def queue_statement(conn, sql: str, params) -> None:
     if queued is None:
         raw = conn.connection.driver_connection
         pipeline = raw.pipeline()
-        pipeline.__enter__()
+        _begin_unsynced(raw, pipeline.__enter__())
         queued = conn.info[_QUEUE] = (pipeline, raw.cursor())
     conn.info[_QUEUED] = True
     queued[1].execute(sql, params)
+
+
+def _begin_unsynced(raw, pipeline) -> None:
+    """At a transaction's start, queue its BEGIN in `pipeline` without waiting for it.
+
+    psycopg, starting a transaction in a pipeline, syncs right after its BEGIN (to learn the
+    transaction status): a round trip of its own. Sent unsynced here, libpq reports the
+    transaction ACTIVE, so psycopg adds no BEGIN of its own to the statements queued next, and
+    BEGIN, the posting and COMMIT go in one round trip (`commit_queued`). If psycopg lacks the
+    internals used, it keeps its own BEGIN (one round trip more, nothing else changes)."""
+    import psycopg
+    if raw.autocommit or raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return
+    try:
+        begin, communicate = raw._get_tx_start_command(), pipeline._communicate_gen
+        exec_command = raw._exec_command
+    except AttributeError:
+        return
+    raw.wait(exec_command(begin))
+    raw.wait(communicate())
+
+
+def commit_queued(conn) -> None:
+    """COMMIT behind the statements queued on `conn`, then wait once for them all and leave
+    pipeline mode: the transaction is durable, or the first failed statement's error is raised
+    (and the transaction is left failed, for the unit of work's rollback)."""
+    pipeline, cursor = conn.info.pop(_QUEUE)
+    try:
+        cursor.execute("COMMIT", prepare=False)
+    except BaseException:
+        pipeline.__exit__(None, None, None)  # raises the queued statement's error if one came in early
+        raise
+    pipeline.__exit__(None, None, None)
+
+
+def _transaction_failed(conn) -> bool:
+    """Whether `conn`'s transaction is open and failed (a statement of it raised; nothing after it ran)."""
+    import psycopg
+    return conn.connection.driver_connection.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
 
 
 def sync_queued(conn, *, discard: bool = False) -> None:
@@ -421,9 +511,12 @@ def _sync_before_statements(engine: Engine) -> None:
     engine._utfall_syncs_queued = True
 
 
-def _forget_chain_memory(engine: Engine) -> None:
+def _forget_chain_memory(engine: Engine, *, stale: bool = False) -> None:
     from ledger.journal import chain_memory  # the journal builds on this module
-    chain_memory(engine).forget()
+    memory = chain_memory(engine)
+    if stale:
+        memory.stale += 1
+    memory.forget()
 
 
 class _Job:

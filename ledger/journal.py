@@ -25,6 +25,9 @@ The posting path's concurrency design (ops/SCALING.md, "What serialises")
   granted), every write in one more (`_PipelinedStatements`); or, in a unit of work its runner
   reruns whole (`UnitOfWork.may_rerun`: `Database.write`, the group commit), no savepoint is
   spent on that chance: the transaction fails, and the unit of work runs again from the start.
+  There the statement is not even waited for (`ledger.db.queue_statement`): through
+  `Database.write` the unit of work's COMMIT follows it in the same pipeline, so BEGIN, the
+  posting and COMMIT cost one round trip (`UnitOfWork.commit`).
 - Group commit (`ledger.db.GroupCommit`, UTFALL_GROUP_COMMIT=1): units of work of one process
   run one after another in one database transaction and commit together (one that raises
   rolls the batch back and the others run again without it); the head lock is taken once and
@@ -314,6 +317,16 @@ class _CoreStatements:
         self.conn.execute(_ADVANCE_HEAD, head)
 
 
+def _writes_statements(head: str, nodes: str, buckets: str, balances: str, most_listed: int) -> dict:
+    """`_PipelinedStatements.WRITES`: by (completes Merkle nodes?, moves business-date totals?,
+    accounts listed one parameter each: 0 when more than `most_listed`)."""
+    return {(with_nodes, with_buckets, listed):
+            head + (nodes if with_nodes else "") + (buckets if with_buckets else "")
+            + balances.format(listed=f" AND a.id IN ({', '.join(f'%(id{i})s' for i in range(listed))})"
+                              if listed else "")
+            for with_nodes in (False, True) for with_buckets in (False, True) for listed in range(most_listed + 1)}
+
+
 class _PipelinedStatements(_CoreStatements):
     """The same writes on PostgreSQL, sent through psycopg's pipeline mode on the session's own
     connection and transaction, as driver SQL (SQLAlchemy's execute path costs more Python than
@@ -366,14 +379,17 @@ class _PipelinedStatements(_CoreStatements):
     WRITE_NODES = ("n AS (INSERT INTO merkle_nodes (level, position, hash) SELECT v.* FROM t, "
                    "unnest(%(levels)s::integer[], %(positions)s::bigint[], %(node_hashes)s::varchar[]) AS v), ")
     WRITE_BUCKETS = "k AS (" + effective_balances.RECORD_POSTGRESQL + "), "
+    # The accounts are also named one parameter each (`ACCOUNTS_LISTED` or fewer): the statement is
+    # prepared, and its generic plan knows an array parameter's length no better than "10 rows", so
+    # it scanned the whole accounts table (a seq scan, each account compared with each entry) where
+    # the table is small; a list of k parameters is k rows to the planner, found by primary key.
     WRITE_BALANCES = ("moved AS (UPDATE ledger_accounts AS a SET balance_minor = v.new_balance, "
                       "last_sequence = t.sequence FROM t, unnest(%(ids)s::integer[], %(old)s::bigint[], "
                       "%(new)s::bigint[]) AS v(id, old_balance, new_balance) "
-                      "WHERE a.id = v.id AND a.balance_minor = v.old_balance AND a.closed_at IS NULL RETURNING 1) "
-                      "SELECT 1 / (count(*) = %(n)s)::integer FROM moved")
-    WRITES = {(False, False): WRITE_HEAD + WRITE_BALANCES, (True, False): WRITE_HEAD + WRITE_NODES + WRITE_BALANCES,
-              (False, True): WRITE_HEAD + WRITE_BUCKETS + WRITE_BALANCES,
-              (True, True): WRITE_HEAD + WRITE_NODES + WRITE_BUCKETS + WRITE_BALANCES}  # by (nodes?, buckets?)
+                      "WHERE a.id = v.id AND a.balance_minor = v.old_balance AND a.closed_at IS NULL{listed} "
+                      "RETURNING 1) SELECT 1 / (count(*) = %(n)s)::integer FROM moved")
+    ACCOUNTS_LISTED = 8
+    WRITES = _writes_statements(WRITE_HEAD, WRITE_NODES, WRITE_BUCKETS, WRITE_BALANCES, ACCOUNTS_LISTED)
     SAVEPOINT = "SAVEPOINT utfall_posting_from_memory"
     RELEASE = "RELEASE SAVEPOINT utfall_posting_from_memory"
     ROLLBACK = "ROLLBACK TO SAVEPOINT utfall_posting_from_memory"
@@ -426,7 +442,10 @@ class _PipelinedStatements(_CoreStatements):
                           node_hashes=_array([n["hash"] for n in nodes]))
         if k is not None:
             params.update(a=_array(k["a"]), l=_array(k["l"]), b=_array(k["b"]), m=_array(k["m"]))
-        return self.WRITES[bool(nodes), k is not None], params
+        listed = b["n"] if b["n"] <= self.ACCOUNTS_LISTED else 0
+        for i in range(listed):
+            params[f"id{i}"] = b["ids"][i]
+        return self.WRITES[bool(nodes), k is not None, listed], params
 
     def failed(self) -> bool:
         """Whether the connection's transaction has failed (a statement of it raised)."""
@@ -672,7 +691,15 @@ def post(
                     uow.chain_memory_failed = True
                     raise StaleChainMemory("the chain memory was out of date: the unit of work is rerun")
             else:
-                memory.learn(recalled[0], made.head, made.accounts, made.nodes, returning=True)
+                # a posting queued with its unit of work's COMMIT behind it (`UnitOfWork.commits_queued`)
+                # keeps the memory lent until that round trip is back: another thread posting from it
+                # meanwhile could reach the server first, and fail
+                keep_lent = uow.commits_queued and uow.lent_memory is None
+                memory.learn(recalled[0], made.head, made.accounts, made.nodes, returning=not keep_lent)
+                if keep_lent:
+                    uow.lent_memory = memory
+                if uow.queue_postings:
+                    uow.queued_on = conn  # its statement waits in the connection's pipeline
         if made is None:
             # read under the head lock, always from the database: an Account object the caller
             # loaded before the lock may hold a balance another posting has since changed

@@ -1038,8 +1038,9 @@ def table(results: Sequence[dict]) -> str:
             extra = ", pool pre-ping" if r.get("pool_pre_ping") else ""
             lines.append(f"{r['backend']}: one journal.post sends {len(sent)} statements (+ BEGIN, COMMIT{extra}), "
                          f"bare posting-shaped 7 (+ BEGIN, COMMIT): {', '.join(sent)}"
-                         + ("; from the chain memory: in 1 round trip and the COMMIT (a posting that finds "
-                            "the memory out of date reads the head and accounts in one more)."
+                         + ("; from the chain memory, through Database.write: BEGIN, the writes and COMMIT "
+                            "in 1 round trip (a posting that finds the memory out of date is rerun, reading "
+                            "the head and accounts in one more)."
                             if r["backend"] == "postgresql" else "."))
     scaling = posting_scaling(results)
     if scaling:

@@ -219,3 +219,128 @@ def test_a_unit_of_work_that_met_an_out_of_date_memory_runs_again_whole(processe
 def _party_of(db: Database, account_id: int) -> int:
     with db.reading() as s:
         return s.get(Account, account_id).party_id
+
+
+def _posting(a: int, b: int, minor: int, runs: list | None = None, then=None):
+    def work(uow):
+        if runs is not None:
+            runs.append(uow.may_rerun)
+        tx = journal.post(uow, actor="t", kind="TEST", description="p", effective_date=date(2026, 2, 1),
+                          postings=[journal.Posting(a, m.from_minor(minor, "SEK")),
+                                    journal.Posting(b, m.from_minor(-minor, "SEK"))])
+        if then is not None:
+            then(uow)
+        return tx.sequence
+    return work
+
+
+def test_a_posting_through_write_waits_for_the_server_once_and_runs_once(processes, tmp_path):
+    # given a process that remembers the head and both accounts
+    first = processes[0]
+    if first.dialect != "postgresql":
+        pytest.skip("the round trips concern PostgreSQL")
+    a, b = (acc.id for acc in accounts(first, 2))
+    _post(first, a, b, 1)
+    _post(first, b, a, 1)
+    assert first.engine.pool.checkedin() == 1  # one connection, used one unit of work at a time: the one traced
+    with first.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+    import psycopg
+    trace = tmp_path / "libpq.trace"
+    with open(trace, "w") as f:
+        raw.pgconn.trace(f.fileno())
+        raw.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE)
+        runs: list[bool] = []
+        try:
+            # when a unit of work that only posts runs through Database.write
+            sequence = first.write(_posting(a, b, 5, runs))
+        finally:
+            raw.pgconn.untrace()
+    # then BEGIN, the posting and COMMIT went together, and the client waited for the server once
+    sent = [line for line in trace.read_text().splitlines() if line.startswith("F")]
+    received = [line for line in trace.read_text().splitlines() if line.startswith("B")]
+    assert sum("ReadyForQuery" in line for line in received) == 1, received
+    parsed = [line for line in sent if "Parse" in line or "Query" in line]
+    assert '"BEGIN"' in parsed[0] and '"COMMIT"' in parsed[-1], parsed
+    assert runs == [True] and sequence == 3
+    assert _whole(first, {a: 5, b: -5}) == 3
+
+
+def test_a_unit_of_work_that_posts_then_fails_leaves_nothing_and_the_next_posts(processes):
+    # given a process that remembers the head and the accounts
+    first = processes[0]
+    a, b = (acc.id for acc in accounts(first, 2))
+    _post(first, a, b, 10)
+    runs: list[bool] = []
+
+    def refuse(_uow):
+        raise _Refused()
+
+    # when a unit of work posts (queued, on PostgreSQL) and then raises
+    with pytest.raises(_Refused):
+        first.write(_posting(a, b, 7, runs, then=refuse))
+    # then nothing of it is written, and the next posting takes the head as it is
+    assert _whole(first, {a: 10, b: -10}) == 1
+    assert _post(first, b, a, 3) == 2
+    assert _whole(first, {a: 7, b: -7}) == 2
+
+
+def test_a_unit_of_work_that_posts_then_writes_more_commits_both(processes):
+    # given a process that remembers the head and the accounts
+    first = processes[0]
+    a, b = (acc.id for acc in accounts(first, 2))
+    _post(first, a, b, 10)
+    party = _party_of(first, a)
+    runs: list[bool] = []
+
+    def more(uow):
+        journal.open_account(uow, code="AFTER", name="after", party_id=party, currency="SEK")
+
+    # when a unit of work posts (queued, on PostgreSQL) and then reads and writes through the ORM
+    assert first.write(_posting(a, b, 7, runs, then=more)) == 2
+    # then both are committed, in one run
+    assert runs == [True]
+    assert _whole(first, {a: 17, b: -17}) == 2
+    with first.reading() as s:
+        assert s.execute(select(Account.code).where(Account.code == "AFTER")).scalars().all() == ["AFTER"]
+
+
+def test_a_connection_goes_back_to_the_pool_out_of_pipeline_mode(processes):
+    # given a unit of work that commits itself, then posts again (queued, on PostgreSQL), never committed
+    first = processes[0]
+    a, b = (acc.id for acc in accounts(first, 2))
+    _post(first, a, b, 10)
+
+    def work(uow):
+        _posting(a, b, 1)(uow)
+        uow.commit()
+        return _posting(a, b, 2)(uow)
+
+    # when it runs through Database.write
+    first.write(work)
+    # then every pooled connection is out of pipeline mode, what was committed is whole, and the next
+    # posting finds the head as it is
+    if first.dialect == "postgresql":
+        import psycopg
+        with first.engine.connect() as conn:
+            assert conn.connection.driver_connection.pgconn.pipeline_status == psycopg.pq.PipelineStatus.OFF
+    assert _whole(first, {a: 11, b: -11}) == 2
+    assert _post(first, b, a, 11) == 3
+    assert _whole(first, {a: 0, b: 0}) == 3
+
+
+@pytest.mark.parametrize("legs", [2, 8, 9, 12])
+def test_postings_of_many_accounts_move_every_balance_once(processes, legs):
+    # given a process that remembers the head and the accounts (the statement names up to 8 of them
+    # one parameter each, more only as an array)
+    first = processes[0]
+    ids = [acc.id for acc in accounts(first, legs)]
+    amounts = [100 * (i + 1) for i in range(legs - 1)]
+    legs_of = lambda sign: [journal.Posting(i, m.from_minor(sign * x, "SEK"))  # noqa: E731
+                            for i, x in zip(ids, amounts + [-sum(amounts)])]
+    # when it posts to all of them, and back
+    for sign in (1, -1, 1):
+        first.write(lambda uow, sign=sign: journal.post(uow, actor="t", kind="TEST", description="many",
+                                                        effective_date=date(2026, 2, 1), postings=legs_of(sign)))
+    # then each balance moved by its own amount, once per posting
+    assert _whole(first, dict(zip(ids, amounts + [-sum(amounts)]))) == 3

@@ -336,3 +336,43 @@ def test_an_idle_connection_that_died_is_replaced_before_use(pg_engine, engine, 
     time.sleep(0.05)
     # when a unit of work checks it out, then it gets a live connection and no error
     assert _backend_pid(pg_engine) != dead
+
+
+def _generic_plan(raw, sql: str, params: dict) -> str:
+    """The plan PostgreSQL runs `sql` with once it is prepared and planned once for any parameters
+    (psycopg prepares a statement run 5 times; the server then keeps a generic plan)."""
+    import psycopg
+    from psycopg import sql as psql
+    from psycopg._queries import PostgresQuery
+    from psycopg.adapt import Transformer
+    query = PostgresQuery(Transformer(raw))
+    query.convert(sql, params)
+    raw.execute("PREPARE utfall_generic AS " + query.query.decode())
+    try:
+        raw.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        literals = ", ".join(psql.Literal(params[name]).as_string(raw) for name in query._order)
+        cur = psycopg.ClientCursor(raw)
+        cur.execute(f"EXPLAIN EXECUTE utfall_generic({literals})")
+        return "\n".join(row[0] for row in cur.fetchall())
+    finally:
+        raw.execute("DEALLOCATE utfall_generic")
+
+
+def test_the_posting_statement_finds_its_accounts_by_key_under_a_generic_plan(db, engine, monkeypatch):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the prepared statement's plan concerns PostgreSQL")
+    # given the statement a posting sends, and its parameters, among a thousand accounts (on a
+    # table of a page or two a sequential scan is the cheaper plan, and rightly chosen)
+    a, b, *_ = accounts(db, 1000)
+    db.bind.exec_driver_sql("ANALYZE ledger_accounts")
+    sent = []
+    statement = journal._PipelinedStatements._statement
+    monkeypatch.setattr(journal._PipelinedStatements, "_statement",
+                        lambda self, *args: sent.append(statement(self, *args)) or sent[-1])
+    post(db, [(a, "1.00"), (b, "-1.00")])
+    sql, params = sent[-1]
+    # when it is planned once for any parameters, as the prepared statement is after its first runs
+    plan = _generic_plan(db.bind.connection.driver_connection, sql, params)
+    # then its accounts are found by primary key, not by reading every account
+    assert "Seq Scan on ledger_accounts" not in plan, plan
+    assert "pk_ledger_accounts" in plan, plan

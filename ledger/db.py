@@ -269,10 +269,12 @@ class GroupCommit:
     again, it reads what the database holds then. (A unit of work may therefore run more than
     once; only its last run commits, and its caller gets that run's result.)
 
-    Nor does the writer wait for each posting's statement: in a batch's first run, postings from
-    the chain memory are queued in a psycopg pipeline (`queue_statement`), so the server runs one
-    while the writer builds the next, and the batch waits for them all before its commit (and
-    before any statement SQLAlchemy sends). If any failed — the memory was out of date because
+    Nor does the writer send each posting's statement: in a batch's first run, postings from the
+    chain memory add their rows to a buffer (`ledger.journal._BatchedPostings`), sent as ONE
+    statement for all of them — the head moved once, each table written once — before anything
+    else goes on the connection (SQLAlchemy's statements, a posting read from the database, a
+    raw driver statement through `sync_pending`) and before the commit; it is queued in a psycopg
+    pipeline (`queue_statement`), and the batch waits for it before its commit. If any failed — the memory was out of date because
     another process posted — or any unit of work raised while postings were queued (whose error
     it is cannot be told then), the batch is rolled back and run again without queueing and with
     a savepoint per posting, where each error is its own caller's.

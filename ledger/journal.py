@@ -32,7 +32,9 @@ The posting path's concurrency design (ops/SCALING.md, "What serialises")
   run one after another in one database transaction and commit together (one that raises
   rolls the batch back and the others run again without it); the head lock is taken once and
   one flush serves the batch; each posting of the batch takes the head its predecessor wrote
-  from the chain memory, as above, its statement queued in a pipeline rather than waited for.
+  from the chain memory, as above; their rows are gathered and sent as ONE statement for the
+  batch (`_BatchedPostings`: the head moved once, each table written once), before anything else
+  the batch sends and before its commit.
 - Several processes: each has its own writer today, and their batches take turns at the
   head lock; how they should share one writer is in ops/SCALING.md.
 
@@ -424,7 +426,8 @@ class _PipelinedStatements(_CoreStatements):
         """The accounts, without the head lock (the posting's writes check what it relied on)."""
         if not ids:
             return {}
-        send_buffered(self.conn)  # a batch's postings buffered before it go first
+        # (a batch's buffered postings need not go first: the accounts they move are in the chain
+        # memory, so not read here; if they were, `_BatchedPostings.add` sends the buffer first)
         def work():
             with self.raw.cursor() as cur:
                 return cur.execute(self.READ_ACCOUNTS, (ids,)).fetchall()

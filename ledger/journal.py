@@ -602,6 +602,7 @@ class _BatchedPostings:
                 "last_sequence = v.last_sequence FROM head, unnest(%(ids)s::integer[], %(old)s::bigint[], "
                 "%(new)s::bigint[], %(last)s::bigint[]) AS v(id, old_balance, new_balance, last_sequence) "
                 "WHERE a.id = v.id AND a.balance_minor = v.old_balance AND a.closed_at IS NULL "
+                "AND a.id = ANY(%(ids)s::integer[]) "
                 "RETURNING 1) SELECT 1 / (count(*) = %(n)s)::integer FROM moved")
     WRITES = _batched_statements(HEAD, NODES, BUCKETS, BALANCES)  # by (completes Merkle nodes?, moves buckets?)
 

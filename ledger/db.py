@@ -274,9 +274,9 @@ class GroupCommit:
     statement for all of them — the head moved once, each table written once — before anything
     else goes on the connection (SQLAlchemy's statements, a posting read from the database, a
     raw driver statement through `sync_pending`) and before the commit; it is queued in a psycopg
-    pipeline (`queue_statement`), and the batch waits for it before its commit. If any failed — the memory was out of date because
-    another process posted — or any unit of work raised while postings were queued (whose error
-    it is cannot be told then), the batch is rolled back and run again without queueing and with
+    pipeline (`queue_statement`), and the batch waits for it before its commit. If it failed —
+    the memory was out of date because another process posted — or any unit of work raised
+    while postings were buffered or queued (whose error it is cannot be told then), the batch is rolled back and run again without queueing and with
     a savepoint per posting, where each error is its own caller's.
 
     What stays as it was:

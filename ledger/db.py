@@ -276,8 +276,9 @@ class GroupCommit:
     raw driver statement through `sync_pending`) and before the commit; it is queued in a psycopg
     pipeline (`queue_statement`), and the batch waits for it before its commit. If it failed —
     the memory was out of date because another process posted — or any unit of work raised
-    while postings were buffered or queued (whose error it is cannot be told then), the batch is rolled back and run again without queueing and with
-    a savepoint per posting, where each error is its own caller's.
+    while postings were buffered or queued (whose error it is cannot be told then), the batch is
+    rolled back and run again without buffering or queueing and with a savepoint per posting,
+    where each error is its own caller's.
 
     What stays as it was:
     - Each caller's unit of work is whole: its posting and its other writes (payout rows,

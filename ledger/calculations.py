@@ -18,7 +18,7 @@ from ledger import chart, commitments, journal, payout_items, payouts, schedule
 from ledger import money as m
 from ledger.access import Actor, require_role
 from ledger.contracts import get_contract, terms_history, terms_in_force
-from ledger.db import UnitOfWork
+from ledger.db import UnitOfWork, sync_pending
 from ledger.errors import Conflict, NotFound, ValidationError
 from ledger.funds import get_fund
 from ledger.models import (
@@ -295,6 +295,7 @@ def _unpaid_evidence(s: Session, contract_id: int, codes: list[str], first_day: 
     texts: dict = {}  # one str per metric code and area
     ids, participants, metrics, achieved, areas = (columns.evidence_ids, columns.participant_ids,
                                                    columns.metric_codes, columns.achieved_on, columns.areas)
+    sync_pending(conn)  # a group commit batch's postings before it, sent first
     cursor = conn.connection.driver_connection.cursor()
     try:
         cursor.execute(sql, (contract_id, *codes, *days))

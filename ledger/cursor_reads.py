@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from sqlalchemy import Connection
 
+from ledger.db import sync_pending
 from ledger.models.base import DecimalText, UTCDateTime
 
 
@@ -90,6 +91,7 @@ class CursorQuery:
             found = self._compile(dialect)
         sql, positional, bound, convert = found
         values = {**bound, **params} if params else bound
+        sync_pending(connection)  # a group commit batch's postings before it, sent first
         cursor = connection.connection.driver_connection.cursor()
         try:
             cursor.execute(sql, [values[name] for name in positional] if positional is not None else values)

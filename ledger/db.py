@@ -134,6 +134,10 @@ class UnitOfWork:
     # its postings from the chain memory are queued in the connection's pipeline, not waited for
     # (`queue_statement`): a group commit batch's first run, whose runner syncs them
     queue_postings = False
+    # its postings from the chain memory are not even sent one by one: each adds its rows to the
+    # batch's buffer (`ledger.journal._BatchedPostings`), sent as ONE statement for all of them
+    # before anything else goes on the connection (`send_buffered`): a group commit batch's first run
+    buffer_postings = False
     # it owns its transaction and its queued postings (`run_rerunnable`'s first run): its commit
     # sends COMMIT behind them in the same pipeline, one round trip for the posting and the commit
     commits_queued = False
@@ -265,13 +269,16 @@ class GroupCommit:
     again, it reads what the database holds then. (A unit of work may therefore run more than
     once; only its last run commits, and its caller gets that run's result.)
 
-    Nor does the writer wait for each posting's statement: in a batch's first run, postings from
-    the chain memory are queued in a psycopg pipeline (`queue_statement`), so the server runs one
-    while the writer builds the next, and the batch waits for them all before its commit (and
-    before any statement SQLAlchemy sends). If any failed — the memory was out of date because
-    another process posted — or any unit of work raised while postings were queued (whose error
-    it is cannot be told then), the batch is rolled back and run again without queueing and with
-    a savepoint per posting, where each error is its own caller's.
+    Nor does the writer send each posting's statement: in a batch's first run, postings from the
+    chain memory add their rows to a buffer (`ledger.journal._BatchedPostings`), sent as ONE
+    statement for all of them — the head moved once, each table written once — before anything
+    else goes on the connection (SQLAlchemy's statements, a posting read from the database, a
+    raw driver statement through `sync_pending`) and before the commit; it is queued in a psycopg
+    pipeline (`queue_statement`), and the batch waits for it before its commit. If it failed —
+    the memory was out of date because another process posted — or any unit of work raised
+    while postings were buffered or queued (whose error it is cannot be told then), the batch is
+    rolled back and run again without buffering or queueing and with a savepoint per posting,
+    where each error is its own caller's.
 
     What stays as it was:
     - Each caller's unit of work is whole: its posting and its other writes (payout rows,
@@ -363,6 +370,7 @@ class GroupCommit:
             while pending:
                 transaction = conn.begin()
                 conn.info.pop(_QUEUED, None)
+                conn.info.pop(_BUFFER, None)
                 try:
                     failed = self._run_all(conn, transaction, pending, may_rerun)
                     if failed is None:
@@ -396,7 +404,7 @@ class GroupCommit:
             # the session joins the batch's transaction: its commit commits nothing, its rollback
             # (a unit of work that raised) rolls the whole transaction back
             uow._factory = lambda: Session(bind=conn, expire_on_commit=False, join_transaction_mode="rollback_only")
-            uow.may_rerun = uow.queue_postings = may_rerun
+            uow.may_rerun = uow.queue_postings = uow.buffer_postings = may_rerun
             try:
                 with uow:
                     job.result = job.fn(uow)
@@ -429,6 +437,32 @@ class GroupCommit:
 
 _QUEUE = "utfall_queued_statements"  # in a batch connection's info: its open pipeline and cursor
 _QUEUED = "utfall_queued_in_run"  # set once a statement was queued in the batch's current run
+_BUFFER = "utfall_buffered_postings"  # in a batch connection's info: postings not yet sent (`send_buffered`)
+
+
+def buffered(conn, make):
+    """The postings buffered on `conn` (a group commit batch's connection), made by `make()` if none."""
+    buffer = conn.info.get(_BUFFER)
+    if buffer is None:
+        buffer = conn.info[_BUFFER] = make()
+    conn.info[_QUEUED] = True  # an error from now on may be a buffered posting's: the rerun says whose
+    return buffer
+
+
+def send_buffered(conn) -> None:
+    """Queue the postings buffered on `conn` as one statement (`queue_statement`): before anything
+    else is sent on the connection, which may read or reference what they write, and before the
+    batch's commit (`sync_queued`)."""
+    buffer = conn.info.pop(_BUFFER, None)
+    if buffer is not None:
+        buffer.send(conn)
+
+
+def sync_pending(conn) -> None:
+    """Before a statement sent on `conn`'s driver connection directly (not through SQLAlchemy, whose
+    statements do this themselves): the postings buffered or queued before it, sent and waited for."""
+    if _BUFFER in conn.info or _QUEUE in conn.info:
+        sync_queued(conn)
 
 
 def queue_statement(conn, sql: str, params) -> None:
@@ -487,7 +521,12 @@ def _transaction_failed(conn) -> bool:
 
 def sync_queued(conn, *, discard: bool = False) -> None:
     """Wait for the statements queued on `conn` and leave pipeline mode; raises the first one's
-    error (unless `discard`: the transaction is being rolled back anyway)."""
+    error (unless `discard`: the transaction is being rolled back anyway). Postings still buffered
+    are sent first (dropped, with `discard`)."""
+    if discard:
+        conn.info.pop(_BUFFER, None)
+    else:
+        send_buffered(conn)
     queued = conn.info.pop(_QUEUE, None)
     if queued is None:
         return
@@ -506,7 +545,7 @@ def _sync_before_statements(engine: Engine) -> None:
 
     @event.listens_for(engine, "before_cursor_execute")
     def _sync(conn, *_args):
-        if _QUEUE in conn.info:
+        if _QUEUE in conn.info or _BUFFER in conn.info:
             sync_queued(conn)
     engine._utfall_syncs_queued = True
 

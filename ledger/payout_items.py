@@ -21,6 +21,7 @@ from typing import NamedTuple
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
+from ledger.db import sync_pending
 from ledger.models import PayoutItem, PayoutItemBlock
 
 BLOCK = 8192  # evidence items per block row
@@ -145,6 +146,7 @@ def write(s: Session, payout_id: int, kinds: list[str], evidence_ids: list[int],
         rows.append((payout_id, first + start, len(eids), min(eids), max(eids), names, packed))
     if rows and conn.dialect.name == "postgresql":
         # binary COPY: the packed bytes go as they are, not as hex text
+        sync_pending(conn)  # a group commit batch's postings before it, sent first
         with conn.connection.driver_connection.cursor() as cursor:
             with cursor.copy(f"COPY payout_item_blocks ({', '.join(_BLOCK_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
                 cp.set_types(["int4", "int8", "int4", "int8", "int8", "text", "bytea"])

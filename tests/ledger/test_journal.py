@@ -257,9 +257,9 @@ def operations(draw):
             idx = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
             signed = [p if draw(st.booleans()) else -p for p in parts]
             rest = -sum(signed)
-            if rest == 0:
-                signed[0] += 1
-                rest = -1
+            if rest == 0:  # one part more, away from zero (+1 could make a part of -1 zero)
+                signed[0] += 1 if signed[0] > 0 else -1
+                rest = -sum(signed)
             legs += [(cur, i, v) for i, v in zip(idx, signed + [rest])]
         ops.append(("post", legs))
     return ops

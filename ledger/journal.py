@@ -480,7 +480,8 @@ class _PipelinedStatements(_CoreStatements):
         import psycopg
         sql, params = self._statement(writes, writes.tx["sequence"] - 1)
         if queue:
-            queue_statement(self.conn, sql, params)  # its failure fails the batch's run, which reruns
+            # its failure fails the batch's run (or the unit of work's commit), which reruns
+            queue_statement(self.conn, sql, params, alone=queue == QUEUED_ALONE)
             return True
         if rerun:
             try:
@@ -511,6 +512,9 @@ class _PipelinedStatements(_CoreStatements):
             except sa_exc.DBAPIError as failed:  # the transaction was broken before: say why
                 raise failed from err
             return False
+
+
+QUEUED_ALONE = "alone"  # `write_remembered(queue=...)`: queued with its unit of work's COMMIT to follow
 
 
 def _array(values: Sequence[int | str]) -> str:
@@ -674,7 +678,8 @@ def post(
         if recalled is not None:
             try:
                 made = _post_from_memory(io, conn, recalled, ids, postings, what, rerun=uow.may_rerun,
-                                         queue=uow.queue_postings)
+                                         queue=QUEUED_ALONE if uow.commits_queued and uow.queued_on is None
+                                         else uow.queue_postings)
             except Exception:  # noqa: BLE001 - anything the memory made go wrong is decided afresh below
                 made = None
             except BaseException:

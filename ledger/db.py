@@ -594,16 +594,15 @@ def _held_first_cursor():
     import functools
     import psycopg
 
-    def held_first(method):
-        @functools.wraps(method)
+    def held_first(name):
+        @functools.wraps(getattr(psycopg.Cursor, name))
         def call(cursor, *args, **kwargs):
             _send_held(cursor._conn)
-            return method(cursor, *args, **kwargs)
+            return getattr(psycopg.Cursor, name)(cursor, *args, **kwargs)  # looked up now: it may be wrapped
         return call
 
     return type("HeldFirstCursor", (psycopg.Cursor,), {
-        "__slots__": (), **{name: held_first(getattr(psycopg.Cursor, name))
-                            for name in ("execute", "executemany", "stream", "copy")}})
+        "__slots__": (), **{name: held_first(name) for name in ("execute", "executemany", "stream", "copy")}})
 
 
 _HeldFirstCursor = None  # the cursor class of make_engine's PostgreSQL connections (made with the first)

@@ -26,8 +26,8 @@ The posting path's concurrency design (ops/SCALING.md, "What serialises")
   reruns whole (`UnitOfWork.may_rerun`: `Database.write`, the group commit), no savepoint is
   spent on that chance: the transaction fails, and the unit of work runs again from the start.
   There the statement is not even waited for (`ledger.db.queue_statement`): through
-  `Database.write` the unit of work's COMMIT follows it in the same pipeline, so BEGIN, the
-  posting and COMMIT cost one round trip (`UnitOfWork.commit`).
+  `Database.write` it is held back and goes with the unit of work's BEGIN and COMMIT in one
+  write to the server and one wait (`UnitOfWork.commit`, `ledger.db._Held`).
 - Group commit (`ledger.db.GroupCommit`, UTFALL_GROUP_COMMIT=1): units of work of one process
   run one after another in one database transaction and commit together (one that raises
   rolls the batch back and the others run again without it); the head lock is taken once and

@@ -26,8 +26,8 @@ The posting path's concurrency design (ops/SCALING.md, "What serialises")
   reruns whole (`UnitOfWork.may_rerun`: `Database.write`, the group commit), no savepoint is
   spent on that chance: the transaction fails, and the unit of work runs again from the start.
   There the statement is not even waited for (`ledger.db.queue_statement`): through
-  `Database.write` the unit of work's COMMIT follows it in the same pipeline, so BEGIN, the
-  posting and COMMIT cost one round trip (`UnitOfWork.commit`).
+  `Database.write` it is held back and goes with the unit of work's BEGIN and COMMIT in one
+  write to the server and one wait (`UnitOfWork.commit`, `ledger.db._Held`).
 - Group commit (`ledger.db.GroupCommit`, UTFALL_GROUP_COMMIT=1): units of work of one process
   run one after another in one database transaction and commit together (one that raises
   rolls the batch back and the others run again without it); the head lock is taken once and
@@ -493,7 +493,8 @@ class _PipelinedStatements(_CoreStatements):
         send_buffered(self.conn)  # a batch's postings buffered before it go first
         sql, params = self._statement(writes, writes.tx["sequence"] - 1)
         if queue:
-            queue_statement(self.conn, sql, params)  # its failure fails the batch's run, which reruns
+            # its failure fails the batch's run (or the unit of work's commit), which reruns
+            queue_statement(self.conn, sql, params, alone=queue == QUEUED_ALONE)
             return True
         if rerun:
             try:
@@ -524,6 +525,9 @@ class _PipelinedStatements(_CoreStatements):
             except sa_exc.DBAPIError as failed:  # the transaction was broken before: say why
                 raise failed from err
             return False
+
+
+QUEUED_ALONE = "alone"  # `write_remembered(queue=...)`: queued with its unit of work's COMMIT to follow
 
 
 def _array(values: Sequence[int | str]) -> str:
@@ -836,7 +840,8 @@ def post(
         if recalled is not None:
             try:
                 made = _post_from_memory(io, conn, recalled, ids, postings, what, rerun=uow.may_rerun,
-                                         queue=uow.queue_postings, buffer=uow.buffer_postings)
+                                         queue=QUEUED_ALONE if uow.commits_queued and uow.queued_on is None
+                                         else uow.queue_postings, buffer=uow.buffer_postings)
             except Exception:  # noqa: BLE001 - anything the memory made go wrong is decided afresh below
                 made = None
             except BaseException:

@@ -83,7 +83,7 @@ from urllib.parse import quote
 import psycopg
 from sqlalchemy import bindparam, event, func, insert, select, update
 
-from ledger import effective_balances, journal, schema, tree
+from ledger import db as ledger_db, effective_balances, journal, schema, tree
 from ledger import money as m
 from ledger.db import Database, make_engine
 from ledger.models import Account, EffectiveBalanceBucket, Entry, LedgerHead, Party, Transaction
@@ -681,12 +681,15 @@ def statements_per_posting(lg: Ledger, a: int, b: int) -> list[str]:
 
     if lg.name == "postgresql":
         execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
+        send_held = ledger_db._Held.send  # a posting sent with its COMMIT straight through libpq
         psycopg.Cursor.execute = lambda cur, query, *a, **k: (record(query), execute(cur, query, *a, **k))[1]
         psycopg.Cursor.executemany = lambda cur, query, *a, **k: (record(query), executemany(cur, query, *a, **k))[1]
+        ledger_db._Held.send = lambda held, **k: (record(held.sql), send_held(held, **k))[1]
         try:
             ledger_posting(lg.db, a, b)
         finally:
             psycopg.Cursor.execute, psycopg.Cursor.executemany = execute, executemany
+            ledger_db._Held.send = send_held
         return seen
 
     def on_execute(_conn, _cursor, statement, *_args):

@@ -344,3 +344,42 @@ def test_postings_of_many_accounts_move_every_balance_once(processes, legs):
                                                         effective_date=date(2026, 2, 1), postings=legs_of(sign)))
     # then each balance moved by its own amount, once per posting
     assert _whole(first, dict(zip(ids, amounts + [-sum(amounts)]))) == 3
+
+
+def test_what_a_unit_of_work_sends_after_its_posting_runs_after_it(processes):
+    # given a process that remembers the head and the accounts (its next posting, through
+    # Database.write, is held back on PostgreSQL to go with the unit of work's COMMIT)
+    first = processes[0]
+    a, b = (acc.id for acc in accounts(first, 2))
+    _post(first, a, b, 10)
+    seen = []
+
+    def read_through_the_driver(uow):
+        conn = uow.session.connection()
+        if conn.dialect.name == "postgresql":  # past SQLAlchemy, straight on the driver's cursor
+            cur = conn.connection.driver_connection.cursor()
+            seen.append(cur.execute("SELECT sequence FROM ledger_head").fetchone()[0])
+        else:
+            seen.append(conn.exec_driver_sql("SELECT sequence FROM ledger_head").scalar_one())
+
+    # when a unit of work posts, then reads the head on the driver itself
+    assert first.write(_posting(a, b, 7, then=read_through_the_driver)) == 2
+    # then the read ran after the posting, in the same transaction, and both are committed
+    assert seen == [2]
+    assert _whole(first, {a: 17, b: -17}) == 2
+
+
+def test_a_statement_held_on_a_connection_that_goes_back_unsent_is_never_sent(processes):
+    first = processes[0]
+    if first.dialect != "postgresql":
+        pytest.skip("statements are held back on PostgreSQL only")
+    from ledger.db import queue_statement
+    # given a statement held back on a connection (as a posting is, to go with its COMMIT)
+    with first.engine.connect() as conn:
+        queue_statement(conn, "SELECT 1 / 0", {}, alone=True)
+        # when the connection goes back to the pool without a commit
+        conn.rollback()
+    # then the next user of the connection never sends it
+    with first.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+        assert getattr(conn.connection.driver_connection, "_utfall_held", None) is None

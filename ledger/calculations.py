@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
 
-from sqlalchemy import and_, case, exists, func, select, text, update
+from sqlalchemy import and_, case, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -24,7 +24,7 @@ from ledger.errors import Conflict, NotFound, ValidationError
 from ledger.funds import get_fund
 from ledger.models import (
     ContractTerms, Evidence, Measurement, OutcomeContract, Participant, PayoutCalculation, PayoutItem,
-    PayoutLine, PayoutShare, utcnow,
+    PayoutLine, PayoutRecordedInputs, PayoutShare, utcnow,
 )
 from ledger.settlement import fund_of, obligation_legs
 
@@ -432,31 +432,40 @@ def calculate_payout(uow: UnitOfWork, *, actor: Actor, contract_id: int, period_
     contract = get_contract(uow, contract_id, for_update=True)
     _check_payable(contract, period_start, period_end)
     _check_period(s, contract, period_start, period_end)
-    with _no_cycle_collection():
-        inputs = gather_inputs(s, contract, period_start, period_end)
-        result, canonical = payouts.calculate_with_canonical(inputs)  # the inputs validated once, not twice
     cur = contract.currency
     posted_before = s.execute(select(func.count()).select_from(_posted(contract.id).subquery())).scalar_one()
     payout = PayoutCalculation(
         contract_id=contract.id, period_start=period_start, period_end=period_end, status="CALCULATED",
-        terms_version=result.terms_version, currency=cur, inputs_hash=result.inputs_hash,
-        total_minor=_units(result.total, cur), posted_before=posted_before, calculated_by=actor.name,
-    )
-    s.add(payout)
-    s.flush()
-    # the recorded inputs in their own append-only row (migration 0021p), so that superseding,
-    # approving or posting the payout never rewrites them. On PostgreSQL they are sent and not
-    # waited for: the server stores them (~11 MB for 100 000 items: parsed, compressed, TOASTed)
-    # while this process packs the payout's items, and the result is read after. The attribute
-    # is set as loaded, not read back
-    inputs_recorded = _record_inputs(s, payout.id, canonical)
+        currency=cur, posted_before=posted_before, calculated_by=actor.name)
+    inputs_recorded: Callable[[], None] = lambda: None  # noqa: E731
+
+    def record_inputs(canonical: bytes, inputs_hash: str) -> None:
+        # The payout's row, then its recorded inputs in their own append-only row (migration
+        # 0021p, so that superseding, approving or posting the payout never rewrites them), as
+        # soon as the engine has the canonical inputs. On PostgreSQL the inputs are sent and not
+        # waited for: the server stores them (~11 MB for 100 000 items: parsed, compressed,
+        # TOASTed) while the engine applies the caps and this process packs the items. The
+        # payout's total is set once known, in the same transaction: no other transaction can
+        # see the row before.
+        nonlocal inputs_recorded
+        payout.terms_version, payout.inputs_hash, payout.total_minor = inputs.terms.version, inputs_hash, 0
+        s.add(payout)
+        s.flush()
+        recorded = canonical.decode("utf-8")
+        inputs_recorded = _record_inputs(s, payout.id, recorded)
+        set_committed_value(payout, "inputs", recorded)  # as loaded, not read back
+
     try:
+        with _no_cycle_collection():
+            inputs = gather_inputs(s, contract, period_start, period_end)
+            # the inputs validated once, not twice
+            result, canonical = payouts.calculate_with_canonical(inputs, before_caps=record_inputs)
         items = result.items
         blocks = payout_items.pack_blocks(items.kinds, items.metric_codes, items.evidence_ids, items.participant_ids,
                                           items.gross, items.capped, items.net)
-        set_committed_value(payout, "inputs", canonical.decode("utf-8"))
     finally:
         inputs_recorded()
+    payout.terms_version, payout.total_minor = result.terms_version, _units(result.total, cur)
     # one UPDATE, not the superseded payouts loaded first: each holds its recorded inputs, some
     # megabytes for a large payout
     s.execute(update(PayoutCalculation).where(
@@ -465,34 +474,31 @@ def calculate_payout(uow: UnitOfWork, *, actor: Actor, contract_id: int, period_
         PayoutCalculation.id != payout.id).values(status="SUPERSEDED", superseded_by_id=payout.id))
     _record_result(s, payout, result, cur, blocks)
     s.flush()
-    s.refresh(payout, ["lines", "shares"])
     return payout
 
 
-def _record_inputs(s: Session, payout_id: int, canonical: bytes) -> Callable[[], None]:
+def _record_inputs(s: Session, payout_id: int, recorded: str) -> Callable[[], None]:
     """Write a payout's canonical inputs to payout_inputs; returns what waits for the write.
 
-    On PostgreSQL the INSERT goes in pipeline mode with the UTF-8 bytes as the text value as
-    they are (binary format: not decoded here and encoded again by the driver), sent in full
-    and not waited for, so the server's work on it overlaps this process's until the returned
-    function is called (it reads the result, raising any error). No other statement may use
-    the session in between. On SQLite it is written at once."""
+    On PostgreSQL the INSERT is sent in pipeline mode, in full, and not waited for: the
+    server's work on it (for 11 MB: parsing, lz4, TOAST) overlaps this process's until the
+    returned function is called, which reads its result (raising any error). No other
+    statement may use the session in between. On SQLite it is written at once."""
     conn = s.connection()
     if conn.dialect.name != "postgresql":
-        # SQLite: the bytes bound as a BLOB and cast to TEXT, which SQLite reads as UTF-8 (the
-        # database's encoding): stored as text, not decoded here
-        conn.execute(text("INSERT INTO payout_inputs (payout_id, inputs) VALUES (:payout_id, CAST(:inputs AS TEXT))"),
-                     {"payout_id": payout_id, "inputs": canonical})
+        conn.execute(insert(PayoutRecordedInputs.__table__), [{"payout_id": payout_id, "inputs": recorded}])
         return lambda: None
+    from psycopg.generators import send
+
     driver = conn.connection.driver_connection
     pipeline = driver.pipeline()
     pipeline.__enter__()
     try:
         cursor = driver.cursor()
-        cursor.adapters.register_dumper(_Utf8Text, _Utf8TextDumper)
-        cursor.execute("INSERT INTO payout_inputs (payout_id, inputs) VALUES (%s, %b)",
-                       (payout_id, _Utf8Text(canonical)), prepare=False)
-        driver.wait(psycopg_send(driver.pgconn))  # the whole message to the server, no result read
+        # (a text parameter: as bytes in binary format the server spent 5 ms more on 11 MB)
+        cursor.execute("INSERT INTO payout_inputs (payout_id, inputs) VALUES (%s, %s)", (payout_id, recorded),
+                       prepare=False)
+        driver.wait(send(driver.pgconn))  # the whole message to the server; no result read
     except BaseException as exc:
         pipeline.__exit__(type(exc), exc, exc.__traceback__)
         raise
@@ -506,48 +512,17 @@ def _record_inputs(s: Session, payout_id: int, canonical: bytes) -> Callable[[],
     return wait
 
 
-class _Utf8Text:
-    """UTF-8 bytes to be sent as a text value (see `_Utf8TextDumper`)."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes):
-        self.data = data
-
-
-def _utf8_text_dumper():
-    from psycopg import adapt, postgres, pq
-
-    class Dumper(adapt.Dumper):
-        """A text parameter in binary format: PostgreSQL's binary form of text is its bytes in
-        the client encoding (UTF-8 here), which the server checks as it does text input."""
-
-        format = pq.Format.BINARY
-        oid = postgres.types["text"].oid
-
-        def dump(self, obj: _Utf8Text) -> bytes:
-            return obj.data
-
-    return Dumper
-
-
-try:
-    from psycopg.generators import send as psycopg_send
-    _Utf8TextDumper = _utf8_text_dumper()
-except ImportError:  # no PostgreSQL driver: SQLite only
-    psycopg_send = _Utf8TextDumper = None
-
-
 def _record_result(s: Session, payout: PayoutCalculation, result: payouts.PayoutResult, cur: str,
                    blocks: list | None = None) -> None:
     u = lambda d: _units(d, cur)  # noqa: E731
-    for i, line in enumerate(result.lines):
-        s.add(PayoutLine(payout_id=payout.id, position=i, metric_code=line.metric_code, kind=line.kind,
-                         quantity=line.quantity, unit_price_minor=u(line.unit_price), gross_minor=u(line.gross),
-                         capped_minor=u(line.capped), net_minor=u(line.net),
-                         caps=";".join(f"{name}={amt}" for name, amt in line.caps)))
-    for i, share in enumerate(result.shares):
-        s.add(PayoutShare(payout_id=payout.id, position=i, party_id=int(share.party_id), amount_minor=u(share.amount)))
+    lines = [PayoutLine(payout_id=payout.id, position=i, metric_code=line.metric_code, kind=line.kind,
+                        quantity=line.quantity, unit_price_minor=u(line.unit_price), gross_minor=u(line.gross),
+                        capped_minor=u(line.capped), net_minor=u(line.net),
+                        caps=";".join(f"{name}={amt}" for name, amt in line.caps))
+             for i, line in enumerate(result.lines)]
+    shares = [PayoutShare(payout_id=payout.id, position=i, party_id=int(share.party_id), amount_minor=u(share.amount))
+              for i, share in enumerate(result.shares)]
+    s.add_all(lines + shares)
     # a payout can have 100 000 items: the engine keeps them as columns of plain ints and strs
     # (payouts.PayoutItems), which go to the database as they are in a few packed block rows
     # (ledger/payout_items.py): never an ORM object, a dict or a Decimal per item
@@ -557,6 +532,10 @@ def _record_result(s: Session, payout: PayoutCalculation, result: payouts.Payout
                 for kind, group in (("OUTCOME", result.measurement_items), ("ADJUSTMENT", result.adjustment_items))
                 for x in group]
     s.flush()
+    # the payout's lines and shares are the rows just written, in position order: set as
+    # loaded, not read back
+    set_committed_value(payout, "lines", lines)
+    set_committed_value(payout, "shares", shares)
     items = result.items
     payout_items.write(s, payout.id, items.kinds, items.evidence_ids, items.participant_ids, items.metric_codes,
                        items.gross, items.capped, items.net, measured, blocks=blocks)

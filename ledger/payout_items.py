@@ -73,13 +73,19 @@ def pack(kinds: list[str], metric_codes: list[str], evidence_ids: list[int], par
 
     An amount or id outside a signed 64-bit integer, or a None, raises (OverflowError or
     TypeError) rather than being stored as anything else."""
-    pairs = sorted(set(zip(kinds, metric_codes)))
+    # the usual block has items of one kind (OUTCOME): its names are found by metric code alone,
+    # a str whose hash is kept, not by a (kind, code) tuple made and hashed per item
+    one_kind = bool(kinds) and kinds.count(kinds[0]) == len(kinds)
+    pairs = sorted((kinds[0], code) for code in set(metric_codes)) if one_kind else sorted(set(zip(kinds, metric_codes)))
     for kind, code in pairs:
         if " " in kind or "\n" in kind or "\n" in code:
             raise ValueError(f"a payout item's kind and metric code are single words: {kind!r} {code!r}")
-    index = {pair: i for i, pair in enumerate(pairs)}
+    if one_kind:
+        which = list(map({code: i for i, (_, code) in enumerate(pairs)}.__getitem__, metric_codes))
+    else:
+        which = list(map({pair: i for i, pair in enumerate(pairs)}.__getitem__, zip(kinds, metric_codes)))
     packed = array("q", evidence_ids)
-    for column in (participant_ids, list(map(index.__getitem__, zip(kinds, metric_codes))), gross, capped, net):
+    for column in (participant_ids, which, gross, capped, net):
         packed += array("q", column)  # from a list: twice as fast as extend()
     if len(packed) != _COLUMNS * len(evidence_ids):
         raise ValueError("a payout item block's columns differ in length")

@@ -74,13 +74,19 @@ def pack(kinds: list[str], metric_codes: list[str], evidence_ids: list[int], par
 
     An amount or id outside a signed 64-bit integer, or a None, raises (OverflowError or
     TypeError) rather than being stored as anything else."""
-    pairs = sorted(set(zip(kinds, metric_codes)))
+    # the usual block has items of one kind (OUTCOME): its names are found by metric code alone,
+    # a str whose hash is kept, not by a (kind, code) tuple made and hashed per item
+    one_kind = bool(kinds) and kinds.count(kinds[0]) == len(kinds)
+    pairs = sorted((kinds[0], code) for code in set(metric_codes)) if one_kind else sorted(set(zip(kinds, metric_codes)))
     for kind, code in pairs:
         if " " in kind or "\n" in kind or "\n" in code:
             raise ValueError(f"a payout item's kind and metric code are single words: {kind!r} {code!r}")
-    index = {pair: i for i, pair in enumerate(pairs)}
+    if one_kind:
+        which = list(map({code: i for i, (_, code) in enumerate(pairs)}.__getitem__, metric_codes))
+    else:
+        which = list(map({pair: i for i, pair in enumerate(pairs)}.__getitem__, zip(kinds, metric_codes)))
     packed = array("q", evidence_ids)
-    for column in (participant_ids, list(map(index.__getitem__, zip(kinds, metric_codes))), gross, capped, net):
+    for column in (participant_ids, which, gross, capped, net):
         packed += array("q", column)  # from a list: twice as fast as extend()
     if len(packed) != _COLUMNS * len(evidence_ids):
         raise ValueError("a payout item block's columns differ in length")
@@ -126,24 +132,36 @@ def _first_ids(s: Session, count: int) -> int:
 _BLOCK_COLUMNS = ("payout_id", "first_item_id", "item_count", "min_evidence_id", "max_evidence_id", "names", "packed")
 
 
-def write(s: Session, payout_id: int, kinds: list[str], evidence_ids: list[int], participant_ids: list[int],
-          metric_codes: list[str], gross: list[int], capped: list[int], net: list[int],
-          measured: list[tuple]) -> None:
-    """A payout's evidence items (columns, in their order) as blocks, then its measurement
-    items (tuples of kind, measurement id, metric code, gross, capped, net) as rows; the ids
-    in that order, as rows written one by one would have had them."""
-    n = len(evidence_ids)
-    if not n and not measured:
-        return
-    first = _first_ids(s, n + len(measured))
-    conn = s.connection()
-    rows = []
-    for start in range(0, n, BLOCK):
+def pack_blocks(kinds: list[str], metric_codes: list[str], evidence_ids: list[int], participant_ids: list[int],
+                gross: list[int], capped: list[int], net: list[int]) -> list[tuple[int, int, int, int, str, bytes]]:
+    """A payout's evidence items (columns, in their order) packed a block at a time, before
+    any id is known: (offset, item count, min and max evidence id, names, packed) per block."""
+    out = []
+    for start in range(0, len(evidence_ids), BLOCK):
         part = slice(start, start + BLOCK)
         eids = evidence_ids[part]
         names, packed = pack(kinds[part], metric_codes[part], eids, participant_ids[part], gross[part], capped[part],
                              net[part])
-        rows.append((payout_id, first + start, len(eids), min(eids), max(eids), names, packed))
+        out.append((start, len(eids), min(eids), max(eids), names, packed))
+    return out
+
+
+def write(s: Session, payout_id: int, kinds: list[str], evidence_ids: list[int], participant_ids: list[int],
+          metric_codes: list[str], gross: list[int], capped: list[int], net: list[int],
+          measured: list[tuple], *, blocks: list[tuple] | None = None) -> None:
+    """A payout's evidence items (columns, in their order) as blocks, then its measurement
+    items (tuples of kind, measurement id, metric code, gross, capped, net) as rows; the ids
+    in that order, as rows written one by one would have had them. `blocks`: the columns'
+    `pack_blocks`, when the caller has packed them already."""
+    n = len(evidence_ids)
+    if not n and not measured:
+        return
+    if blocks is None:
+        blocks = pack_blocks(kinds, metric_codes, evidence_ids, participant_ids, gross, capped, net)
+    first = _first_ids(s, n + len(measured))
+    conn = s.connection()
+    rows = [(payout_id, first + start, count, low, high, names, packed)
+            for start, count, low, high, names, packed in blocks]
     if rows and conn.dialect.name == "postgresql":
         # binary COPY: the packed bytes go as they are, not as hex text
         sync_pending(conn)  # a group commit batch's postings before it, sent first

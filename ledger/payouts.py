@@ -112,7 +112,7 @@ import hashlib
 import itertools
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
@@ -1205,16 +1205,25 @@ def calculate(inputs: PayoutInputs) -> PayoutResult:
     return calculate_with_canonical(inputs)[0]
 
 
-def calculate_with_canonical(inputs: PayoutInputs) -> tuple[PayoutResult, bytes]:
+def calculate_with_canonical(inputs: PayoutInputs, *, before_caps: Callable[[bytes, str], object] | None = None
+                             ) -> tuple[PayoutResult, bytes]:
     """`calculate(inputs)` and `canonical_inputs(inputs)` together, validating the inputs once:
-    what a payout records (on 100 000 items validation is a third of the engine's time)."""
+    what a payout records (on 100 000 items validation is a third of the engine's time).
+
+    `before_caps`, if given, is called with the canonical bytes and their hash (the result's
+    `inputs_hash`) as soon as they are known, before the amounts are calculated: a caller can
+    start storing them meanwhile. What it returns is ignored; what it raises propagates."""
     n = _normalise(inputs)
     ev = n.evidence
     # the evidence rows' classes, made once for both
     classes = _row_classes(ev.achieved_on, ev.metric_codes, ev.areas) if isinstance(ev, EvidenceColumns) else None
     with localcontext(_CTX):
         canonical = _canonical(n, classes)
-        return _calculate_minor_units(n, canonical, classes), canonical
+        digest = None
+        if before_caps is not None:
+            digest = hashlib.sha256(canonical).hexdigest()
+            before_caps(canonical, digest)
+        return _calculate_minor_units(n, canonical, classes, digest), canonical
 
 
 def calculate_decimal(inputs: PayoutInputs) -> PayoutResult:
@@ -1290,14 +1299,15 @@ def _merged_units(positions: Iterable[int], caps: dict[str, dict[int, int]]) -> 
             if any(i in taken for i in positions)}
 
 
-def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dict, list[int]] | None = None
-                           ) -> PayoutResult:
+def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dict, list[int]] | None = None,
+                           digest: str | None = None) -> PayoutResult:
     """`_calculate` in integer minor units over flat columns (one list per field, a position per
     part) instead of a `_Part` object and Decimals per item: the same rules in the same order,
     so the same figures to the öre (a hypothesis test holds it to `calculate_decimal`). Every
     amount is a whole number of minor units here: prices are rounded per item before any cap,
     and caps, paid-before and clawbacks are validated to the minor unit. `classes` are the
-    evidence rows' `_row_classes`, when the caller has made them already."""
+    evidence rows' `_row_classes`, when the caller has made them already; `digest` the
+    canonical bytes' SHA-256 (hex), when the caller has it already."""
     terms = n.terms
     code = terms.currency
     exp = exponent(code)
@@ -1601,7 +1611,7 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dic
         terms_version=terms.version, currency=code,
         lines=tuple(lines), items=items, measurement_items=measurement_items,
         shares=split_total(total, terms.payer_shares, code), total=total,
-        inputs_hash=hashlib.sha256(canonical).hexdigest(), adjustment_items=adjustment_items,
+        inputs_hash=digest or hashlib.sha256(canonical).hexdigest(), adjustment_items=adjustment_items,
     )
 
 

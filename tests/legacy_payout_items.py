@@ -16,7 +16,8 @@ from ledger import calculations, payout_items, payouts
 from ledger.models import PayoutItem
 
 
-def write_rows(s, payout_id, kinds, evidence_ids, participant_ids, metric_codes, gross, capped, net, measured) -> None:
+def write_rows(s, payout_id, kinds, evidence_ids, participant_ids, metric_codes, gross, capped, net, measured,
+               blocks=None) -> None:
     rows = [dict(payout_id=payout_id, kind=k, evidence_id=e, measurement_id=None, participant_id=p, metric_code=c,
                  gross_minor=g, capped_minor=cp, net_minor=n)
             for k, e, p, c, g, cp, n in zip(kinds, evidence_ids, participant_ids, metric_codes, gross, capped, net)]
@@ -52,10 +53,13 @@ def inputs_in_payout_rows() -> Iterator[None]:
     recorded: dict[str, str] = {}
     calculate_with_canonical = payouts.calculate_with_canonical
 
-    def remember(inputs):
-        result, canonical = calculate_with_canonical(inputs)
-        recorded[result.inputs_hash] = canonical.decode("utf-8")
-        return result, canonical
+    def remember(inputs, *, before_caps=None):
+        def keep(canonical, inputs_hash):  # before the payout's row is written
+            recorded[inputs_hash] = canonical.decode("utf-8")
+            if before_caps is not None:
+                before_caps(canonical, inputs_hash)
+
+        return calculate_with_canonical(inputs, before_caps=keep)
 
     def rewrite(conn, cursor, statement, parameters, context, executemany):
         insert_ = _PAYOUT_INSERT.match(statement)
@@ -74,7 +78,7 @@ def inputs_in_payout_rows() -> Iterator[None]:
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(payouts, "calculate_with_canonical", remember)
-            mp.setattr(calculations, "_record_inputs", lambda s, payout_id, inputs: None)
+            mp.setattr(calculations, "_record_inputs", lambda s, payout_id, recorded: lambda: None)
             yield
     finally:
         event.remove(Engine, "before_cursor_execute", rewrite)

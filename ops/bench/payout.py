@@ -374,8 +374,10 @@ def bare_query(be: Backend, contract_id: int, *, not_paid: bool) -> Callable[[],
     return run_once
 
 
-PHASES = ("lock, contract, checks", "gather_inputs", "engine + canonical inputs", "payout row, supersede",
-          "_record_result (lines, bulk items)", "flush, refresh", "commit")
+# (the payout's row is written and its recorded inputs sent inside the engine's phase, as soon
+# as the canonical inputs are known; the next phase packs the items and waits for the inputs)
+PHASES = ("lock, contract, checks", "gather_inputs", "engine + canonical inputs, payout row, inputs sent",
+          "items packed, inputs stored, supersede", "_record_result (lines, bulk items)", "flush", "commit")
 
 
 @contextmanager

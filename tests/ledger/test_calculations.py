@@ -212,6 +212,23 @@ def test_recorded_inputs_read_back_exactly(db, case_a):
     assert payouts.inputs_hash(inputs) == p.inputs_hash
 
 
+def test_the_payout_as_stored_is_the_payout_returned(db, case_a):
+    # the payout's row is written before the engine has its total (its inputs are stored while
+    # the engine caps) and its lines and shares are not read back: what is committed must be
+    # what the calculation returned, and recompute from it
+    p = calc(db, case_a)
+    with db.reading() as s:
+        again = calculations.get_payout(s, p.id)
+        assert (again.total_minor, again.inputs_hash, again.terms_version, again.status) == (
+            p.total_minor, p.inputs_hash, p.terms_version, "CALCULATED")
+        assert p.total_minor > 0
+        assert [(x.position, x.metric_code, x.net_minor, x.caps) for x in again.lines] == [
+            (x.position, x.metric_code, x.net_minor, x.caps) for x in p.lines]
+        assert [(x.party_id, x.amount_minor) for x in again.shares] == [(x.party_id, x.amount_minor) for x in p.shares]
+        assert sum(x.amount_minor for x in again.shares) == again.total_minor
+        assert calculations.recompute(s, again).matches
+
+
 def test_measurements_are_read_only_where_they_can_matter(db, case_a):
     """A rate-card contract without a posted payout reads no measurement (two statements fewer
     for the usual large payout); once a payout is posted, the adjustments are looked for again."""

@@ -2,6 +2,7 @@
 figures and items as when every item was a row, traceable evidence → payout, append-only."""
 from __future__ import annotations
 
+from array import array
 from datetime import date
 from decimal import Decimal
 
@@ -35,6 +36,24 @@ def test_a_block_reads_back_every_item_exactly(items):
     assert block == (7, 1000, kinds, codes, eids, pids, gross, capped, net)
     assert [r.id for r in block.rows()] == list(range(1000, 1000 + len(items)))
     assert all(type(v) is int for v in gross + capped + net)  # whole minor units, never a float
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(("OUTCOME", "CLAWBACK")),
+       st.lists(st.tuples(st.sampled_from(("A", "SCHOOL_PASS", "B_2")), st.integers(1, 2**63 - 1), INT64), min_size=1,
+                max_size=300))
+def test_a_block_of_one_kind_packs_as_any_other(kind, items):
+    # one kind (the usual block) is indexed by metric code alone: the same names and bytes as
+    # indexing by (kind, metric code)
+    codes, eids, amounts = (list(c) for c in zip(*items))
+    kinds = [kind] * len(items)
+    pairs = sorted(set(zip(kinds, codes)))
+    index = {pair: i for i, pair in enumerate(pairs)}
+    expected = array("q", eids + eids + [index[p] for p in zip(kinds, codes)] + amounts * 3)
+    if payout_items._BIG_ENDIAN:
+        expected.byteswap()
+    assert payout_items.pack(kinds, codes, eids, eids, amounts, amounts, amounts) == (
+        "\n".join(f"{k} {c}" for k, c in pairs), expected.tobytes())
 
 
 def test_a_block_refuses_what_it_cannot_hold_exactly():

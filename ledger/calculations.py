@@ -491,6 +491,7 @@ def _record_inputs(s: Session, payout_id: int, recorded: str) -> Callable[[], No
         return lambda: None
     from psycopg.generators import send
 
+    sync_pending(conn)  # a group commit batch's postings before it, sent first
     driver = conn.connection.driver_connection
     pipeline = driver.pipeline()
     pipeline.__enter__()

@@ -85,7 +85,7 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
     # own); the others sit idle, are pinged when next used (above) and recycled.
     kwargs.setdefault("pool_use_lifo", True)
     engine = create_engine(url, **kwargs)
-    if engine.dialect.driver == "psycopg":
+    if engine.dialect.driver == "psycopg" and _can_hold():
         global _HeldFirstCursor
         if _HeldFirstCursor is None:
             _HeldFirstCursor = _held_first_cursor()
@@ -640,6 +640,18 @@ def _held_first_cursor():
 
 
 _HeldFirstCursor = None  # the cursor class of make_engine's PostgreSQL connections (made with the first)
+
+
+def _can_hold() -> bool:
+    """Whether this psycopg has the private pieces `_Held` sends through (3.3 has). Without them a
+    lone posting goes through psycopg's pipeline instead (`queue_statement`): one round trip as
+    well, a few more writes to the socket; nothing else changes."""
+    try:
+        import psycopg
+        from psycopg._queries import PostgresQuery  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(psycopg.Connection, "_get_tx_start_command") and hasattr(psycopg.adapt, "Transformer")
 
 
 def _flush_and_fetch(pgconn):

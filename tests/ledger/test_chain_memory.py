@@ -383,3 +383,22 @@ def test_a_statement_held_on_a_connection_that_goes_back_unsent_is_never_sent(pr
     with first.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
         assert getattr(conn.connection.driver_connection, "_utfall_held", None) is None
+
+
+def test_a_psycopg_without_the_pieces_to_hold_a_posting_posts_through_its_pipeline(fresh_engine, monkeypatch):
+    # given a psycopg whose private pieces the held posting sends through are missing
+    import ledger.db
+    monkeypatch.setattr(ledger.db, "_can_hold", lambda: False)
+    engine = make_engine(_url(fresh_engine))
+    try:
+        db = Database(engine)
+        a, b = (acc.id for acc in accounts(db, 2))
+        # when a process posts through Database.write, from its memory and afresh
+        for i in range(1, 5):
+            assert _post(db, a, b, i) == i
+        with engine.connect() as conn:  # (nothing held back on its connections)
+            assert getattr(conn.connection.driver_connection, "_utfall_held", None) is None
+    finally:
+        engine.dispose()
+    # then every posting is there, chained, with its balances
+    assert _whole(Database(fresh_engine), {a: 10, b: -10}) == 4

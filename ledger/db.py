@@ -79,11 +79,9 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
     # pool_pre_ping=True to ping at every checkout instead.
     kwargs.setdefault("pool_pre_ping", False)
     kwargs.setdefault("pool_recycle", 1800)
-    # The connection used last is checked out first: a pool sized for a busy hour, serving a few
-    # clients, keeps reusing the same few connections, whose server backends are warm in the CPU's
-    # caches (going round all of them cost a lone client's postings ~1.5× the server's CPU, ~1.3× its
-    # own); the others sit idle, are pinged when next used (above) and recycled.
-    kwargs.setdefault("pool_use_lifo", True)
+    # (Checking out the connection used last first, `pool_use_lifo`, was tried: in the posting
+    # bench a lone client after 32 clients then made 283–340 postings/s instead of 812–830;
+    # ops/SCALING.md, session 7.)
     engine = create_engine(url, **kwargs)
     if engine.dialect.driver == "psycopg" and _can_hold():
         global _HeldFirstCursor

@@ -14,22 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from sqlalchemy import select
 
-from ledger import journal, schema, tree
+from ledger import journal, schema
 from ledger import money as m
 from ledger.db import Database, _Job, make_engine
 from ledger.errors import Conflict
 from ledger.models import Account, EffectiveBalanceBucket, Entry, MerkleNode, Transaction
 from tests.conftest import create_pg_database, drop_pg_database, pg_url
 from tests.factories import accounts
-
-
-@pytest.fixture
-def grouped(fresh_engine):
-    if fresh_engine.dialect.name != "postgresql":
-        pytest.skip("group commit is for PostgreSQL")
-    db = Database(fresh_engine, group_commit=True)
-    yield db
-    db.group_commit.close()
+from tests.ledger.chain_checks import chain_length_if_whole
 
 
 @pytest.fixture
@@ -59,18 +51,6 @@ def _posting(a: int, b: int, minor: int, *, on: date = date(2026, 1, 1), descrip
                                     journal.Posting(b, m.from_minor(-minor, "SEK"))])
         return then(uow, tx) if then is not None else tx.sequence
     return work
-
-
-def _verified(db: Database) -> int:
-    with db.reading() as s:
-        seqs = s.execute(select(Transaction.sequence).order_by(Transaction.sequence)).scalars().all()
-        assert seqs == list(range(1, len(seqs) + 1))
-        result = journal.verify(s)
-        assert result.ok, result
-        if seqs:
-            conn = s.connection()
-            assert tree.root(conn, len(seqs)) == tree.rebuilt_root(conn, len(seqs))
-        return len(seqs)
 
 
 def _contents(db: Database) -> dict:
@@ -140,7 +120,7 @@ def test_property_a_batch_writes_what_its_postings_one_at_a_time_would(grouped, 
     # and both journals hold the same transactions, entries, balances, business-date totals and
     # Merkle nodes; the batched one is a whole chain
     assert _contents(grouped) == _contents(one_at_a_time)
-    assert _verified(grouped) == _verified(one_at_a_time)
+    assert chain_length_if_whole(grouped) == chain_length_if_whole(one_at_a_time)
 
 
 def test_a_batch_whose_account_another_process_closed_refuses_that_posting_alone(grouped):
@@ -159,7 +139,7 @@ def test_a_batch_whose_account_another_process_closed_refuses_that_posting_alone
     assert isinstance(jobs[2].error, Conflict) and jobs[2].error.code == "ACCOUNT_CLOSED"
     assert grouped.group_commit.reruns >= 1
     assert [j.result for j in jobs[:2] + jobs[3:]] == [3, 4, 5]
-    assert _verified(grouped) == 5
+    assert chain_length_if_whole(grouped) == 5
     with grouped.reading() as s:
         assert s.get(Account, c).balance_minor == 0 and s.get(Account, a).balance_minor == 100 + 5 - 7 - 11
 
@@ -178,7 +158,7 @@ def test_a_batch_behind_another_process_runs_again_nothing_half_written(grouped)
     # then
     assert [j.error for j in jobs] == [None] * 10 and [j.result for j in jobs] == list(range(4, 14))
     assert grouped.group_commit.reruns == 1
-    assert _verified(grouped) == 13
+    assert chain_length_if_whole(grouped) == 13
     with grouped.reading() as s:
         assert s.get(Account, a).balance_minor == 50 + 55
 
@@ -213,6 +193,6 @@ def test_a_unit_of_work_that_reads_and_references_its_transaction_after_posting_
     assert [j.error for j in jobs] == [None] * 5 and grouped.group_commit.reruns == 0
     assert jobs[1].result == [20, -20] and jobs[3].result == 6
     assert sum(q.startswith("WITH head AS (UPDATE ledger_head SET sequence = %(head_sequence)s") for q in sent) == 3
-    assert _verified(grouped) == 8
+    assert chain_length_if_whole(grouped) == 8
     with grouped.reading() as s:
         assert s.get(Account, a).balance_minor == 10 + 20 + 30 + 50

@@ -18,8 +18,9 @@ from ledger import journal, tree
 from ledger import money as m
 from ledger.db import Database, make_engine
 from ledger.errors import Conflict
-from ledger.models import Account, Transaction
+from ledger.models import Account
 from tests.factories import accounts
+from tests.ledger.chain_checks import chain_length_if_whole
 
 
 class _Refused(Exception):
@@ -49,19 +50,7 @@ def _post(db: Database, a: int, b: int, minor: int, description: str = "p") -> i
 
 def _whole(db: Database, expected: dict[int, int] | None = None) -> int:
     """Assert the chain is whole (gap-free, linear, balances = entries, Merkle tree = journal); its length."""
-    with db.reading() as s:
-        seqs = s.execute(select(Transaction.sequence).order_by(Transaction.sequence)).scalars().all()
-        assert seqs == list(range(1, len(seqs) + 1))
-        result = journal.verify(s)
-        assert result.ok, result
-        if seqs:
-            conn = s.connection()
-            assert tree.root(conn, len(seqs)) == tree.rebuilt_root(conn, len(seqs))
-        if expected is not None:
-            stored = dict(s.execute(select(Account.id, Account.balance_minor)
-                                    .where(Account.id.in_(expected))).all())
-            assert stored == expected
-        return len(seqs)
+    return chain_length_if_whole(db, expected)
 
 
 def test_two_processes_posting_alternately_keep_one_chain_and_right_balances(processes):

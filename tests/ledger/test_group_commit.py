@@ -22,15 +22,6 @@ from ledger.models import Account, Party, Transaction
 from tests.factories import accounts
 
 
-@pytest.fixture
-def grouped(fresh_engine):
-    if fresh_engine.dialect.name != "postgresql":
-        pytest.skip("group commit is for PostgreSQL; SQLite has one writer and a cheap commit")
-    db = Database(fresh_engine, group_commit=True)
-    yield db
-    db.group_commit.close()
-
-
 def _transfer(a: int, b: int, description: str, minor: int = 100):
     def work(uow):
         return journal.post(uow, actor="t", kind="TEST", description=description, effective_date=date(2026, 1, 1),

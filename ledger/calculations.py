@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import itertools
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
@@ -284,6 +284,43 @@ def _chunked_rows() -> bool:
 _CHUNKED_ROWS = _chunked_rows()
 
 
+def _stream_chunks(cursor, sql: str, params: tuple) -> Iterator[Iterable[tuple]]:
+    """`cursor.stream(sql, params, size=_STREAM_CHUNK)` a chunk at a time: each chunk's rows
+    made into tuples by one call into psycopg's C loader, not a generator step and a
+    `load_row` call per row (client CPU for 100 000 rows: ~159 → ~136 ms; the bare fetchall
+    ~128 ms). These are psycopg's own steps of `Cursor.stream`, private ones: a psycopg
+    without them streams through `Cursor.stream` row by row as before."""
+    import psycopg
+
+    conn = cursor.connection
+    try:
+        send_query, fetch_chunk, lock = cursor._stream_send_gen, cursor._stream_fetchone_gen, conn.lock
+        type(cursor)._tx, type(cursor)._make_row  # (slots, set once the query is sent)
+    except AttributeError:
+        yield cursor.stream(sql, params, size=_STREAM_CHUNK)
+        return
+    with lock:
+        conn.wait(send_query(sql, params, size=_STREAM_CHUNK))
+        first, done = True, False
+        try:
+            while (res := conn.wait(fetch_chunk(first))) is not None:
+                first = False
+                # (the loader and the row maker are the query's, set by the steps above)
+                yield cursor._tx.load_rows(0, res.ntuples, cursor._make_row)
+            done = True
+        finally:
+            if not done and conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+                # as Cursor.stream does when left early: cancel the query and read what the
+                # server sent, so the connection can be used (or rolled back) afterwards
+                try:
+                    conn._try_cancel()
+                    while conn.wait(fetch_chunk(False)) is not None:
+                        pass
+                    conn.wait(fetch_chunk(False))
+                except Exception:  # noqa: BLE001 (the error that left the loop is the one raised)
+                    pass
+
+
 def _unpaid_evidence(s: Session, contract_id: int, codes: list[str], first_day: date,
                      last_day: date, paid: set[int]) -> payouts.EvidenceColumns:
     """(id, participant, metric, achieved on, area) of the VERIFIED rate-card evidence in the
@@ -321,7 +358,7 @@ def _unpaid_evidence(s: Session, contract_id: int, codes: list[str], first_day: 
             # PostgreSQL: the rows arrive in chunks while the server is still producing the rest
             # (libpq's chunked mode), so this loop runs beside the server's join instead of after
             # it, and the result is never held whole in the client (~10 MB at 100 000 rows)
-            rows = cursor.stream(sql, (contract_id, *codes, *days), size=_STREAM_CHUNK)
+            rows = itertools.chain.from_iterable(_stream_chunks(cursor, sql, (contract_id, *codes, *days)))
         for eid, pid, code, on, area in rows:
             if paid and eid in paid:
                 continue

@@ -5,6 +5,7 @@ import hashlib
 from datetime import date
 from decimal import Decimal
 
+import psycopg
 import pytest
 from sqlalchemy import event, select, text
 
@@ -298,3 +299,44 @@ def test_recorded_inputs_must_name_a_payout(db):
         with db.uow() as uow:
             uow.session.execute(text("INSERT INTO payout_inputs (payout_id, inputs) VALUES (999999, '{}')"))
             uow.commit()
+
+
+def test_the_evidence_streams_in_chunks_as_it_did_row_by_row(db, case_a, monkeypatch):
+    # PostgreSQL: a chunk of rows at a time through psycopg's loader; the same columns as
+    # Cursor.stream gives row by row, over several chunks, and a stream left by an error mid-way
+    # leaves the transaction usable (SQLite reads through fetchmany, unchanged)
+    w = case_a
+    monkeypatch.setattr(calculations, "_STREAM_CHUNK", 2)
+
+    def gathered():
+        with db.reading() as s:
+            c = calculations.get_contract(s, w["contract"].id)
+            return calculations.gather_inputs(s, c, date(2026, 1, 1), date(2026, 6, 30)).evidence
+
+    chunked = gathered()
+    assert chunked.evidence_ids == sorted(x.id for x in w["items"])
+
+    def row_by_row(cursor, sql, params):
+        yield cursor.stream(sql, params, size=calculations._STREAM_CHUNK)
+
+    monkeypatch.setattr(calculations, "_stream_chunks", row_by_row)
+    assert gathered() == chunked
+    monkeypatch.undo()
+    monkeypatch.setattr(calculations, "_STREAM_CHUNK", 2)
+    if db.engine.dialect.name != "postgresql" or not calculations._CHUNKED_ROWS:
+        return
+
+    class Stop(Exception):
+        pass
+
+    with db.reading() as s:
+        cursor = s.connection().connection.driver_connection.cursor()
+        sql = "SELECT id FROM evidence WHERE contract_id = %s ORDER BY id"
+        with pytest.raises(Stop):
+            for chunk in calculations._stream_chunks(cursor, sql, (w["contract"].id,)):
+                assert len(chunk) == 2
+                raise Stop
+        cursor.close()
+        # the rest of the result read (or the query cancelled): the connection takes a statement
+        # again (a cancelled query leaves the transaction to be rolled back, as Cursor.stream does)
+        assert cursor.connection.pgconn.transaction_status != psycopg.pq.TransactionStatus.ACTIVE

@@ -241,6 +241,27 @@ class UnitOfWork:
         return self.engine.dialect.name
 
 
+class _BatchedUnitOfWork(UnitOfWork):
+    """A unit of work in a group commit batch (`GroupCommit._run_all`): its session joined the
+    batch's transaction, so its commit commits nothing — the batch's COMMIT does.
+
+    Its commit therefore only flushes what the session holds, and only if it holds anything: a
+    unit of work that only posts (the postings go on the driver, not through the session) skips
+    the session's commit machinery, a sixth of a batched posting's Python. With a savepoint of
+    its own still open (`begin_nested`), the session's commit is what releases it, so it runs."""
+
+    def commit(self) -> None:
+        session = self.session
+        assert session is not None
+        if self.chain_memory_failed:
+            raise StaleChainMemory("the unit of work's transaction failed on an out-of-date chain memory")
+        self.commit_sent = True
+        if session.new or session.dirty or session.deleted or session.in_nested_transaction():
+            session.commit()
+        self._committed = True
+        self._give_back_memory()
+
+
 def run_rerunnable(make_uow, fn):
     """`fn(uow)` in a unit of work from `make_uow()`, committed unless `fn` did; `fn`'s result.
     If its chain memory turned out to be out of date (no savepoint was spent on that chance), it
@@ -334,6 +355,10 @@ class GroupCommit:
         self.batches = 0  # committed batches and the units of work in them, for benchmarks
         self.committed = 0
         self.reruns = 0  # batches run again after a unit of work failed or the chain memory was stale
+        self.overlapped = 0  # batches built while the one before them was committing
+        self._counting = threading.Lock()
+        self._in_flight: _InFlight | None = None  # the batch whose statement and COMMIT are out, unanswered
+        self._redo: list[_Job] | None = None  # an in-flight batch's units of work, to run again (it failed)
         _sync_before_statements(engine)
 
     def submit(self, fn):
@@ -363,25 +388,170 @@ class GroupCommit:
         """Nothing to stop: the writer is always one of the callers."""
 
     def _drain(self) -> None:
-        while True:
-            batch: list[_Job] = []
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._jobs.get_nowait())
-                except queue.Empty:
-                    break
-            if not batch:
-                return
-            try:
-                if len(batch) == 1:
-                    self._commit_alone(batch[0])
+        try:
+            while True:
+                batch: list[_Job] = []
+                while len(batch) < self.max_batch:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is not _WAKE:
+                        batch.append(job)
+                if not batch:
+                    if self._in_flight is None and self._redo is None:
+                        return
+                    if self._in_flight is not None and not self._in_flight.finished.is_set():
+                        # a batch is committing: build the next as soon as a caller comes, or
+                        # answer this one's failure (its waiter puts _WAKE when it is back)
+                        job = self._jobs.get()
+                        if job is not _WAKE:
+                            self._jobs.put(job)  # (behind any that came meanwhile: order does not matter)
+                            continue
+                    self._answer(self._settle)
+                    continue
+                if len(batch) == 1 and self._in_flight is None and self._redo is None:
+                    self._answer(lambda batch: self._commit_alone(batch[0]), batch)
                 else:
-                    self._commit(batch)
-            except BaseException as exc:  # noqa: BLE001 - every waiting caller must be answered
-                for job in batch:
-                    if not job.done.is_set():
+                    self._answer(self._send, batch)
+        finally:
+            # the writer never leaves a batch unanswered (a caller could wait for ever)
+            self._answer(self._settle)
+
+    def _answer(self, step, batch: list["_Job"] = ()) -> None:
+        """`step(*batch)`; if it raises, every caller it left unanswered gets the error."""
+        try:
+            step(batch) if batch else step()
+        except BaseException as exc:  # noqa: BLE001 - every waiting caller must be answered
+            redo, self._redo = self._redo, None
+            for job in [*batch, *(redo or ())]:
+                if not job.done.is_set():
+                    job.error = exc
+                    job.done.set()
+
+    def _send(self, batch: list["_Job"]) -> None:
+        """Build `batch` while the batch before it (if any) commits, and send its statement and its
+        COMMIT together without waiting for them: the next batch is built meanwhile (`_drain`),
+        while a thread of its own waits for this one and answers its callers (`_await`).
+
+        Why: a batch's postings are Python in the writer, its statement and COMMIT a wait for the
+        server and the disk; one after the other, the writer idled through each, and callers
+        came in only between batches. Now batch N+1 is built (on a connection of its own) while
+        N's round trip and flush are out. Nothing of N+1 goes to the server before N's COMMIT is
+        back (`_finish`, called before the first thing sent on N+1's connection): its statements
+        see N committed, as one after another they did — its postings' checks (head, balances) and
+        the business-date totals read N's rows — and N+1 never waits on a lock of N's. If N
+        failed, its units of work and then N+1's run again one batch after another (`_commit`),
+        as a batch whose memory was out of date does."""
+        conn = self.engine.connect()
+        raw = conn.connection.driver_connection
+        if raw.cursor_factory is not _HeldFirstCursor:  # not make_engine's: no hook to wait for N first
+            conn.close()
+            self._settle()
+            self._commit(batch)
+            return
+        if self._in_flight is not None:
+            raw._utfall_before_sending = self._finish  # N's COMMIT back before N+1 sends anything
+            self.overlapped += 1
+        try:
+            transaction = conn.begin()
+            conn.info.pop(_QUEUED, None)
+            conn.info.pop(_BUFFER, None)
+            failed = self._run_all(conn, transaction, batch, True, sync=False)
+            _before_sending(raw)  # (if the batch sent nothing yet)
+            if failed is None and self._redo is None:
+                send_buffered(conn)
+                queued = conn.info.pop(_QUEUE, None)
+                if queued is None:  # nothing queued: its statements were waited for; commit as usual
+                    transaction.commit()
+                    conn.close()
+                    self._done(batch)
+                    return
+                pipeline, cursor = queued
+                try:
+                    cursor.execute("COMMIT", prepare=False)  # sent with the statement, not waited for
+                except Exception:  # the statement's error, come in early (psycopg reads what has arrived)
+                    try:
+                        pipeline.__exit__(None, None, None)
+                    except Exception:  # noqa: BLE001 - that same error
+                        pass
+                    if not _transaction_failed(conn):
+                        raise  # not a statement's failure (a connection lost)
+                else:
+                    in_flight = self._in_flight = _InFlight(conn, transaction, pipeline, batch)
+                    threading.Thread(target=self._await, args=(in_flight,), daemon=True).start()
+                    return
+        except BaseException:
+            _before_sending(raw)
+            sync_queued(conn, discard=True)
+            conn.close()
+            raise
+        # a unit of work raised, its statement failed (the memory was out of date), or the batch
+        # before it failed: nothing of this one was committed
+        sync_queued(conn, discard=True)
+        conn.close()  # (rolls back)
+        _forget_chain_memory(self.engine)  # it holds what the rollback undid
+        self._settle()
+        self.reruns += 1
+        self._commit(batch)
+
+    def _await(self, in_flight: "_InFlight") -> None:
+        """(Its own thread.) Wait for an in-flight batch's statement and COMMIT; answer its callers
+        once it is durable, or with the error if whether it committed is unknown; if a statement
+        failed (COMMIT skipped) the writer runs its units of work again (`_finish`)."""
+        conn = in_flight.conn
+        try:
+            try:
+                in_flight.pipeline.__exit__(None, None, None)
+            except Exception as exc:  # noqa: BLE001 - a statement failed, the rerun says whose fault
+                if not _transaction_failed(conn):  # a connection lost: whether COMMIT ran is unknown
+                    conn.invalidate()
+                    for job in in_flight.jobs:
                         job.error = exc
                         job.done.set()
+                    return
+                in_flight.transaction.rollback()
+                conn.close()
+                _forget_chain_memory(self.engine)  # it holds what the rollback undid
+                in_flight.failed = True
+                return
+            in_flight.transaction.commit()  # the driver's transaction is over: this sends nothing
+            conn.close()
+            self._done(in_flight.jobs)
+        except BaseException as exc:  # noqa: BLE001 - every caller must be answered
+            for job in in_flight.jobs:
+                if not job.done.is_set():
+                    job.error = exc
+                    job.done.set()
+        finally:
+            in_flight.finished.set()
+            self._jobs.put(_WAKE)  # a writer waiting for callers or for this batch
+
+    def _finish(self) -> None:
+        """Wait until the in-flight batch is answered; if it failed, keep its units of work to run
+        again (`_redo`) before anything built after it commits."""
+        in_flight = self._in_flight
+        if in_flight is None:
+            return
+        in_flight.finished.wait()
+        self._in_flight = None
+        if in_flight.failed:
+            self.reruns += 1
+            self._redo = (self._redo or []) + in_flight.jobs
+
+    def _settle(self) -> None:
+        """The in-flight batch answered, and any that failed run again (not while a batch is built)."""
+        self._finish()
+        redo, self._redo = self._redo, None
+        if redo:
+            self._commit(redo)
+
+    def _done(self, batch: list["_Job"]) -> None:
+        with self._counting:  # (the writer and an in-flight batch's waiter count at once)
+            self.batches += 1
+            self.committed += len(batch) - sum(job.error is not None for job in batch)
+        for job in batch:
+            job.done.set()
 
     def _commit(self, batch: list["_Job"]) -> None:
         pending = list(batch)
@@ -410,17 +580,15 @@ class GroupCommit:
                     job.done.set()
                     pending.remove(job)
                 _forget_chain_memory(self.engine)  # it holds what the rollback undid
-        self.batches += 1
-        self.committed += len(batch) - sum(job.error is not None for job in batch)
-        for job in batch:
-            job.done.set()
+        self._done(batch)
 
     @staticmethod
-    def _run_all(conn, transaction, jobs: list["_Job"], may_rerun: bool):
+    def _run_all(conn, transaction, jobs: list["_Job"], may_rerun: bool, *, sync: bool = True):
         """Run `jobs` in order in `transaction`: None if all ran; else (the job that failed, its
-        error, or None if it failed only on an out-of-date chain memory)."""
+        error, or None if it failed only on an out-of-date chain memory). `sync=False`: what they
+        buffered or queued is left for the caller to send."""
         for job in jobs:
-            uow = UnitOfWork(conn.engine)
+            uow = _BatchedUnitOfWork(conn.engine)
             # the session joins the batch's transaction: its commit commits nothing, its rollback
             # (a unit of work that raised) rolls the whole transaction back
             uow._factory = lambda: Session(bind=conn, expire_on_commit=False, join_transaction_mode="rollback_only")
@@ -436,6 +604,8 @@ class GroupCommit:
                 return job, None if uow.chain_memory_failed or conn.info.get(_QUEUED) else exc
             if not transaction.is_active:
                 return job, RuntimeError("a unit of work ended its group commit batch's transaction")
+        if not sync:
+            return None
         try:
             sync_queued(conn)
         except Exception:  # noqa: BLE001 - a queued posting failed (the memory was out of date): whose, the rerun says
@@ -450,8 +620,9 @@ class GroupCommit:
         except BaseException as exc:  # noqa: BLE001 - the caller's own error, for the caller
             job.error = exc
         else:
-            self.batches += 1
-            self.committed += 1
+            with self._counting:
+                self.batches += 1
+                self.committed += 1
         job.done.set()
 
 
@@ -494,6 +665,8 @@ def queue_statement(conn, sql: str, params, *, alone: bool = False) -> None:
     `alone`: a unit of work's only queued statement, its COMMIT to follow (`commit_queued`): it is
     held back, not sent, and goes with its BEGIN and the COMMIT in ONE write (`_Held`)."""
     queued = conn.info.get(_QUEUE)
+    if queued is None:
+        _before_sending(conn.connection.driver_connection)  # (BEGIN may go first, unsynced)
     if alone and queued is None:
         raw = conn.connection.driver_connection
         if raw.cursor_factory is _HeldFirstCursor:  # (make_engine's connections)
@@ -611,8 +784,38 @@ class _Held:
 _PREPARED: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()  # per psycopg connection
 
 
+def _before_sending(raw) -> None:
+    """What must happen before anything is sent on `raw` (a psycopg connection): a group commit
+    batch built while the one before it commits waits for that COMMIT first (`GroupCommit._send`)."""
+    before = getattr(raw, "_utfall_before_sending", None)
+    if before is not None:
+        del raw._utfall_before_sending
+        before()
+
+
+@contextmanager
+def reading_ahead(raw):
+    """Statements on `raw` (a psycopg connection) that may go before what must precede anything
+    sent on it (`_before_sending`): reads whose results the posting's own writes check (an
+    account's balance read without the head lock). In a group commit batch built while the one
+    before it commits, they need not wait for that COMMIT: a balance it moved is in the chain
+    memory, not read; one read before it that it moved fails the write's check, and is rerun."""
+    before = getattr(raw, "_utfall_before_sending", None)
+    if before is None:
+        yield
+        return
+    del raw._utfall_before_sending
+    try:
+        yield
+    finally:
+        if getattr(raw, "_utfall_before_sending", None) is None:
+            raw._utfall_before_sending = before
+
+
 def _send_held(conn) -> None:
-    """Send the statement held on `conn` (a psycopg connection), if any, and wait for it."""
+    """Send the statement held on `conn` (a psycopg connection), if any, and wait for it; first
+    whatever must go before anything is sent on it (`_before_sending`)."""
+    _before_sending(conn)
     held = getattr(conn, "_utfall_held", None)
     if held is not None:
         held.send(commit=False)
@@ -738,6 +941,19 @@ def _forget_chain_memory(engine: Engine, *, stale: bool = False) -> None:
     if stale:
         memory.stale += 1
     memory.forget()
+
+
+class _InFlight:
+    """A group commit batch whose statement and COMMIT were sent, not yet waited for (`GroupCommit._send`)."""
+    __slots__ = ("conn", "transaction", "pipeline", "jobs", "failed", "finished")
+
+    def __init__(self, conn, transaction, pipeline, jobs: list["_Job"]):
+        self.conn, self.transaction, self.pipeline, self.jobs = conn, transaction, pipeline, jobs
+        self.failed = False  # a statement failed, COMMIT skipped: its units of work are to run again
+        self.finished = threading.Event()  # answered, or failed
+
+
+_WAKE = object()  # put in a group commit's queue when an in-flight batch is back (`GroupCommit._await`)
 
 
 class _Job:

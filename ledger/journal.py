@@ -75,7 +75,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ledger import effective_balances
 from ledger import money as m
 from ledger import chain_ranges, tree
-from ledger.db import StaleChainMemory, UnitOfWork, buffered, queue_statement, send_buffered
+from ledger.db import StaleChainMemory, UnitOfWork, buffered, queue_statement, reading_ahead, send_buffered
 from ledger.errors import Conflict, NotFound, ValidationError
 from ledger.models import GENESIS_HASH, Account, Entry, LedgerHead, Transaction, utcnow
 
@@ -429,7 +429,7 @@ class _PipelinedStatements(_CoreStatements):
         # (a batch's buffered postings need not go first: the accounts they move are in the chain
         # memory, so not read here; if they were, `_BatchedPostings.add` sends the buffer first)
         def work():
-            with self.raw.cursor() as cur:
+            with reading_ahead(self.raw), self.raw.cursor() as cur:
                 return cur.execute(self.READ_ACCOUNTS, (ids,)).fetchall()
         return {row[0]: _AccountRow(*row) for row in self._run(self.READ_ACCOUNTS, work)}
 

@@ -9,25 +9,16 @@ whatever else its batch holds.
 from __future__ import annotations
 
 import threading
-from datetime import date
 
 import pytest
 from sqlalchemy import func, select
 
 from ledger import journal
-from ledger import money as m
 from ledger.db import Database, _Job
 from ledger.errors import Conflict, ValidationError
 from ledger.models import Account, Party, Transaction
 from tests.factories import accounts
-
-
-def _transfer(a: int, b: int, description: str, minor: int = 100):
-    def work(uow):
-        return journal.post(uow, actor="t", kind="TEST", description=description, effective_date=date(2026, 1, 1),
-                            postings=[journal.Posting(a, m.from_minor(minor, "SEK")),
-                                      journal.Posting(b, m.from_minor(-minor, "SEK"))]).sequence
-    return work
+from tests.ledger.transfers import transfer as _transfer
 
 
 def test_concurrent_postings_through_group_commit_keep_the_chain_gap_free_and_linear(grouped):

@@ -1,0 +1,176 @@
+"""Group commit batches built while the one before them commits (ledger.db.GroupCommit._send).
+
+The writer sends a batch's statement and COMMIT without waiting and builds the next batch on
+another connection meanwhile. What a caller depends on must not change: nothing of the next
+batch reaches the server before the one before it has committed (so it sees that batch's rows),
+a caller is answered only once its own batch is durable, a batch that fails runs again — and so
+does the one built behind it — and the chain stays one linear sequence.
+"""
+from __future__ import annotations
+
+
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from ledger.db import Database, _Job, make_engine
+from ledger.errors import ValidationError
+from ledger.models import Party, Transaction
+from tests.factories import accounts
+from tests.ledger.chain_checks import chain_length_if_whole
+from tests.ledger.transfers import transfer as _transfer
+
+
+def _other_process_posts(grouped, a: int, b: int) -> None:
+    """A posting by another process: the writer's chain memory is out of date behind its back."""
+    other = make_engine(grouped.engine.url.render_as_string(hide_password=False))
+    try:
+        Database(other).write(_transfer(a, b, "other process"))
+    finally:
+        other.dispose()
+
+
+def _overlapped(grouped, *batches) -> list[list[_Job]]:
+    """Send `batches` (lists of units of work) as the writer does when callers keep coming: each
+    built while the one before it commits; then wait for the last."""
+    gc = grouped.group_commit
+    sent = []
+    for works in batches:
+        jobs = [_Job(w) for w in works]
+        gc._send(jobs)
+        sent.append(jobs)
+    gc._settle()
+    assert gc._in_flight is None and gc._redo is None
+    return sent
+
+
+def test_a_batch_built_while_the_one_before_commits_sees_that_one_committed(grouped):
+    # given a writer whose memory is up to date
+    a, b = (acc.id for acc in accounts(grouped, 2))
+    _overlapped(grouped, [_transfer(a, b, "warm-up"), _transfer(b, a, "warm-up")])
+    seen = []
+
+    def counting(uow):  # a statement of the second batch: it must wait for the first's COMMIT
+        seen.append(uow.session.execute(select(func.count()).select_from(Transaction)).scalar_one())
+        return _transfer(a, b, "after counting")(uow)
+
+    # when two batches go one behind the other
+    first, second = _overlapped(grouped, [_transfer(a, b, f"first {i}") for i in range(5)],
+                                [_transfer(b, a, "second 0"), counting, _transfer(b, a, "second 2")])
+    # then the second was built while the first was committing, and saw all of it committed (and
+    # its own posting before the count)
+    assert grouped.group_commit.overlapped >= 1
+    assert seen == [2 + 5 + 1]
+    assert [j.error for j in first + second] == [None] * 8
+    assert [j.result for j in first + second] == list(range(3, 11))
+    assert all(j.done.is_set() for j in first + second)
+    assert chain_length_if_whole(grouped) == 10
+
+
+def test_a_batch_that_fails_in_flight_runs_again_and_so_does_the_one_built_behind_it(grouped):
+    # given a writer whose memory another process's posting has made out of date
+    a, b, c = (acc.id for acc in accounts(grouped, 3))
+    _overlapped(grouped, [_transfer(a, b, "warm-up"), _transfer(b, c, "warm-up")])
+    _other_process_posts(grouped, c, a)
+    reruns = grouped.group_commit.reruns
+    # when a batch goes from that memory, and the next is built from the memory it left
+    first, second = _overlapped(grouped, [_transfer(a, b, f"first {i}") for i in range(4)],
+                                [_transfer(b, c, f"second {i}") for i in range(3)])
+    # then the first failed at the server and both ran again, in order; nobody saw an error
+    assert grouped.group_commit.reruns > reruns
+    assert [j.error for j in first + second] == [None] * 7
+    assert [j.result for j in first + second] == list(range(4, 11))
+    # (a transfer from x to y adds to x and takes from y)
+    assert chain_length_if_whole(grouped, {a: 100 - 100 + 4 * 100, b: -100 + 100 - 4 * 100 + 3 * 100,
+                                           c: -100 + 100 - 3 * 100}) == 10
+
+
+def test_a_caller_that_fails_in_an_overlapped_batch_is_refused_alone(grouped):
+    a, b = (acc.id for acc in accounts(grouped, 2))
+
+    def failing(uow):
+        _transfer(a, b, "failing")(uow)
+        raise ValidationError("refused after posting", code="REFUSED")
+
+    first, second = _overlapped(grouped, [_transfer(a, b, "first 0"), _transfer(a, b, "first 1")],
+                                [_transfer(b, a, "second 0"), failing, _transfer(b, a, "second 2")])
+    assert [j.error for j in first] == [None, None]
+    assert second[0].error is None and second[2].error is None
+    assert isinstance(second[1].error, ValidationError)
+    assert [j.result for j in first] + [second[0].result, second[2].result] == [1, 2, 3, 4]
+    assert chain_length_if_whole(grouped, {a: 0, b: 0}) == 4
+
+
+def test_a_unit_of_work_in_a_batch_keeps_its_other_writes_and_its_open_savepoint(grouped):
+    # given units of work that add a row beside their posting, one of them inside a savepoint it
+    # leaves open (its commit releases it)
+    a, b = (acc.id for acc in accounts(grouped, 2))
+
+    def with_party(name, nested):
+        def work(uow):
+            if nested:
+                uow.session.begin_nested()
+            uow.session.add(Party(name=name, role="PROVIDER"))
+            return _transfer(a, b, name)(uow)
+        return work
+
+    # when they go in batches one behind the other
+    first, second = _overlapped(grouped, [with_party("plain", False), _transfer(b, a, "posting only")],
+                                [with_party("in a savepoint", True)])
+    # then every row is there
+    assert [j.error for j in first + second] == [None] * 3
+    with grouped.reading() as s:
+        assert set(s.execute(select(Party.name)).scalars()) >= {"plain", "in a savepoint"}
+    assert chain_length_if_whole(grouped) == 3
+
+
+_STEP = st.tuples(st.integers(0, 3), st.integers(1, 3), st.integers(1, 500), st.booleans())  # from, to+k, minor, fails
+_BATCHES = st.lists(st.tuples(st.lists(_STEP, min_size=1, max_size=6), st.booleans()), min_size=1, max_size=5)
+
+
+@hsettings(max_examples=12, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(batches=_BATCHES)
+def test_property_overlapped_batches_commit_exactly_their_callers_postings_in_one_chain(grouped, batches):
+    # given four accounts (the first example makes them; later examples go on from what is there)
+    accs = [acc.id for acc in accounts(grouped, 4)]
+    with grouped.reading() as s:
+        length = s.execute(select(func.count()).select_from(Transaction)).scalar_one()
+        expected = {i: grouped_balance for i, grouped_balance in _balances(s, accs).items()}
+    works, outcomes = [], []
+    for steps, other_first in batches:
+        if other_first:  # another process posts before this batch is built (its memory goes stale)
+            _other_process_posts(grouped, accs[0], accs[1])
+            expected[accs[0]] += 100
+            expected[accs[1]] -= 100
+            length += 1
+        batch = []
+        for i, k, minor, fails in steps:
+            a, b = accs[i], accs[(i + k) % 4]
+            batch.append(_failing(a, b, minor) if fails else _transfer(a, b, f"{a}->{b}", minor))
+            outcomes.append((a, b, minor, fails))
+        works.append(batch)
+    # when the batches go each behind the one before
+    sent = [job for jobs in _overlapped(grouped, *works) for job in jobs]
+    # then exactly the callers that did not fail committed, in the order they were sent
+    for job, (a, b, minor, fails) in zip(sent, outcomes):
+        assert isinstance(job.error, ValidationError) if fails else job.error is None
+        if not fails:
+            expected[a] += minor
+            expected[b] -= minor
+    results = [job.result for job in sent if job.error is None]
+    assert results == sorted(results) and len(set(results)) == len(results)
+    assert chain_length_if_whole(grouped, expected) == length + len(results)
+
+
+def _failing(a: int, b: int, minor: int):
+    def work(uow):
+        _transfer(a, b, "failing", minor)(uow)
+        raise ValidationError("refused after posting", code="REFUSED")
+    return work
+
+
+def _balances(s, ids) -> dict[int, int]:
+    from ledger.models import Account
+    return dict(s.execute(select(Account.id, Account.balance_minor).where(Account.id.in_(ids))).all())

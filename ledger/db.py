@@ -79,9 +79,12 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
     # pool_pre_ping=True to ping at every checkout instead.
     kwargs.setdefault("pool_pre_ping", False)
     kwargs.setdefault("pool_recycle", 1800)
-    # (Checking out the connection used last first, `pool_use_lifo`, was tried: in the posting
-    # bench a lone client after 32 clients then made 283–340 postings/s instead of 812–830;
-    # ops/SCALING.md, session 7.)
+    # The connection used last is checked out first: a pool sized for many clients otherwise hands
+    # a lone client each of its connections in turn, every backend cold in the CPU's caches and
+    # planning the posting afresh (five custom plans after each ANALYZE) — 0.80× the server CPU per
+    # posting (ops/SCALING.md, session 8). (Session 7 measured it slower: that was a held posting's
+    # prepared statement dropped by psycopg's DEALLOCATE ALL, failing on the one connection reused.)
+    kwargs.setdefault("pool_use_lifo", True)
     engine = create_engine(url, **kwargs)
     if engine.dialect.driver == "psycopg" and _can_hold():
         global _HeldFirstCursor

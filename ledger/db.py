@@ -79,9 +79,12 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
     # pool_pre_ping=True to ping at every checkout instead.
     kwargs.setdefault("pool_pre_ping", False)
     kwargs.setdefault("pool_recycle", 1800)
-    # (Checking out the connection used last first, `pool_use_lifo`, was tried: in the posting
-    # bench a lone client after 32 clients then made 283–340 postings/s instead of 812–830;
-    # ops/SCALING.md, session 7.)
+    # The connection used last is checked out first: a pool sized for many clients otherwise hands
+    # a lone client each of its connections in turn, every backend cold in the CPU's caches and
+    # planning the posting afresh (five custom plans after each ANALYZE) — 0.80× the server CPU per
+    # posting (ops/SCALING.md, session 8). (Session 7 measured it slower: that was a held posting's
+    # prepared statement dropped by psycopg's DEALLOCATE ALL, failing on the one connection reused.)
+    kwargs.setdefault("pool_use_lifo", True)
     engine = create_engine(url, **kwargs)
     if engine.dialect.driver == "psycopg" and _can_hold():
         global _HeldFirstCursor
@@ -91,6 +94,7 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
         @event.listens_for(engine, "connect")
         def _cursors(dbapi_conn, _record):
             dbapi_conn.cursor_factory = _HeldFirstCursor  # a posting held back goes before anything else
+            _forget_prepared_on_deallocate(dbapi_conn)
 
         @event.listens_for(engine.pool, "checkin")
         def _drop_held(dbapi_conn, record):
@@ -778,7 +782,11 @@ class _Held:
             prepared[key] = name  # prepared: the server keeps it past a rollback, until the session ends
         for result in results:
             if result.status in (pq.ExecStatus.FATAL_ERROR, pq.ExecStatus.PIPELINE_ABORTED):
-                raise errors.error_from_result(result, encoding=raw.pgconn._encoding)
+                error = errors.error_from_result(result, encoding=raw.pgconn._encoding)
+                if isinstance(error, errors.InvalidSqlStatementName):
+                    # deallocated behind psycopg's back (a DEALLOCATE ALL sent as SQL): prepare afresh
+                    _PREPARED.pop(raw, None)
+                raise error
 
 
 _PREPARED: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()  # per psycopg connection
@@ -810,6 +818,31 @@ def reading_ahead(raw):
     finally:
         if getattr(raw, "_utfall_before_sending", None) is None:
             raw._utfall_before_sending = before
+
+
+def _forget_prepared_on_deallocate(raw) -> None:
+    """Forget the statements `_Held` prepared on `raw` whenever psycopg deallocates all of them.
+
+    psycopg sends DEALLOCATE ALL after any ROLLBACK (a unit of work that raised, a stale chain
+    memory's rerun, a group commit batch run again) once it has prepared statements of its own on
+    the connection; that drops `utfall_<n>` with its own. Remembered as prepared, the next held
+    posting on that connection would execute a statement the server no longer has: it failed,
+    the chain memory was forgotten and the unit of work rerun, on that connection every time —
+    in the posting bench a lone client lost half its postings/s after the busy runs (ops/SCALING.md,
+    session 8). (A DEALLOCATE ALL psycopg did not send is caught in `_Held.send` instead.)"""
+    manager = getattr(raw, "_prepared", None)
+    clear = getattr(manager, "clear", None)
+    if clear is None:
+        return
+
+    connection = weakref.ref(raw)  # (the manager is the connection's: no cycle through it)
+
+    def clear_and_forget() -> bool:
+        deallocating = clear()
+        if deallocating and connection() is not None:
+            _PREPARED.pop(connection(), None)
+        return deallocating
+    manager.clear = clear_and_forget
 
 
 def _send_held(conn) -> None:

@@ -7,6 +7,7 @@ Merkle tree matches the journal.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import date
 
@@ -372,6 +373,46 @@ def test_a_statement_held_on_a_connection_that_goes_back_unsent_is_never_sent(pr
     with first.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
         assert getattr(conn.connection.driver_connection, "_utfall_held", None) is None
+
+
+def _deallocate_all_by_a_rollback(uow):
+    """psycopg, holding a prepared statement of its own, sends DEALLOCATE ALL after a ROLLBACK."""
+    uow.session.connection().connection.driver_connection.execute("SELECT 1", prepare=True)
+    raise _Refused()
+
+
+def _deallocate_all_as_sql(uow):
+    """DEALLOCATE ALL sent by hand (psycopg holding none of its own, it forgets nothing)."""
+    uow.session.connection().connection.driver_connection.execute("DEALLOCATE ALL", prepare=False)
+
+
+@pytest.mark.parametrize("deallocate", [_deallocate_all_by_a_rollback, _deallocate_all_as_sql])
+def test_a_held_posting_after_its_prepared_statement_was_deallocated_is_prepared_again(processes, deallocate):
+    # given one connection on which held postings prepared their statement
+    first = processes[0]
+    if first.dialect != "postgresql":
+        pytest.skip("statements are held back on PostgreSQL only")
+    a, b = (acc.id for acc in accounts(first, 2))
+    for i in range(1, 4):
+        _post(first, a, b, 1)
+    assert first.engine.pool.checkedin() == 1
+    stale = journal.chain_memory(first.engine).stale
+    # when every prepared statement of the connection is deallocated (a rollback psycopg follows with
+    # DEALLOCATE ALL, or one sent by hand)
+    with contextlib.suppress(_Refused):
+        first.write(deallocate)
+    # then the held postings after it run once each, from the chain memory (after a DEALLOCATE ALL
+    # psycopg never saw, only the first runs again); the chain and balances are whole
+    runs: list[bool] = []
+    for minor in (2, 3, 4):
+        first.write(_posting(a, b, minor, runs))
+    if deallocate is _deallocate_all_by_a_rollback:
+        assert runs == [True, True, True]
+        assert journal.chain_memory(first.engine).stale == stale
+    else:
+        assert runs == [True, False, True, True]
+        assert journal.chain_memory(first.engine).stale == stale + 1
+    assert _whole(first, {a: 12, b: -12}) == 6
 
 
 def test_a_psycopg_without_the_pieces_to_hold_a_posting_posts_through_its_pipeline(fresh_engine, monkeypatch):

@@ -7,6 +7,7 @@ everything back, so a use case is never half-written.
 """
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -363,6 +364,13 @@ class GroupCommit:
         self._counting = threading.Lock()
         self._in_flight: _InFlight | None = None  # the batch whose statement and COMMIT are out, unanswered
         self._redo: list[_Job] | None = None  # an in-flight batch's units of work, to run again (it failed)
+        # connections of committed batches, kept for the next ones while the writer is at work: a
+        # pool checkout and checkin per batch cost a tenth of a small batch's Python (`_keep`)
+        self._spare: list = []
+        # in-flight batches, waited for by one thread for as long as batches keep coming (`_waiter_loop`)
+        self._waiting: "queue.SimpleQueue[_InFlight | None]" = queue.SimpleQueue()
+        self._waiter: threading.Thread | None = None
+        self._waiter_lock = threading.Lock()
         _sync_before_statements(engine)
 
     def submit(self, fn):
@@ -389,7 +397,67 @@ class GroupCommit:
         return job.result
 
     def close(self) -> None:
-        """Nothing to stop: the writer is always one of the callers."""
+        """Let the connections kept for batches go back to the pool, and the waiting thread stop (the
+        writer is always one of the callers: nothing else to stop). Used again, it starts afresh."""
+        self._release_spares()
+        with self._waiter_lock:
+            if self._waiter is not None:
+                self._waiting.put(None)
+                self._waiter = None
+
+    SPARE_CONNECTIONS = 2  # one batch in flight, one built: two connections take turns
+    BATCHES_PER_CONNECTION = 1000  # then it goes back to the pool (its recycling and idle checks apply)
+    WAITER_IDLE_SECONDS = 1.0  # the waiting thread ends after this long without a batch (`_waiter_loop`)
+
+    def _connection(self):
+        """A connection for the next batch: a spare one if the writer kept one, else the pool's."""
+        try:
+            return self._spare.pop()
+        except IndexError:
+            return self.engine.connect()
+
+    def _keep(self, conn) -> None:
+        """`conn`, its batch committed, kept for the next batch (or closed if enough are kept)."""
+        uses = conn.info.get(_USES, 0) + 1
+        if conn.closed or conn.invalidated or uses >= self.BATCHES_PER_CONNECTION \
+                or len(self._spare) >= self.SPARE_CONNECTIONS:
+            conn.close()
+            return
+        conn.info[_USES] = uses
+        self._spare.append(conn)
+
+    def _release_spares(self) -> None:
+        while self._spare:
+            conn = self._spare.pop()
+            conn.info.pop(_USES, None)
+            conn.close()
+
+    def _hand_to_waiter(self, in_flight: "_InFlight") -> None:
+        """`in_flight` waited for and answered by the waiting thread, started if it is not running."""
+        with self._waiter_lock:
+            self._waiting.put(in_flight)
+            if self._waiter is None:
+                self._waiter = threading.Thread(target=self._waiter_loop, name="utfall-group-commit-waiter",
+                                                daemon=True)
+                self._waiter.start()
+
+    def _waiter_loop(self) -> None:
+        """(The waiting thread.) In-flight batches one after another (`_await`), until none came for
+        WAITER_IDLE_SECONDS or the group commit is closed: one thread for a busy spell, not one
+        per batch (starting a thread cost about as much Python as a posting)."""
+        while True:
+            try:
+                in_flight = self._waiting.get(timeout=self.WAITER_IDLE_SECONDS)
+            except queue.Empty:
+                with self._waiter_lock:
+                    if self._waiting.empty():  # (one handed over since is waited for first)
+                        if self._waiter is threading.current_thread():
+                            self._waiter = None
+                        return
+                continue
+            if in_flight is None:  # closed
+                return
+            self._await(in_flight)
 
     def _drain(self) -> None:
         try:
@@ -421,6 +489,7 @@ class GroupCommit:
         finally:
             # the writer never leaves a batch unanswered (a caller could wait for ever)
             self._answer(self._settle)
+            self._release_spares()  # idle now: the pool has them back
 
     def _answer(self, step, batch: list["_Job"] = ()) -> None:
         """`step(*batch)`; if it raises, every caller it left unanswered gets the error."""
@@ -436,7 +505,7 @@ class GroupCommit:
     def _send(self, batch: list["_Job"]) -> None:
         """Build `batch` while the batch before it (if any) commits, and send its statement and its
         COMMIT together without waiting for them: the next batch is built meanwhile (`_drain`),
-        while a thread of its own waits for this one and answers its callers (`_await`).
+        while the waiting thread (`_waiter_loop`) waits for this one and answers its callers (`_await`).
 
         Why: a batch's postings are Python in the writer, its statement and COMMIT a wait for the
         server and the disk; one after the other, the writer idled through each, and callers
@@ -447,7 +516,7 @@ class GroupCommit:
         the business-date totals read N's rows — and N+1 never waits on a lock of N's. If N
         failed, its units of work and then N+1's run again one batch after another (`_commit`),
         as a batch whose memory was out of date does."""
-        conn = self.engine.connect()
+        conn = self._connection()
         raw = conn.connection.driver_connection
         if raw.cursor_factory is not _HeldFirstCursor:  # not make_engine's: no hook to wait for N first
             conn.close()
@@ -464,26 +533,36 @@ class GroupCommit:
             failed = self._run_all(conn, transaction, batch, True, sync=False)
             _before_sending(raw)  # (if the batch sent nothing yet)
             if failed is None and self._redo is None:
-                send_buffered(conn)
-                queued = conn.info.pop(_QUEUE, None)
-                if queued is None:  # nothing queued: its statements were waited for; commit as usual
-                    transaction.commit()
-                    conn.close()
-                    self._done(batch)
-                    return
-                pipeline, cursor = queued
-                try:
-                    cursor.execute("COMMIT", prepare=False)  # sent with the statement, not waited for
-                except Exception:  # the statement's error, come in early (psycopg reads what has arrived)
-                    try:
-                        pipeline.__exit__(None, None, None)
-                    except Exception:  # noqa: BLE001 - that same error
-                        pass
-                    if not _transaction_failed(conn):
-                        raise  # not a statement's failure (a connection lost)
+                buffer = conn.info.get(_BUFFER)
+                if _QUEUE not in conn.info and buffer is not None and buffer.first is not None:
+                    # only its postings' one statement to send: with BEGIN and COMMIT, in one write
+                    # straight through libpq (`_Held`), not psycopg's pipeline (a fifth of a batch's Python)
+                    del conn.info[_BUFFER]
+                    wait = _Held(raw, *buffer.statement(), conn.info).send_unawaited(commit=True)
                 else:
-                    in_flight = self._in_flight = _InFlight(conn, transaction, pipeline, batch)
-                    threading.Thread(target=self._await, args=(in_flight,), daemon=True).start()
+                    send_buffered(conn)
+                    queued = conn.info.pop(_QUEUE, None)
+                    if queued is None:  # nothing queued: its statements were waited for; commit as usual
+                        transaction.commit()
+                        self._keep(conn)
+                        self._done(batch)
+                        return
+                    pipeline, cursor = queued
+                    try:
+                        cursor.execute("COMMIT", prepare=False)  # sent with the statement, not waited for
+                    except Exception:  # the statement's error, come in early (psycopg reads what has arrived)
+                        try:
+                            pipeline.__exit__(None, None, None)
+                        except Exception:  # noqa: BLE001 - that same error
+                            pass
+                        if not _transaction_failed(conn):
+                            raise  # not a statement's failure (a connection lost)
+                        wait = None
+                    else:
+                        wait = functools.partial(pipeline.__exit__, None, None, None)
+                if wait is not None:
+                    in_flight = self._in_flight = _InFlight(conn, transaction, wait, batch)
+                    self._hand_to_waiter(in_flight)
                     return
         except BaseException:
             _before_sending(raw)
@@ -500,13 +579,13 @@ class GroupCommit:
         self._commit(batch)
 
     def _await(self, in_flight: "_InFlight") -> None:
-        """(Its own thread.) Wait for an in-flight batch's statement and COMMIT; answer its callers
+        """(The waiting thread.) Wait for an in-flight batch's statement and COMMIT; answer its callers
         once it is durable, or with the error if whether it committed is unknown; if a statement
         failed (COMMIT skipped) the writer runs its units of work again (`_finish`)."""
         conn = in_flight.conn
         try:
             try:
-                in_flight.pipeline.__exit__(None, None, None)
+                in_flight.wait()
             except Exception as exc:  # noqa: BLE001 - a statement failed, the rerun says whose fault
                 if not _transaction_failed(conn):  # a connection lost: whether COMMIT ran is unknown
                     conn.invalidate()
@@ -520,7 +599,7 @@ class GroupCommit:
                 in_flight.failed = True
                 return
             in_flight.transaction.commit()  # the driver's transaction is over: this sends nothing
-            conn.close()
+            self._keep(conn)  # (before the writer can learn the batch is back and want a connection)
             self._done(in_flight.jobs)
         except BaseException as exc:  # noqa: BLE001 - every caller must be answered
             for job in in_flight.jobs:
@@ -633,6 +712,7 @@ class GroupCommit:
 _QUEUE = "utfall_queued_statements"  # in a batch connection's info: its open pipeline and cursor
 _QUEUED = "utfall_queued_in_run"  # set once a statement was queued in the batch's current run
 _BUFFER = "utfall_buffered_postings"  # in a batch connection's info: postings not yet sent (`send_buffered`)
+_USES = "utfall_batches_committed"  # in a kept batch connection's info: how many batches it committed
 
 
 def buffered(conn, make):
@@ -737,8 +817,14 @@ class _Held:
         """Send it ([BEGIN,] the statement[, COMMIT], sync) and wait for every result; raise
         the first failed one's error (a psycopg error, as the pipeline raised it). A failed
         statement skips what follows it: the transaction is then left failed, for a rollback."""
+        self.send_unawaited(commit=commit)()
+
+    def send_unawaited(self, *, commit: bool):
+        """Send it as `send` does, without waiting: returns what waits for its results (and raises
+        as `send` does). Nothing else may use the connection until that has returned: a group
+        commit batch's statement and COMMIT are waited for by another thread (`GroupCommit._await`)."""
         import psycopg
-        from psycopg import errors, pq
+        from psycopg import pq
         from psycopg._queries import PostgresQuery
         self.drop()
         raw = self.raw
@@ -747,7 +833,7 @@ class _Held:
             cursor.execute(self.sql, self.params)
             if commit:
                 cursor.execute("COMMIT", prepare=False)
-            return
+            return _nothing_to_wait_for
         pgconn = raw.pgconn
         with raw.lock:
             query = PostgresQuery(psycopg.adapt.Transformer(raw))
@@ -774,19 +860,39 @@ class _Held:
                 if commit:
                     pgconn.send_query_params(b"COMMIT", None)
                 pgconn.pipeline_sync()
-                results = raw.wait(_flush_and_fetch(pgconn))
-            finally:
+                raw.wait(_flush(pgconn))
+            except BaseException:
                 if pgconn.pipeline_status != pq.PipelineStatus.OFF:
                     pgconn.exit_pipeline_mode()
-        if preparing and results[int(begin)].status == pq.ExecStatus.COMMAND_OK:
-            prepared[key] = name  # prepared: the server keeps it past a rollback, until the session ends
-        for result in results:
-            if result.status in (pq.ExecStatus.FATAL_ERROR, pq.ExecStatus.PIPELINE_ABORTED):
-                error = errors.error_from_result(result, encoding=raw.pgconn._encoding)
-                if isinstance(error, errors.InvalidSqlStatementName):
-                    # deallocated behind psycopg's back (a DEALLOCATE ALL sent as SQL): prepare afresh
-                    _PREPARED.pop(raw, None)
-                raise error
+                raise
+
+        def wait() -> None:
+            with raw.lock:
+                try:
+                    results = raw.wait(_fetch(pgconn))
+                finally:
+                    if pgconn.pipeline_status != pq.PipelineStatus.OFF:
+                        pgconn.exit_pipeline_mode()
+            if preparing and results[int(begin)].status == pq.ExecStatus.COMMAND_OK:
+                prepared[key] = name  # prepared: the server keeps it past a rollback, until the session ends
+            _raise_failed(raw, results)
+        return wait
+
+
+def _nothing_to_wait_for() -> None:
+    pass
+
+
+def _raise_failed(raw, results) -> None:
+    """The first failed statement's error among a pipeline's `results` (a psycopg error), if any."""
+    from psycopg import errors, pq
+    for result in results:
+        if result.status in (pq.ExecStatus.FATAL_ERROR, pq.ExecStatus.PIPELINE_ABORTED):
+            error = errors.error_from_result(result, encoding=raw.pgconn._encoding)
+            if isinstance(error, errors.InvalidSqlStatementName):
+                # deallocated behind psycopg's back (a DEALLOCATE ALL sent as SQL): prepare afresh
+                _PREPARED.pop(raw, None)
+            raise error
 
 
 _PREPARED: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()  # per psycopg connection
@@ -859,7 +965,6 @@ def _held_first_cursor():
     the unit of work sends after its posting — through SQLAlchemy or the driver, a statement or a
     COPY — runs after it, in order, as in a pipeline. (Not a server-side cursor: none is opened in
     a unit of work that posts.)"""
-    import functools
     import psycopg
 
     def held_first(name):
@@ -888,13 +993,17 @@ def _can_hold() -> bool:
     return hasattr(psycopg.Connection, "_get_tx_start_command") and hasattr(psycopg.adapt, "Transformer")
 
 
-def _flush_and_fetch(pgconn):
-    """libpq: flush what was sent, then every result up to the pipeline's sync (a generator for
-    psycopg's `Connection.wait`)."""
-    from psycopg import pq
+def _flush(pgconn):
+    """libpq: flush what was sent (a generator for psycopg's `Connection.wait`)."""
     from psycopg.waiting import Wait
     while pgconn.flush():
         yield Wait.RW
+
+
+def _fetch(pgconn):
+    """libpq: every result up to the pipeline's sync (a generator for psycopg's `Connection.wait`)."""
+    from psycopg import pq
+    from psycopg.waiting import Wait
     results = []
     while True:
         while pgconn.is_busy():
@@ -977,11 +1086,12 @@ def _forget_chain_memory(engine: Engine, *, stale: bool = False) -> None:
 
 
 class _InFlight:
-    """A group commit batch whose statement and COMMIT were sent, not yet waited for (`GroupCommit._send`)."""
-    __slots__ = ("conn", "transaction", "pipeline", "jobs", "failed", "finished")
+    """A group commit batch whose statement and COMMIT were sent, not yet waited for (`GroupCommit._send`);
+    `wait()` waits for them, raising the first failed statement's error."""
+    __slots__ = ("conn", "transaction", "wait", "jobs", "failed", "finished")
 
-    def __init__(self, conn, transaction, pipeline, jobs: list["_Job"]):
-        self.conn, self.transaction, self.pipeline, self.jobs = conn, transaction, pipeline, jobs
+    def __init__(self, conn, transaction, wait, jobs: list["_Job"]):
+        self.conn, self.transaction, self.wait, self.jobs = conn, transaction, wait, jobs
         self.failed = False  # a statement failed, COMMIT skipped: its units of work are to run again
         self.finished = threading.Event()  # answered, or failed
 

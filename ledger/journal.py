@@ -69,8 +69,8 @@ from json.encoder import encode_basestring
 
 from sqlalchemy import bindparam, exc as sa_exc, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session, configure_mappers, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm import Session, configure_mappers
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 from ledger import effective_balances
 from ledger import money as m
@@ -807,12 +807,16 @@ def _set_loaded(s: Session, cls: type, pk, **values) -> None:
             set_committed_value(obj, name, value)
 
 
-def _loaded_instance(cls: type, values: dict):
+def _detached_instance(cls: type, values: dict, primary_key: tuple):
     """A new instance of the mapped `cls` holding `values` as its columns, set in its dict as a
-    load sets them: the constructor's per-attribute change tracking costs more than the posting's
-    own Python, and the values are the row just written."""
+    load sets them, and detached with the identity `primary_key`: the constructor's per-attribute
+    change tracking costs more than the posting's own Python, and the values are the row just
+    written. (What make_transient_to_detached does, less its bookkeeping for changes and attributes
+    left unloaded: there are none, every column is set, and a relationship left unloaded on a
+    detached instance refuses to load either way.)"""
     obj = cls._sa_class_manager.new_instance()
     obj.__dict__.update(values)
+    instance_state(obj).key = cls.__mapper__.identity_key_from_primary_key(primary_key)
     return obj
 
 
@@ -900,13 +904,11 @@ def post(
     # reading them back (a SELECT and a selectin load); detached: every column is set, nothing
     # relates to a Transaction but by its sequence (its entries are view-only), and adding it to
     # the session would cost a quarter of a posting's Python for nothing a caller reads
-    configure_mappers()  # a process's first posting may come before any query did it (cheap after that)
-    result = _loaded_instance(Transaction, tx)
-    lines = [_loaded_instance(Entry, row) for row in made.writes.entry_rows]
-    set_committed_value(result, "entries", lines)
-    make_transient_to_detached(result)
-    for e in lines:
-        make_transient_to_detached(e)
+    if not Transaction.__mapper__.configured:  # a process's first posting may come before any query
+        configure_mappers()
+    result = _detached_instance(Transaction, tx, (sequence,))
+    set_committed_value(result, "entries", [_detached_instance(Entry, row, (sequence, row["line"]))
+                                            for row in made.writes.entry_rows])
     return result
 
 

@@ -197,7 +197,7 @@ class UnitOfWork:
             if not self._committed:
                 self.session.rollback()
         finally:
-            self.session.close()
+            self._end_session()
         if exc is not None and not isinstance(exc, DomainError):
             # a uniqueness race lost, or a sum past 64 bits: the domain error it means (ledger.integrity)
             from ledger.integrity import domain_error
@@ -232,6 +232,9 @@ class UnitOfWork:
         self._committed = True
         self._give_back_memory()
 
+    def _end_session(self) -> None:
+        self.session.close()
+
     def _give_back_memory(self) -> None:
         memory, self.lent_memory = self.lent_memory, None
         if memory is not None:
@@ -250,6 +253,13 @@ class _BatchedUnitOfWork(UnitOfWork):
     """A unit of work in a group commit batch (`GroupCommit._run_all`): its session joined the
     batch's transaction, so its commit commits nothing — the batch's COMMIT does.
 
+    The batch's units of work take turns with ONE session: each leaves it as a new one would be
+    found, nothing in it (`_end_session`: what it loaded or added let go, its `info` emptied), so a
+    unit of work sees nothing of the one before it but the rows it wrote, as when each had a
+    session of its own; the session's setup and its transaction's begin and close, a tenth of a
+    batched posting's Python, are paid once a batch. One that raises rolls the batch's
+    transaction back, and the batch runs again with a session afresh.
+
     Its commit therefore only flushes what the session holds, and only if it holds anything: a
     unit of work that only posts (the postings go on the driver, not through the session) skips
     the session's commit machinery, a sixth of a batched posting's Python. With a savepoint of
@@ -265,6 +275,13 @@ class _BatchedUnitOfWork(UnitOfWork):
             session.commit()
         self._committed = True
         self._give_back_memory()
+
+    def _end_session(self) -> None:
+        session = self.session
+        if not self._committed:  # rolled back: the batch runs again (its session is closed then)
+            return
+        session.expunge_all()
+        session.info.clear()
 
 
 def run_rerunnable(make_uow, fn):
@@ -670,23 +687,27 @@ class GroupCommit:
         """Run `jobs` in order in `transaction`: None if all ran; else (the job that failed, its
         error, or None if it failed only on an out-of-date chain memory). `sync=False`: what they
         buffered or queued is left for the caller to send."""
-        for job in jobs:
-            uow = _BatchedUnitOfWork(conn.engine)
-            # the session joins the batch's transaction: its commit commits nothing, its rollback
-            # (a unit of work that raised) rolls the whole transaction back
-            uow._factory = lambda: Session(bind=conn, expire_on_commit=False, join_transaction_mode="rollback_only")
-            uow.may_rerun = uow.queue_postings = uow.buffer_postings = may_rerun
-            try:
-                with uow:
-                    job.result = job.fn(uow)
-                    if not uow._committed:
-                        uow.commit()
-            except BaseException as exc:  # noqa: BLE001 - the caller's own error, for the caller
-                # with postings queued, the error may be an earlier one's, come out late: the
-                # run without queueing says whose it is
-                return job, None if uow.chain_memory_failed or conn.info.get(_QUEUED) else exc
-            if not transaction.is_active:
-                return job, RuntimeError("a unit of work ended its group commit batch's transaction")
+        # the session joins the batch's transaction: its commit commits nothing, its rollback
+        # (a unit of work that raised) rolls the whole transaction back
+        session = Session(bind=conn, expire_on_commit=False, join_transaction_mode="rollback_only")
+        try:
+            for job in jobs:
+                uow = _BatchedUnitOfWork(conn.engine)
+                uow._factory = lambda: session  # one after another (`_BatchedUnitOfWork`)
+                uow.may_rerun = uow.queue_postings = uow.buffer_postings = may_rerun
+                try:
+                    with uow:
+                        job.result = job.fn(uow)
+                        if not uow._committed:
+                            uow.commit()
+                except BaseException as exc:  # noqa: BLE001 - the caller's own error, for the caller
+                    # with postings queued, the error may be an earlier one's, come out late: the
+                    # run without queueing says whose it is
+                    return job, None if uow.chain_memory_failed or conn.info.get(_QUEUED) else exc
+                if not transaction.is_active:
+                    return job, RuntimeError("a unit of work ended its group commit batch's transaction")
+        finally:
+            session.close()
         if not sync:
             return None
         try:
@@ -1099,6 +1120,37 @@ class _InFlight:
 _WAKE = object()  # put in a group commit's queue when an in-flight batch is back (`GroupCommit._await`)
 
 
+class _Answered:
+    """Set once a caller's unit of work is answered; what the caller waits on (`GroupCommit.submit`).
+
+    A threading.Event's set and wait go through a Condition in Python (a lock allocated per wait, a
+    loop over waiters per set): in a busy group commit, the waiting thread spent a quarter of its
+    Python setting them. This is one lock, held until set: set releases it, wait acquires it."""
+
+    __slots__ = ("_lock", "_set")
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._set = False
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            try:
+                self._lock.release()
+            except RuntimeError:  # set by another thread at the same moment: released already
+                pass
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        if not self._set and self._lock.acquire(timeout=timeout):
+            self._lock.release()  # (for anyone else waiting on it)
+        return self._set
+
+
 class _Job:
     __slots__ = ("fn", "result", "error", "done")
 
@@ -1106,7 +1158,7 @@ class _Job:
         self.fn = fn
         self.result = None
         self.error: BaseException | None = None
-        self.done = threading.Event()
+        self.done = _Answered()
 
 
 class Database:

@@ -231,3 +231,38 @@ def test_a_waiting_thread_that_went_idle_is_started_again_for_the_next_batch(gro
     assert [j.error for j in first + second + third] == [None] * 4
     assert all(j.done.is_set() for j in first + second + third)
     assert chain_length_if_whole(grouped, {a: 0, b: 0}) == 4
+
+
+def test_each_unit_of_work_in_a_batch_finds_the_session_as_fresh_as_its_own(grouped):
+    # given units of work that leave things in their session: an added row, a loaded one, info
+    a, b = (acc.id for acc in accounts(grouped, 2))
+    found = []
+
+    def leaving(name):
+        def work(uow):
+            s = uow.session
+            found.append((len(s.identity_map), list(s.new), dict(s.info)))
+            s.add(Party(name=name, role="PROVIDER"))
+            s.info["left by"] = name
+            s.flush()
+            s.execute(select(Party).where(Party.name == name)).scalar_one()
+            return _transfer(a, b, name)(uow)
+        return work
+
+    def failing(uow):
+        found.append((len(uow.session.identity_map), list(uow.session.new), dict(uow.session.info)))
+        uow.session.add(Party(name="failing", role="PROVIDER"))
+        raise ValidationError("refused after adding a row", code="REFUSED")
+
+    # when they run one after another in batches, one of them failing (the batch runs again)
+    first, second = _overlapped(grouped, [leaving("one"), leaving("two"), failing, leaving("three")],
+                                [leaving("four")])
+    # then each found nothing of the one before it but the rows it wrote; the failing one's row is gone
+    assert found and all(f == (0, [], {}) for f in found)
+    assert [j.error is None for j in first + second] == [True, True, False, True, True]
+    assert isinstance(first[2].error, ValidationError)
+    with grouped.reading() as s:
+        names = list(s.execute(select(Party.name).where(Party.name.in_(["one", "two", "three", "four", "failing"])))
+                     .scalars())
+    assert sorted(names) == ["four", "one", "three", "two"]
+    assert chain_length_if_whole(grouped) == 4

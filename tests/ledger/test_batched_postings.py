@@ -196,3 +196,17 @@ def test_a_unit_of_work_that_reads_and_references_its_transaction_after_posting_
     assert chain_length_if_whole(grouped) == 8
     with grouped.reading() as s:
         assert s.get(Account, a).balance_minor == 10 + 20 + 30 + 50
+
+
+_ANY_TEXT = st.text(st.one_of(st.sampled_from('\\"{},; \t\nNULL'),
+                              st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")), max_size=20)
+
+
+@hsettings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(_ANY_TEXT, max_size=6))
+def test_property_a_batchs_texts_reach_the_database_as_written(engine, texts):
+    # a batch sends its postings' kinds, descriptions and actors as array literals it quotes itself
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the batched statement is PostgreSQL's")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT %(t)s::text[]", {"t": journal._text_array(texts)}).scalar_one() == texts

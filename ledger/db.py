@@ -435,9 +435,15 @@ class GroupCommit:
 
     def _keep(self, conn) -> None:
         """`conn`, its batch committed, kept for the next batch (or closed if enough are kept)."""
+        if conn.closed:
+            return
+        if conn.invalidated:
+            conn.close()
+            return
+        # (counted in the pooled connection's own info: it outlives this checkout)
         uses = conn.info.get(_USES, 0) + 1
-        if conn.closed or conn.invalidated or uses >= self.BATCHES_PER_CONNECTION \
-                or len(self._spare) >= self.SPARE_CONNECTIONS:
+        if uses >= self.BATCHES_PER_CONNECTION or len(self._spare) >= self.SPARE_CONNECTIONS:
+            conn.info.pop(_USES, None)
             conn.close()
             return
         conn.info[_USES] = uses

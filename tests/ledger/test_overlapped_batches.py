@@ -266,3 +266,22 @@ def test_each_unit_of_work_in_a_batch_finds_the_session_as_fresh_as_its_own(grou
                      .scalars())
     assert sorted(names) == ["four", "one", "three", "two"]
     assert chain_length_if_whole(grouped) == 4
+
+
+def test_a_kept_connection_goes_back_to_the_pool_after_its_share_of_batches_and_the_next_is_kept(grouped,
+                                                                                                 monkeypatch):
+    # given a writer that keeps a connection for at most 3 batches
+    monkeypatch.setattr(GroupCommit, "BATCHES_PER_CONNECTION", 3)
+    a, b = (acc.id for acc in accounts(grouped, 2))
+    gc = grouped.group_commit
+    connected = []
+    real_connect = grouped.engine.connect
+    monkeypatch.setattr(grouped.engine, "connect", lambda: connected.append(1) or real_connect())
+    # when 24 batches go one behind the other
+    jobs = _overlapped(grouped, *[[_transfer(a, b, f"batch {n}")] for n in range(24)])
+    # then all committed, on connections kept between batches: each checked out for at most 3
+    # batches, so a few checkouts, not one per batch (nor one per batch once a connection is done)
+    assert [j.error for batch in jobs for j in batch] == [None] * 24
+    assert 24 // 3 <= len(connected) <= 24 // 3 + 2
+    gc._release_spares()
+    assert grouped.engine.pool.checkedout() == 0

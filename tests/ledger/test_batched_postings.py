@@ -210,3 +210,21 @@ def test_property_a_batchs_texts_reach_the_database_as_written(engine, texts):
         pytest.skip("the batched statement is PostgreSQL's")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT %(t)s::text[]", {"t": journal._text_array(texts)}).scalar_one() == texts
+
+
+@hsettings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ints=st.lists(st.integers(-2**63, 2**63 - 1), max_size=6),
+       words=st.lists(st.text("abcdefABCDEF0123456789", min_size=1, max_size=8), max_size=6),
+       other=st.lists(st.one_of(st.floats(), st.none(), st.text(min_size=1).filter(lambda t: not (t.isascii()
+                                                                                                  and t.isalnum()))),
+                      min_size=1, max_size=3))
+def test_property_a_batchs_numbers_and_words_reach_the_database_as_written_and_nothing_else_goes(engine, ints,
+                                                                                                 words, other):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the batched statement is PostgreSQL's")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT %(a)s::bigint[]", {"a": journal._array(ints)}).scalar_one() == ints
+        assert conn.exec_driver_sql("SELECT %(a)s::text[]", {"a": journal._array(words)}).scalar_one() == words
+    for mixed in (other, [*ints, *other], [*words, *other], [*ints[:1], *words[:1]] if ints and words else other):
+        with pytest.raises(ValueError):
+            journal._array(mixed)

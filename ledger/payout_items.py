@@ -13,6 +13,7 @@ onwards, taken from the same id sequence, so items sort and page (GraphQL cursor
 """
 from __future__ import annotations
 
+import struct
 import sys
 from array import array
 from collections.abc import Iterable
@@ -85,14 +86,29 @@ def pack(kinds: list[str], metric_codes: list[str], evidence_ids: list[int], par
         which = list(map({code: i for i, (_, code) in enumerate(pairs)}.__getitem__, metric_codes))
     else:
         which = list(map({pair: i for i, pair in enumerate(pairs)}.__getitem__, zip(kinds, metric_codes)))
-    packed = array("q", evidence_ids)
-    for column in (participant_ids, which, gross, capped, net):
-        packed += array("q", column)  # from a list: twice as fast as extend()
-    if len(packed) != _COLUMNS * len(evidence_ids):
+    n = len(evidence_ids)
+    if not n == len(participant_ids) == len(which) == len(gross) == len(capped) == len(net):
         raise ValueError("a payout item block's columns differ in length")
+    columns = (evidence_ids, participant_ids, which, gross, capped, net)
+    try:
+        # one struct.pack of the six columns, little-endian on every machine: 2–4× faster than
+        # array("q", column) for each, which converts every int through a slower path (ops/SCALING.md,
+        # session 9)
+        packed = struct.pack(f"<{_COLUMNS * n}q", *evidence_ids, *participant_ids, *which, *gross, *capped, *net)
+    except struct.error:
+        # a value struct will not pack: array says what is wrong with it, as an OverflowError or
+        # a TypeError
+        packed = _packed_by_array(columns)
+    return "\n".join(f"{kind} {code}" for kind, code in pairs), packed
+
+
+def _packed_by_array(columns: tuple[list[int], ...]) -> bytes:
+    packed = array("q")
+    for column in columns:
+        packed += array("q", column)  # from a list: twice as fast as extend()
     if _BIG_ENDIAN:
         packed.byteswap()
-    return "\n".join(f"{kind} {code}" for kind, code in pairs), packed.tobytes()
+    return packed.tobytes()
 
 
 def unpack(payout_id: int, first_item_id: int, item_count: int, names: str, packed: bytes) -> Block:

@@ -117,7 +117,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from json.encoder import encode_basestring
-from operator import add, attrgetter, lt, sub
+from operator import add, attrgetter, le, lt, sub
 from typing import Any
 
 from ledger.errors import ValidationError
@@ -306,17 +306,22 @@ class EvidenceColumns(_Columns):
         return EvidenceItem(self.evidence_ids[i], self.participant_ids[i], self.metric_codes[i], self.achieved_on[i],
                             self.areas[i])
 
-    def _normal(self, start: date, end: date, rate_codes: set[str]) -> EvidenceColumns | None:
-        """These columns sorted by evidence id, if every row is the usual valid one (what
-        `_normalise` accepts in one test per row); None if any is not, and the rows must go
-        through the checks that say what is wrong."""
+    def _normal(self, start: date, end: date, rate_codes: set[str]) -> tuple[EvidenceColumns, tuple | None] | None:
+        """These columns sorted by evidence id, and their `_row_classes` (None if the rows had to
+        be sorted), if every row is the usual valid one (what `_normalise` accepts in one test
+        per row); None if any is not, and the rows must go through the checks that say what is
+        wrong."""
         ids, days, areas = self.evidence_ids, self.achieved_on, self.areas
         if not ids:
-            return self
+            return self, None
         try:  # a few hundred distinct days, codes and areas: their values are checked once each
-            distinct_days, distinct_codes, distinct_areas = set(days), set(self.metric_codes), set(areas)
+            # (read from the rows' classes, which the engine needs anyway: one pass over the rows
+            # in C instead of three)
+            classes = _row_classes(days, self.metric_codes, areas)
         except TypeError:  # an unhashable value: the row checks say what is wrong with it
             return None
+        kinds = classes[0].keys()
+        distinct_days, distinct_codes, distinct_areas = ({key[i] for key in kinds} for i in range(3))
         if not (set(map(type, ids)) == {int} and set(map(type, self.participant_ids)) == {int}
                 and set(map(type, self.metric_codes)) == {str} and distinct_codes <= rate_codes
                 and all(type(d) is date for d in distinct_days)
@@ -326,12 +331,12 @@ class EvidenceColumns(_Columns):
         # ids each greater than the one before are sorted and distinct: one pass in C (the usual
         # case, rows streamed in id order); otherwise distinct is checked and the rows sorted
         if all(map(lt, ids, itertools.islice(ids, 1, None))):
-            return self
+            return self, classes
         if len(set(ids)) != len(ids):
             return None
         by_id = sorted(range(len(ids)), key=ids.__getitem__)
         return EvidenceColumns(*([column[i] for i in by_id] for column in
-                                 (ids, self.participant_ids, self.metric_codes, days, areas)))
+                                 (ids, self.participant_ids, self.metric_codes, days, areas))), None
 
 
 @dataclass(frozen=True)
@@ -704,6 +709,12 @@ def _paid_before(p: PaidBefore, code: str) -> PaidBefore:
 
 def _normalise(inputs: PayoutInputs) -> PayoutInputs:
     """Validate every input and return it in one canonical shape: rows sorted, numbers exact."""
+    return _normalise_with_classes(inputs)[0]
+
+
+def _normalise_with_classes(inputs: PayoutInputs) -> tuple[PayoutInputs, tuple[dict, list[int]] | None]:
+    """`_normalise(inputs)`, and the normalised evidence columns' `_row_classes` when they were
+    made on the way (None otherwise)."""
     with localcontext(_CTX):
         _text(inputs.contract_id, "contract id", field_="contractId")
         start = _date(inputs.period_start, "period start", field_="periodStart")
@@ -716,8 +727,9 @@ def _normalise(inputs: PayoutInputs) -> PayoutInputs:
 
         rate_codes = {c for c, x in metrics.items() if x.kind == RATE_CARD}
         # columns of usual rows are checked a column at a time; any other evidence row by row
-        columns = inputs.evidence._normal(start, end, rate_codes) if isinstance(inputs.evidence, EvidenceColumns) \
+        normal = inputs.evidence._normal(start, end, rate_codes) if isinstance(inputs.evidence, EvidenceColumns) \
             else None
+        columns, classes = normal if normal is not None else (None, None)
         # Sorted first so that, when several rows are wrong, the same one is reported
         # whatever order they came in.
         by_id = attrgetter("evidence_id")
@@ -843,7 +855,9 @@ def _normalise(inputs: PayoutInputs) -> PayoutInputs:
 
         clawbacks = sorted(inputs.clawbacks, key=lambda c: _int_id(c.evidence_id, "evidence id", field_="clawbacks"))
         seen = set()
-        evidence_ids = set(columns.evidence_ids) if columns is not None else {e.evidence_id for e in norm_evidence}
+        # (100 000 ids in a large payout: the set only when there is a clawback to test)
+        evidence_ids: set[int] = set() if not clawbacks else \
+            set(columns.evidence_ids) if columns is not None else {e.evidence_id for e in norm_evidence}
         norm_clawbacks = []
         for c in clawbacks:
             f = f"clawbacks.{c.evidence_id}"
@@ -869,7 +883,7 @@ def _normalise(inputs: PayoutInputs) -> PayoutInputs:
             paid_before=paid, clawbacks=tuple(norm_clawbacks),
             adjustments=_adjustments(inputs.adjustments, start, end, metrics, code,
                                      {m.measurement_id for m in norm_measurements}),
-        )
+        ), classes
 
 
 def _adjustments(adjustments: Iterable[MeasurementAdjustment], start: date, end: date,
@@ -1043,9 +1057,18 @@ def _canonical(n: PayoutInputs, classes: tuple[dict, list[int]] | None = None) -
                                                                             ev.areas)
         ahead: dict[int, bytes] = {}
         between: dict[int, bytes] = {}
+        # (a few thousand classes, but only a few hundred (day, area) pairs and a few metric codes)
+        ahead_of: dict[tuple, bytes] = {}
+        between_of: dict[str, bytes] = {}
         for (on, code, area), c in first.items():
-            ahead[c] = ('},{"achieved_on":"%s","area":%s,"evidence_id":' % (day(on), string(area))).encode("utf-8")
-            between[c] = (',"metric_code":%s,"participant_id":' % string(code)).encode("utf-8")
+            text_ahead = ahead_of.get((on, area))
+            if text_ahead is None:
+                text_ahead = ahead_of[(on, area)] = ('},{"achieved_on":"%s","area":%s,"evidence_id":'
+                                                     % (on.isoformat(), string(area))).encode("utf-8")
+            text_between = between_of.get(code)
+            if text_between is None:
+                text_between = between_of[code] = (',"metric_code":%s,"participant_id":' % string(code)).encode("utf-8")
+            ahead[c], between[c] = text_ahead, text_between
         k = len(row_class)
         pieces: list = [None] * (4 * k)
         pieces[0::4] = map(ahead.__getitem__, row_class)
@@ -1213,10 +1236,11 @@ def calculate_with_canonical(inputs: PayoutInputs, *, before_caps: Callable[[byt
     `before_caps`, if given, is called with the canonical bytes and their hash (the result's
     `inputs_hash`) as soon as they are known, before the amounts are calculated: a caller can
     start storing them meanwhile. What it returns is ignored; what it raises propagates."""
-    n = _normalise(inputs)
+    n, classes = _normalise_with_classes(inputs)
     ev = n.evidence
-    # the evidence rows' classes, made once for both
-    classes = _row_classes(ev.achieved_on, ev.metric_codes, ev.areas) if isinstance(ev, EvidenceColumns) else None
+    # the evidence rows' classes, made once for all three (validation usually made them already)
+    if classes is None and isinstance(ev, EvidenceColumns):
+        classes = _row_classes(ev.achieved_on, ev.metric_codes, ev.areas)
     with localcontext(_CTX):
         canonical = _canonical(n, classes)
         digest = None
@@ -1374,10 +1398,10 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dic
     gross: list[int] = list(map(class_price.__getitem__, row_class))
     if own_prices is not None:
         gross = [g if p is None else units(p) for g, p in zip(gross, own_prices)]
-    order: list[int] = list(map(class_order.__getitem__, row_class))
     # the evidence already in pay order (rows submitted as achieved, the usual case): its parts
-    # are read in place below, not through a permutation
-    evidence_in_order = order == sorted(order)
+    # are read in place below, not through a permutation, and no list of their places in the
+    # pay order is made (a part's place is its day's, see `_Part.order`)
+    evidence_in_order = all(map(le, days, itertools.islice(days, 1, None)))
 
     measured: dict[int, tuple[Decimal, Decimal | None]] = {}
     measured_parts: list[tuple[int, Measurement, int, bool]] = []  # (id, measurement, gross, is adjustment)
@@ -1395,6 +1419,7 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dic
     measured_parts.sort(key=lambda x: x[0])
     position_of: dict[int, int] = {}  # measurement id → position
     adjusting: set[int] = set()  # positions of adjusted measurements' current versions
+    measured_order: list[int] = []
     if measured_parts:
         codes = codes.copy()
     for mid, m, g, is_adjustment in measured_parts:
@@ -1403,15 +1428,18 @@ def _calculate_minor_units(n: PayoutInputs, canonical: bytes, classes: tuple[dic
             adjusting.add(len(gross))
         gross.append(g)
         codes.append(m.metric_code)
-        order.append(m.period_end.toordinal() * 2 + 1)
+        measured_order.append(m.period_end.toordinal() * 2 + 1)
     net = gross.copy()
     # what each cap removed from each part it capped: {name: {position: amount}}, in CAP_ORDER
     caps: dict[str, dict[int, int]] = {name: {} for name in CAP_ORDER}
 
     # the pay order (a stable sort keeps the id order within a day and rank)
-    pay: Sequence[int] = range(len(gross)) if evidence_in_order and not measured_parts else \
-        sorted(range(len(gross)), key=order.__getitem__)
-    del order
+    if evidence_in_order and not measured_parts:
+        pay: Sequence[int] = range(len(gross))
+    else:
+        order = [*map(class_order.__getitem__, row_class), *measured_order]
+        pay = sorted(range(len(gross)), key=order.__getitem__)
+        del order
 
     # Caps (1)–(4). Each cap pays the parts it covers in pay order until its room is used up
     # (`_apply_cap`), so what a part keeps under a cap depends only on the parts before it in pay

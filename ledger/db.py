@@ -807,7 +807,8 @@ class _Held:
     def send_unawaited(self, *, commit: bool):
         """Send it as `send` does, without waiting: returns what waits for its results (and raises
         as `send` does). Nothing else may use the connection until that has returned: a group
-        commit batch's statement and COMMIT are waited for by another thread (`GroupCommit._await`)."""
+        commit batch's statement and COMMIT are waited for only just before the next batch goes
+        (`GroupCommit._finish`)."""
         import psycopg
         from psycopg import pq
         from psycopg._queries import PostgresQuery

@@ -434,17 +434,14 @@ class GroupCommit:
         # (counted in the pooled connection's own info: it outlives this checkout)
         uses = conn.info.get(_USES, 0) + 1
         if uses >= self.BATCHES_PER_CONNECTION or len(self._spare) >= self.SPARE_CONNECTIONS:
-            conn.info.pop(_USES, None)
-            conn.close()
+            _give_back(conn)
             return
         conn.info[_USES] = uses
         self._spare.append(conn)
 
     def _release_spares(self) -> None:
         while self._spare:
-            conn = self._spare.pop()
-            conn.info.pop(_USES, None)
-            conn.close()
+            _give_back(self._spare.pop())
 
     def _drain(self) -> None:
         try:
@@ -698,6 +695,12 @@ _QUEUE = "utfall_queued_statements"  # in a batch connection's info: its open pi
 _QUEUED = "utfall_queued_in_run"  # set once a statement was queued in the batch's current run
 _BUFFER = "utfall_buffered_postings"  # in a batch connection's info: postings not yet sent (`send_buffered`)
 _USES = "utfall_batches_committed"  # in a kept batch connection's info: how many batches it committed
+
+
+def _give_back(conn) -> None:
+    """A kept batch connection back to the pool, its count of batches forgotten with its checkout."""
+    conn.info.pop(_USES, None)
+    conn.close()
 
 
 def buffered(conn, make):

@@ -97,6 +97,8 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
             dbapi_conn.cursor_factory = _HeldFirstCursor  # a posting held back goes before anything else
             _forget_prepared_on_deallocate(dbapi_conn)
 
+        engine.dialect.do_rollback = _rollback_keeping_prepared
+
         @event.listens_for(engine.pool, "checkin")
         def _drop_held(dbapi_conn, record):
             # a statement still held when its connection goes back (its unit of work ended without
@@ -365,8 +367,9 @@ class GroupCommit:
     What changes: units of work of one process no longer run side by side — a long one (a
     payout over 100 000 items) delays the writes queued behind it, as its head lock already
     delays every posting. One writer per process: several processes each have theirs, and
-    their batches take turns at the head lock (ops/SCALING.md: how several processes should
-    share one writer).
+    their batches take turns at the head lock; once another process's posting has made a batch
+    refused, the next ones start from the database for a while rather than each be refused in
+    turn (`_forget_if_contended`; ops/SCALING.md: how several processes should share one writer).
     """
 
     def __init__(self, engine: Engine, max_batch: int = 64):
@@ -384,6 +387,7 @@ class GroupCommit:
         # connections of committed batches, kept for the next ones while the writer is at work: a
         # pool checkout and checkin per batch cost a tenth of a small batch's Python (`_keep`)
         self._spare: list = []
+        self._contended_until = 0.0
         _sync_before_statements(engine)
 
     def submit(self, fn):
@@ -493,6 +497,7 @@ class GroupCommit:
         the business-date totals read N's rows — and N+1 never waits on a lock of N's. If N
         failed, its units of work and then N+1's run again one batch after another (`_commit`),
         as a batch whose memory was out of date does."""
+        self._forget_if_contended()
         conn = self._connection()
         raw = conn.connection.driver_connection
         if raw.cursor_factory is not _HeldFirstCursor:  # not make_engine's: no hook to wait for N first
@@ -573,6 +578,7 @@ class GroupCommit:
                 conn.close()
                 _forget_chain_memory(self.engine)  # it holds what the rollback undid
                 in_flight.failed = True
+                self._contended()  # its statement refused: the memory was out of date, another process posted
                 return
             in_flight.transaction.commit()  # the driver's transaction is over: this sends nothing
             self._keep(conn)
@@ -614,7 +620,29 @@ class GroupCommit:
         for job in batch:
             job.done.set()
 
+    # after the database refused a batch built from the chain memory (another process posted),
+    # batches start from the database for this long (`_forget_if_contended`). Short: while the
+    # other process goes on posting, the first batch after it is refused again (one in ~50 at 8
+    # clients), and once it has stopped, a lone process reads the head for at most this long
+    CONTENDED_SECONDS = 0.25
+
+    def _contended(self) -> None:
+        self._contended_until = time.monotonic() + self.CONTENDED_SECONDS
+
+    def _forget_if_contended(self) -> None:
+        """Forget the chain memory before a batch if another process posted lately.
+
+        Why: with two processes posting, each one's memory is out of date by the time its next
+        batch reaches the head lock (the other has posted meanwhile), so a batch built from it
+        failed at the server, was rolled back, and ran again reading the head: every batch paid
+        for two, and held the other process's batch waiting at the lock through both. Started from
+        the database (its first posting reads the head and its accounts under the lock), it is
+        built once. A lone process never gets here: its memory is never refused."""
+        if self._contended_until and time.monotonic() < self._contended_until:
+            _forget_chain_memory(self.engine)
+
     def _commit(self, batch: list["_Job"]) -> None:
+        self._forget_if_contended()
         pending = list(batch)
         may_rerun = True  # postings may go without a savepoint; once the memory failed, with one
         with self.engine.connect() as conn:
@@ -680,8 +708,16 @@ class GroupCommit:
     def _commit_alone(self, job: "_Job") -> None:
         """A batch of one unit of work: its own transaction, as without group commit (a lone
         caller pays nothing for the group commit)."""
+        self._forget_if_contended()
+        runs = []
+
+        def unit_of_work() -> UnitOfWork:
+            if runs:  # run again: its chain memory was refused
+                self._contended()
+            runs.append(1)
+            return UnitOfWork(self.engine)
         try:
-            job.result = run_rerunnable(lambda: UnitOfWork(self.engine), job.fn)
+            job.result = run_rerunnable(unit_of_work, job.fn)
         except BaseException as exc:  # noqa: BLE001 - the caller's own error, for the caller
             job.error = exc
         else:
@@ -913,6 +949,32 @@ def reading_ahead(raw):
     finally:
         if getattr(raw, "_utfall_before_sending", None) is None:
             raw._utfall_before_sending = before
+
+
+def _rollback_keeping_prepared(dbapi_conn) -> None:
+    """ROLLBACK on a psycopg connection of make_engine's, keeping its prepared statements.
+
+    psycopg follows every ROLLBACK with DEALLOCATE ALL once it has prepared a statement on the
+    connection (in case the transaction created an object a statement was prepared against, and
+    a new one of that name comes). The service's units of work create no objects (the schema is
+    Alembic's, run before the service starts), and a protocol-level prepared statement outlives a
+    rollback on the server; yet every rollback — a mutation refused after it read, a group commit
+    batch run again because another process posted — made the server parse and plan every
+    statement of that connection afresh, the first five times each (psycopg prepares a statement
+    at its fifth execution), and the posting's own (`_Held`) from its next use. Where psycopg's
+    internals used here are missing, or a pipeline or a `with conn.transaction()` block is open,
+    psycopg rolls back as it does."""
+    from psycopg import pq
+    raw = getattr(dbapi_conn, "driver_connection", None) or dbapi_conn  # (SQLAlchemy may pass the pool's proxy)
+    exec_command = getattr(raw, "_exec_command", None)
+    if (exec_command is None or getattr(raw, "_num_transactions", 1) or getattr(raw, "_tpc", None)
+            or getattr(raw, "_pipeline", None) is not None or raw.pgconn.pipeline_status != pq.PipelineStatus.OFF):
+        raw.rollback()
+        return
+    if raw.pgconn.transaction_status == pq.TransactionStatus.IDLE:
+        return
+    with raw.lock:
+        raw.wait(exec_command(b"ROLLBACK"))
 
 
 def _forget_prepared_on_deallocate(raw) -> None:

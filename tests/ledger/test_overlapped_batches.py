@@ -254,3 +254,43 @@ def test_a_kept_connection_goes_back_to_the_pool_after_its_share_of_batches_and_
     assert 24 // 3 <= len(connected) <= 24 // 3 + 2
     gc._release_spares()
     assert grouped.engine.pool.checkedout() == 0
+
+
+def test_after_another_process_posted_the_writer_builds_its_next_batches_once_from_the_database(grouped, monkeypatch):
+    # given a writer whose batch met another process's posting at the server, and ran again; and a
+    # lone caller, whose posting was refused at its commit, and ran again
+    a, b, c = (acc.id for acc in accounts(grouped, 3))
+    gc = grouped.group_commit
+    monkeypatch.setattr(gc, "CONTENDED_SECONDS", 600.0)  # (a slow machine must not end it mid-test)
+    runs: dict[str, int] = {}
+
+    def counted(label: str, x: int, y: int):
+        def work(uow):
+            runs[label] = runs.get(label, 0) + 1
+            return _transfer(x, y, label)(uow)
+        return work
+
+    _overlapped(grouped, [_transfer(a, b, "warm-up"), _transfer(b, c, "warm-up")])
+    _other_process_posts(grouped, c, a)
+    _overlapped(grouped, [counted("met it", a, b), counted("met it too", b, c)])
+    assert runs == {"met it": 2, "met it too": 2}
+    reruns = gc.reruns
+    # when the other process keeps posting between this writer's batches and lone postings
+    for i in range(3):
+        _other_process_posts(grouped, b, a)
+        _overlapped(grouped, [counted(f"first {i}.{k}", a, b) for k in range(3)],
+                    [counted(f"second {i}.{k}", b, c) for k in range(2)])
+        _other_process_posts(grouped, c, b)
+        grouped.write(counted(f"lone {i}", a, c))
+    # then each was built once, from the head and balances the database holds, never refused
+    assert {label: n for label, n in runs.items() if not label.startswith("met")} == {
+        **{f"first {i}.{k}": 1 for i in range(3) for k in range(3)},
+        **{f"second {i}.{k}": 1 for i in range(3) for k in range(2)}, **{f"lone {i}": 1 for i in range(3)}}
+    assert gc.reruns == reruns
+    assert chain_length_if_whole(grouped) == 4 + 1 + 3 * (5 + 2 + 1)
+    # and once the other process has been quiet that long, batches are built from the memory again
+    gc._contended_until = 0.0  # (CONTENDED_SECONDS gone by)
+    _other_process_posts(grouped, a, c)
+    _overlapped(grouped, [counted("from the memory", a, b), counted("from the memory too", b, c)])
+    assert runs["from the memory"] == 2 and gc.reruns > reruns
+    assert chain_length_if_whole(grouped) == 4 + 1 + 3 * (5 + 2 + 1) + 1 + 2

@@ -97,8 +97,6 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
             dbapi_conn.cursor_factory = _HeldFirstCursor  # a posting held back goes before anything else
             _forget_prepared_on_deallocate(dbapi_conn)
 
-        engine.dialect.do_rollback = _rollback_keeping_prepared
-
         @event.listens_for(engine.pool, "checkin")
         def _drop_held(dbapi_conn, record):
             # a statement still held when its connection goes back (its unit of work ended without
@@ -949,32 +947,6 @@ def reading_ahead(raw):
     finally:
         if getattr(raw, "_utfall_before_sending", None) is None:
             raw._utfall_before_sending = before
-
-
-def _rollback_keeping_prepared(dbapi_conn) -> None:
-    """ROLLBACK on a psycopg connection of make_engine's, keeping its prepared statements.
-
-    psycopg follows every ROLLBACK with DEALLOCATE ALL once it has prepared a statement on the
-    connection (in case the transaction created an object a statement was prepared against, and
-    a new one of that name comes). The service's units of work create no objects (the schema is
-    Alembic's, run before the service starts), and a protocol-level prepared statement outlives a
-    rollback on the server; yet every rollback — a mutation refused after it read, a group commit
-    batch run again because another process posted — made the server parse and plan every
-    statement of that connection afresh, the first five times each (psycopg prepares a statement
-    at its fifth execution), and the posting's own (`_Held`) from its next use. Where psycopg's
-    internals used here are missing, or a pipeline or a `with conn.transaction()` block is open,
-    psycopg rolls back as it does."""
-    from psycopg import pq
-    raw = getattr(dbapi_conn, "driver_connection", None) or dbapi_conn  # (SQLAlchemy may pass the pool's proxy)
-    exec_command = getattr(raw, "_exec_command", None)
-    if (exec_command is None or getattr(raw, "_num_transactions", 1) or getattr(raw, "_tpc", None)
-            or getattr(raw, "_pipeline", None) is not None or raw.pgconn.pipeline_status != pq.PipelineStatus.OFF):
-        raw.rollback()
-        return
-    if raw.pgconn.transaction_status == pq.TransactionStatus.IDLE:
-        return
-    with raw.lock:
-        raw.wait(exec_command(b"ROLLBACK"))
 
 
 def _forget_prepared_on_deallocate(raw) -> None:

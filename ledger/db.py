@@ -364,10 +364,12 @@ class GroupCommit:
 
     What changes: units of work of one process no longer run side by side — a long one (a
     payout over 100 000 items) delays the writes queued behind it, as its head lock already
-    delays every posting. One writer per process: several processes each have theirs, and
-    their batches take turns at the head lock; once another process's posting has made a batch
-    refused, the next ones start from the database for a while rather than each be refused in
-    turn (`_forget_if_contended`; ops/SCALING.md: how several processes should share one writer).
+    delays every posting. One writer per process; several processes posting at once share the
+    database's writing by the writer lease: once another process's posting has made a batch
+    refused, each writer takes the lease before its batches, holds it for a few, and catches its
+    chain memory up with what the others posted when it takes it (`_lease_if_contended`); a
+    writer that cannot have it in time builds its batches from the database instead
+    (`_forget_if_contended`). ops/SCALING.md: what that gains, and a writer shared by processes.
     """
 
     def __init__(self, engine: Engine, max_batch: int = 64):
@@ -386,6 +388,11 @@ class GroupCommit:
         # pool checkout and checkin per batch cost a tenth of a small batch's Python (`_keep`)
         self._spare: list = []
         self._contended_until = 0.0
+        # the writer lease (`_lease_if_contended`): a connection of its own holding a session-level
+        # advisory lock while this process's writer posts and others are posting too
+        self._lease_conn = None
+        self._lease_since: float | None = None
+        self.leases = 0  # leases taken (for benchmarks and tests)
         _sync_before_statements(engine)
 
     def submit(self, fn):
@@ -412,9 +419,12 @@ class GroupCommit:
         return job.result
 
     def close(self) -> None:
-        """Let the connections kept for batches go back to the pool (the writer is always one of the
-        callers: nothing else to stop)."""
+        """Let the connections kept for batches go back to the pool and close the lease's (the writer
+        is always one of the callers: nothing else to stop)."""
         self._release_spares()
+        lease_conn, self._lease_conn = self._lease_conn, None
+        if lease_conn is not None:
+            lease_conn.close()
 
     SPARE_CONNECTIONS = 2  # one batch in flight, one built: two connections take turns
     BATCHES_PER_CONNECTION = 1000  # then it goes back to the pool (its recycling and idle checks apply)
@@ -454,6 +464,12 @@ class GroupCommit:
                         batch.append(self._jobs.get_nowait())
                     except queue.Empty:
                         break
+                if not batch and self._in_flight is None and self._redo is None and self._lease_since is not None:
+                    # holding the lease, all answered: the callers just answered are about to come back
+                    try:
+                        batch.append(self._jobs.get(timeout=self.LEASE_IDLE_SECONDS))
+                    except queue.Empty:
+                        pass
                 if not batch:
                     if self._in_flight is None and self._redo is None:
                         return
@@ -461,13 +477,18 @@ class GroupCommit:
                     # meanwhile go in the next batch)
                     self._answer(self._settle)
                     continue
+                self._answer(self._lease_if_contended)
                 if len(batch) == 1 and self._in_flight is None and self._redo is None:
                     self._answer(lambda batch: self._commit_alone(batch[0]), batch)
                 else:
                     self._answer(self._send, batch)
+                if self._lease_since is not None and time.monotonic() - self._lease_since >= self.LEASE_SECONDS:
+                    self._answer(self._settle)  # its batches committed before the next writer reads the head
+                    self._release_lease()
         finally:
             # the writer never leaves a batch unanswered (a caller could wait for ever)
             self._answer(self._settle)
+            self._release_lease()
             self._release_spares()  # idle now: the pool has them back
 
     def _answer(self, step, batch: list["_Job"] = ()) -> None:
@@ -636,8 +657,76 @@ class GroupCommit:
         for two, and held the other process's batch waiting at the lock through both. Started from
         the database (its first posting reads the head and its accounts under the lock), it is
         built once. A lone process never gets here: its memory is never refused."""
-        if self._contended_until and time.monotonic() < self._contended_until:
+        if self._lease_since is None and time.monotonic() < self._contended_until:
             _forget_chain_memory(self.engine)
+
+    # how long a writer holds the lease before it lets another process's writer have it: long
+    # enough that the hand-over (a round trip each way and one batch started from the database)
+    # is a small part of it, short enough that the other process's callers wait no longer than
+    # a few batches
+    LEASE_SECONDS = 0.01
+    LEASE_IDLE_SECONDS = 0.002  # how long a writer holding it waits for callers before letting it go
+    LEASE_WAIT = "2s"  # longest wait for the lease (a long batch holds it): then the writer goes without
+
+    def _lease_if_contended(self) -> None:
+        """While other processes are posting too, take the writer lease before the next batch.
+
+        Why: with a writer per process, each process's batches took turns at the head lock one
+        by one, and each found the chain moved by the other's: built from the database every
+        time (`_forget_if_contended`), holding the head lock through one more round trip, with
+        the other process idle at the lock meanwhile. Under the lease — a PostgreSQL advisory
+        lock, one per database, held by one process's writer at a time — a writer reads the head
+        once when it takes it, then posts batch after batch from its memory for LEASE_SECONDS,
+        while the other processes' callers gather into batches of their own; it then lets go
+        (its batches committed) and waits its turn if it has more. One writer for the database
+        at a time, handed over every few batches rather than every batch.
+
+        The lease is never trusted for correctness: the database checks every posting's head and
+        balances as before, and a process that posts without it (group commit off, or waiting
+        longer than LEASE_WAIT) is caught there. A lone process never takes it: only once
+        another process's posting has made a batch refused (`_contended`), and while other
+        writers are found holding it. A writer that dies lets it go with its session."""
+        if self._lease_since is not None or time.monotonic() >= self._contended_until:
+            return
+        self._settle()  # nothing of this writer in flight while it waits for another's
+        try:
+            conn = self._lease_conn
+            if conn is None:
+                cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+                conn = self._lease_conn = self.engine.dialect.connect(*cargs, **cparams)
+                conn.autocommit = True
+                conn.execute("SELECT set_config('lock_timeout', %s, false)", (self.LEASE_WAIT,))
+            if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (_WRITER_LEASE,)).fetchone()[0]:
+                self._contended()  # another process's writer has it: they are still posting
+                conn.execute("SELECT pg_advisory_lock(%s, hashtext(current_schema()))", (_WRITER_LEASE,))
+        except Exception:  # noqa: BLE001 - waited too long, or the connection is gone: post without the lease
+            self._drop_lease_connection()
+            _forget_chain_memory(self.engine)
+            return
+        self._lease_since = time.monotonic()
+        self.leases += 1
+        from ledger.journal import chain_memory  # the journal builds on this module
+        try:
+            chain_memory(self.engine).catch_up(conn)  # what the other writers posted since this one last did
+        except Exception:  # noqa: BLE001 - the postings read what they need instead
+            _forget_chain_memory(self.engine)
+
+    def _release_lease(self) -> None:
+        if self._lease_since is None:
+            return
+        self._lease_since = None
+        try:
+            self._lease_conn.execute("SELECT pg_advisory_unlock(%s, hashtext(current_schema()))", (_WRITER_LEASE,))
+        except Exception:  # noqa: BLE001 - closing the session lets it go too
+            self._drop_lease_connection()
+
+    def _drop_lease_connection(self) -> None:
+        conn, self._lease_conn = self._lease_conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - already gone
+                pass
 
     def _commit(self, batch: list["_Job"]) -> None:
         self._forget_if_contended()
@@ -724,6 +813,10 @@ class GroupCommit:
                 self.committed += 1
         job.done.set()
 
+
+# the writer lease's advisory lock (`GroupCommit._lease_if_contended`) is (this, the schema's
+# hashtext): advisory locks are per database, and a database may hold several ledgers' schemas
+_WRITER_LEASE = 0x7574_6601  # "utf" + 1
 
 _QUEUE = "utfall_queued_statements"  # in a batch connection's info: its open pipeline and cursor
 _QUEUED = "utfall_queued_in_run"  # set once a statement was queued in the batch's current run

@@ -35,8 +35,9 @@ The posting path's concurrency design (ops/SCALING.md, "What serialises")
   from the chain memory, as above; their rows are gathered and sent as ONE statement for the
   batch (`_BatchedPostings`: the head moved once, each table written once), before anything else
   the batch sends and before its commit.
-- Several processes: each has its own writer today, and their batches take turns at the
-  head lock; how they should share one writer is in ops/SCALING.md.
+- Several processes: each has its own writer; while they post at once, one at a time holds
+  the writer lease (an advisory lock) for a few batches, its chain memory caught up with the
+  others' postings when it takes it (`ChainMemory.catch_up`); ops/SCALING.md.
 
 Canonical bytes (what the hash covers)
 --------------------------------------
@@ -783,6 +784,45 @@ class ChainMemory:
     def forget(self) -> None:
         with self._lock:
             self._head, self._accounts, self._nodes = None, {}, {}
+
+    # how far behind the database a memory may be caught up (`catch_up`); further, it is forgotten
+    CATCH_UP_MOST = 10_000
+    CATCH_UP = ("SELECT h.sequence, h.hash, h.posted_at, a.id, a.currency, a.closed_at, a.balance_minor "
+                "FROM ledger_head AS h LEFT JOIN ledger_accounts AS a ON a.id IN "
+                "(SELECT account_id FROM ledger_entries WHERE sequence > %(since)s) WHERE h.id = 1")
+
+    def catch_up(self, raw) -> None:
+        """Bring the memory up to the head the database holds, on the driver connection `raw`: the
+        head, and the balances of the accounts posted to since the remembered head, in one
+        statement; the Merkle nodes are read again as postings need them.
+
+        Why: once other processes have posted, the memory's head is out of date, and so are the
+        balances of the accounts they posted to — only those. Forgotten whole, every posting
+        afterwards read its accounts in a round trip of its own under the head lock until the
+        memory had learnt them all again (a thousand accounts: hundreds of postings). Called by
+        a group commit writer when it takes the writer lease (`ledger.db.GroupCommit`), with
+        nothing of its own in flight, so the memory holds only committed postings. Like the rest
+        of the memory, what is read here is checked by the database when a posting uses it."""
+        with self._lock:
+            if self._head is None or self._lent:
+                return
+            since = self._head[0]
+        rows = raw.execute(self.CATCH_UP, {"since": since}).fetchall()
+        with self._lock:
+            if self._lent or self._head is None or self._head[0] != since:
+                return  # a posting moved it meanwhile: it knows better
+            if not rows or not since <= rows[0][0] <= since + self.CATCH_UP_MOST:
+                self._head, self._accounts, self._nodes = None, {}, {}  # restored, rolled back, or far behind
+                return
+            sequence, hash_, posted_at = rows[0][:3]
+            if (sequence, hash_) == self._head[:2]:
+                return
+            if sequence == since:  # the same sequence with another hash: not the chain remembered
+                self._head, self._accounts, self._nodes = None, {}, {}
+                return
+            self._head = (sequence, hash_, None if posted_at is None else posted_at.astimezone(timezone.utc))
+            self._nodes = {}  # (of the remembered head's frontier)
+            self._accounts.update({row[3]: _AccountRow(*row[3:]) for row in rows if row[3] is not None})
 
 
 _MEMORIES: "weakref.WeakKeyDictionary[object, ChainMemory]" = weakref.WeakKeyDictionary()

@@ -661,10 +661,11 @@ class GroupCommit:
             _forget_chain_memory(self.engine)
 
     # how long a writer holds the lease before it lets another process's writer have it: long
-    # enough that the hand-over (a round trip each way and one batch started from the database)
-    # is a small part of it, short enough that the other process's callers wait no longer than
-    # a few batches
-    LEASE_SECONDS = 0.01
+    # enough that the hand-over (a round trip each way, the catch-up, the Merkle nodes read again)
+    # is a small part of it — 2 processes at 8 / 32 clients made 617 / 1 187 postings/s with 10 ms,
+    # 846 / 1 739 with 60 ms, 898 / 1 910 with 100 ms (ops/SCALING.md) — and short enough that the
+    # other processes' callers, who wait for it while they post at once, wait tens of milliseconds
+    LEASE_SECONDS = 0.05
     LEASE_IDLE_SECONDS = 0.002  # how long a writer holding it waits for callers before letting it go
     LEASE_WAIT = "2s"  # longest wait for the lease (a long batch holds it): then the writer goes without
 

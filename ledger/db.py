@@ -392,7 +392,9 @@ class GroupCommit:
         # advisory lock while this process's writer posts and others are posting too
         self._lease_conn = None
         self._lease_since: float | None = None
+        self._lease_off_until = 0.0  # no lease tried before this (a holder stuck, or no session to hold it)
         self.leases = 0  # leases taken (for benchmarks and tests)
+        self.leases_given_up = 0  # waits for the lease given up (LEASE_WAIT), or leases found not held
         _sync_before_statements(engine)
 
     def submit(self, fn):
@@ -668,6 +670,7 @@ class GroupCommit:
     LEASE_SECONDS = 0.05
     LEASE_IDLE_SECONDS = 0.002  # how long a writer holding it waits for callers before letting it go
     LEASE_WAIT = "2s"  # longest wait for the lease (a long batch holds it): then the writer goes without
+    LEASE_BACKOFF_SECONDS = 30.0  # ... and tries it again only after this (its holder may be stuck)
 
     def _lease_if_contended(self) -> None:
         """While other processes are posting too, take the writer lease before the next batch.
@@ -687,7 +690,8 @@ class GroupCommit:
         longer than LEASE_WAIT) is caught there. A lone process never takes it: only once
         another process's posting has made a batch refused (`_contended`), and while other
         writers are found holding it. A writer that dies lets it go with its session."""
-        if self._lease_since is not None or time.monotonic() >= self._contended_until:
+        now = time.monotonic()
+        if self._lease_since is not None or now >= self._contended_until or now < self._lease_off_until:
             return
         self._settle()  # nothing of this writer in flight while it waits for another's
         try:
@@ -703,6 +707,8 @@ class GroupCommit:
         except Exception:  # noqa: BLE001 - waited too long, or the connection is gone: post without the lease
             self._drop_lease_connection()
             _forget_chain_memory(self.engine)
+            self.leases_given_up += 1
+            self._lease_off_until = time.monotonic() + self.LEASE_BACKOFF_SECONDS
             return
         self._lease_since = time.monotonic()
         self.leases += 1
@@ -717,8 +723,17 @@ class GroupCommit:
             return
         self._lease_since = None
         try:
-            self._lease_conn.execute("SELECT pg_advisory_unlock(%s, hashtext(current_schema()))", (_WRITER_LEASE,))
+            held = self._lease_conn.execute("SELECT pg_advisory_unlock(%s, hashtext(current_schema()))",
+                                            (_WRITER_LEASE,)).fetchone()[0]
         except Exception:  # noqa: BLE001 - closing the session lets it go too
+            self._drop_lease_connection()
+            return
+        if not held:
+            # the lock was taken in another server session than this one: a pooler in transaction
+            # mode hands each statement a session of its own, so a session's lock is nobody's to
+            # hold. Never again in this process (the others give it up after LEASE_WAIT)
+            self.leases_given_up += 1
+            self._lease_off_until = float("inf")
             self._drop_lease_connection()
 
     def _drop_lease_connection(self) -> None:

@@ -789,7 +789,8 @@ class ChainMemory:
     CATCH_UP_MOST = 10_000
     CATCH_UP = ("SELECT h.sequence, h.hash, h.posted_at, a.id, a.currency, a.closed_at, a.balance_minor "
                 "FROM ledger_head AS h LEFT JOIN ledger_accounts AS a ON a.id IN "
-                "(SELECT account_id FROM ledger_entries WHERE sequence > %(since)s) WHERE h.id = 1")
+                "(SELECT account_id FROM ledger_entries WHERE sequence > %(since)s AND sequence <= %(most)s) "
+                "WHERE h.id = 1")
 
     def catch_up(self, raw) -> None:
         """Bring the memory up to the head the database holds, on the driver connection `raw`: the
@@ -807,7 +808,7 @@ class ChainMemory:
             if self._head is None or self._lent:
                 return
             since = self._head[0]
-        rows = raw.execute(self.CATCH_UP, {"since": since}).fetchall()
+        rows = raw.execute(self.CATCH_UP, {"since": since, "most": since + self.CATCH_UP_MOST}).fetchall()
         with self._lock:
             if self._lent or self._head is None or self._head[0] != since:
                 return  # a posting moved it meanwhile: it knows better

@@ -154,5 +154,48 @@ def test_a_writer_whose_lease_is_held_too_long_posts_without_it(grouped, monkeyp
         sequence = grouped.write(_transfer(b, a, "without the lease"))
         # then it is posted all the same, without the lease (the database checks every posting)
         assert sequence == 2
-        assert grouped.group_commit.leases == 0
-    assert chain_length_if_whole(grouped, {a: 0, b: 0}) == 2
+        assert grouped.group_commit.leases == 0 and grouped.group_commit.leases_given_up == 1
+        # and the next ones do not wait for it again while the holder may still be stuck
+        monkeypatch.setattr(GroupCommit, "LEASE_WAIT", "60s")
+        grouped.group_commit._contended()
+        assert grouped.write(_transfer(a, b, "still without it")) == 3
+        assert grouped.group_commit.leases_given_up == 1
+    assert chain_length_if_whole(grouped, {a: 100, b: -100}) == 3
+
+
+def test_a_memory_far_behind_the_database_is_forgotten_not_caught_up(grouped, other_writer, monkeypatch):
+    # given a writer remembering the chain, and another process that has since posted more than a
+    # catch-up reads
+    a, b = (acc.id for acc in accounts(grouped, 2))
+    grouped.write(_transfer(a, b, "remembered"))
+    memory = journal.chain_memory(grouped.engine)
+    monkeypatch.setattr(memory, "CATCH_UP_MOST", 2)
+    for i in range(3):
+        other_writer.write(_transfer(b, a, f"the other process {i}"))
+    # when it catches up
+    with psycopg.connect(_conninfo(grouped), autocommit=True) as conn:
+        memory.catch_up(conn)
+    # then it remembers nothing, and its next posting is made from the database
+    assert memory.recall([a, b]) is None
+    grouped.write(_transfer(a, b, "from the database"))
+    assert chain_length_if_whole(grouped, {a: -100, b: 100}) == 5
+
+
+def test_a_lease_found_not_held_when_let_go_is_never_taken_again(grouped, other_writer):
+    # given a writer whose lease was not held by its session when it let it go (as behind a pooler
+    # that gives each statement a server session of its own)
+    a, b = (acc.id for acc in accounts(grouped, 2))
+    grouped.write(_transfer(a, b, "first"))
+    other_writer.write(_transfer(b, a, "the other process"))
+    gc = grouped.group_commit
+    gc._contended()
+    gc._lease_if_contended()
+    assert gc.leases == 1
+    gc._lease_conn.execute("SELECT pg_advisory_unlock_all()")
+    gc._release_lease()
+    # when its callers post again while others are posting
+    gc._contended()
+    grouped.write(_transfer(a, b, "without the lease"))
+    # then it posts without the lease from then on, and says so
+    assert gc.leases == 1 and gc.leases_given_up == 1
+    assert chain_length_if_whole(grouped, {a: 100, b: -100}) == 3

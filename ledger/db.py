@@ -424,9 +424,7 @@ class GroupCommit:
         """Let the connections kept for batches go back to the pool and close the lease's (the writer
         is always one of the callers: nothing else to stop)."""
         self._release_spares()
-        lease_conn, self._lease_conn = self._lease_conn, None
-        if lease_conn is not None:
-            lease_conn.close()
+        self._drop_lease_connection()
 
     SPARE_CONNECTIONS = 2  # one batch in flight, one built: two connections take turns
     BATCHES_PER_CONNECTION = 1000  # then it goes back to the pool (its recycling and idle checks apply)
@@ -679,7 +677,7 @@ class GroupCommit:
         by one, and each found the chain moved by the other's: built from the database every
         time (`_forget_if_contended`), holding the head lock through one more round trip, with
         the other process idle at the lock meanwhile. Under the lease — a PostgreSQL advisory
-        lock, one per database, held by one process's writer at a time — a writer reads the head
+        lock, one per database and schema, held by one process's writer at a time — a writer reads the head
         once when it takes it, then posts batch after batch from its memory for LEASE_SECONDS,
         while the other processes' callers gather into batches of their own; it then lets go
         (its batches committed) and waits its turn if it has more. One writer for the database
@@ -701,9 +699,9 @@ class GroupCommit:
                 conn = self._lease_conn = self.engine.dialect.connect(*cargs, **cparams)
                 conn.autocommit = True
                 conn.execute("SELECT set_config('lock_timeout', %s, false)", (self.LEASE_WAIT,))
-            if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (_WRITER_LEASE,)).fetchone()[0]:
+            if not conn.execute(_LEASE % "pg_try_advisory_lock", (_WRITER_LEASE,)).fetchone()[0]:
                 self._contended()  # another process's writer has it: they are still posting
-                conn.execute("SELECT pg_advisory_lock(%s, hashtext(current_schema()))", (_WRITER_LEASE,))
+                conn.execute(_LEASE % "pg_advisory_lock", (_WRITER_LEASE,))
         except Exception:  # noqa: BLE001 - waited too long, or the connection is gone: post without the lease
             self._drop_lease_connection()
             _forget_chain_memory(self.engine)
@@ -723,8 +721,7 @@ class GroupCommit:
             return
         self._lease_since = None
         try:
-            held = self._lease_conn.execute("SELECT pg_advisory_unlock(%s, hashtext(current_schema()))",
-                                            (_WRITER_LEASE,)).fetchone()[0]
+            held = self._lease_conn.execute(_LEASE % "pg_advisory_unlock", (_WRITER_LEASE,)).fetchone()[0]
         except Exception:  # noqa: BLE001 - closing the session lets it go too
             self._drop_lease_connection()
             return
@@ -833,6 +830,7 @@ class GroupCommit:
 # the writer lease's advisory lock (`GroupCommit._lease_if_contended`) is (this, the schema's
 # hashtext): advisory locks are per database, and a database may hold several ledgers' schemas
 _WRITER_LEASE = 0x7574_6601  # "utf" + 1
+_LEASE = "SELECT %s(%%s, hashtext(current_schema()))"  # % the advisory lock function: try, take or let go
 
 _QUEUE = "utfall_queued_statements"  # in a batch connection's info: its open pipeline and cursor
 _QUEUED = "utfall_queued_in_run"  # set once a statement was queued in the batch's current run

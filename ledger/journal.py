@@ -783,7 +783,10 @@ class ChainMemory:
 
     def forget(self) -> None:
         with self._lock:
-            self._head, self._accounts, self._nodes = None, {}, {}
+            self._clear()
+
+    def _clear(self) -> None:  # (under the lock)
+        self._head, self._accounts, self._nodes = None, {}, {}
 
     # how far behind the database a memory may be caught up (`catch_up`); further, it is forgotten
     CATCH_UP_MOST = 10_000
@@ -813,13 +816,13 @@ class ChainMemory:
             if self._lent or self._head is None or self._head[0] != since:
                 return  # a posting moved it meanwhile: it knows better
             if not rows or not since <= rows[0][0] <= since + self.CATCH_UP_MOST:
-                self._head, self._accounts, self._nodes = None, {}, {}  # restored, rolled back, or far behind
+                self._clear()  # restored, rolled back, or far behind
                 return
             sequence, hash_, posted_at = rows[0][:3]
             if (sequence, hash_) == self._head[:2]:
                 return
             if sequence == since:  # the same sequence with another hash: not the chain remembered
-                self._head, self._accounts, self._nodes = None, {}, {}
+                self._clear()
                 return
             self._head = (sequence, hash_, None if posted_at is None else posted_at.astimezone(timezone.utc))
             self._nodes = {}  # (of the remembered head's frontier)

@@ -25,9 +25,9 @@ class Settings:
     document_dir: str = "documents"
     document_max_bytes: int = 20 * 1024 * 1024  # one uploaded document (UTFALL_DOCUMENT_MAX_BYTES)
     import_max_bytes: int = 512 * 1024 * 1024  # one evidence file imported over HTTP (UTFALL_IMPORT_MAX_BYTES)
-    # UTFALL_GROUP_COMMIT=1: PostgreSQL units of work of this process commit in batches through
-    # one writer thread (ledger.db.GroupCommit; ops/SCALING.md says when it pays)
-    group_commit: bool = False
+    # PostgreSQL units of work of this process commit in batches through one writer
+    # (ledger.db.GroupCommit; ops/SCALING.md); UTFALL_GROUP_COMMIT=0 commits each on its own
+    group_commit: bool = True
 
     @property
     def production(self) -> bool:
@@ -61,7 +61,7 @@ def load(environ: dict | None = None, *, require_secret: bool = True) -> Setting
     if signing_key is None and mode == "development":
         from ledger.signing import development_key_path
         signing_key, generate = str(development_key_path(url, env)), True
-    group_commit = env.get("UTFALL_GROUP_COMMIT", "0")
+    group_commit = env.get("UTFALL_GROUP_COMMIT", "1")
     if group_commit not in ("0", "1"):
         raise ConfigError(f"UTFALL_GROUP_COMMIT must be 0 or 1, not {group_commit!r}")
     return Settings(database_url=url, env=mode, secret=secret_bytes, signing_key=signing_key,

@@ -28,7 +28,7 @@ The posting path's concurrency design (ops/SCALING.md, "What serialises")
   There the statement is not even waited for (`ledger.db.queue_statement`): through
   `Database.write` it is held back and goes with the unit of work's BEGIN and COMMIT in one
   write to the server and one wait (`UnitOfWork.commit`, `ledger.db._Held`).
-- Group commit (`ledger.db.GroupCommit`, UTFALL_GROUP_COMMIT=1): units of work of one process
+- Group commit (`ledger.db.GroupCommit`, on by default on PostgreSQL): units of work of one process
   run one after another in one database transaction and commit together (one that raises
   rolls the batch back and the others run again without it); the head lock is taken once and
   one flush serves the batch; each posting of the batch takes the head its predecessor wrote

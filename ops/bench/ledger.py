@@ -17,9 +17,11 @@ reads on all sizes are interleaved in the same rounds:
 1. Postings per second: one `journal.post` of two entries per unit of work, committed, each
    client repeating it for `--seconds` (10 s; 1 s with --quick); 1 client, and on PostgreSQL
    also 8 and 32 threads. On PostgreSQL the ledger is measured three ways: one commit per
-   posting (the default path); through the group commit (`ledger.db.GroupCommit`) of this
-   process; and with the clients split over 2 worker processes, each with its own group
-   commit (`--posting-worker`, started off the clock). References, in the same rounds:
+   posting (`ledger`: the service with `UTFALL_GROUP_COMMIT=0`); through the group commit
+   (`ledger.db.GroupCommit`) of this process (the service's default on PostgreSQL); and with
+   the clients split over 2 worker processes, each with its own group commit
+   (`--posting-worker`, started off the clock; as `uvicorn --workers 2` serves). References, in
+   the same rounds:
    - `pgledger transfer` (PostgreSQL): pgledger (../shared/reference/pgledger, or
      UTFALL_PGLEDGER), a pure-PostgreSQL ledger without a chain, loaded into a database of
      its own and driven as its README says it was measured (one autocommit
@@ -1053,6 +1055,9 @@ def table(results: Sequence[dict]) -> str:
     if scaling:
         lines.append("Postings/s by clients (more clients must never be slower than fewer):")
         lines.extend("  " + line for line in scaling)
+        if any(r["backend"] == "postgresql" for r in results):
+            lines.append("  (the service posts through the group commit on PostgreSQL unless UTFALL_GROUP_COMMIT=0; "
+                         "`ledger` is each posting committed on its own)")
     lines.append("Load generator and database share this machine's cores "
                  f"({os.cpu_count()}); figures move 10–50 % between runs, ratios much less.")
     return "\n".join(lines)

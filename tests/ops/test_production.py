@@ -82,9 +82,9 @@ def test_development_works_without_a_secret():
     assert not settings.production and settings.secret == DEV_SECRET
 
 
-def test_group_commit_is_off_unless_asked_for_and_a_typo_is_refused():
-    assert load({"UTFALL_ENV": "development"}).group_commit is False
-    assert load({"UTFALL_ENV": "development", "UTFALL_GROUP_COMMIT": "1"}).group_commit is True
+def test_group_commit_is_on_unless_turned_off_and_a_typo_is_refused():
+    assert load({"UTFALL_ENV": "development"}).group_commit is True
+    assert load({"UTFALL_ENV": "development", "UTFALL_GROUP_COMMIT": "0"}).group_commit is False
     with pytest.raises(ConfigError, match="UTFALL_GROUP_COMMIT"):
         load({"UTFALL_ENV": "development", "UTFALL_GROUP_COMMIT": "yes"})
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import func, select
 
 from ledger import journal
@@ -272,3 +273,82 @@ def test_write_without_group_commit_is_one_unit_of_work(fresh_engine):
     with db.reading() as s:
         assert s.get(Transaction, sequence).description == "alone"
         assert journal.verify(s).ok
+
+
+@pytest.mark.parametrize("first_run", ["sent", "committed"])
+def test_a_batch_with_many_refused_callers_runs_each_unit_of_work_at_most_twice(grouped, first_run):
+    # given a batch of 16 callers that each post and add a party, every other one then refused
+    # (an adversary's invalid mutations arriving among valid ones): the batch's first run fails
+    # on the first refusal; what runs after it must not start over at every later refusal, or
+    # a batch of 64 would run its units of work hundreds of times
+    a, b = (acc.id for acc in accounts(grouped, 2))
+    runs = [0] * 16
+
+    def work(i: int):
+        def run(uow):
+            runs[i] += 1
+            uow.session.add(Party(name=f"caller {i}", role="PROVIDER"))
+            uow.session.flush()
+            sequence = _transfer(a, b, f"caller {i}")(uow)
+            if i % 2:
+                raise ValidationError("refused after posting", code="REFUSED")
+            return sequence
+        return run
+
+    # when they run as one batch: sent as a batch's first run is, or committed after one failed
+    jobs = [_Job(work(i)) for i in range(16)]
+    if first_run == "sent":
+        grouped.group_commit._send(jobs)
+        grouped.group_commit._settle()
+    else:
+        grouped.group_commit._commit(jobs)
+
+    # then each refused caller got its own error, the others their postings, and nobody's work
+    # ran more than twice
+    assert [type(j.error).__name__ for j in jobs] == ["NoneType", "ValidationError"] * 8
+    assert all(j.done.is_set() for j in jobs)
+    assert max(runs) <= 2, runs
+    with grouped.reading() as s:
+        parties = set(s.execute(select(Party.name).where(Party.name.like("caller %"))).scalars())
+        assert parties == {f"caller {i}" for i in range(0, 16, 2)}
+        assert s.execute(select(Account.balance_minor).where(Account.id == a)).scalar_one() == 8 * 100
+    _verified(grouped, 8)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(refused=st.lists(st.booleans(), min_size=1, max_size=12), first_run=st.sampled_from(["sent", "committed"]))
+def test_any_mix_of_refused_callers_leaves_exactly_the_others_and_runs_nobody_more_than_twice(
+        grouped, refused, first_run):
+    # given a batch of callers that each post and add a party, some of them then refused
+    a, b = (acc.id for acc in accounts(grouped, 2))
+    with grouped.reading() as s:
+        before = s.execute(select(func.count()).select_from(Transaction)).scalar_one()
+    runs = [0] * len(refused)
+
+    def work(i: int):
+        def run(uow):
+            runs[i] += 1
+            uow.session.add(Party(name=f"mix {a} {i}", role="PROVIDER"))
+            uow.session.flush()
+            _transfer(a, b, f"mix {a} {i}")(uow)
+            if refused[i]:
+                raise ValidationError("refused after posting", code="REFUSED")
+        return run
+
+    jobs = [_Job(work(i)) for i in range(len(refused))]
+    if first_run == "sent":
+        grouped.group_commit._send(jobs)
+        grouped.group_commit._settle()
+    else:
+        grouped.group_commit._commit(jobs)
+
+    # then exactly the refused ones got an error and left nothing, and nobody ran more than twice
+    assert [isinstance(j.error, ValidationError) for j in jobs] == refused
+    assert max(runs) <= 2, runs
+    kept = {f"mix {a} {i}" for i, r in enumerate(refused) if not r}
+    with grouped.reading() as s:
+        assert set(s.execute(select(Party.name).where(Party.name.like(f"mix {a} %"))).scalars()) == kept
+        assert set(s.execute(select(Transaction.description).where(
+            Transaction.description.like(f"mix {a} %"))).scalars()) == kept
+        assert s.execute(select(Account.balance_minor).where(Account.id == a)).scalar_one() == 100 * len(kept)
+    _verified(grouped, before + len(kept))

@@ -384,7 +384,6 @@ class GroupCommit:
         self.reruns = 0  # batches run again after a unit of work failed or the chain memory was stale
         self.overlapped = 0  # batches built while the one before them was committing
         self._counting = threading.Lock()
-        self._answered_lately = 0
         self._in_flight: _InFlight | None = None  # the batch whose statement and COMMIT are out, unanswered
         self._redo: list[_Job] | None = None  # an in-flight batch's units of work, to run again (it failed)
         # connections of committed batches, kept for the next ones while the writer is at work: a
@@ -429,7 +428,6 @@ class GroupCommit:
         self._release_spares()
         self._drop_lease_connection()
 
-    GATHER_SECONDS = 0.0
     SPARE_CONNECTIONS = 2  # one batch in flight, one built: two connections take turns
     BATCHES_PER_CONNECTION = 1000  # then it goes back to the pool (its recycling and idle checks apply)
 
@@ -468,17 +466,6 @@ class GroupCommit:
                         batch.append(self._jobs.get_nowait())
                     except queue.Empty:
                         break
-                if self.GATHER_SECONDS and batch:
-                    expected, self._answered_lately = self._answered_lately, 0
-                    deadline = time.monotonic() + self.GATHER_SECONDS
-                    while len(batch) < min(expected, self.max_batch):
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        try:
-                            batch.append(self._jobs.get(timeout=left))
-                        except queue.Empty:
-                            break
                 if not batch and self._in_flight is None and self._redo is None and self._lease_since is not None:
                     # holding the lease, all answered: the callers just answered are about to come back
                     try:
@@ -651,7 +638,6 @@ class GroupCommit:
         with self._counting:  # (read by benchmarks in other threads)
             self.batches += 1
             self.committed += len(batch) - sum(job.error is not None for job in batch)
-        self._answered_lately += len(batch)
         for job in batch:
             job.done.set()
 

@@ -384,6 +384,8 @@ class GroupCommit:
         self.reruns = 0  # batches run again after a unit of work failed or the chain memory was stale
         self.overlapped = 0  # batches built while the one before them was committing
         self._counting = threading.Lock()
+        self._taking = threading.Lock()  # a queued unit of work is taken by the writer or back by its caller
+        self.taken_back = 0  # units of work their callers ran themselves, the writer held up (`submit`)
         self._in_flight: _InFlight | None = None  # the batch whose statement and COMMIT are out, unanswered
         self._redo: list[_Job] | None = None  # an in-flight batch's units of work, to run again (it failed)
         # connections of committed batches, kept for the next ones while the writer is at work: a
@@ -399,10 +401,24 @@ class GroupCommit:
         self.leases_given_up = 0  # waits for the lease given up (LEASE_WAIT), or leases found not held
         _sync_before_statements(engine)
 
+    # a caller whose unit of work the writer has not taken for this long runs it itself (`submit`)
+    WAIT_FOR_WRITER_SECONDS = 0.5
+
     def submit(self, fn):
-        """Run `fn(uow)` in a batch; its result once the batch is durable, or its error."""
+        """Run `fn(uow)` in a batch; its result once the batch is durable, or its error.
+
+        If the writer has not taken it after `WAIT_FOR_WRITER_SECONDS`, the caller takes it back
+        and runs it as a unit of work of its own, as without group commit. Why: the writer runs one
+        batch at a time, and a batch can be held up — a unit of work in it waiting for a row lock
+        that a transaction outside the batches holds (an evidence file being imported locks its
+        contract's participants until it commits; another process's payout holds the head lock
+        through its posting), or a long one (a payout over 100 000 items). Without this, every
+        mutation of the process queued behind it for as long; now only those in the held-up batch
+        do, as each would have waited for its own rows. Taking back is decided under a lock with
+        the writer's taking (`_take`), so a unit of work runs in a batch or alone, never both."""
         job = _Job(fn)
         self._jobs.put(job)
+        waited_since = time.monotonic()
         while not job.done.is_set():
             if self._writer.acquire(blocking=False):
                 try:
@@ -411,6 +427,9 @@ class GroupCommit:
                     self._writer.release()
             else:
                 job.done.wait(0.05)  # woken by its answer; the timeout re-checks for a vacant writer
+                if (not job.done.is_set() and time.monotonic() - waited_since >= self.WAIT_FOR_WRITER_SECONDS
+                        and self._take_back(job)):
+                    return run_rerunnable(lambda: UnitOfWork(self.engine), fn)
         # a unit of work queued after the writer's last look at the queue, but before it let go,
         # found the writer busy and waits: take it now rather than leave it to its timeout
         if not self._jobs.empty() and self._writer.acquire(blocking=False):
@@ -463,15 +482,20 @@ class GroupCommit:
                 batch: list[_Job] = []
                 while len(batch) < self.max_batch:
                     try:
-                        batch.append(self._jobs.get_nowait())
+                        job = self._jobs.get_nowait()
                     except queue.Empty:
                         break
+                    if self._take(job):
+                        batch.append(job)
                 if not batch and self._in_flight is None and self._redo is None and self._lease_since is not None:
                     # holding the lease, all answered: the callers just answered are about to come back
                     try:
-                        batch.append(self._jobs.get(timeout=self.LEASE_IDLE_SECONDS))
+                        job = self._jobs.get(timeout=self.LEASE_IDLE_SECONDS)
                     except queue.Empty:
                         pass
+                    else:
+                        if self._take(job):
+                            batch.append(job)
                 if not batch:
                     if self._in_flight is None and self._redo is None:
                         return
@@ -492,6 +516,24 @@ class GroupCommit:
             self._answer(self._settle)
             self._release_lease()
             self._release_spares()  # idle now: the pool has them back
+
+    def _take(self, job: "_Job") -> bool:
+        """Whether the writer may run `job` in a batch: not if its caller took it back (`submit`)."""
+        with self._taking:
+            if job.taken_back:
+                return False
+            job.taken = True
+            return True
+
+    def _take_back(self, job: "_Job") -> bool:
+        """Whether `job`'s caller may run it itself: not once the writer has taken it."""
+        with self._taking:
+            if job.taken:
+                return False
+            job.taken_back = True
+        with self._counting:
+            self.taken_back += 1
+        return True
 
     def _answer(self, step, batch: list["_Job"] = ()) -> None:
         """`step(*batch)`; if it raises, every caller it left unanswered gets the error."""
@@ -1294,13 +1336,15 @@ class _Answered:
 
 
 class _Job:
-    __slots__ = ("fn", "result", "error", "done")
+    __slots__ = ("fn", "result", "error", "done", "taken", "taken_back")
 
     def __init__(self, fn):
         self.fn = fn
         self.result = None
         self.error: BaseException | None = None
         self.done = _Answered()
+        self.taken = False  # by the writer, into a batch
+        self.taken_back = False  # by its caller, to run alone
 
     def run_in(self, uow: UnitOfWork) -> None:
         """Its unit of work run in `uow`, committed unless it did; its result kept."""

@@ -352,3 +352,51 @@ def test_any_mix_of_refused_callers_leaves_exactly_the_others_and_runs_nobody_mo
             Transaction.description.like(f"mix {a} %"))).scalars()) == kept
         assert s.execute(select(Account.balance_minor).where(Account.id == a)).scalar_one() == 100 * len(kept)
     _verified(grouped, before + len(kept))
+
+
+def test_callers_the_writer_leaves_waiting_run_their_units_of_work_themselves(grouped, monkeypatch):
+    # given a writer held up inside a unit of work (waiting, as one does for a row lock another
+    # transaction holds, or a payout over many items)
+    monkeypatch.setattr(grouped.group_commit, "WAIT_FOR_WRITER_SECONDS", 0.2)
+    a, b = (acc.id for acc in accounts(grouped, 2))
+    inside, release = threading.Event(), threading.Event()
+    held: list = []
+    meanwhile: dict[str, int] = {}
+    runs: list[str] = []
+
+    def held_up(uow):
+        inside.set()
+        assert release.wait(30)
+        return _transfer(a, b, "held up")(uow)
+
+    def posting(name: str):
+        def run(uow):
+            runs.append(name)
+            return _transfer(a, b, name)(uow)
+        return run
+
+    writer = threading.Thread(target=lambda: held.append(grouped.write(held_up)))
+    writer.start()
+    assert inside.wait(30)
+
+    # when four other callers write meanwhile
+    callers = [threading.Thread(target=lambda n=n: meanwhile.__setitem__(f"meanwhile {n}", grouped.write(
+        posting(f"meanwhile {n}")))) for n in range(4)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(30)
+
+    # then they are answered while the writer is still held up: each ran its own unit of work, once
+    assert not release.is_set() and writer.is_alive()
+    assert set(runs) == set(meanwhile) == {f"meanwhile {n}" for n in range(4)}
+    assert grouped.group_commit.taken_back == 4
+    ran_alone = list(runs)
+    release.set()
+    writer.join(30)
+    # and the writer, let go, commits its own and skips the units of work taken back (still queued)
+    assert held and runs == ran_alone
+    with grouped.reading() as s:
+        committed = dict(s.execute(select(Transaction.description, Transaction.sequence)).all())
+    assert committed == {**meanwhile, "held up": held[0]}
+    _verified(grouped, 5)

@@ -9,13 +9,14 @@ whatever else its batch holds.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from ledger import journal
-from ledger.db import Database, _Job
+from ledger.db import Database, _Answered, _Job
 from ledger.errors import Conflict, ValidationError
 from ledger.models import Account, Party, Transaction
 from tests.factories import accounts
@@ -400,3 +401,76 @@ def test_callers_the_writer_leaves_waiting_run_their_units_of_work_themselves(gr
         committed = dict(s.execute(select(Transaction.description, Transaction.sequence)).all())
     assert committed == {**meanwhile, "held up": held[0]}
     _verified(grouped, 5)
+
+
+def test_the_writer_goes_back_to_its_own_work_once_answered_and_a_caller_whose_batch_is_out_writes_on(grouped):
+    # given a chain memory (one posting made) and another transaction holding the chain head's row
+    # lock, so that a batch of postings sent to the server waits there for it
+    a, b = (acc.id for acc in accounts(grouped, 2))
+    grouped.write(_transfer(a, b, "before"))
+    group_commit = grouped.group_commit
+    outsider = grouped.engine.connect()
+    outsider.begin()
+    outsider.execute(text("SELECT 1 FROM ledger_head WHERE id = 1 FOR UPDATE"))
+    inside = threading.Event()
+    answered: dict[str, object] = {}
+
+    def own_work(uow):
+        # the writer's own unit of work adds a party (no posting: it would wait for the head too),
+        # and ends only once two other callers are queued behind it
+        inside.set()
+        deadline = time.monotonic() + 30
+        while group_commit._jobs.qsize() < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        uow.session.add(Party(name="the writer's own", role="PROVIDER"))
+        uow.session.flush()
+        return "own"
+
+    def write(name, fn):
+        return threading.Thread(target=lambda: answered.__setitem__(name, grouped.write(fn)))
+
+    writer = write("own", own_work)
+    writer.start()
+    assert inside.wait(30)
+    others = [write(name, _transfer(a, b, name)) for name in ("first", "second")]
+    for t in others:
+        t.start()
+    try:
+        # when its own is committed and the others' batch is sent, waiting at the server
+        writer.join(10)
+        # then the writer is answered and back at its own work while the others still wait
+        assert not writer.is_alive() and answered == {"own": "own"}
+        assert all(t.is_alive() for t in others)
+    finally:
+        outsider.rollback()
+        outsider.close()
+    # and once the head is free, a caller of that batch, woken, wrote on: both answered, committed
+    for t in others:
+        t.join(30)
+    assert set(answered) == {"own", "first", "second"}
+    with grouped.reading() as s:
+        committed = dict(s.execute(select(Transaction.description, Transaction.sequence)).all())
+        assert s.execute(select(Party.name).where(Party.name == "the writer's own")).scalar_one()
+    assert committed == {"before": 1, "first": answered["first"], "second": answered["second"]}
+    _verified(grouped, 3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.sampled_from(["wake", "set", "wait"]), max_size=12))
+def test_a_caller_woken_to_write_on_is_not_answered_and_an_answer_is_never_missed(steps):
+    # a waiting caller is woken either by its answer or to write on (`_Answered.wake`); in any
+    # order of wakes, answers and waits, a wait says whether it was answered, never raises, and
+    # returns at once once woken or answered
+    answered, woken = _Answered(), False
+    for step in steps:
+        if step == "wake":
+            answered.wake()
+            woken = True
+        elif step == "set":
+            answered.set()
+        else:
+            started = time.monotonic()
+            assert answered.wait(5 if (woken or answered.is_set()) else 0) == answered.is_set()
+            assert time.monotonic() - started < 1
+            woken = False
+    assert answered.wait(0) == ("set" in steps)

@@ -400,6 +400,10 @@ class GroupCommit:
         self._lease_off_until = 0.0  # no lease tried before this (a holder stuck, or no session to hold it)
         self.leases = 0  # leases taken (for benchmarks and tests)
         self.leases_given_up = 0  # waits for the lease given up (LEASE_WAIT), or leases found not held
+        # while the writer waits for the batch out and takes callers come meanwhile into the one it
+        # built (`_absorb`), a caller queuing writes a byte here to wake it
+        self._absorbing = False
+        self._wake_r = self._wake_w = None
         _sync_before_statements(engine)
 
     # a caller whose unit of work the writer has not taken for this long runs it itself (`submit`)
@@ -419,6 +423,11 @@ class GroupCommit:
         the writer's taking (`_take`), so a unit of work runs in a batch or alone, never both."""
         job = _Job(fn)
         self._jobs.put(job)
+        if self._absorbing:  # (read after the put: the writer looks at the queue after setting it)
+            try:
+                os.write(self._wake_w, b"\0")
+            except (BlockingIOError, OSError, TypeError):  # full (it is awake anyway), or closed
+                pass
         waited_since = time.monotonic()
         while not job.done.is_set():
             if not self._write_batches(job):
@@ -497,14 +506,7 @@ class GroupCommit:
                 if in_flight is not None and self._redo is None and own.done.is_set():
                     successor = in_flight.jobs[0]  # waiting for its answer: not taken back, not answered
                     return successor
-                batch: list[_Job] = []
-                while len(batch) < self.max_batch:
-                    try:
-                        job = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if self._take(job):
-                        batch.append(job)
+                batch = self._take_waiting(self.max_batch)
                 if not batch and self._in_flight is None and self._redo is None and self._lease_since is not None:
                     # holding the lease, all answered: the callers just answered are about to come back
                     try:
@@ -537,6 +539,18 @@ class GroupCommit:
                 self._answer(self._settle)
                 self._release_lease()
                 self._release_spares()  # idle now: the pool has them back
+
+    def _take_waiting(self, most: int) -> list["_Job"]:
+        """Up to `most` of the units of work waiting in the queue, taken (`_take`), oldest first."""
+        taken: list[_Job] = []
+        while len(taken) < most:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if self._take(job):
+                taken.append(job)
+        return taken
 
     def _take(self, job: "_Job") -> bool:
         """Whether the writer may run `job` in a batch: not if its caller took it back (`submit`)."""
@@ -597,6 +611,15 @@ class GroupCommit:
             conn.info.pop(_QUEUED, None)
             conn.info.pop(_BUFFER, None)
             failed = self._run_all(conn, transaction, batch, True, sync=False)
+            if failed is None:
+                failed = self._absorb(conn, transaction, batch)
+            held = None
+            buffer = conn.info.get(_BUFFER)
+            if failed is None and _QUEUE not in conn.info and buffer is not None and buffer.first is not None:
+                # its statement made ready to go (parameters gathered and dumped) while the server is
+                # still at the batch before: only the write to the socket is left once that is back
+                held = _Held(raw, *buffer.statement(), conn.info)
+                held.convert()
             _before_sending(raw)  # (if the batch sent nothing yet)
             if failed is None and self._redo is None:
                 buffer = conn.info.get(_BUFFER)
@@ -604,7 +627,7 @@ class GroupCommit:
                     # only its postings' one statement to send: with BEGIN and COMMIT, in one write
                     # straight through libpq (`_Held`), not psycopg's pipeline (a fifth of a batch's Python)
                     del conn.info[_BUFFER]
-                    wait = _Held(raw, *buffer.statement(), conn.info).send_unawaited(commit=True)
+                    wait = (held or _Held(raw, *buffer.statement(), conn.info)).send_unawaited(commit=True)
                 else:
                     send_buffered(conn)
                     queued = conn.info.pop(_QUEUE, None)
@@ -642,6 +665,43 @@ class GroupCommit:
         self._settle()
         self.reruns += 1
         self._commit(batch, isolated=True)
+
+    def _absorb(self, conn, transaction, batch: list["_Job"]):
+        """Callers who come while the batch before is still out run into `batch` too (it is built,
+        and cannot go before that one is back): as `_run_all`, None or what failed.
+
+        Why: the callers a batch answers come back while the writer builds the next one or waits
+        for the one out; those who came once it had taken its batch waited a whole batch more,
+        in the queue, while the writer waited for the server (at 8 clients ~0.85 a batch, a
+        quarter of one)."""
+        in_flight = self._in_flight
+        poll = getattr(in_flight.wait, "poll", None) if in_flight is not None else None
+        if poll is None or self._redo is not None:
+            return None
+        if self._wake_r is None:
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
+            weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
+        self._absorbing = True
+        try:
+            while self._in_flight is in_flight and len(batch) < self.max_batch:
+                more = self._take_waiting(self.max_batch - len(batch))
+                if more:
+                    batch += more  # (in place: whatever answers `batch` answers them too)
+                    failed = self._run_all(conn, transaction, more, True, sync=False)
+                    if failed is not None:
+                        return failed
+                elif poll(None, self._wake_r):
+                    return None
+                else:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+        finally:
+            self._absorbing = False
+        return None
 
     def _await(self, in_flight: "_InFlight") -> None:
         """Wait for an in-flight batch's statement and COMMIT; answer its callers once it is durable,
@@ -1026,11 +1086,23 @@ class _Held:
     `utfall_<n>`, by its text and parameter types, as psycopg names its own), so the server
     plans it as it did through psycopg's prepared statements."""
 
-    __slots__ = ("raw", "sql", "params", "info")
+    __slots__ = ("raw", "sql", "params", "info", "query")
     MOST_PREPARED = 64  # statements prepared per connection; past that they go unnamed
 
     def __init__(self, raw, sql: str, params, info: dict):
         self.raw, self.sql, self.params, self.info = raw, sql, params, info  # info: its connection's
+        self.query = None
+
+    def convert(self):
+        """Its query and parameters as libpq takes them (no I/O): done once, ahead of sending if
+        the caller has the time then."""
+        if self.query is None:
+            import psycopg
+            from psycopg._queries import PostgresQuery
+            query = PostgresQuery(psycopg.adapt.Transformer(self.raw))
+            query.convert(self.sql, self.params)
+            self.query = query
+        return self.query
 
     def drop(self) -> None:
         """Never to be sent (its transaction is rolled back), nor to go before another statement."""
@@ -1052,7 +1124,6 @@ class _Held:
         (`GroupCommit._finish`)."""
         import psycopg
         from psycopg import pq
-        from psycopg._queries import PostgresQuery
         self.drop()
         raw = self.raw
         if getattr(raw, "_pipeline", None) is not None:  # psycopg's own pipeline is open: in it, in order
@@ -1063,8 +1134,7 @@ class _Held:
             return _nothing_to_wait_for
         pgconn = raw.pgconn
         with raw.lock:
-            query = PostgresQuery(psycopg.adapt.Transformer(raw))
-            query.convert(self.sql, self.params)
+            query = self.convert()
             prepared = _PREPARED.get(raw)
             if prepared is None:
                 prepared = _PREPARED[raw] = {}
@@ -1093,16 +1163,30 @@ class _Held:
                     pgconn.exit_pipeline_mode()
                 raise
 
+        results: list = []
+        arrived = []  # [True] once every result up to the sync is in `results`
+
         def wait() -> None:
             with raw.lock:
                 try:
-                    results = raw.wait(_fetch(pgconn))
+                    if not arrived:
+                        raw.wait(_fetch(pgconn, results))
                 finally:
                     if pgconn.pipeline_status != pq.PipelineStatus.OFF:
                         pgconn.exit_pipeline_mode()
             if preparing and results[int(begin)].status == pq.ExecStatus.COMMAND_OK:
                 prepared[key] = name  # prepared: the server keeps it past a rollback, until the session ends
             _raise_failed(raw, results)
+
+        def poll(timeout: float | None, wake: int | None = None) -> bool:
+            """Whether every result is in, waiting at most `timeout` seconds (None: no limit) for
+            them or until `wake` (a file descriptor) is readable (`wait` then only takes them)."""
+            if not arrived:
+                with raw.lock:
+                    if _results_arrived(pgconn, results, timeout, wake):
+                        arrived.append(True)
+            return bool(arrived)
+        wait.poll = poll
         return wait
 
 
@@ -1227,21 +1311,48 @@ def _flush(pgconn):
         yield Wait.RW
 
 
-def _fetch(pgconn):
-    """libpq: every result up to the pipeline's sync (a generator for psycopg's `Connection.wait`)."""
-    from psycopg import pq
+def _fetch(pgconn, results: list | None = None):
+    """libpq: every result up to the pipeline's sync (a generator for psycopg's `Connection.wait`),
+    after `results` (those already taken)."""
     from psycopg.waiting import Wait
-    results = []
-    while True:
-        while pgconn.is_busy():
-            yield Wait.R
-            pgconn.consume_input()
+    results = [] if results is None else results
+    while not _take_results(pgconn, results):
+        yield Wait.R
+        pgconn.consume_input()
+    return results
+
+
+def _take_results(pgconn, results: list) -> bool:
+    """libpq: the pipeline's results already read from the socket, into `results`; whether all up
+    to its sync are in."""
+    from psycopg import pq
+    while not pgconn.is_busy():
         result = pgconn.get_result()
         if result is None:
             continue
         if result.status == pq.ExecStatus.PIPELINE_SYNC:
-            return results
+            return True
         results.append(result)
+    return False
+
+
+def _results_arrived(pgconn, results: list, timeout: float | None, wake: int | None = None) -> bool:
+    """libpq: take the pipeline's results that have come (into `results`), waiting at most `timeout`
+    seconds (None: no limit) for more or until `wake` is readable; whether all up to its sync are in."""
+    import select
+    fds = [pgconn.socket] if wake is None else [pgconn.socket, wake]
+    while not _take_results(pgconn, results):
+        ready = select.select(fds, [], [], timeout)[0]
+        if pgconn.socket not in ready:
+            return False
+        pgconn.consume_input()
+        timeout = 0.0
+    return True
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def commit_queued(conn) -> None:

@@ -403,15 +403,22 @@ def test_callers_the_writer_leaves_waiting_run_their_units_of_work_themselves(gr
     _verified(grouped, 5)
 
 
-def test_the_writer_goes_back_to_its_own_work_once_answered_and_a_caller_whose_batch_is_out_writes_on(grouped):
-    # given a chain memory (one posting made) and another transaction holding the chain head's row
-    # lock, so that a batch of postings sent to the server waits there for it
+def _head_held_by_another(grouped):
+    """Two accounts with a posting between them (the writer's chain memory holds the head), and a
+    connection of another transaction holding the chain head's row lock: postings sent wait for it."""
     a, b = (acc.id for acc in accounts(grouped, 2))
     grouped.write(_transfer(a, b, "before"))
-    group_commit = grouped.group_commit
     outsider = grouped.engine.connect()
     outsider.begin()
     outsider.execute(text("SELECT 1 FROM ledger_head WHERE id = 1 FOR UPDATE"))
+    return a, b, outsider
+
+
+def test_the_writer_goes_back_to_its_own_work_once_answered_and_a_caller_whose_batch_is_out_writes_on(grouped):
+    # given a chain memory (one posting made) and another transaction holding the chain head's row
+    # lock, so that a batch of postings sent to the server waits there for it
+    a, b, outsider = _head_held_by_another(grouped)
+    group_commit = grouped.group_commit
     inside = threading.Event()
     answered: dict[str, object] = {}
 
@@ -474,3 +481,75 @@ def test_a_caller_woken_to_write_on_is_not_answered_and_an_answer_is_never_misse
             assert time.monotonic() - started < 1
             woken = False
     assert answered.wait(0) == ("set" in steps)
+
+
+def test_callers_who_come_while_a_batch_is_out_go_in_the_batch_built_meanwhile(grouped):
+    # given a chain memory and another transaction holding the chain head's row lock, so that a
+    # batch sent to the server (first, second) waits there, and a next batch (third) built meanwhile
+    a, b, outsider = _head_held_by_another(grouped)
+    group_commit = grouped.group_commit
+    answered: dict[str, object] = {}
+    threads: list[threading.Thread] = []
+
+    def write(name, fn):
+        def call():
+            try:
+                answered[name] = grouped.write(fn)
+            except ValidationError as exc:
+                answered[name] = exc
+        threads.append(threading.Thread(target=call))
+        threads[-1].start()
+
+    def until(condition, what):
+        deadline = time.monotonic() + 30
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.001)
+
+    writing = threading.Event()
+
+    def own_work(uow):  # the first writer's own (no posting), done once first and second are queued
+        writing.set()
+        until(lambda: group_commit._jobs.qsize() >= 2, "first and second queued")
+        uow.session.add(Party(name="the writer's own", role="PROVIDER"))
+        uow.session.flush()
+        return "own"
+
+    def first(uow):  # built into the batch that goes out; third comes while it is built
+        sequence = _transfer(a, b, "first")(uow)
+        write("third", _transfer(a, b, "third"))
+        until(lambda: group_commit._jobs.qsize() >= 1, "third queued")
+        return sequence
+
+    def refused(uow):
+        _transfer(a, b, "fifth")(uow)
+        raise ValidationError("refused after posting", code="REFUSED")
+
+    try:
+        write("own", own_work)
+        assert writing.wait(30)  # (its caller is the writer)
+        write("first", first)
+        write("second", _transfer(a, b, "second"))
+        # when third's batch is built and the writer waits for the batch out (held at the head)
+        until(lambda: group_commit._absorbing, "the writer waiting for the batch out with a batch built")
+        before = group_commit.batches
+        # and two more callers come meanwhile, one of them refused after posting
+        write("fourth", _transfer(a, b, "fourth"))
+        write("fifth", refused)
+        until(lambda: group_commit._jobs.qsize() == 0, "fourth and fifth taken")
+        time.sleep(0.05)
+        assert group_commit.batches == before  # all still held at the server
+    finally:
+        outsider.rollback()
+        outsider.close()
+    for t in threads:
+        t.join(30)
+    # then they went in third's batch: the two batches held up and, for the refused one's rerun,
+    # nothing more than a rerun of that same batch (not a batch of their own after it)
+    assert group_commit.batches - before == 2
+    assert isinstance(answered["fifth"], ValidationError)
+    assert {k: v for k, v in answered.items() if k != "fifth"}.keys() == {"own", "first", "second", "third", "fourth"}
+    with grouped.reading() as s:
+        committed = dict(s.execute(select(Transaction.description, Transaction.sequence)).all())
+    assert committed == {"before": 1, **{name: answered[name] for name in ("first", "second", "third", "fourth")}}
+    _verified(grouped, 5)

@@ -616,18 +616,17 @@ class GroupCommit:
             held = None
             buffer = conn.info.get(_BUFFER)
             if failed is None and _QUEUE not in conn.info and buffer is not None and buffer.first is not None:
-                # its statement made ready to go (parameters gathered and dumped) while the server is
-                # still at the batch before: only the write to the socket is left once that is back
+                # only its postings' one statement to send: with BEGIN and COMMIT, in one write
+                # straight through libpq (`_Held`), not psycopg's pipeline (a fifth of a batch's Python);
+                # made ready (parameters gathered and dumped) while the server is still at the batch
+                # before, so only the write to the socket is left once that is back
                 held = _Held(raw, *buffer.statement(), conn.info)
                 held.convert()
             _before_sending(raw)  # (if the batch sent nothing yet)
             if failed is None and self._redo is None:
-                buffer = conn.info.get(_BUFFER)
-                if _QUEUE not in conn.info and buffer is not None and buffer.first is not None:
-                    # only its postings' one statement to send: with BEGIN and COMMIT, in one write
-                    # straight through libpq (`_Held`), not psycopg's pipeline (a fifth of a batch's Python)
+                if held is not None:
                     del conn.info[_BUFFER]
-                    wait = (held or _Held(raw, *buffer.statement(), conn.info)).send_unawaited(commit=True)
+                    wait = held.send_unawaited(commit=True)
                 else:
                     send_buffered(conn)
                     queued = conn.info.pop(_QUEUE, None)

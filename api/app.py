@@ -31,6 +31,7 @@ from strawberry.types.unset import UNSET
 from api import finance_exports, results_page, uploads
 from api.graphql.base import Context, RequestDB
 from api.graphql.schema import build_schema
+from api.loop_reads import LoopReads
 from api.logs import IDENTITY_NUMBER
 from ledger import signing, tokens
 from ledger.config import Settings
@@ -76,6 +77,7 @@ class UtfallGraphQL(GraphQL):
         self.gate = gate
         self.body_timeout = body_timeout
         self.signer = signer
+        self.loop_reads: LoopReads | None = None  # PostgreSQL: set by the app's lifespan (api.loop_reads)
         # the actor of each token this process has authenticated, by the secret's hash: a request with a
         # known token runs its query as that actor and checks the token (the same SELECT) in the thread
         # hop of its first read, before that read; only an unknown token costs a hop of its own
@@ -95,7 +97,7 @@ class UtfallGraphQL(GraphQL):
     async def get_context(self, request: Request, response) -> Context:
         rdb = request.state.rdb  # the session the token was checked in
         if rdb is None:
-            rdb = request.state.rdb = RequestDB(self.db, self.executor)
+            rdb = request.state.rdb = RequestDB(self.db, self.executor, self.loop_reads)
         context = Context(db=rdb, actor=request.state.actor, request=request, request_id=request.state.request_id,
                           secret=self.secret, signer=self.signer)
         request.state.context = context
@@ -157,7 +159,7 @@ class UtfallGraphQL(GraphQL):
                 dropped = False
                 try:
                     if secret is not None:
-                        request.state.rdb = rdb = RequestDB(self.db, self.executor)
+                        request.state.rdb = rdb = RequestDB(self.db, self.executor, self.loop_reads)
                         request.state.touch_due = None
                         hashed = tokens.secret_hash(secret)
                         known = self.known_actors.get(hashed) if attempt == 1 else None
@@ -564,8 +566,14 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         quiet_expected_errors(asyncio.get_running_loop())
-        yield
-        executor.shutdown(wait=False)
+        gql.loop_reads = LoopReads.for_database(db, workers, enabled=settings.reads_on_loop)
+        try:
+            yield
+        finally:
+            loop_reads, gql.loop_reads = gql.loop_reads, None
+            if loop_reads is not None:
+                await loop_reads.dispose()
+            executor.shutdown(wait=False)
 
     async def public_key(_request: Request) -> Response:
         # the key tree heads are signed with, for verifiers (ops/verify_proof.py)

@@ -28,6 +28,9 @@ class Settings:
     # PostgreSQL units of work of this process commit in batches through one writer
     # (ledger.db.GroupCommit; ops/SCALING.md); UTFALL_GROUP_COMMIT=0 commits each on its own
     group_commit: bool = True
+    # PostgreSQL: a request's bounded hot reads awaited on the server's event loop, not in a worker
+    # thread (api.loop_reads; ops/SCALING.md); UTFALL_READS_ON_LOOP=0 keeps every read in threads
+    reads_on_loop: bool = True
 
     @property
     def production(self) -> bool:
@@ -64,8 +67,12 @@ def load(environ: dict | None = None, *, require_secret: bool = True) -> Setting
     group_commit = env.get("UTFALL_GROUP_COMMIT", "1")
     if group_commit not in ("0", "1"):
         raise ConfigError(f"UTFALL_GROUP_COMMIT must be 0 or 1, not {group_commit!r}")
+    reads_on_loop = env.get("UTFALL_READS_ON_LOOP", "1")
+    if reads_on_loop not in ("0", "1"):
+        raise ConfigError(f"UTFALL_READS_ON_LOOP must be 0 or 1, not {reads_on_loop!r}")
     return Settings(database_url=url, env=mode, secret=secret_bytes, signing_key=signing_key,
-                    generate_signing_key=generate, group_commit=group_commit == "1", document_dir=env.get("UTFALL_DOCUMENT_DIR") or default_document_dir(url),
+                    generate_signing_key=generate, group_commit=group_commit == "1",
+                    reads_on_loop=reads_on_loop == "1", document_dir=env.get("UTFALL_DOCUMENT_DIR") or default_document_dir(url),
                     document_max_bytes=_byte_count(env, "UTFALL_DOCUMENT_MAX_BYTES", 20 * 1024 * 1024),
                     import_max_bytes=_byte_count(env, "UTFALL_IMPORT_MAX_BYTES", 512 * 1024 * 1024))
 

@@ -92,7 +92,10 @@ class CursorQuery:
         sql, positional, bound, convert = found
         values = {**bound, **params} if params else bound
         sync_pending(connection)  # a group commit batch's postings before it, sent first
-        cursor = connection.connection.driver_connection.cursor()
+        raw = connection.connection.driver_connection
+        if _is_async(raw):
+            return self._rows_awaited(connection, raw, sql, positional, values, convert)
+        cursor = raw.cursor()
         try:
             cursor.execute(sql, [values[name] for name in positional] if positional is not None else values)
             rows = cursor.fetchall()
@@ -103,6 +106,36 @@ class CursorQuery:
         finally:
             cursor.close()
         return convert(rows) if convert is not None else rows
+
+    @staticmethod
+    def _rows_awaited(connection: Connection, raw: Any, sql: str, positional, values: dict, convert) -> list[tuple]:
+        """`rows` on psycopg's asynchronous connection, from the greenlet of a read on the event loop
+        (api.loop_reads): each of the driver's coroutines awaited there."""
+        from sqlalchemy.util import await_only
+        cursor = raw.cursor()
+        try:
+            await_only(cursor.execute(sql, [values[name] for name in positional] if positional is not None else values))
+            rows = await_only(cursor.fetchall())
+        except connection.dialect.loaded_dbapi.Error as err:
+            connection._handle_dbapi_exception(err, sql, values, cursor, None)
+        finally:
+            await_only(cursor.close())
+        return convert(rows) if convert is not None else rows
+
+
+_ASYNC_DRIVERS: dict[type, bool] = {}  # by the driver connection's class: whether its calls are coroutines
+
+
+def _is_async(raw: Any) -> bool:
+    kind = type(raw)
+    found = _ASYNC_DRIVERS.get(kind)
+    if found is None:
+        found = False
+        if kind.__module__.startswith("psycopg"):
+            import psycopg
+            found = issubclass(kind, psycopg.AsyncConnection)
+        _ASYNC_DRIVERS[kind] = found
+    return found
 
 
 class ConvertedOnRead:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -29,6 +29,9 @@ from ledger.access import Actor
 from ledger.audit import IdempotencyRace, run_mutation
 from ledger.db import Database, UnitOfWork
 from ledger.errors import ERROR_CODES, DomainError, MultipleErrors, ValidationError
+
+if TYPE_CHECKING:
+    from api.loop_reads import LoopReads
 
 T = TypeVar("T")
 MAX_PAGE = 100
@@ -434,26 +437,32 @@ class RequestDB:
     request share one session, used by one thread at a time (the lock); each mutation is its
     own unit of work, after which the read session starts afresh so it sees the result.
 
-    One exception, on SQLite only: a read its caller marks `inline` (a few indexed SELECTs with a
-    bounded result, such as a contract and its first page of evidence) runs on the event loop,
-    and the read session is closed there. On SQLite a thread hop costs more CPU than such a read
+    One exception: a read its caller marks `inline` (a few indexed SELECTs with a bounded result,
+    such as a contract and its first page of evidence) runs on the event loop, and its session
+    is closed there. On SQLite it is called there: a thread hop costs more CPU than such a read
     (the wake-up of a worker and the GIL handed back and forth), a reader in WAL mode never
-    waits for a writer, and closing a read transaction is a call into the library. Anything
-    that may write or wait stays in a thread: a token check that is due to record its use, a
-    read that would have to wait for a pooled connection, every read not marked inline.
+    waits for a writer, and closing a read transaction is a call into the library. On PostgreSQL
+    (with `loop_reads`, api.loop_reads) the same code runs in a greenlet over psycopg's
+    asynchronous connection, each statement awaited: the loop serves other requests while the
+    server answers. Anything that may write stays in a thread: a token check that is due to
+    record its use, every read not marked inline; on SQLite, also a read that would have to wait
+    for a pooled connection.
     """
 
-    def __init__(self, db: Database, executor: ThreadPoolExecutor):
+    def __init__(self, db: Database, executor: ThreadPoolExecutor, loop_reads: "LoopReads | None" = None):
         self.db = db
         self.executor = executor
         self._lock = asyncio.Lock()
         self._session: Session | None = None
+        self.loop_reads = loop_reads  # PostgreSQL: inline reads awaited on the event loop (LoopReads)
+        self._loop_session: Any = None  # its AsyncSession, opened by the first inline read
+        self._on_loop = False  # whether the read running now is on the event loop (session() gives its session)
         # a check that must pass, in the worker thread, before this request's first database work
         # (the token of a caller already known to the process): see check_first
         self._first: Callable[[], None] | None = None
         self.refused: BaseException | None = None  # what the first check raised; nothing runs after it
         self.wrote = False  # whether a unit of work was started: then the request is never run again
-        self.reads_inline = db.engine.dialect.name == "sqlite"  # see the class
+        self.reads_inline = db.engine.dialect.name == "sqlite" or loop_reads is not None  # see the class
         self._first_inline = False  # whether the first check may run on the event loop
 
     def check_first(self, check: Callable[[], None], *, inline: bool = False) -> None:
@@ -493,7 +502,10 @@ class RequestDB:
         self._reset()
 
     def session(self) -> Session:
-        """(In a worker thread) the request's read session, opened on first use."""
+        """(In a worker thread) the request's read session, opened on first use; (in a read on the event
+        loop) that read's session."""
+        if self._on_loop:
+            return self._loop_session.sync_session
         if self._session is None:
             # PostgreSQL: no BEGIN and ROLLBACK round trips around a request's reads (see the method)
             self._session = self.db.statement_read_session()
@@ -512,17 +524,42 @@ class RequestDB:
 
     async def read(self, fn: Callable[[Session], T], *, inline: bool = False) -> T:
         """`fn(session)` in a worker thread; with `inline` (a read of a few indexed rows that never writes)
-        on the event loop where that is safe (see the class)."""
+        on the event loop where that is safe (see the class): on PostgreSQL `fn`'s statements are awaited
+        there, so `fn` must read through its session only (SQLAlchemy, or ledger.cursor_reads)."""
         def call() -> T:
             return fn(self.session())
         if inline and self._may_run_inline():
             async with self._lock:
+                if self.loop_reads is not None:
+                    return await self._on_event_loop(self._checked(call))
                 return self._checked(call)()
         return await self._in_thread(call)
+
+    async def _on_event_loop(self, fn: Callable[[], T]) -> T:
+        """(PostgreSQL) `fn` on the event loop, its statements awaited (LoopReads): no thread hop."""
+        if self._loop_session is None:
+            self._loop_session = self.loop_reads.session()
+
+        def run(_sync_session) -> T:
+            self._on_loop = True
+            try:
+                return fn()
+            finally:
+                self._on_loop = False
+        task = asyncio.ensure_future(self._loop_session.run_sync(run))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # graphql-core cancels sibling fields when one fails: the read still runs with the session
+            # (a statement half-read would leave its connection unusable), so hold the lock until it is done
+            await asyncio.wait([task])
+            raise
 
     def _may_run_inline(self) -> bool:
         if not self.reads_inline or (self._first is not None and not self._first_inline):
             return False
+        if self.loop_reads is not None:
+            return True  # waiting for a pooled connection is awaited, not blocking the loop
         if self._session is None:
             # opening the session takes a pooled connection: never wait for one on the event loop
             pool = self.db.engine.pool
@@ -553,6 +590,10 @@ class RequestDB:
             self._session = None
 
     async def close(self) -> None:
+        if self._loop_session is not None:
+            loop_session, self._loop_session = self._loop_session, None
+            async with self._lock:
+                await loop_session.close()
         if self._session is not None:
             if self.reads_inline or self._session.info.get("closes_locally"):
                 # SQLite: ending a read transaction and giving the connection back to the pool never waits;

@@ -65,8 +65,10 @@ def test_graphiql_page_csp_allows_its_own_inline_script_only(db):
     assert "connect-src 'self'" in csp
 
 
-@pytest.mark.parametrize("document", ["{ viewer { role } }", "{ ledgerDigest { sequence } }"],
-                         ids=["token check only", "token check and a read"])
+@pytest.mark.parametrize("document", ["{ viewer { role } }", "{ ledgerDigest { sequence } }",
+                                      '{ contract(id: "T3V0Y29tZUNvbnRyYWN0OjE=") { title evidence(first: 5) '
+                                      '{ nodes { id } } } }'],
+                         ids=["token check only", "token check and a read", "reads awaited on the event loop"])
 def test_a_request_right_after_the_database_dropped_its_connections_succeeds(fresh_engine, backend, document):
     """Without a ping per request: a request that meets a dropped connection and wrote nothing runs again."""
     if backend != "postgresql":
@@ -86,6 +88,38 @@ def test_a_request_right_after_the_database_dropped_its_connections_succeeds(fre
                 second = post(port, document, token)
                 assert second.status == 200 and b'"errors"' not in second.body, second.body
                 assert second.body == first.body
+    finally:
+        app.state.db.engine.dispose()
+
+
+CONTRACT_QUERY = '{ contract(id: "T3V0Y29tZUNvbnRyYWN0OjE=") { title evidence(first: 5) { nodes { id } } } }'
+
+
+def test_a_dropped_connection_met_in_one_pool_has_the_other_pools_forgotten_too(fresh_engine, backend):
+    """Reads awaited on the event loop have a pool of their own (api.loop_reads): a request that met a dropped
+    connection in one pool and runs again must not meet the other pool's dropped one."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL drops connections; SQLite has none to drop")
+    app = create_app(settings("production", url_of(fresh_engine)), workers=4)
+    name = fresh_engine.url.database
+    try:
+        with serving(app) as port:
+            for round_ in range(3):
+                known, new = issue(fresh_engine), issue(fresh_engine)
+                fresh_engine.dispose()  # (the test's own connections are ended below too)
+                # both pools in use: a known token's contract query reads on the event loop, a thread
+                # hop reads the ledger's digest
+                for document in (CONTRACT_QUERY, "{ ledgerDigest { sequence } }", CONTRACT_QUERY):
+                    assert post(port, document, known).status == 200
+                with pg_admin() as admin:
+                    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+                # a token new to the process is checked in a thread first (the thread pool's dropped
+                # connection), then its query reads on the event loop (the loop's pool); in the next round a
+                # known token's check meets the loop's dropped connection first
+                first_in = new if round_ % 2 == 0 else known
+                answer = post(port, CONTRACT_QUERY, first_in)
+                assert answer.status == 200 and b'"errors"' not in answer.body, answer.body
     finally:
         app.state.db.engine.dispose()
 

@@ -89,6 +89,13 @@ def test_group_commit_is_on_unless_turned_off_and_a_typo_is_refused():
         load({"UTFALL_ENV": "development", "UTFALL_GROUP_COMMIT": "yes"})
 
 
+def test_reads_on_the_event_loop_are_on_unless_turned_off_and_a_typo_is_refused():
+    assert load({"UTFALL_ENV": "development"}).reads_on_loop is True
+    assert load({"UTFALL_ENV": "development", "UTFALL_READS_ON_LOOP": "0"}).reads_on_loop is False
+    with pytest.raises(ConfigError, match="UTFALL_READS_ON_LOOP"):
+        load({"UTFALL_ENV": "development", "UTFALL_READS_ON_LOOP": "off"})
+
+
 def serve(env: dict[str, str], cwd) -> tuple[subprocess.CompletedProcess, float]:
     clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
     started = time.monotonic()

@@ -1,8 +1,11 @@
 """Every mutation runs through here: idempotency keys and the audit trail.
 
-The idempotency key row is inserted before the use case runs. A concurrent request with the
-same key then waits on the unique index and fails when the first commits, and the API
-retries it once, when it finds the stored result: retries never duplicate money.
+The idempotency key row is inserted before the use case runs (`INSERT … ON CONFLICT DO
+NOTHING`): a concurrent request with the same key waits on the unique index until the first
+commits, then inserts nothing and finds the stored result instead: retries never duplicate
+money. The key row, its result and the audit event are written through the connection (Core),
+not as ORM objects: one statement each, with no savepoint and no flush of their own — the ORM's
+were most of a mutation's own Python (ops/SCALING.md).
 """
 from __future__ import annotations
 
@@ -13,8 +16,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import inspect, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, insert, inspect, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.access import Actor
 from ledger.db import UnitOfWork
@@ -83,39 +86,48 @@ def run_mutation(
     """Run `action` once per idempotency key, and record who did it with which input."""
     clean = sanitise(params, redact)
     body = canonical_json({"operation": operation, "input": clean})
-    key_row = None
+    key_id = None
     if idempotency_key is not None:
         if not idempotency_key.strip() or len(idempotency_key) > 200 or "\x00" in idempotency_key:
             raise ValidationError("an idempotency key is 1 to 200 characters", code="INVALID_IDEMPOTENCY_KEY",
                                   field=["idempotencyKey"])
         scope = f"token:{actor.token_id}" if actor.token_id is not None else f"name:{actor.name}"
         request_hash = hashlib.sha256(body.encode("utf-8")).hexdigest()
-        s = uow.session
-        existing = s.execute(
-            select(IdempotencyKey).where(IdempotencyKey.scope == scope, IdempotencyKey.key == idempotency_key)
-        ).scalar_one_or_none()
-        if existing is not None:
+        conn = uow.session.connection()
+        key_id = conn.execute(_claim(conn.dialect.name), {
+            "scope": scope, "key": idempotency_key, "operation": operation, "request_hash": request_hash,
+            "result_type": "", "result_id": ""}).scalar_one_or_none()
+        if key_id is None:  # the key is taken: by a committed request, or by an earlier one of this transaction
+            existing = conn.execute(_EXISTING, {"scope": scope, "key": idempotency_key}).first()
+            if existing is None:  # (taken by a transaction that then rolled back: run again)
+                raise IdempotencyRace(idempotency_key)
             if existing.request_hash != request_hash:
                 raise Conflict(
                     "this idempotency key was used before with a different input",
                     code="IDEMPOTENCY_KEY_REUSED", field=["idempotencyKey"],
                 )
             return load(uow, existing.result_type, existing.result_id)
-        key_row = IdempotencyKey(scope=scope, key=idempotency_key, operation=operation,
-                                 request_hash=request_hash, result_type="", result_id="")
-        try:
-            with s.begin_nested():
-                s.add(key_row)
-                s.flush()
-        except IntegrityError as exc:
-            raise IdempotencyRace(idempotency_key) from exc
     result = action()
     rtype, rid = ref(result) if result is not None else (None, None)
-    if key_row is not None:
-        key_row.result_type, key_row.result_id = rtype or "", rid or ""
-    uow.session.add(AuditEvent(
-        actor=actor.name, role=actor.role, party_id=actor.party_id, operation=operation,
-        input=canonical_json(clean), result_type=rtype, result_id=rid,
-    ))
-    uow.session.flush()
+    conn = uow.session.connection()
+    if key_id is not None:
+        conn.execute(_RESULT, {"key_id": key_id, "new_type": rtype or "", "new_id": rid or ""})
+    conn.execute(_AUDIT, {"actor": actor.name, "role": actor.role, "party_id": actor.party_id, "operation": operation,
+                          "input": canonical_json(clean), "result_type": rtype, "result_id": rid})
+    uow.session.flush()  # whatever the use case left pending, as before
     return result
+
+
+_KEYS, _EVENTS = IdempotencyKey.__table__, AuditEvent.__table__
+_CLAIMS = {name: dialect.insert(_KEYS).on_conflict_do_nothing(index_elements=["scope", "key"]).returning(_KEYS.c.id)
+           for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+_EXISTING = select(_KEYS.c.request_hash, _KEYS.c.result_type, _KEYS.c.result_id).where(
+    _KEYS.c.scope == bindparam("scope"), _KEYS.c.key == bindparam("key"))
+_RESULT = update(_KEYS).where(_KEYS.c.id == bindparam("key_id")).values(
+    result_type=bindparam("new_type"), result_id=bindparam("new_id"))
+_AUDIT = insert(_EVENTS)
+
+
+def _claim(dialect: str) -> Any:
+    """INSERT of a key row that inserts nothing (and returns no id) when the key is taken."""
+    return _CLAIMS[dialect]

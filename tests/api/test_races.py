@@ -52,7 +52,8 @@ def world(fresh_engine, caplog, tmp_path):
     try:
         with serving(app) as port:
             yield {"port": port, "provider": provider, "admin": admin, "fm": fm, "verifier": verifier,
-                   "contract": to_global_id("OutcomeContract", c.id), "db": app.state.db}
+                   "contract": to_global_id("OutcomeContract", c.id), "db": app.state.db,
+                   "fund": to_global_id("Fund", fund.id)}
     finally:
         app.state.db.engine.dispose()
 
@@ -106,6 +107,35 @@ def test_the_served_mutations_commit_through_the_group_commit_on_postgresql(worl
     assert len({p["party"]["id"] for p in payloads}) == 8
     if grouped is not None:
         assert grouped.committed - before == 8
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
+
+DEPOSIT = """mutation($input: DepositCapitalInput!) { depositCapital(input: $input) {
+  transaction { sequence } userErrors { code field message } } }"""
+
+
+def test_eight_requests_with_one_idempotency_key_post_once_and_all_answer_its_result(world, caplog):
+    # a client retrying at once (a proxy's retry, a double click): the first request claims the key, the
+    # others wait on it and answer the same transaction; one posting, one key, whichever commits first
+    from sqlalchemy import func, select
+    from ledger.models import AuditEvent, IdempotencyKey, Transaction
+    with world["db"].reading() as s:
+        before = s.execute(select(func.count()).select_from(Transaction)).scalar_one()
+    deposit = {"fundId": world["fund"], "amount": {"amount": "125.50", "currency": "SEK"},
+               "effectiveDate": "2026-03-01", "reference": "inbetalning mars", "idempotencyKey": "deposit-2026-03"}
+    payloads = race(world["port"], world["fm"], DEPOSIT, lambda i: {"input": deposit}, "depositCapital")
+    assert [p["userErrors"] for p in payloads] == [[]] * 8
+    assert len({p["transaction"]["sequence"] for p in payloads}) == 1
+    # the same key with another input, at once: refused, never posted
+    other = race(world["port"], world["fm"], DEPOSIT, lambda i: {"input": {**deposit, "reference": f"annan {i}"}},
+                 "depositCapital")
+    assert all([e["code"] for e in p["userErrors"]] == ["IDEMPOTENCY_KEY_REUSED"] for p in other), other
+    with world["db"].reading() as s:
+        assert s.execute(select(func.count()).select_from(Transaction)).scalar_one() == before + 1
+        keys = s.execute(select(IdempotencyKey).where(IdempotencyKey.key == "deposit-2026-03")).scalars().all()
+        assert len(keys) == 1 and keys[0].result_type == "Transaction"
+        assert s.execute(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.operation == "depositCapital")).scalar_one() == 1
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from typing import Any
 
 from sqlalchemy import event
@@ -65,7 +66,6 @@ def _forget_together(threads: Engine, loop: Engine) -> None:
     """A connection found dropped by the database in either pool has the other pool's idle connections
     forgotten too (a restart, or an administrator ending the backends, drops them all): a request that
     met it runs again (api.app) on fresh connections in both, not on the other pool's dead one."""
-    import weakref
     engines = (weakref.ref(threads), weakref.ref(loop))
     for this, other in ((engines[0], engines[1]), (engines[1], engines[0])):
         def forget_other(context, other=other) -> None:

@@ -94,7 +94,7 @@ def run_mutation(
         scope = f"token:{actor.token_id}" if actor.token_id is not None else f"name:{actor.name}"
         request_hash = hashlib.sha256(body.encode("utf-8")).hexdigest()
         conn = uow.session.connection()
-        key_id = conn.execute(_claim(conn.dialect.name), {
+        key_id = conn.execute(_CLAIMS[conn.dialect.name], {
             "scope": scope, "key": idempotency_key, "operation": operation, "request_hash": request_hash,
             "result_type": "", "result_id": ""}).scalar_one_or_none()
         if key_id is None:  # the key is taken: by a committed request, or by an earlier one of this transaction
@@ -119,6 +119,7 @@ def run_mutation(
 
 
 _KEYS, _EVENTS = IdempotencyKey.__table__, AuditEvent.__table__
+# INSERT of a key row that inserts nothing (and returns no id) when the key is taken
 _CLAIMS = {name: dialect.insert(_KEYS).on_conflict_do_nothing(index_elements=["scope", "key"]).returning(_KEYS.c.id)
            for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
 _EXISTING = select(_KEYS.c.request_hash, _KEYS.c.result_type, _KEYS.c.result_id).where(
@@ -126,8 +127,3 @@ _EXISTING = select(_KEYS.c.request_hash, _KEYS.c.result_type, _KEYS.c.result_id)
 _RESULT = update(_KEYS).where(_KEYS.c.id == bindparam("key_id")).values(
     result_type=bindparam("new_type"), result_id=bindparam("new_id"))
 _AUDIT = insert(_EVENTS)
-
-
-def _claim(dialect: str) -> Any:
-    """INSERT of a key row that inserts nothing (and returns no id) when the key is taken."""
-    return _CLAIMS[dialect]

@@ -92,50 +92,36 @@ class CursorQuery:
         sql, positional, bound, convert = found
         values = {**bound, **params} if params else bound
         sync_pending(connection)  # a group commit batch's postings before it, sent first
+        args = [values[name] for name in positional] if positional is not None else values
         raw = connection.connection.driver_connection
-        if _is_async(raw):
-            return self._rows_awaited(connection, raw, sql, positional, values, convert)
-        cursor = raw.cursor()
-        try:
-            cursor.execute(sql, [values[name] for name in positional] if positional is not None else values)
-            rows = cursor.fetchall()
-        except connection.dialect.loaded_dbapi.Error as err:
-            # as SQLAlchemy's execute would: wrapped in its DBAPIError and, for a connection the database
-            # dropped, the pool's connections invalidated (connection_invalidated says so to the caller)
-            connection._handle_dbapi_exception(err, sql, values, cursor, None)
-        finally:
-            cursor.close()
-        return convert(rows) if convert is not None else rows
-
-    @staticmethod
-    def _rows_awaited(connection: Connection, raw: Any, sql: str, positional, values: dict, convert) -> list[tuple]:
-        """`rows` on psycopg's asynchronous connection, from the greenlet of a read on the event loop
-        (api.loop_reads): each of the driver's coroutines awaited there."""
-        from sqlalchemy.util import await_only
-        cursor = raw.cursor()
-        try:
-            await_only(cursor.execute(sql, [values[name] for name in positional] if positional is not None else values))
-            rows = await_only(cursor.fetchall())
-        except connection.dialect.loaded_dbapi.Error as err:
-            connection._handle_dbapi_exception(err, sql, values, cursor, None)
-        finally:
-            await_only(cursor.close())
+        if connection.dialect.is_async:  # a read on the event loop (api.loop_reads), in its greenlet
+            rows = _fetch_awaited(connection, raw, sql, args, values)
+        else:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(sql, args)
+                rows = cursor.fetchall()
+            except connection.dialect.loaded_dbapi.Error as err:
+                # as SQLAlchemy's execute would: wrapped in its DBAPIError and, for a connection the database
+                # dropped, the pool's connections invalidated (connection_invalidated says so to the caller)
+                connection._handle_dbapi_exception(err, sql, values, cursor, None)
+            finally:
+                cursor.close()
         return convert(rows) if convert is not None else rows
 
 
-_ASYNC_DRIVERS: dict[type, bool] = {}  # by the driver connection's class: whether its calls are coroutines
-
-
-def _is_async(raw: Any) -> bool:
-    kind = type(raw)
-    found = _ASYNC_DRIVERS.get(kind)
-    if found is None:
-        found = False
-        if kind.__module__.startswith("psycopg"):
-            import psycopg
-            found = issubclass(kind, psycopg.AsyncConnection)
-        _ASYNC_DRIVERS[kind] = found
-    return found
+def _fetch_awaited(connection: Connection, raw: Any, sql: str, args: Any, values: dict) -> list[tuple]:
+    """The rows of `sql` on psycopg's asynchronous connection, each of the driver's coroutines awaited in
+    the greenlet the read runs in; errors as CursorQuery.rows raises them."""
+    from sqlalchemy.util import await_only
+    cursor = raw.cursor()
+    try:
+        await_only(cursor.execute(sql, args))
+        return await_only(cursor.fetchall())
+    except connection.dialect.loaded_dbapi.Error as err:
+        connection._handle_dbapi_exception(err, sql, values, cursor, None)
+    finally:
+        await_only(cursor.close())
 
 
 class ConvertedOnRead:

@@ -14,6 +14,15 @@ app with the same parser and validation caches, uvicorn with one worker — the 
 model), so the ratio says what the database, authentication and the service's resolvers cost.
 A bare Starlette endpoint returning the same bytes is printed beside it as the HTTP floor.
 
+Served mutations, in the same run and against the same servers: `depositCapital` (one ledger
+posting each, through the group commit on PostgreSQL) as a fund manager, every request with an
+idempotency key of its own, beside strawberry answering the same mutation from an in-memory
+ledger (a key's result kept, a sequence and a SHA-256 chain: what the service does, without
+the database, its durability, authentication, the audit trail or the use case's checks). After
+each run the ledger must have grown by exactly the requests answered (and at most the
+connections' requests still in flight when the load stopped): a key answered from its stored
+result, or a mutation refused, would pass for speed.
+
 Load comes from `wrk` when it is installed (2 threads, 8 connections), else from a Python client
 in its own process (keep-alive connections in threads): never from threads in the server's
 process. Every server writes its log to a file, never to a pipe nobody reads (a full pipe blocks
@@ -40,6 +49,10 @@ from pathlib import Path
 QUERY = """query($c: ID!) { contract(id: $c) { title status
   evidence(first: 100) { nodes { id metricCode status achievedOn submittedBy decidedBy
                                  participant { externalRef area } documents { sha256 filename } } } } }"""
+# the idempotency key is made per request by the load generator (`KEY`, replaced in the body)
+MUTATION = """mutation($input: DepositCapitalInput!) { depositCapital(input: $input) {
+  transaction { sequence hash } userErrors { code field message } } }"""
+KEY = "@KEY@"
 BACKENDS = ("sqlite", "postgresql")
 
 
@@ -84,14 +97,39 @@ wrk.body = [==[%s]==]
 """
 
 
-def _wrk(url: str, body: bytes, headers: dict, seconds: float, connections: int, tmp: Path) -> dict:
-    """Load from wrk (C, its own process): requests/s, p50 and p99 from its latency distribution."""
+# each request's body with `KEY` replaced by a key of its own: the run's nonce, wrk's thread, a counter
+WRK_KEYED = """
+local made = 0
+function setup(thread)
+  made = made + 1
+  thread:set("id", made)
+end
+local prefix, counter = "", 0
+function init(args)
+  prefix = args[1] .. "-" .. id .. "-"
+end
+function request()
+  counter = counter + 1
+  local body = string.gsub(wrk.body, "%s", prefix .. counter)
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+def _wrk(url: str, body: bytes, headers: dict, seconds: float, connections: int, tmp: Path,
+         keyed: str | None = None) -> dict:
+    """Load from wrk (C, its own process): requests/s, p50 and p99 from its latency distribution.
+    With `keyed` (a nonce), every request carries a key of its own in place of `KEY`."""
     script = tmp / "wrk-post.lua"
     header_lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
-    script.write_text(WRK_SCRIPT % (body.decode(), header_lines), encoding="utf-8")
+    text = WRK_SCRIPT % (body.decode(), header_lines)
+    if keyed is not None:
+        text += WRK_KEYED % KEY
+    script.write_text(text, encoding="utf-8")
     threads = min(2, connections)
     out = subprocess.run([WRK, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-                          "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60)
+                          "-s", str(script), url, *(["--", keyed] if keyed is not None else [])],
+                         capture_output=True, text=True, timeout=seconds + 60)
     if out.returncode != 0:
         raise RuntimeError(f"wrk failed: {out.stderr.strip()[-2000:]}")
     return parse_wrk(out.stdout)
@@ -138,8 +176,9 @@ def parse_wrk(text: str) -> dict:
             "generator": "wrk"}
 
 
-def load(url: str, body: bytes, headers: dict, seconds: float, connections: int) -> dict:
-    """Send `body` as fast as `connections` keep-alive connections allow for `seconds`."""
+def load(url: str, body: bytes, headers: dict, seconds: float, connections: int, keyed: str | None = None) -> dict:
+    """Send `body` as fast as `connections` keep-alive connections allow for `seconds`; with
+    `keyed` (a nonce), each request with `KEY` replaced by a key of its own."""
     import http.client
     from urllib.parse import urlsplit
     parts = urlsplit(url)
@@ -150,13 +189,16 @@ def load(url: str, body: bytes, headers: dict, seconds: float, connections: int)
 
     failures: list[str] = []
 
-    def worker():
+    def worker(n: int):
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
         mine = []
+        sent = 0
         while time.perf_counter() < stop:
             t0 = time.perf_counter()
+            sent += 1
+            this = body if keyed is None else body.replace(KEY.encode(), f"{keyed}-{n}-{sent}".encode())
             try:
-                conn.request("POST", parts.path, body=body, headers=headers)
+                conn.request("POST", parts.path, body=this, headers=headers)
                 response = conn.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException) as exc:
@@ -167,7 +209,7 @@ def load(url: str, body: bytes, headers: dict, seconds: float, connections: int)
                 conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
                 continue
             mine.append(time.perf_counter() - t0)
-            if response.status != 200 or b'"errors"' in data[:200]:
+            if response.status != 200 or b'"errors"' in data[:200] or (keyed is not None and _refused(data)):
                 with lock:
                     errors[0] += 1
                     failures.append(f"HTTP {response.status}: {data[:200]!r}")
@@ -175,7 +217,7 @@ def load(url: str, body: bytes, headers: dict, seconds: float, connections: int)
             latencies.extend(mine)
         conn.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(connections)]
     started = time.perf_counter()
     for t in threads:
         t.start()
@@ -190,10 +232,20 @@ def load(url: str, body: bytes, headers: dict, seconds: float, connections: int)
             "p50_ms": pick(0.50), "p99_ms": pick(0.99)}
 
 
-def _load_in_subprocess(url: str, body: bytes, headers: dict, seconds: float, connections: int) -> dict:
+def _refused(data: bytes) -> bool:
+    """Whether a mutation's answer is not a success: no payload, or userErrors in it."""
+    try:
+        payload = next(iter(json.loads(data)["data"].values()))
+    except (ValueError, KeyError, TypeError, StopIteration, AttributeError):
+        return True
+    return not isinstance(payload, dict) or payload.get("userErrors") != []
+
+
+def _load_in_subprocess(url: str, body: bytes, headers: dict, seconds: float, connections: int,
+                        keyed: str | None = None) -> dict:
     """The load generator runs in its own process, so it does not share the server's interpreter."""
     spec = json.dumps({"url": url, "body": body.decode(), "headers": headers, "seconds": seconds,
-                       "connections": connections})
+                       "connections": connections, "keyed": keyed})
     out = subprocess.run([sys.executable, "-m", "ops.bench.http", "--generator", spec], capture_output=True,
                          text=True)
     if out.returncode != 0:
@@ -249,33 +301,69 @@ def _database(backend: str, tmp: Path):
         with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
     from sqlalchemy import select
-    from ledger.models import OutcomeContract
+    from ledger.models import OutcomeContract, OutcomesFund
     with Database(engine).reading() as s:
         contract_id = s.execute(select(OutcomeContract.id).order_by(OutcomeContract.id)).scalars().first()
+        fund_id = s.execute(select(OutcomesFund.id).order_by(OutcomesFund.id)).scalars().first()
     engine.dispose()
     auditor = next(t.token for t in tokens if t.role == "AUDITOR")
-    return url, drop, auditor, contract_id
+    manager = next(t.token for t in tokens if t.role == "FUND_MANAGER")
+    return url, drop, auditor, contract_id, manager, fund_id
 
 
-def _generate(url: str, body: bytes, headers: dict, seconds: float, connections: int, tmp: Path) -> dict:
-    """One timed load: wrk when installed, else the Python client in its own process."""
-    if WRK:
-        return _wrk(url, body, headers, seconds, connections, tmp)
-    return {**_load_in_subprocess(url, body, headers, seconds, connections), "generator": "python client"}
+def _head(url: str) -> int:
+    """The ledger's head sequence: how many transactions it holds."""
+    from sqlalchemy import create_engine, text
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT sequence FROM ledger_head WHERE id = 1")).scalar_one()
+    finally:
+        engine.dispose()
 
 
-def run(quick: bool = False, backends=BACKENDS, log=lambda m: print(m, file=sys.stderr, flush=True)) -> list[dict]:
-    """Measure GraphQL over HTTP on each backend beside strawberry from memory (and bare Starlette)."""
+def _settled_head(url: str, quiet: float = 0.3, timeout: float = 10.0) -> int:
+    """The head once nothing has posted for `quiet` seconds: requests still in flight when the load
+    stopped are answered (or not) by then."""
+    deadline = time.monotonic() + timeout
+    last = _head(url)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = _head(url)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+def _generate(url: str, body: bytes, headers: dict, seconds: float, connections: int, tmp: Path,
+              keyed: str | None = None, generator: str | None = None) -> dict:
+    """One timed load: wrk when installed (or `generator` says "wrk"), else the Python client in its
+    own process. With `keyed` (a nonce), each request carries an idempotency key of its own."""
+    if (generator or ("wrk" if WRK else "python client")) == "wrk":
+        return _wrk(url, body, headers, seconds, connections, tmp, keyed)
+    return {**_load_in_subprocess(url, body, headers, seconds, connections, keyed), "generator": "python client"}
+
+
+def run(quick: bool = False, backends=BACKENDS, log=lambda m: print(m, file=sys.stderr, flush=True), *,
+        seconds: float | None = None, rounds: int = 3, generator: str | None = None) -> list[dict]:
+    """Measure GraphQL over HTTP on each backend beside strawberry from memory (and bare Starlette):
+    the contract query, then the `depositCapital` mutation."""
     from api.graphql.base import to_global_id
-    seconds, rounds, connections = (3.0, 3, 8) if quick else (10.0, 3, 8)
+    seconds = seconds if seconds is not None else (3.0 if quick else 10.0)
+    connections = 8
     out = []
     for backend in backends:
         with tempfile.TemporaryDirectory() as tmp_name:
             tmp = Path(tmp_name)
-            url, drop, token, contract_id = _database(backend, tmp)
+            url, drop, token, contract_id, manager, fund_id = _database(backend, tmp)
             try:
                 body = json.dumps({"query": QUERY, "variables": {"c": to_global_id("OutcomeContract", contract_id)}}).encode()
                 headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+                deposit = json.dumps({"query": MUTATION, "variables": {"input": {
+                    "fundId": to_global_id("Fund", fund_id), "amount": {"amount": "1.00", "currency": "SEK"},
+                    "effectiveDate": date.today().isoformat(), "reference": "bench", "idempotencyKey": KEY}}}).encode()
+                manager_headers = {**headers, "Authorization": f"Bearer {manager}"}
                 port, straw_port, bare_port = _free_port(), _free_port(), _free_port()
                 env = {**os.environ, "DATABASE_URL": url, "UTFALL_ENV": "production",
                        "UTFALL_SECRET": "bench-secret-0123456789"}
@@ -287,70 +375,128 @@ def run(quick: bool = False, backends=BACKENDS, log=lambda m: print(m, file=sys.
                     # one checked request: a 200 with data and no errors (wrk only counts statuses)
                     sample = _load_in_subprocess(targets["service"], body, headers, 1.0, 1)
                     payload = tmp / "payload.json"
-                    import http.client
-                    c = http.client.HTTPConnection("127.0.0.1", port)
-                    c.request("POST", "/graphql", body=body, headers=headers)
-                    payload.write_bytes(c.getresponse().read())
-                    c.close()
+                    payload.write_bytes(_post(targets["service"], body, headers))
+                    # and one checked mutation: it posts, and its answer is the shape the reference answers in
+                    answered = _post(targets["service"], deposit.replace(KEY.encode(), f"check-{os.getpid()}".encode()),
+                                     manager_headers)
+                    if _refused(answered):
+                        raise RuntimeError(f"the bench's depositCapital was refused: {answered[:500]!r}")
                     with _process([sys.executable, "-m", "ops.bench.strawberry_reference", str(payload), str(straw_port)],
                                   env, straw_port, tmp / "strawberry.log"), \
                          _process([sys.executable, "-c", BARE_APP, str(payload), str(bare_port)], env, bare_port,
                                   tmp / "starlette.log"):
                         same = _same_response(targets["strawberry"], body, headers, payload.read_bytes())
+                        same_mutation = _same_shape(json.loads(_post(
+                            targets["strawberry"], deposit.replace(KEY.encode(), b"check"), manager_headers)),
+                            json.loads(answered))
                         figures: dict[str, list[dict]] = {k: [] for k in targets}
                         for r in range(rounds):  # interleaved, odd rounds reversed
                             for name in targets if r % 2 == 0 else reversed(targets):
-                                figures[name].append(_generate(targets[name], body, headers, seconds, connections, tmp))
-                med = lambda xs, k: statistics.median(x[k] for x in xs)  # noqa: E731
-                runs = figures["service"]
-                generator = runs[0]["generator"]
+                                figures[name].append(_generate(targets[name], body, headers, seconds, connections, tmp,
+                                                               generator=generator))
+                        mutations: dict[str, list[dict]] = {"service": [], "strawberry": []}
+                        for r in range(rounds):
+                            for name in mutations if r % 2 == 0 else reversed(mutations):
+                                before = _settled_head(url) if name == "service" else None
+                                figure = _generate(targets[name], deposit, manager_headers, seconds, connections, tmp,
+                                                   keyed=f"bench-{os.getpid()}-{name}-{r}", generator=generator)
+                                if before is not None:
+                                    figure["posted"] = _settled_head(url) - before
+                                mutations[name].append(figure)
+                generator_used = figures["service"][0]["generator"]
                 references = {"strawberry": "strawberry from memory, same response",
                               "starlette": "bare Starlette, same JSON bytes"}
                 for ref, label in references.items():
-                    refs = figures[ref]
-                    result = {
-                        "benchmark": "http", "operation": f"GraphQL contract + 100 evidence, {connections} conns",
-                        "backend": backend, "size": payload.stat().st_size, "unit": "req/s", "higher_is_better": True,
-                        "median": med(runs, "rps"), "min": min(r["rps"] for r in runs), "max": max(r["rps"] for r in runs),
-                        "p50_ms": med(runs, "p50_ms"), "p99_ms": med(runs, "p99_ms"),
-                        "errors": sum(r["errors"] for r in runs) + sample["errors"],
-                        "failures": [f for r in runs for f in r["failures"]][:3],
-                        "reference": {"operation": label, "median": med(refs, "rps"), "min": min(x["rps"] for x in refs),
-                                      "max": max(x["rps"] for x in refs), "p50_ms": med(refs, "p50_ms"),
-                                      "p99_ms": med(refs, "p99_ms"), "errors": sum(x["errors"] for x in refs)},
-                        "generator": generator, "seconds": seconds, "rounds": rounds,
-                        "reference_same_response": same if ref == "strawberry" else True,
-                        "note": "server and load generator share the machine's 2 cores",
-                    }
-                    result["ratio"] = result["median"] / result["reference"]["median"]
-                    log(f"  {backend}: {result['median']:.0f} req/s (p50 {result['p50_ms']:.1f} ms, "
-                        f"p99 {result['p99_ms']:.1f} ms) vs {label} {result['reference']['median']:.0f} req/s "
-                        f"({generator}); errors {result['errors']} {result['failures']}")
+                    result = _result(f"GraphQL contract + 100 evidence, {connections} conns", backend,
+                                     payload.stat().st_size, figures["service"], figures[ref], label,
+                                     generator_used, seconds, rounds, extra_errors=sample["errors"],
+                                     extra_failures=sample["failures"])
+                    result["reference_same_response"] = same if ref == "strawberry" else True
                     out.append(result)
+                    _log(log, backend, result)
+                result = _result(f"GraphQL depositCapital (a posting each), {connections} conns", backend, len(answered),
+                                 mutations["service"], mutations["strawberry"],
+                                 "strawberry, in-memory ledger, same shape", generator_used, seconds, rounds)
+                # every request answered posted once: no key answered from a stored result, no refusal
+                unposted = [f for f in mutations["service"]
+                            if not f["requests"] <= f["posted"] <= f["requests"] + connections]
+                if unposted:
+                    result["errors"] += len(unposted)
+                    result["failures"] = [f"answered {f['requests']}, posted {f['posted']}" for f in unposted][:3]
+                result["posted"] = [f["posted"] for f in mutations["service"]]
+                result["answered"] = [f["requests"] for f in mutations["service"]]
+                result["reference_same_response"] = same_mutation
+                out.append(result)
+                _log(log, backend, result)
             finally:
                 drop()
     return out
 
 
-def _same_response(url: str, body: bytes, headers: dict, expected: bytes) -> bool:
-    """Whether the reference answers with the same JSON as the service did (values and order)."""
+def _result(operation: str, backend: str, size, runs: list[dict], refs: list[dict], label: str, generator: str,
+            seconds: float, rounds: int, extra_errors: int = 0, extra_failures=()) -> dict:
+    med = lambda xs, k: statistics.median(x[k] for x in xs)  # noqa: E731
+    result = {
+        "benchmark": "http", "operation": operation,
+        "backend": backend, "size": size, "unit": "req/s", "higher_is_better": True,
+        "median": med(runs, "rps"), "min": min(r["rps"] for r in runs), "max": max(r["rps"] for r in runs),
+        "p50_ms": med(runs, "p50_ms"), "p99_ms": med(runs, "p99_ms"),
+        "errors": sum(r["errors"] for r in runs) + extra_errors,
+        "failures": ([f for r in runs for f in r["failures"]] + list(extra_failures))[:3],
+        "reference": {"operation": label, "median": med(refs, "rps"), "min": min(x["rps"] for x in refs),
+                      "max": max(x["rps"] for x in refs), "p50_ms": med(refs, "p50_ms"),
+                      "p99_ms": med(refs, "p99_ms"), "errors": sum(x["errors"] for x in refs)},
+        "generator": generator, "seconds": seconds, "rounds": rounds,
+        "note": "server and load generator share the machine's 2 cores",
+    }
+    result["ratio"] = result["median"] / result["reference"]["median"]
+    return result
+
+
+def _log(log, backend: str, result: dict) -> None:
+    ref = result["reference"]
+    log(f"  {backend}: {result['operation']}: {result['median']:.0f} req/s (p50 {result['p50_ms']:.1f} ms, "
+        f"p99 {result['p99_ms']:.1f} ms) vs {ref['operation']} {ref['median']:.0f} req/s "
+        f"({result['generator']}); errors {result['errors']} {result['failures']}")
+
+
+def _post(url: str, body: bytes, headers: dict) -> bytes:
     import http.client
     from urllib.parse import urlsplit
     parts = urlsplit(url)
     c = http.client.HTTPConnection(parts.hostname, parts.port)
     try:
         c.request("POST", parts.path, body=body, headers=headers)
-        return json.loads(c.getresponse().read()) == json.loads(expected)
+        return c.getresponse().read()
     finally:
         c.close()
 
 
+def _same_shape(a, b) -> bool:
+    """Whether two JSON values have the same keys, nesting and kinds of value (not the same values)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(_same_shape(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_shape(x, y) for x, y in zip(a, b))
+    return type(a) is type(b)
+
+
+def _same_response(url: str, body: bytes, headers: dict, expected: bytes) -> bool:
+    """Whether the reference answers with the same JSON as the service did (values and order)."""
+    return json.loads(_post(url, body, headers)) == json.loads(expected)
+
+
 def table(results) -> str:
-    lines = [f"{'operation':<44} {'backend':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'reference':<40} "
+    lines = [f"{'operation':<52} {'backend':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'reference':<40} "
              f"{'ref req/s':>9} {'ratio':>7}"]
     for r in results:
-        lines.append(f"{r['operation']:<44} {r['backend']:<10} {r['median']:>8.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+        lines.append(f"{r['operation']:<52} {r['backend']:<10} {r['median']:>8.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
                      f"{r['reference']['operation']:<40} {r['reference']['median']:>9.0f} {r['ratio']:>7.2f}")
+    for r in results:
+        if "posted" in r:
+            lines.append(f"{r['backend']}: depositCapital, answered / posted per run: "
+                         + ", ".join(f"{a} / {p}" for a, p in zip(r["answered"], r["posted"]))
+                         + (" (every answer posted once)" if not r["errors"] else f" — FAILED: {r['failures']}"))
     generators = sorted({r.get("generator", "?") for r in results})
     lines.append(f"Load from {', '.join(generators)} (its own process, loopback); it shares the machine's 2 cores "
                  "with the server.")
@@ -368,7 +514,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.generator:
         spec = json.loads(args.generator)
-        print(json.dumps(load(spec["url"], spec["body"].encode(), spec["headers"], spec["seconds"], spec["connections"])))
+        print(json.dumps(load(spec["url"], spec["body"].encode(), spec["headers"], spec["seconds"], spec["connections"],
+                              spec.get("keyed"))))
         return 0
     backends = BACKENDS if args.backend == "both" else (args.backend,)
     results = run(args.quick, backends)

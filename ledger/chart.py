@@ -56,6 +56,18 @@ def account(uow: UnitOfWork, code: str, party_id: int, currency: str, *, contrac
                                 contract_id=contract_id, counterparty_id=counterparty_id, fund_id=fund_id)
 
 
+def wanted(code: str, party_id: int, currency: str, *, contract_id: int | None = None,
+           counterparty_id: int | None = None, fund_id: int | None = None) -> dict:
+    """An account `accounts` is to give, named as `account` names it."""
+    return dict(code=code, name=NAMES[code], party_id=party_id, currency=currency, contract_id=contract_id,
+                counterparty_id=counterparty_id, fund_id=fund_id)
+
+
+def accounts(uow: UnitOfWork, *each: dict) -> list[Account]:
+    """Several accounts as `account` gives one (each from `wanted`), in one statement."""
+    return journal.open_accounts(uow, each)
+
+
 @dataclass(frozen=True)
 class FundPosition:
     capital: int

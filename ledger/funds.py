@@ -44,8 +44,8 @@ def deposit_capital(uow: UnitOfWork, *, actor: Actor, fund_id: int, amount: m.Mo
                               code="CURRENCY_MISMATCH", field=["amount", "currency"])
     if amount.amount <= 0:
         raise ValidationError("capital paid in must be positive", code="NON_POSITIVE_AMOUNT", field=["amount", "amount"])
-    cash = chart.account(uow, chart.FUND_CASH, fund.manager_id, fund.currency, fund_id=fund.id)
-    capital = chart.account(uow, chart.FUND_CAPITAL, fund.manager_id, fund.currency, fund_id=fund.id)
+    cash, capital = chart.accounts(uow, chart.wanted(chart.FUND_CASH, fund.manager_id, fund.currency, fund_id=fund.id),
+                                   chart.wanted(chart.FUND_CAPITAL, fund.manager_id, fund.currency, fund_id=fund.id))
     return journal.post(
         uow, actor=actor.label, kind="CAPITAL_DEPOSIT", description=f"Capital paid in to {fund.name}: {reference}",
         effective_date=effective_date, postings=[journal.Posting(cash.id, amount), journal.Posting(capital.id, -amount)],

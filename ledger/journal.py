@@ -196,18 +196,34 @@ def open_account(
     contract_id: int | None = None, counterparty_id: int | None = None, fund_id: int | None = None,
 ) -> Account:
     """The account for (code, party, contract, counterparty, currency, fund), opened if new."""
-    m.currency(currency)
-    key = account_key(code, party_id, currency, contract_id, counterparty_id, fund_id)
+    return open_accounts(uow, [dict(code=code, name=name, party_id=party_id, currency=currency,
+                                    contract_id=contract_id, counterparty_id=counterparty_id, fund_id=fund_id)])[0]
+
+
+def open_accounts(uow: UnitOfWork, wanted: Sequence[dict]) -> list[Account]:
+    """The accounts `open_account` would give for each of `wanted` (its keyword arguments), in that
+    order, read in ONE statement: a use case posting to two accounts waited for two round trips."""
+    keyed = []
+    for spec in wanted:
+        m.currency(spec["currency"])
+        keyed.append((account_key(spec["code"], spec["party_id"], spec["currency"], spec.get("contract_id"),
+                                  spec.get("counterparty_id"), spec.get("fund_id")), spec))
     s = uow.session
-    acc = s.execute(select(Account).where(Account.key == key)).scalar_one_or_none()
-    if acc is None:
-        acc = Account(
-            key=key, code=code, name=name, party_id=party_id, currency=currency,
-            contract_id=contract_id, counterparty_id=counterparty_id, fund_id=fund_id, balance_minor=0, last_sequence=0,
-        )
-        s.add(acc)
+    keys = sorted({key for key, _ in keyed})
+    found = {a.key: a for a in s.execute(select(Account).where(Account.key.in_(keys))).scalars()}
+    opened = False
+    for key, spec in keyed:
+        if key not in found:
+            found[key] = Account(
+                key=key, code=spec["code"], name=spec["name"], party_id=spec["party_id"], currency=spec["currency"],
+                contract_id=spec.get("contract_id"), counterparty_id=spec.get("counterparty_id"),
+                fund_id=spec.get("fund_id"), balance_minor=0, last_sequence=0,
+            )
+            s.add(found[key])
+            opened = True
+    if opened:
         s.flush()
-    return acc
+    return [found[key] for key, _ in keyed]
 
 
 def close_account(uow: UnitOfWork, account_id: int) -> Account:

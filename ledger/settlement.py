@@ -33,10 +33,11 @@ def fund_of(uow_or_session, contract: OutcomeContract, party_id: int) -> int | N
 
 def _pair(uow: UnitOfWork, contract: OutcomeContract, debtor: int, creditor: int) -> tuple[Account, Account]:
     cur = contract.currency
-    payable = chart.account(uow, chart.PAYABLE, debtor, cur, contract_id=contract.id, counterparty_id=creditor,
-                            fund_id=fund_of(uow, contract, debtor))
-    receivable = chart.account(uow, chart.RECEIVABLE, creditor, cur, contract_id=contract.id, counterparty_id=debtor,
-                               fund_id=fund_of(uow, contract, creditor))
+    payable, receivable = chart.accounts(
+        uow, chart.wanted(chart.PAYABLE, debtor, cur, contract_id=contract.id, counterparty_id=creditor,
+                          fund_id=fund_of(uow, contract, debtor)),
+        chart.wanted(chart.RECEIVABLE, creditor, cur, contract_id=contract.id, counterparty_id=debtor,
+                     fund_id=fund_of(uow, contract, creditor)))
     return payable, receivable
 
 

@@ -16,14 +16,14 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import Integer, String, bindparam, insert, inspect, select, text, update
+from sqlalchemy import bindparam, insert, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.access import Actor
-from ledger.db import UnitOfWork
+from ledger.db import UnitOfWork, has_pending, queue_statement, send_buffered
 from ledger.errors import Conflict, ValidationError
 from ledger.models import AuditEvent, Base, IdempotencyKey
-from ledger.models.base import UTCDateTime, utcnow
+from ledger.models.base import utcnow
 
 T = TypeVar("T")
 
@@ -113,11 +113,19 @@ def run_mutation(
     conn = uow.session.connection()
     event = {"actor": actor.name, "role": actor.role, "party_id": actor.party_id, "operation": operation,
              "input": canonical_json(clean), "result_type": rtype, "result_id": rid}
-    if key_id is not None and conn.dialect.name == "postgresql":
-        # the key's result and the audit event in one statement: one round trip where the writer of a
-        # group commit batch would wait for two (SQLite has no round trip to save, nor UPDATE in WITH)
-        conn.execute(_RESULT_AND_AUDIT, {**event, "key_id": key_id, "new_type": rtype or "", "new_id": rid or "",
-                                         "occurred_at": utcnow()})
+    if conn.dialect.name == "postgresql":
+        # the key's result and the audit event in one statement (SQLite has no round trip to save, nor
+        # UPDATE in WITH); nothing reads its result, so behind a posting still waiting on the connection
+        # it waits too, and goes with whatever is sent next or the commit: no round trip of its own. A
+        # unit of work that may run again does so if it fails there (as for the posting), without queueing
+        sql, params = _POSTGRESQL_AUDIT[key_id is not None], {**event, "occurred_at": utcnow()}
+        if key_id is not None:
+            params.update(key_id=key_id, new_type=rtype or "", new_id=rid or "")
+        if uow.may_rerun and has_pending(conn):
+            send_buffered(conn)  # (the posting first, then what records it)
+            queue_statement(conn, sql, params)
+        else:
+            conn.exec_driver_sql(sql, params)
     else:
         if key_id is not None:
             conn.execute(_RESULT, {"key_id": key_id, "new_type": rtype or "", "new_id": rid or ""})
@@ -135,12 +143,15 @@ _EXISTING = select(_KEYS.c.request_hash, _KEYS.c.result_type, _KEYS.c.result_id)
 _RESULT = update(_KEYS).where(_KEYS.c.id == bindparam("key_id")).values(
     result_type=bindparam("new_type"), result_id=bindparam("new_id"))
 _AUDIT = insert(_EVENTS)
-# PostgreSQL: _RESULT and _AUDIT together. Written out rather than as an INSERT with the UPDATE
-# added as a CTE: SQLAlchemy would add every execution parameter named like a key column (the
-# event's `operation`) to the UPDATE's SET.
-_RESULT_AND_AUDIT = text(
-    "WITH result AS (UPDATE idempotency_keys SET result_type = :new_type, result_id = :new_id WHERE id = :key_id) "
-    "INSERT INTO audit_events (occurred_at, actor, role, party_id, operation, input, result_type, result_id) "
-    "VALUES (:occurred_at, :actor, :role, :party_id, :operation, :input, :result_type, :result_id)"
-).bindparams(bindparam("occurred_at", type_=UTCDateTime()), bindparam("party_id", type_=Integer()),
-             bindparam("result_type", type_=String()), bindparam("result_id", type_=String()))
+# PostgreSQL, in the driver's own parameter style (they may be queued on it): by whether a key's result
+# is written with the event. Written out rather than as an INSERT with the UPDATE added as a CTE:
+# SQLAlchemy would add every execution parameter named like a key column (the event's `operation`)
+# to the UPDATE's SET.
+_EVENT_SQL = ("INSERT INTO audit_events (occurred_at, actor, role, party_id, operation, input, result_type, "
+              "result_id) VALUES (%(occurred_at)s, %(actor)s, %(role)s, %(party_id)s, %(operation)s, %(input)s, "
+              "%(result_type)s, %(result_id)s)")
+_POSTGRESQL_AUDIT = {
+    False: _EVENT_SQL,
+    True: "WITH result AS (UPDATE idempotency_keys SET result_type = %(new_type)s, result_id = %(new_id)s "
+          "WHERE id = %(key_id)s) " + _EVENT_SQL,
+}

@@ -1018,6 +1018,12 @@ def send_buffered(conn) -> None:
         buffer.send(conn)
 
 
+def has_pending(conn) -> bool:
+    """Whether postings wait on `conn` (buffered, queued or held back, `ledger.journal.post`): what is
+    sent next goes behind them, and whatever reads a result waits for them too."""
+    return _BUFFER in conn.info or _QUEUE in conn.info
+
+
 def sync_pending(conn) -> None:
     """Before a statement sent on `conn`'s driver connection directly (not through SQLAlchemy, whose
     statements do this themselves): the postings buffered or queued before it, sent and waited for."""

@@ -8,8 +8,10 @@
 """
 from __future__ import annotations
 
+import threading
 from datetime import date
 
+import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from sqlalchemy import event, func, select
 
@@ -100,6 +102,7 @@ def test_a_keyed_mutation_writes_its_result_and_its_audit_event_in_one_statement
         uow, actor=FM, operation="depositCapital", params={"fundId": fund.id, "amount": "5.00"}, idempotency_key="k-1",
         action=lambda: funds.deposit_capital(uow, actor=FM, fund_id=fund.id, amount=sek("5.00"),
                                              effective_date=date(2026, 1, 1), reference="r"))))
+    # (the statement is seen at the driver's cursor: on PostgreSQL it may be queued behind the posting)
     writes = [s for s in seen if "AUDIT_EVENTS" in s or ("IDEMPOTENCY_KEYS" in s and not s.startswith("INSERT"))]
     if engine.dialect.name == "postgresql":
         assert len(writes) == 1 and writes[0].startswith("WITH RESULT AS (UPDATE IDEMPOTENCY_KEYS"), writes
@@ -120,3 +123,54 @@ def test_a_keyed_mutation_writes_its_result_and_its_audit_event_in_one_statement
                              idempotency_key="k-1", action=lambda: 1 / 0)
         uow.commit()
     assert again.sequence == tx.sequence
+
+
+def _keyed_deposit(fund_id: int, key: str, amount: str):
+    return lambda uow: run_mutation(
+        uow, actor=FM, operation="depositCapital", params={"fundId": fund_id, "amount": amount}, idempotency_key=key,
+        action=lambda: funds.deposit_capital(uow, actor=FM, fund_id=fund_id, amount=sek(amount),
+                                             effective_date=date(2026, 1, 1), reference=key))
+
+
+@pytest.mark.parametrize("group_commit", [False, True], ids=["alone", "group-commit"])
+def test_keyed_mutations_through_the_writer_leave_each_result_and_audit_event_committed(fresh_engine, group_commit):
+    # given a fund with its accounts, and mutations run as the service runs them: alone (rerunnable, its
+    # posting, result and event sent with its COMMIT on PostgreSQL) or in group commit batches, from
+    # several threads at once
+    fund, *_ = funded(Database(fresh_engine), FM, capital="1.00")
+    db = Database(fresh_engine, group_commit=group_commit)
+    keys = [f"k-{t}-{i}" for t in range(4) for i in range(6)]
+    answers: dict[str, int] = {}
+    failed: list[BaseException] = []
+
+    def client(t: int) -> None:
+        try:
+            for i in range(6):
+                key = f"k-{t}-{i}"
+                answers[key] = db.write(_keyed_deposit(fund.id, key, f"{t + 1}.{i:02d}")).sequence
+        except BaseException as exc:  # noqa: BLE001 - asserted below, in the test's thread
+            failed.append(exc)
+
+    try:
+        threads = [threading.Thread(target=client, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        # a key sent again answers its result without posting again
+        again = db.write(_keyed_deposit(fund.id, keys[5], "1.05")).sequence
+    finally:
+        if db.group_commit is not None:
+            db.group_commit.close()
+    assert not failed, failed
+    assert again == answers[keys[5]]
+    # then every key names its own transaction, and one audit event says who did it with what
+    with Database(fresh_engine).reading() as s:
+        stored = {k.key: k for k in s.execute(select(IdempotencyKey)).scalars()}
+        events = s.execute(select(AuditEvent).where(AuditEvent.operation == "depositCapital")).scalars().all()
+        assert sorted(stored) == sorted(keys)
+        assert {k: (v.result_type, v.result_id) for k, v in stored.items()} == {
+            k: ("Transaction", str(answers[k])) for k in keys}
+        assert sorted(int(e.result_id) for e in events) == sorted(answers.values())
+        assert len(set(answers.values())) == len(keys)
+        assert journal.verify(s).ok

@@ -1047,6 +1047,13 @@ def queue_statement(conn, sql: str, params, *, alone: bool = False) -> None:
         if raw.cursor_factory is _HeldFirstCursor:  # (make_engine's connections)
             conn.info[_QUEUE] = raw._utfall_held = _Held(raw, sql, params, conn.info)
             return
+    _pipeline(conn)[1].execute(sql, params)
+
+
+def _pipeline(conn):
+    """(pipeline, cursor) of the statements queued on `conn`, a pipeline opened if none is: a statement
+    held back alone goes first in it (`_Held`)."""
+    queued = conn.info.get(_QUEUE)
     if isinstance(queued, _Held):  # another statement after it: the held one goes first, in a pipeline
         del conn.info[_QUEUE]
         queue_statement(conn, queued.sql, queued.params)
@@ -1057,7 +1064,22 @@ def queue_statement(conn, sql: str, params, *, alone: bool = False) -> None:
         _begin_unsynced(raw, pipeline.__enter__())
         queued = conn.info[_QUEUE] = (pipeline, raw.cursor())
     conn.info[_QUEUED] = True
-    queued[1].execute(sql, params)
+    return queued
+
+
+def fetch_after_pending(conn, sql: str, params):
+    """`sql` (in the driver's parameter style) sent behind the postings pending on `conn`, all waited
+    for in ONE round trip, where syncing them and then sending it took two: its first row, or None.
+    Raises the first pending statement's error, as `sync_queued` does (an earlier unit of work's, in
+    a batch: the rerun says whose). Call it only where something is pending (`has_pending`)."""
+    send_buffered(conn)
+    if _QUEUE not in conn.info:  # (nothing was pending after all: what must precede anything sent, first)
+        _before_sending(conn.connection.driver_connection)
+    _pipeline(conn)
+    cursor = conn.connection.driver_connection.cursor()  # its own: the queue's cursor holds their results
+    cursor.execute(sql, params)
+    sync_queued(conn)
+    return cursor.fetchone()
 
 
 def _begin_unsynced(raw, pipeline) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy import event, func, select
 from ledger import chart, funds, journal
 from ledger.access import Actor
 from ledger.audit import run_mutation
-from ledger.db import Database
+from ledger.db import Database, make_engine
 from ledger.models import Account, AuditEvent, IdempotencyKey
 from tests.factories import funded, party, sek
 
@@ -132,14 +132,18 @@ def _keyed_deposit(fund_id: int, key: str, amount: str):
                                              effective_date=date(2026, 1, 1), reference=key))
 
 
-@pytest.mark.parametrize("group_commit", [False, True], ids=["alone", "group-commit"])
-def test_keyed_mutations_through_the_writer_leave_each_result_and_audit_event_committed(fresh_engine, group_commit):
+@pytest.mark.parametrize("how", ["alone", "group-commit", "beside-another-process"])
+def test_keyed_mutations_through_the_writer_leave_each_result_and_audit_event_committed(fresh_engine, how):
     # given a fund with its accounts, and mutations run as the service runs them: alone (rerunnable, its
-    # posting, result and event sent with its COMMIT on PostgreSQL) or in group commit batches, from
-    # several threads at once
+    # posting, result and event sent with its COMMIT on PostgreSQL) or in group commit batches (each
+    # claim sent behind the mutation before it), from several threads at once; and beside another
+    # "process" (an engine of its own) posting meanwhile, so that this one's chain memory is often out of
+    # date and a posting queued in a batch fails where the next mutation's claim waits for it
     fund, *_ = funded(Database(fresh_engine), FM, capital="1.00")
-    db = Database(fresh_engine, group_commit=group_commit)
+    db = Database(fresh_engine, group_commit=how != "alone")
+    other = Database(make_engine(fresh_engine.url.render_as_string(hide_password=False))) if how == "beside-another-process" else None
     keys = [f"k-{t}-{i}" for t in range(4) for i in range(6)]
+    other_keys = [f"o-{i}" for i in range(12)] if other is not None else []
     answers: dict[str, int] = {}
     failed: list[BaseException] = []
 
@@ -151,8 +155,17 @@ def test_keyed_mutations_through_the_writer_leave_each_result_and_audit_event_co
         except BaseException as exc:  # noqa: BLE001 - asserted below, in the test's thread
             failed.append(exc)
 
+    def other_process() -> None:
+        try:
+            for key in other_keys:
+                answers[key] = other.write(_keyed_deposit(fund.id, key, "9.99")).sequence
+        except BaseException as exc:  # noqa: BLE001 - asserted below, in the test's thread
+            failed.append(exc)
+
     try:
         threads = [threading.Thread(target=client, args=(t,)) for t in range(4)]
+        if other is not None:
+            threads.append(threading.Thread(target=other_process))
         for th in threads:
             th.start()
         for th in threads:
@@ -162,15 +175,17 @@ def test_keyed_mutations_through_the_writer_leave_each_result_and_audit_event_co
     finally:
         if db.group_commit is not None:
             db.group_commit.close()
+        if other is not None:
+            other.engine.dispose()
     assert not failed, failed
     assert again == answers[keys[5]]
     # then every key names its own transaction, and one audit event says who did it with what
     with Database(fresh_engine).reading() as s:
         stored = {k.key: k for k in s.execute(select(IdempotencyKey)).scalars()}
         events = s.execute(select(AuditEvent).where(AuditEvent.operation == "depositCapital")).scalars().all()
-        assert sorted(stored) == sorted(keys)
+        assert sorted(stored) == sorted(keys + other_keys)
         assert {k: (v.result_type, v.result_id) for k, v in stored.items()} == {
-            k: ("Transaction", str(answers[k])) for k in keys}
+            k: ("Transaction", str(answers[k])) for k in keys + other_keys}
         assert sorted(int(e.result_id) for e in events) == sorted(answers.values())
-        assert len(set(answers.values())) == len(keys)
+        assert len(set(answers.values())) == len(keys + other_keys)
         assert journal.verify(s).ok

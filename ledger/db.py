@@ -1055,7 +1055,10 @@ def _pipeline(conn):
     held back alone goes first in it (`_Held`)."""
     queued = conn.info.get(_QUEUE)
     if isinstance(queued, _Held):  # another statement after it: the held one goes first, in a pipeline
-        del conn.info[_QUEUE]
+        # no longer held: were it left on the connection, the pipeline's cursor would send it first
+        # (`_held_first_cursor`), and then once more as queued — the second failing, and the unit of
+        # work rerun for nothing
+        queued.drop()
         queue_statement(conn, queued.sql, queued.params)
         queued = conn.info[_QUEUE]
     if queued is None:

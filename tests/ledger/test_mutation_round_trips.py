@@ -19,7 +19,7 @@ from ledger import chart, funds, journal
 from ledger.access import Actor
 from ledger.audit import run_mutation
 from ledger.db import Database, make_engine
-from ledger.models import Account, AuditEvent, IdempotencyKey
+from ledger.models import Account, AuditEvent, IdempotencyKey, Transaction
 from tests.factories import funded, party, sek
 
 FM = Actor("frida", "FUND_MANAGER", token_id=None)
@@ -189,3 +189,37 @@ def test_keyed_mutations_through_the_writer_leave_each_result_and_audit_event_co
         assert sorted(int(e.result_id) for e in events) == sorted(answers.values())
         assert len(set(answers.values())) == len(keys + other_keys)
         assert journal.verify(s).ok
+
+
+def _two_postings(fund_id: int):
+    def work(uow):
+        first = funds.deposit_capital(uow, actor=FM, fund_id=fund_id, amount=sek("1.00"), effective_date=date(2026, 1, 1),
+                                      reference="first")
+        funds.deposit_capital(uow, actor=FM, fund_id=fund_id, amount=sek("2.00"), effective_date=date(2026, 1, 1),
+                              reference="second")
+        return first
+    return work
+
+
+@pytest.mark.parametrize("work", ["keyed mutation", "two postings"])
+def test_a_unit_of_work_with_a_posting_and_more_after_it_runs_once(fresh_engine, work):
+    # given a lone unit of work (no group commit) whose posting is held back to go with its COMMIT on
+    # PostgreSQL, and then something more queued behind it: the key's result and audit event, or a second
+    # posting. The held posting must go first, once: sent twice, the second would fail and the whole
+    # unit of work would run again (correct in the end, but twice the work and round trips)
+    fund, *_ = funded(Database(fresh_engine), FM, capital="1.00")
+    db = Database(fresh_engine)
+    runs: list[bool] = []
+    make = _keyed_deposit(fund.id, "once", "3.00") if work == "keyed mutation" else _two_postings(fund.id)
+
+    def counted(uow):
+        runs.append(uow.may_rerun)
+        return make(uow)
+
+    for _ in range(3):  # (the first posting of a process reads the head; later ones post from its memory)
+        runs.clear()
+        tx = db.write(counted)
+        assert len(runs) == 1, f"ran {len(runs)} times"
+    with db.reading() as s:
+        assert journal.verify(s).ok
+        assert s.execute(select(func.max(Transaction.sequence))).scalar_one() == tx.sequence + (work == "two postings")

@@ -172,7 +172,7 @@ def run(quick: bool = False, backends=BACKENDS, log=lambda m: print(m, file=sys.
     out = []
     for backend in backends:
         with tempfile.TemporaryDirectory() as tmp:
-            url, drop, token, _contract = _database(backend, Path(tmp))
+            url, drop, token, *_ = _database(backend, Path(tmp))  # (the auditor's token)
             log_path = Path(tmp) / "server.log"
             port = _free_port()
             env = {**os.environ, "DATABASE_URL": url, "UTFALL_ENV": "production",

@@ -52,8 +52,8 @@ NAMES = {
 def account(uow: UnitOfWork, code: str, party_id: int, currency: str, *, contract_id: int | None = None,
             counterparty_id: int | None = None, fund_id: int | None = None) -> Account:
     """The account of `code` for this owner (and contract, counterparty, fund), opened on first use."""
-    return journal.open_account(uow, code=code, name=NAMES[code], party_id=party_id, currency=currency,
-                                contract_id=contract_id, counterparty_id=counterparty_id, fund_id=fund_id)
+    return accounts(uow, wanted(code, party_id, currency, contract_id=contract_id, counterparty_id=counterparty_id,
+                                fund_id=fund_id))[0]
 
 
 def wanted(code: str, party_id: int, currency: str, *, contract_id: int | None = None,

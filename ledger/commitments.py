@@ -57,13 +57,13 @@ def accounts(uow: UnitOfWork, contract: OutcomeContract, fund: OutcomesFund, par
     """(commitment, contra) accounts of one payer for the contract."""
     cur = contract.currency
     if party_id == fund.manager_id:
-        pair = chart.accounts(uow,
-                              chart.wanted(chart.FUND_COMMITTED, party_id, cur, contract_id=contract.id, fund_id=fund.id),
-                              chart.wanted(chart.FUND_COMMITMENT_RESERVE, party_id, cur, fund_id=fund.id))
+        commitment, contra = chart.accounts(
+            uow, chart.wanted(chart.FUND_COMMITTED, party_id, cur, contract_id=contract.id, fund_id=fund.id),
+            chart.wanted(chart.FUND_COMMITMENT_RESERVE, party_id, cur, fund_id=fund.id))
     else:
-        pair = chart.accounts(uow, chart.wanted(chart.PAYER_COMMITTED, party_id, cur, contract_id=contract.id),
-                              chart.wanted(chart.PAYER_COMMITMENT_RESERVE, party_id, cur))
-    return pair[0], pair[1]
+        commitment, contra = chart.accounts(uow, chart.wanted(chart.PAYER_COMMITTED, party_id, cur, contract_id=contract.id),
+                                            chart.wanted(chart.PAYER_COMMITMENT_RESERVE, party_id, cur))
+    return commitment, contra
 
 
 def current(s: Session, contract_id: int) -> dict[int, int]:

@@ -31,6 +31,10 @@ class Settings:
     # PostgreSQL: a request's bounded hot reads awaited on the server's event loop, not in a worker
     # thread (api.loop_reads; ops/SCALING.md); UTFALL_READS_ON_LOOP=0 keeps every read in threads
     reads_on_loop: bool = True
+    # PostgreSQL with group commit: this machine's processes share one writer (ledger.shared_writer):
+    # the one holding the writer seat makes the others' mutations in its batches. UTFALL_SHARED_WRITER;
+    # on by default for `uvicorn --factory api.asgi:create --workers N`, off for one process
+    shared_writer: bool = False
 
     @property
     def production(self) -> bool:
@@ -70,7 +74,10 @@ def load(environ: dict | None = None, *, require_secret: bool = True) -> Setting
     reads_on_loop = env.get("UTFALL_READS_ON_LOOP", "1")
     if reads_on_loop not in ("0", "1"):
         raise ConfigError(f"UTFALL_READS_ON_LOOP must be 0 or 1, not {reads_on_loop!r}")
-    return Settings(database_url=url, env=mode, secret=secret_bytes, signing_key=signing_key,
+    shared_writer = env.get("UTFALL_SHARED_WRITER", "0")
+    if shared_writer not in ("0", "1"):
+        raise ConfigError(f"UTFALL_SHARED_WRITER must be 0 or 1, not {shared_writer!r}")
+    return Settings(database_url=url, shared_writer=shared_writer == "1", env=mode, secret=secret_bytes, signing_key=signing_key,
                     generate_signing_key=generate, group_commit=group_commit == "1",
                     reads_on_loop=reads_on_loop == "1", document_dir=env.get("UTFALL_DOCUMENT_DIR") or default_document_dir(url),
                     document_max_bytes=_byte_count(env, "UTFALL_DOCUMENT_MAX_BYTES", 20 * 1024 * 1024),

@@ -372,7 +372,9 @@ class GroupCommit:
     refused, each writer takes the lease before its batches, holds it for a few, and catches its
     chain memory up with what the others posted when it takes it (`_lease_if_contended`); a
     writer that cannot have it in time builds its batches from the database instead
-    (`_forget_if_contended`). ops/SCALING.md: what that gains, and a writer shared by processes.
+    (`_forget_if_contended`). ops/SCALING.md: what that gains. Processes of one machine can also
+    share one writer (`ledger.shared_writer`): the others send their units of work to the process
+    holding the writer seat, whose group commit makes them in its batches.
     """
 
     def __init__(self, engine: Engine, max_batch: int = 64):
@@ -1535,13 +1537,47 @@ class Database:
     `group_commit=True` (PostgreSQL, bound to an Engine) sends `write` through a GroupCommit.
     """
 
-    def __init__(self, bind, *, group_commit: bool = False):
+    def __init__(self, bind, *, group_commit: bool = False, shared_writer: bool = False):
         self.bind = bind
         self.engine = bind if isinstance(bind, Engine) else bind.engine
         self._shared = not isinstance(bind, Engine)
         self._autocommit_engine: Engine | None = None  # statement_read_session's, made on first use
         use_group = group_commit and not self._shared and self.engine.dialect.name == "postgresql"
         self.group_commit: GroupCommit | None = GroupCommit(self.engine) if use_group else None
+        # one writer shared by this machine's processes (ledger.shared_writer): only with a group commit
+        self.shared_writer = None
+        if shared_writer and self.group_commit is not None:
+            from ledger.shared_writer import SharedWriter
+            self.shared_writer = SharedWriter(self.engine, {"unit": self._run_named})
+
+    def write_named(self, name: str, **args):
+        """`write` of the registered unit of work `name` (`ledger.shared_writer.unit_of_work`) made from
+        JSON `args`: sent to the machine's shared writer when another process holds it, so that it
+        joins that writer's batches, else run here. Its result must be JSON."""
+        from ledger.shared_writer import UNITS, NoWriter, WriterRefused
+        if self.shared_writer is not None:
+            try:
+                return self.shared_writer.send("unit", {"name": name, "args": args})
+            except NoWriter:
+                pass
+            except WriterRefused as err:
+                raise RuntimeError(f"the shared writer refused {name}: {err.kind}: {err}") from None
+        return self.write(UNITS[name](**args))
+
+    def _run_named(self, body):
+        from ledger.shared_writer import UNITS, NoWriter
+        make = UNITS.get(body["name"]) if isinstance(body, dict) else None
+        if make is None:
+            raise NoWriter()  # not known in this process: the sender runs it itself
+        return self.write(make(**body["args"]))
+
+    def close(self) -> None:
+        """Stop this Database's writing: the shared writer's seat given up, the group commit's connections
+        back to the pool (the engine itself is its owner's to dispose)."""
+        if self.shared_writer is not None:
+            self.shared_writer.close()
+        if self.group_commit is not None:
+            self.group_commit.close()
 
     def write(self, fn):
         """Run `fn(uow)` as one unit of work and commit it (unless `fn` did); `fn`'s result.

@@ -19,8 +19,10 @@ reads on all sizes are interleaved in the same rounds:
    also 8 and 32 threads. On PostgreSQL the ledger is measured three ways: one commit per
    posting (`ledger`: the service with `UTFALL_GROUP_COMMIT=0`); through the group commit
    (`ledger.db.GroupCommit`) of this process (the service's default on PostgreSQL); and with
-   the clients split over 2 worker processes, each with its own group commit
-   (`--posting-worker`, started off the clock; as `uvicorn --workers 2` serves). References, in
+   the clients split over 2 worker processes sharing one writer (`ledger.shared_writer`: the
+   process holding the writer seat makes both processes' postings in its group commit's batches;
+   `--posting-worker`, started off the clock; as `uvicorn --factory api.asgi:create --workers 2`
+   serves). References, in
    the same rounds:
    - `pgledger transfer` (PostgreSQL): pgledger (../shared/reference/pgledger, or
      UTFALL_PGLEDGER), a pure-PostgreSQL ledger without a chain, loaded into a database of
@@ -88,6 +90,7 @@ from sqlalchemy import bindparam, event, func, insert, select, update
 from ledger import db as ledger_db, effective_balances, journal, schema, tree
 from ledger import money as m
 from ledger.db import Database, make_engine
+from ledger.shared_writer import unit_of_work
 from ledger.models import Account, EffectiveBalanceBucket, Entry, LedgerHead, Party, Transaction
 
 PG_ADMIN = os.environ.get("UTFALL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -720,13 +723,25 @@ def posting_work(a: int, b: int):
                                     postings=[journal.Posting(a, DEBIT), journal.Posting(b, CREDIT)])
 
 
+@unit_of_work("bench.posting")
+def _named_posting(a: int, b: int):
+    """The benchmark posting as a named unit of work, which a process can send to the machine's shared writer."""
+    work = posting_work(a, b)
+    return lambda uow: (work(uow), None)[1]
+
+
 def posting_worker(spec: dict) -> None:
     """A posting process of the multi-process variant: `clients` threads posting through this
-    process's own group commit writer, started together on "go" from stdin (connecting and a
-    warm-up posting are off the clock); prints how many it posted and in how long."""
-    db = Database(make_engine(spec["url"], pool_size=spec["clients"] + 2, max_overflow=0), group_commit=True)
+    machine's shared writer (`ledger.shared_writer`, as `uvicorn --workers N` does): the process
+    holding the seat runs every process's postings in its group commit's batches, or, with
+    `"shared": false`, through this process's own group commit writer. Started together on "go" from
+    stdin (connecting and a warm-up posting are off the clock); prints how many it posted and in how long."""
+    shared = spec.get("shared", True)
+    db = Database(make_engine(spec["url"], pool_size=spec["clients"] + 2, max_overflow=0), group_commit=True,
+                  shared_writer=shared)
     ids = spec["ids"]
-    db.write(posting_work(ids[0], ids[1]))  # warm-up: the writer, its connection, prepared statements
+    # warm-up: the writer seat taken or found, the writer, its connection, prepared statements
+    db.write_named("bench.posting", a=ids[0], b=ids[1])
     print("ready", flush=True)
     sys.stdin.readline()
     stop = time.perf_counter() + spec["seconds"]
@@ -735,7 +750,8 @@ def posting_worker(spec: dict) -> None:
     def work(i: int) -> None:
         rng = random.Random(f"{spec['seed']}-{i}")
         while time.perf_counter() < stop:
-            db.write(posting_work(*rng.sample(ids, 2)))
+            a, b = rng.sample(ids, 2)
+            db.write_named("bench.posting", a=a, b=b)
             done[i] += 1
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(spec["clients"])]
@@ -744,19 +760,23 @@ def posting_worker(spec: dict) -> None:
         t.start()
     for t in threads:
         t.join()
-    print(json.dumps({"postings": sum(done), "seconds": time.perf_counter() - t0}), flush=True)
-    db.group_commit.close()
+    elapsed = time.perf_counter() - t0
+    sent = db.shared_writer.forwarded if db.shared_writer is not None else 0
+    print(json.dumps({"postings": sum(done), "seconds": elapsed, "sent": sent}), flush=True)
+    sys.stdin.readline()  # the seat's holder serves the others until every process is done
+    db.close()
 
 
 def rate_in_processes(lg: Ledger, ids: Sequence[int], clients: int, processes: int, seconds: float,
-                      seed: str) -> float:
-    """Postings/s of `clients` split over `processes` worker processes, each with its own writer."""
+                      seed: str, *, shared: bool = True) -> float:
+    """Postings/s of `clients` split over `processes` worker processes sharing one writer (or, not
+    `shared`, each with its own, taking turns through the writer lease)."""
     log_dir = tempfile.mkdtemp(prefix="utfall_bench_workers_")
     procs = []
     try:
         for n in range(processes):
             spec = {"url": lg.url, "ids": list(ids), "clients": max(1, clients // processes), "seconds": seconds,
-                    "seed": f"{seed}-{n}"}
+                    "seed": f"{seed}-{n}", "shared": shared}
             # each worker's stderr goes to a file: a pipe nobody reads would block it
             err = open(os.path.join(log_dir, f"worker-{n}.log"), "wb")
             procs.append((subprocess.Popen([sys.executable, "-m", "ops.bench.ledger", "--posting-worker",
@@ -769,6 +789,9 @@ def rate_in_processes(lg: Ledger, ids: Sequence[int], clients: int, processes: i
             proc.stdin.write("go\n")
             proc.stdin.flush()
         figures = [json.loads(proc.stdout.readline()) for proc, _ in procs]
+        for proc, _ in procs:
+            proc.stdin.write("done\n")
+            proc.stdin.flush()
         for proc, _ in procs:
             proc.wait(60)
         shutil.rmtree(log_dir, ignore_errors=True)
@@ -786,7 +809,7 @@ def measure_postings(lg: Ledger, bare: BareJournal, cfg: Config, size: int, ids:
     """The ledger's postings/s beside the bare references and pgledger, at 1, 8 and 32 clients
     (SQLite: 1; it has one writer), every variant interleaved round by round. On PostgreSQL the
     ledger is measured three ways: one commit per posting; through the group commit of this
-    process; and with the clients split over 2 processes, each with its own group commit."""
+    process; and with the clients split over 2 processes sharing one writer."""
     grouped = Database(lg.engine, group_commit=True) if lg.name == "postgresql" else None
 
     def ledger_client(rng):

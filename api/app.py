@@ -28,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 from strawberry.asgi import GraphQL
 from strawberry.types.unset import UNSET
 
-from api import finance_exports, results_page, uploads
+from api import finance_exports, forwarded_mutations, results_page, uploads
 from api.graphql.base import Context, RequestDB
 from api.graphql.schema import build_schema
 from api.loop_reads import LoopReads
@@ -36,6 +36,7 @@ from api.logs import IDENTITY_NUMBER
 from ledger import signing, tokens
 from ledger.config import Settings
 from ledger.db import Database, make_engine
+from ledger.shared_writer import NoWriter, WriterLost, WriterRefused
 from ledger.errors import DomainError, PermissionDenied
 from ledger.models import utcnow
 from ledger import schema as db_schema
@@ -111,6 +112,7 @@ class UtfallGraphQL(GraphQL):
         request.state.context = None
         request.state.actor = None
         request.state.touch_due = None
+        request.state.forwarded = False
         started = time.perf_counter()
         response = None
         try:
@@ -133,7 +135,8 @@ class UtfallGraphQL(GraphQL):
             log.log(logging.ERROR if status >= 500 else logging.INFO, json.dumps({
                 "event": "request", "path": "/graphql", "method": request.method, "status": status,
                 "request_id": request.state.request_id, "ms": round((time.perf_counter() - started) * 1000, 1),
-                "actor": getattr(request.state.actor, "name", None)}))
+                "actor": getattr(request.state.actor, "name", None),
+                **({"forwarded": True} if request.state.forwarded else {})}))
         response.headers["x-request-id"] = request.state.request_id
         return response
 
@@ -147,6 +150,11 @@ class UtfallGraphQL(GraphQL):
             except ClientDisconnect:
                 return error_response(400, "the client went away before sending the body", "BAD_REQUEST",
                                       request.state.request_id)
+            shared = self.db.shared_writer
+            if shared is not None and not shared.is_writer:
+                answered = await self._forward(request, shared)
+                if answered is not None:
+                    return answered
         header = request.headers.get("authorization")
         secret = None
         if header:
@@ -214,6 +222,26 @@ class UtfallGraphQL(GraphQL):
                 # the database went away while the query ran: say so, not "Unexpected error"
                 return failure_response(ctx_.unavailable, request.state.request_id)
             return response
+
+    async def _forward(self, request: Request, shared) -> Response | None:
+        """A mutation answered by the machine's shared writer (api.forwarded_mutations), or None when
+        this process answers the request itself (not a mutation, or no writer to send it to)."""
+        body = await request.body()
+        if not forwarded_mutations.is_mutation(request, body):
+            return None
+        request_id = request.state.request_id
+        sent = forwarded_mutations.message(request, body, request_id)
+        async with self.gate.slot():  # (a thread of the pool waits for the answer)
+            try:
+                reply = await asyncio.get_running_loop().run_in_executor(self.executor, shared.send, "graphql", sent)
+            except NoWriter:
+                return None
+            except (WriterLost, WriterRefused):
+                return error_response(503, "the process that makes mutations went away before answering: the "
+                                      "mutation may or may not have been made; send it again with the same "
+                                      "idempotency key", "WRITER_UNAVAILABLE", request_id)
+        request.state.forwarded = True
+        return forwarded_mutations.response(reply)
 
     @staticmethod
     def _met_dropped_connection(request: Request) -> bool:
@@ -537,7 +565,8 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
         options = pool_options(settings.database_url, workers)
         if settings.group_commit and "pool_size" in options:
             options["pool_size"] += 1  # the writer's own connection, never waiting behind the slots
-        db = Database(make_engine(settings.database_url, **options), group_commit=settings.group_commit)
+        db = Database(make_engine(settings.database_url, **options), group_commit=settings.group_commit,
+                      shared_writer=settings.shared_writer)
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="utfall-db")
     gate = DbGate(workers)
     schema = build_schema(production=settings.production)
@@ -567,9 +596,18 @@ def create_app(settings: Settings, db: Database | None = None, *, workers: int =
     async def lifespan(_app):
         quiet_expected_errors(asyncio.get_running_loop())
         gql.loop_reads = LoopReads.for_database(db, workers, enabled=settings.reads_on_loop)
+        if db.shared_writer is not None:
+            # answer other processes' mutations once this one holds the writer seat; take it, or find its
+            # holder, now rather than at the first mutation
+            loop = asyncio.get_running_loop()
+            db.shared_writer.handlers["graphql"] = forwarded_mutations.serving(app, loop)
+            await loop.run_in_executor(executor, db.shared_writer.writer_address)
         try:
             yield
         finally:
+            if db.shared_writer is not None:
+                # off the loop: the mutations other processes sent are answered on it meanwhile
+                await asyncio.get_running_loop().run_in_executor(None, db.shared_writer.close)
             loop_reads, gql.loop_reads = gql.loop_reads, None
             if loop_reads is not None:
                 await loop_reads.dispose()

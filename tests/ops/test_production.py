@@ -96,6 +96,20 @@ def test_reads_on_the_event_loop_are_on_unless_turned_off_and_a_typo_is_refused(
         load({"UTFALL_ENV": "development", "UTFALL_READS_ON_LOOP": "off"})
 
 
+def test_the_shared_writer_is_off_for_one_process_on_for_the_workers_factory_and_a_typo_is_refused(monkeypatch, tmp_path):
+    assert load({"UTFALL_ENV": "development"}).shared_writer is False
+    assert load({"UTFALL_ENV": "development", "UTFALL_SHARED_WRITER": "1"}).shared_writer is True
+    with pytest.raises(ConfigError, match="UTFALL_SHARED_WRITER"):
+        load({"UTFALL_ENV": "development", "UTFALL_SHARED_WRITER": "yes"})
+    from api import asgi
+    monkeypatch.setenv("UTFALL_ENV", "development")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    monkeypatch.delenv("UTFALL_SHARED_WRITER", raising=False)
+    assert asgi.create().state.settings.shared_writer is True  # `uvicorn --workers N` starts it
+    monkeypatch.setenv("UTFALL_SHARED_WRITER", "0")
+    assert asgi.create().state.settings.shared_writer is False
+
+
 def serve(env: dict[str, str], cwd) -> tuple[subprocess.CompletedProcess, float]:
     clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
     started = time.monotonic()

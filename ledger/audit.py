@@ -144,10 +144,10 @@ _KEYS, _EVENTS = IdempotencyKey.__table__, AuditEvent.__table__
 # INSERT of a key row that inserts nothing (and returns no id) when the key is taken
 _CLAIMS = {name: dialect.insert(_KEYS).on_conflict_do_nothing(index_elements=["scope", "key"]).returning(_KEYS.c.id)
            for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
-# _CLAIMS' PostgreSQL statement in the driver's own parameter style, for `fetch_after_pending`
-_CLAIM_POSTGRESQL = ("INSERT INTO idempotency_keys (scope, key, operation, request_hash, result_type, result_id, "
-                     "created_at) VALUES (%(scope)s, %(key)s, %(operation)s, %(request_hash)s, %(result_type)s, "
-                     "%(result_id)s, %(created_at)s) ON CONFLICT (scope, key) DO NOTHING RETURNING id")
+# _CLAIMS' PostgreSQL statement in the driver's own parameter style, for `fetch_after_pending` (which
+# queues it on the raw connection), compiled from it once: `created_at` is then given explicitly
+_CLAIM_POSTGRESQL = str(_CLAIMS["postgresql"].compile(dialect=postgresql.psycopg.dialect(), column_keys=[
+    "scope", "key", "operation", "request_hash", "result_type", "result_id", "created_at"]))
 _EXISTING = select(_KEYS.c.request_hash, _KEYS.c.result_type, _KEYS.c.result_id).where(
     _KEYS.c.scope == bindparam("scope"), _KEYS.c.key == bindparam("key"))
 _RESULT = update(_KEYS).where(_KEYS.c.id == bindparam("key_id")).values(

@@ -20,8 +20,8 @@ the seat is free; the next process to look (at its next mutation after a failed 
 `LOOK_EVERY` seconds) takes it.
 
 Who may connect: the socket lives in a directory only this user can open (0700), on this machine;
-the address is published in the seat session's `application_name`, which names the host, so a
-process on another machine never tries it. Messages are length-prefixed JSON (never pickle).
+its file name is published in the seat session's `application_name` with a hash of the host's name,
+so a process on another machine never tries it. Messages are length-prefixed JSON (never pickle).
 """
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
 """
 _PREFIX = "utfall-writer"
 _FRAME = struct.Struct("!I")
+PUBLISH_TRIES = 25  # looks, 20 ms apart, for the address of a seat taken a moment ago
 MAX_MESSAGE = 64 * 1024 * 1024  # a GraphQL body is capped far below (api.app.MAX_BODY)
 
 
@@ -165,11 +166,17 @@ class SharedWriter:
             return address
         if time.monotonic() - self._looked_at < self.LOOK_EVERY:
             return None
-        with self._lock:
+        # a first look (or one after the writer was found gone) is waited for by every caller: they are
+        # about to find where to send; a routine one is one caller's, the others run their work meanwhile
+        if not self._lock.acquire(blocking=self._looked_at == float("-inf")):
+            return None
+        try:
             if self._address is None and self._listener is None \
                     and time.monotonic() - self._looked_at >= self.LOOK_EVERY:
                 self._look()
             return self._address
+        finally:
+            self._lock.release()
 
     def _connection(self):
         conn = self._seat_conn
@@ -180,8 +187,7 @@ class SharedWriter:
         return conn
 
     def _look(self) -> None:
-        """Take the seat if it is free, else find its holder's address (under self._lock; callers
-        meanwhile wait for what it finds rather than run their work here)."""
+        """Take the seat if it is free, else find its holder's address (under self._lock)."""
         try:
             self._look_now()
         finally:
@@ -192,21 +198,36 @@ class SharedWriter:
             return
         try:
             conn = self._connection()
-            if conn.execute(_SEAT_SQL % "pg_try_advisory_lock", (_SEAT,)).fetchone()[0]:
-                try:
-                    self._serve(conn)
-                except Exception:
-                    conn.execute(_SEAT_SQL % "pg_advisory_unlock", (_SEAT,))
-                    raise
-                return
-            row = conn.execute(_FIND_SQL, (_SEAT,)).fetchone()
+            for _ in range(PUBLISH_TRIES):
+                if conn.execute(_SEAT_SQL % "pg_try_advisory_lock", (_SEAT,)).fetchone()[0]:
+                    try:
+                        self._serve(conn)
+                    except Exception:
+                        conn.execute(_SEAT_SQL % "pg_advisory_unlock", (_SEAT,))
+                        raise
+                    return
+                row = conn.execute(_FIND_SQL, (_SEAT,)).fetchone()
+                found = self._address_in((row[0] or "") if row else "")
+                if found is not False:
+                    self._address = found  # a path, or None for a holder on another machine
+                    return
+                # a moment between two holders: one has just taken the seat and publishes its address once
+                # it listens, or one has just let it go (its session ending, its socket gone) — look again
+                time.sleep(0.02)
         except Exception:  # noqa: BLE001 - no database session for the seat: run everything here
             self._drop_seat_connection()
-            return
-        name = row[0] if row else ""
+
+    @staticmethod
+    def _address_in(name: str) -> str | None | bool:
+        """The socket a holder's published name gives: its path; None if it is another machine's, or
+        not one to use; False if there is none yet (or no more) to be found."""
         parts = name.split(" ")
-        if len(parts) == 3 and parts[0] == _PREFIX and parts[1] == _host() and os.path.exists(parts[2]):
-            self._address = parts[2]
+        if len(parts) != 3 or parts[0] != _PREFIX:
+            return False  # (not published yet, or the seat was let go between the two statements)
+        if parts[1] != _host() or os.sep in parts[2]:
+            return None
+        path = os.path.join(_socket_dir(), parts[2])
+        return path if os.path.exists(path) else False
 
     def _serve(self, conn) -> None:
         path = os.path.join(_socket_dir(), f"w{os.getpid()}-{secrets.token_hex(3)}.sock")
@@ -216,7 +237,10 @@ class SharedWriter:
             os.chmod(path, 0o600)
             listener.listen(128)
             # published only once it listens: a process that finds it can connect
-            conn.execute("SELECT set_config('application_name', %s, false)", (f"{_PREFIX} {_host()} {path}",))
+            # (the file's name only: application_name holds 63 bytes, and this user's processes on this
+            # machine share the socket directory)
+            conn.execute("SELECT set_config('application_name', %s, false)",
+                         (f"{_PREFIX} {_host()} {os.path.basename(path)}",))
         except Exception:
             listener.close()
             if os.path.exists(path):

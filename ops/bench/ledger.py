@@ -771,6 +771,13 @@ def rate_in_processes(lg: Ledger, ids: Sequence[int], clients: int, processes: i
                       seed: str, *, shared: bool = True) -> float:
     """Postings/s of `clients` split over `processes` worker processes sharing one writer (or, not
     `shared`, each with its own, taking turns through the writer lease)."""
+    figures = posting_workers(lg, ids, clients, processes, seconds, seed, shared=shared)
+    return sum(f["postings"] for f in figures) / max(f["seconds"] for f in figures)
+
+
+def posting_workers(lg: Ledger, ids: Sequence[int], clients: int, processes: int, seconds: float,
+                    seed: str, *, shared: bool = True) -> list[dict]:
+    """Each worker process's figures: postings, seconds, and how many it sent to the shared writer."""
     log_dir = tempfile.mkdtemp(prefix="utfall_bench_workers_")
     procs = []
     try:
@@ -795,7 +802,7 @@ def rate_in_processes(lg: Ledger, ids: Sequence[int], clients: int, processes: i
         for proc, _ in procs:
             proc.wait(60)
         shutil.rmtree(log_dir, ignore_errors=True)
-        return sum(f["postings"] for f in figures) / max(f["seconds"] for f in figures)
+        return figures
     finally:
         for proc, err in procs:
             if proc.poll() is None:

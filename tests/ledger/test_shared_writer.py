@@ -9,6 +9,7 @@ others stuck — they run their work themselves, and one of them takes the seat.
 """
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -223,3 +224,32 @@ def test_the_writers_address_names_this_machine_and_a_socket_only_its_user_may_o
     finally:
         sw._host = real_host
         other.close()
+
+
+def test_a_process_that_looks_just_as_the_seat_is_taken_waits_for_the_holders_address(grouped, tmp_path):
+    # a holder that has taken the seat and publishes its address a moment later (it binds its socket first)
+    import socket
+
+    import psycopg
+
+    import ledger.shared_writer as sw
+    path = os.path.join(sw._socket_dir(), f"test-{os.getpid()}.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    conninfo = grouped.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    holder = psycopg.connect(conninfo, autocommit=True)
+    looking = SharedWriter(grouped.engine)
+    try:
+        assert holder.execute(sw._SEAT_SQL % "pg_try_advisory_lock", (sw._SEAT,)).fetchone()[0]
+        publish = threading.Timer(0.1, lambda: holder.execute("SELECT set_config('application_name', %s, false)",
+                                                              (f"{sw._PREFIX} {sw._host()} {os.path.basename(path)}",)))
+        publish.start()
+        # then the looking process sends to it, rather than making its own work for the next LOOK_EVERY seconds
+        assert looking.writer_address() == path
+        publish.join()
+    finally:
+        looking.close()
+        holder.close()
+        listener.close()
+        os.unlink(path)

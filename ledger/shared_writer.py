@@ -133,7 +133,9 @@ class SharedWriter:
     takes the message's body and returns a JSON result (run in a thread per sending connection,
     so a handler may block in the group commit like any caller)."""
 
-    LOOK_EVERY = 2.0  # seconds between looks for a writer (or a free seat) while none is known
+    LOOK_EVERY = 2.0  # seconds between looks for a writer (or a free seat) while none is known, and
+    # between checks, while this process serves, that its seat session is alive
+    STEP_DOWN_DRAIN_SECONDS = 10.0
     CONNECT_TIMEOUT = 1.0
 
     def __init__(self, engine: Engine, handlers: dict[str, Callable[[object], object]] | None = None):
@@ -151,6 +153,7 @@ class SharedWriter:
         self._busy = 0  # messages being run now
         self.forwarded = 0  # messages sent to the writer and answered (for benchmarks and tests)
         self.served = 0  # messages this process served as the writer
+        self.stepped_down = 0  # times this process stopped serving, its seat session lost
 
     @property
     def is_writer(self) -> bool:
@@ -248,6 +251,7 @@ class SharedWriter:
             raise
         self._listener, self._path = listener, path
         threading.Thread(target=self._accept, args=(listener,), name="utfall-writer-seat", daemon=True).start()
+        threading.Thread(target=self._keep_seat, args=(conn,), name="utfall-writer-seat-check", daemon=True).start()
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -387,6 +391,13 @@ class SharedWriter:
         call it off the event loop its handlers use), then close every connection of it."""
         with self._lock:
             self._closed = True
+        self._stop_serving(drain_seconds)
+        with self._lock:
+            self._drop_seat_connection()  # its session's end frees the seat
+        self._drop_local()
+
+    def _stop_serving(self, drain_seconds: float) -> None:
+        with self._lock:
             listener, self._listener = self._listener, None
             if listener is not None:
                 try:
@@ -413,5 +424,25 @@ class SharedWriter:
                     sock.shutdown(socket.SHUT_RDWR)  # one still running after the drain: its sender hears WriterLost
                 except OSError:
                     pass
-            self._drop_seat_connection()  # its session's end frees the seat
-        self._drop_local()
+
+    def _keep_seat(self, conn) -> None:
+        """While this process serves, check every LOOK_EVERY seconds that its seat session is alive. A
+        session the database ended (a restart, a failover, a terminated backend) has let the seat go, and
+        another process may hold it now: this one stops serving (answering what it is running first) and
+        looks again at its next mutation, as a process that has just started."""
+        while True:
+            time.sleep(self.LOOK_EVERY)
+            with self._lock:
+                if self._closed or self._seat_conn is not conn or self._listener is None:
+                    return
+                try:
+                    conn.execute("SELECT 1")
+                    continue
+                except Exception:  # noqa: BLE001 - the session is gone, and the seat with it
+                    pass
+            self._stop_serving(self.STEP_DOWN_DRAIN_SECONDS)
+            with self._lock:
+                self._drop_seat_connection()
+                self._looked_at = float("-inf")
+                self.stepped_down += 1
+            return

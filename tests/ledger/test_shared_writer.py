@@ -253,3 +253,30 @@ def test_a_process_that_looks_just_as_the_seat_is_taken_waits_for_the_holders_ad
         holder.close()
         listener.close()
         os.unlink(path)
+
+
+def test_a_writer_whose_seat_session_the_database_ends_stops_serving_and_the_seat_is_taken_again(
+        grouped, processes, monkeypatch):
+    import psycopg
+
+    monkeypatch.setattr(SharedWriter, "LOOK_EVERY", 0.1)
+    first, second = processes
+    a, b = (acc.id for acc in accounts(grouped, 2))
+    first.write_named("test.transfer", a=a, b=b, description="seat")
+    assert second.write_named("test.transfer", a=b, b=a, description="sent") == 2
+    # when the database ends the writer's seat session (a restart, a failover, a terminated backend)
+    conninfo = grouped.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        pid = first.shared_writer._seat_conn.info.backend_pid
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+    # then it stops serving within a check or two
+    for _ in range(100):
+        if not first.shared_writer.is_writer:
+            break
+        threading.Event().wait(0.05)
+    assert not first.shared_writer.is_writer and first.shared_writer.stepped_down == 1
+    # and both go on writing, each unit of work once, through whichever process takes the seat next
+    assert second.write_named("test.transfer", a=a, b=b, description="after, second") == 3
+    assert first.write_named("test.transfer", a=b, b=a, description="after, first") == 4
+    assert first.shared_writer.is_writer != second.shared_writer.is_writer
+    assert chain_length_if_whole(grouped) == 4

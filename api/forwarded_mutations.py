@@ -23,7 +23,7 @@ from ledger.shared_writer import NoWriter
 # set on a request the writer receives from another process: answered there, never sent on again
 FORWARDED = "x-utfall-forwarded"
 ANSWER_WITHIN = 300.0  # seconds the writer gives a forwarded request (a payout over 100 000 items: ~0.3 s)
-_NOT_SENT = {"content-length", "connection", "transfer-encoding", "keep-alive", "upgrade", "host", FORWARDED}
+_NOT_SENT = {"content-length", "connection", "transfer-encoding", "keep-alive", "upgrade", FORWARDED}
 
 
 @lru_cache(maxsize=512)

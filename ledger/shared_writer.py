@@ -98,6 +98,26 @@ def _socket_dir() -> str:
     return path
 
 
+def _remove_dead_sockets(directory: str) -> None:
+    """Remove the sockets of writers whose process is gone (killed, or it never closed): a writer's file
+    is named by its pid, and the directory is shared by every database this user serves here."""
+    for name in os.listdir(directory):
+        if not (name.startswith("w") and name.endswith(".sock") and "-" in name):
+            continue
+        pid = name[1:].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+        except OSError:  # alive, someone else's
+            pass
+
+
 def _send(sock: socket.socket, message: object) -> None:
     data = json.dumps(message, separators=(",", ":")).encode()
     sock.sendall(_FRAME.pack(len(data)) + data)
@@ -233,6 +253,7 @@ class SharedWriter:
         return path if os.path.exists(path) else False
 
     def _serve(self, conn) -> None:
+        _remove_dead_sockets(_socket_dir())
         path = os.path.join(_socket_dir(), f"w{os.getpid()}-{secrets.token_hex(3)}.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

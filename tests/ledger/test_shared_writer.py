@@ -280,3 +280,28 @@ def test_a_writer_whose_seat_session_the_database_ends_stops_serving_and_the_sea
     assert first.write_named("test.transfer", a=b, b=a, description="after, first") == 4
     assert first.shared_writer.is_writer != second.shared_writer.is_writer
     assert chain_length_if_whole(grouped) == 4
+
+
+def test_a_writer_taking_the_seat_removes_the_sockets_of_writers_whose_process_is_gone(grouped, processes):
+    import subprocess
+    import sys
+
+    import ledger.shared_writer as sw
+    directory = sw._socket_dir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead = os.path.join(directory, f"w{gone.stdout.strip()}-test00.sock")  # a writer killed before it closed
+    alive = os.path.join(directory, f"w{os.getppid()}-test00.sock")  # a live process's (another database's)
+    for path in (dead, alive):
+        with open(path, "w"):
+            pass
+    try:
+        first, _ = processes
+        a, b = (acc.id for acc in accounts(grouped, 2))
+        first.write_named("test.transfer", a=a, b=b, description="seat")
+        assert first.shared_writer.is_writer
+        assert not os.path.exists(dead) and os.path.exists(alive)
+    finally:
+        for path in (dead, alive):
+            if os.path.exists(path):
+                os.unlink(path)

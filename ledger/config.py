@@ -77,8 +77,8 @@ def load(environ: dict | None = None, *, require_secret: bool = True) -> Setting
     shared_writer = env.get("UTFALL_SHARED_WRITER", "0")
     if shared_writer not in ("0", "1"):
         raise ConfigError(f"UTFALL_SHARED_WRITER must be 0 or 1, not {shared_writer!r}")
-    return Settings(database_url=url, shared_writer=shared_writer == "1", env=mode, secret=secret_bytes, signing_key=signing_key,
-                    generate_signing_key=generate, group_commit=group_commit == "1",
+    return Settings(database_url=url, env=mode, secret=secret_bytes, signing_key=signing_key,
+                    generate_signing_key=generate, group_commit=group_commit == "1", shared_writer=shared_writer == "1",
                     reads_on_loop=reads_on_loop == "1", document_dir=env.get("UTFALL_DOCUMENT_DIR") or default_document_dir(url),
                     document_max_bytes=_byte_count(env, "UTFALL_DOCUMENT_MAX_BYTES", 20 * 1024 * 1024),
                     import_max_bytes=_byte_count(env, "UTFALL_IMPORT_MAX_BYTES", 512 * 1024 * 1024))

@@ -861,11 +861,7 @@ class GroupCommit:
 
     def _drop_lease_connection(self) -> None:
         conn, self._lease_conn = self._lease_conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+        close_quietly(conn)
 
     def _commit(self, batch: list["_Job"], *, isolated: bool = False) -> None:
         """Run `batch` in one transaction and commit it; if a run fails, roll it back, answer the unit
@@ -994,6 +990,16 @@ _QUEUE = "utfall_queued_statements"  # in a batch connection's info: its open pi
 _QUEUED = "utfall_queued_in_run"  # set once a statement was queued in the batch's current run
 _BUFFER = "utfall_buffered_postings"  # in a batch connection's info: postings not yet sent (`send_buffered`)
 _USES = "utfall_batches_committed"  # in a kept batch connection's info: how many batches it committed
+
+
+def close_quietly(conn) -> None:
+    """Close a raw driver connection of the writer's own (the lease's, the writer seat's), if any; one
+    already gone is closed anyway."""
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
 
 
 def _give_back(conn) -> None:

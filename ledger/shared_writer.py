@@ -30,7 +30,6 @@ import json
 import os
 import secrets
 import socket
-import socket as socket_module
 import struct
 import tempfile
 import threading
@@ -38,6 +37,8 @@ import time
 from typing import Callable
 
 from sqlalchemy.engine import Engine
+
+from ledger.db import close_quietly
 
 # the seat's advisory lock is (this, the schema's hashtext), as the writer lease's (ledger.db)
 _SEAT = 0x7574_6602  # "utf" + 2
@@ -87,7 +88,7 @@ def unit_of_work(name: str):
 
 
 def _host() -> str:
-    return hashlib.sha256(socket_module.gethostname().encode()).hexdigest()[:8]
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def _socket_dir() -> str:
@@ -401,11 +402,7 @@ class SharedWriter:
 
     def _drop_seat_connection(self) -> None:
         conn, self._seat_conn = self._seat_conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+        close_quietly(conn)
 
     def close(self, drain_seconds: float = 10.0) -> None:
         """Give the seat up: take no more messages, answer the ones being run (for up to `drain_seconds`;

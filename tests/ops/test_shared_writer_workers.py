@@ -15,6 +15,7 @@ import urllib.request
 
 import pytest
 
+from api.graphql.base import to_global_id
 from ledger import tokens
 from ledger.access import SYSTEM, Actor
 from ledger.db import Database
@@ -77,7 +78,6 @@ def test_two_uvicorn_workers_share_one_writer_and_make_each_mutation_once(fresh_
     with db.uow() as uow:
         fm = tokens.create_token(uow, actor=SYSTEM, name="frida", role="FUND_MANAGER").token
         uow.commit()
-    from api.graphql.base import to_global_id
     fund_id = to_global_id("Fund", fund.id)
     port = _free_port()
     log_path = tmp_path / "server.log"

@@ -30,7 +30,15 @@ def get_fund(uow_or_session, fund_id: int) -> OutcomesFund:
     fund = s.get(OutcomesFund, fund_id)
     if fund is None:
         raise NotFound(f"fund {fund_id} does not exist", code="UNKNOWN_FUND", field=["fundId"])
+    # held for as long as the session (a unit of work's, a request's reads): the session's identity map
+    # holds what it loaded only weakly, so a fund read by a use case and again for its mutation's answer
+    # (depositCapital) was read from the database twice, the second time waiting for the posting queued
+    # before it — a round trip of each deposit's own inside a group commit batch
+    s.info.setdefault(_HELD_FUNDS, {})[fund_id] = fund
     return fund
+
+
+_HELD_FUNDS = "utfall.funds_read"
 
 
 def deposit_capital(uow: UnitOfWork, *, actor: Actor, fund_id: int, amount: m.Money, effective_date: date,

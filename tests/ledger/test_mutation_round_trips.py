@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import gc
 import threading
 from datetime import date
 
@@ -94,6 +95,20 @@ def test_a_deposit_reads_its_fund_and_its_two_accounts_in_two_statements(db, eng
     reads = [s for s in seen if s.startswith("SELECT") and ("FROM OUTCOME_FUNDS" in s or "LEDGER_ACCOUNTS.KEY" in s)]
     assert len(reads) == 2, reads
     assert "FROM OUTCOME_FUNDS" in reads[0] and "LEDGER_ACCOUNTS.KEY IN" in reads[1]
+
+
+def test_a_deposit_and_its_answer_read_the_fund_once(db, engine):
+    # as depositCapital's resolver does: the use case, then the fund again for the payload
+    fund, *_ = funded(db, FM, capital="")
+
+    def deposit_and_answer(uow):
+        tx = funds.deposit_capital(uow, actor=FM, fund_id=fund.id, amount=sek("100.00"),
+                                   effective_date=date(2026, 1, 1), reference="r")
+        gc.collect()  # nothing else of the use case's holds the fund it read
+        return tx, funds.get_fund(uow, fund.id)
+    (tx, answered), seen = _sent_by(engine, lambda: _in_one_uow(db, deposit_and_answer))
+    assert answered.id == fund.id and answered.name == fund.name and tx.sequence > 0
+    assert len([s for s in seen if s.startswith("SELECT") and "FROM OUTCOME_FUNDS" in s]) == 1, seen
 
 
 def test_a_keyed_mutation_writes_its_result_and_its_audit_event_in_one_statement_on_postgresql(db, engine):
